@@ -1,0 +1,1 @@
+"""Everything that touches the outside: store settings, SQL, the change feed, keys."""

@@ -1,0 +1,212 @@
+"""One small SQL seam over SQLite and PostgreSQL: connections, transactions, the raw event log.
+
+SQL is written once with `?` placeholders; for PostgreSQL they become `%s`. Read models,
+idempotency records and direct reads of the event table all go through here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from adapters.store import StoreSettings
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """One stored event as the table holds it, with its global position."""
+
+    position: int
+    run_id: UUID
+    sequence: int
+    topic: str
+    state: bytes
+
+
+class Cursor:
+    """A thin cursor that accepts `?` placeholders on both databases."""
+
+    def __init__(self, raw: Any, postgres: bool) -> None:
+        self._raw = raw
+        self._postgres = postgres
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        """Run one statement."""
+        if self._postgres:
+            sql = sql.replace("?", "%s")
+        self._raw.execute(sql, tuple(params))
+        return self
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        """All remaining rows as tuples."""
+        return [tuple(r) for r in self._raw.fetchall()]
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        """The next row, or None."""
+        row = self._raw.fetchone()
+        return None if row is None else tuple(row)
+
+    @property
+    def rowcount(self) -> int:
+        """Rows changed by the last statement."""
+        return int(self._raw.rowcount)
+
+
+class Database:
+    """Connections to the configured database, for everything but the library's own writes."""
+
+    def __init__(self, settings: StoreSettings) -> None:
+        self.settings = settings
+        self.postgres = settings.kind == "postgres"
+        self._local = threading.local()
+        self._pool: Any = None
+        if settings.sqlite_path is not None:
+            Path(settings.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+        if self.postgres:
+            from psycopg_pool import ConnectionPool
+
+            self._ensure_schema()
+            self._pool = ConnectionPool(
+                settings.pg_conninfo,
+                min_size=1,
+                max_size=settings.pool_size,
+                kwargs={"options": f"-c search_path={settings.pg_schema}"},
+                open=True,
+            )
+        self.events_table = ""
+        self.events_channel = ""
+
+    def attach_event_store(self, table_name: str) -> None:
+        """Read events from the table the eventsourcing recorder writes."""
+        if self.postgres:
+            self.events_table = f'"{self.settings.pg_schema}"."{table_name}"'
+            self.events_channel = table_name.replace(".", "_")  # the recorder's NOTIFY channel
+        else:
+            self.events_table = table_name
+
+    def _ensure_schema(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.settings.pg_conninfo, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.settings.pg_schema}"')
+
+    def _sqlite(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            assert self.settings.sqlite_path is not None
+            conn = sqlite3.connect(
+                self.settings.sqlite_path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        """A read-write transaction, committed when the block ends without error."""
+        if self.postgres:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield Cursor(cur, True)
+            return
+        conn = self._sqlite()
+        cur = conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield Cursor(cur, False)
+        except BaseException:
+            conn.rollback()
+            raise
+        else:
+            conn.commit()
+        finally:
+            cur.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[Cursor]:
+        """A read-only snapshot (one transaction, so several queries agree)."""
+        if self.postgres:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield Cursor(cur, True)
+            return
+        conn = self._sqlite()
+        cur = conn.cursor()
+        cur.execute("BEGIN")
+        try:
+            yield Cursor(cur, False)
+        finally:
+            conn.rollback()
+            cur.close()
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        if self._pool is not None:
+            self._pool.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- the raw event log ---------------------------------------------------------------
+
+    def _id(self, run_id: UUID) -> Any:
+        return run_id if self.postgres else run_id.hex
+
+    def _position_column(self) -> str:
+        return "notification_id" if self.postgres else "rowid"
+
+    def _rows(self, rows: list[tuple[Any, ...]]) -> list[StoredRow]:
+        return [
+            StoredRow(
+                position=int(r[0]),
+                run_id=r[1] if isinstance(r[1], UUID) else UUID(r[1]),
+                sequence=int(r[2]),
+                topic=r[3],
+                state=bytes(r[4]),
+            )
+            for r in rows
+        ]
+
+    def run_events(self, run_id: UUID, after: int = 0, limit: int = 1000) -> list[StoredRow]:
+        """A run's events with sequence > after, in sequence order."""
+        pos = self._position_column()
+        sql = (
+            f"SELECT {pos}, originator_id, originator_version, topic, state "
+            f"FROM {self.events_table} WHERE originator_id = ? AND originator_version > ? "
+            "ORDER BY originator_version LIMIT ?"
+        )
+        with self.reading() as cur:
+            return self._rows(cur.execute(sql, (self._id(run_id), after, limit)).fetchall())
+
+    def events_after(self, position: int, limit: int = 500) -> list[StoredRow]:
+        """All events with a global position > position, in position (commit) order."""
+        pos = self._position_column()
+        sql = (
+            f"SELECT {pos}, originator_id, originator_version, topic, state "
+            f"FROM {self.events_table} WHERE {pos} > ? ORDER BY {pos} LIMIT ?"
+        )
+        with self.reading() as cur:
+            return self._rows(cur.execute(sql, (position, limit)).fetchall())
+
+    def position_of(self, run_id: UUID, sequence: int) -> int | None:
+        """The global position of one stored event."""
+        sql = (
+            f"SELECT {self._position_column()} FROM {self.events_table} "
+            "WHERE originator_id = ? AND originator_version = ?"
+        )
+        with self.reading() as cur:
+            row = cur.execute(sql, (self._id(run_id), sequence)).fetchone()
+        return None if row is None else int(row[0])
+
+    def head(self) -> int:
+        """The highest position in the store (0 when empty)."""
+        sql = f"SELECT MAX({self._position_column()}) FROM {self.events_table}"
+        with self.reading() as cur:
+            row = cur.execute(sql).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0

@@ -1,0 +1,133 @@
+"""Store settings: one database URL chooses SQLite or PostgreSQL for events and read models."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import orjson
+from eventsourcing.persistence import Transcoder
+
+from domain.timestamps import format_timestamp, parse_timestamp
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class OrjsonTranscoder(Transcoder):
+    """Stored event state as plain JSON, via orjson.
+
+    The library's JSONTranscoder would read any `{"_type_": …}` dict inside a runner's
+    opaque payload as one of its own encodings; here payloads stay exactly as sent.
+    Events keep ids as strings, so the only non-JSON value is the event's top-level
+    `timestamp`, which round-trips through the RFC 3339 text the API shows anyway.
+    The library's mapper still does the upcasting (`class_version`), so that keeps working.
+    """
+
+    def encode(self, obj: Any) -> bytes:
+        return orjson.dumps(obj, default=_encode_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+    def decode(self, data: bytes) -> Any:
+        state = orjson.loads(data)
+        stamp = state.get("timestamp")
+        if isinstance(stamp, str):
+            state["timestamp"] = parse_timestamp(stamp)
+        return state
+
+
+def _encode_default(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        return format_timestamp(obj)
+    raise TypeError(f"Cannot store a {type(obj).__name__} in an event.")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where the events and read models live."""
+
+    kind: str  # "sqlite" | "postgres"
+    sqlite_path: str | None = None
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 5432
+    pg_user: str = "postgres"
+    pg_password: str = ""
+    pg_dbname: str = "postgres"
+    pg_schema: str = "public"
+    pool_size: int = 8
+
+    @classmethod
+    def from_url(cls, url: str) -> StoreSettings:
+        """Parse `sqlite:///relative.db`, `sqlite:////abs/path.db` or `postgresql://…[?schema=]`."""
+        parts = urlsplit(url)
+        if parts.scheme == "sqlite":
+            path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+            if not path or path == ":memory:":
+                raise ValueError("SQLite needs a file path: sqlite:///path/to/file.db")
+            return cls(kind="sqlite", sqlite_path=path)
+        if parts.scheme in ("postgresql", "postgres"):
+            query = parse_qs(parts.query)
+            schema = query.get("schema", ["public"])[0]
+            if not _SCHEMA_NAME.match(schema):
+                raise ValueError(f"Bad schema name {schema!r}.")
+            return cls(
+                kind="postgres",
+                pg_host=parts.hostname or "127.0.0.1",
+                pg_port=parts.port or 5432,
+                pg_user=unquote(parts.username or "postgres"),
+                pg_password=unquote(parts.password or ""),
+                pg_dbname=unquote(parts.path.lstrip("/")) or "postgres",
+                pg_schema=schema,
+            )
+        raise ValueError(f"Unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+
+    @property
+    def pg_conninfo(self) -> str:
+        """A libpq connection string for psycopg."""
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host=self.pg_host,
+            port=self.pg_port,
+            user=self.pg_user,
+            password=self.pg_password or None,
+            dbname=self.pg_dbname,
+        )
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The settings the eventsourcing Application reads."""
+        env = {
+            "CREATE_TABLE": "y",
+            "TRANSCODER_TOPIC": "adapters.store:OrjsonTranscoder",
+            "AGGREGATE_CACHE_MAXSIZE": "2000",
+            "AGGREGATE_CACHE_FASTFORWARD": "y",
+        }
+        if self.kind == "sqlite":
+            assert self.sqlite_path is not None
+            Path(self.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+            env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=self.sqlite_path)
+            env["SQLITE_LOCK_TIMEOUT"] = "10"
+        else:
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.postgres",
+                POSTGRES_DBNAME=self.pg_dbname,
+                POSTGRES_HOST=self.pg_host,
+                POSTGRES_PORT=str(self.pg_port),
+                POSTGRES_USER=self.pg_user,
+                POSTGRES_PASSWORD=self.pg_password,
+                POSTGRES_SCHEMA=self.pg_schema,
+                POSTGRES_POOL_SIZE=str(self.pool_size),
+                POSTGRES_MAX_OVERFLOW="8",
+                POSTGRES_LOCK_TIMEOUT="10",
+                POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT="10",
+            )
+        return env
+
+    def describe(self) -> str:
+        """A human description without the password."""
+        if self.kind == "sqlite":
+            return f"sqlite file {self.sqlite_path}"
+        where = f"{self.pg_user}@{self.pg_host}:{self.pg_port}/{self.pg_dbname}"
+        return f"postgres {where} schema {self.pg_schema}"

@@ -1,0 +1,1 @@
+"""The HTTP API: routes, schemas, auth, SSE streams and the `runledger` command."""

@@ -1,0 +1,31 @@
+"""Bearer keys and roles: who is calling, and may they use this endpoint."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from adapters.keys import KeyRing, Principal
+from api.errors import ApiError
+
+
+def principal(request: Request, role: str) -> Principal:
+    """The caller behind the bearer key, who must have `role` (401 or 403 otherwise)."""
+    keys: KeyRing = request.app.state.keys
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    found = keys.find(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    if found is None:
+        raise ApiError(401, "unauthorized", "A valid API key is required (Authorization: Bearer).")
+    if found.role != role:
+        raise ApiError(403, "forbidden", f"This endpoint is for {role} keys.")
+    return found
+
+
+def user(request: Request) -> str:
+    """The name of the calling user (role `user`)."""
+    return principal(request, "user").name
+
+
+def runner(request: Request) -> str:
+    """The name of the calling runner (role `runner`)."""
+    return principal(request, "runner").name

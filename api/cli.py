@@ -1,0 +1,81 @@
+"""The `runledger` command: `serve`, and `projections rebuild`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+
+import uvicorn
+
+from api.config import Config
+
+log = logging.getLogger("runledger")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = argparse.ArgumentParser(prog="runledger", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the engine: API, projections, streams")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--database", help="sqlite:///path.db or postgresql://user@host:port/db")
+    projections = commands.add_parser("projections", help="manage read models")
+    projections.add_argument("action", choices=["rebuild"])
+    projections.add_argument("--database")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = Config.from_env(database_url=args.database)
+    if args.command == "serve":
+        return _serve(config, args.host, args.port)
+    return _rebuild(config)
+
+
+def _serve(config: Config, host: str, port: int) -> int:
+    from api.app import create_app, load_keyring
+
+    _, generated = load_keyring(config)
+    if generated is not None:
+        print(f"runledger: no API keys configured; use the key for user 'local': {generated}")
+        print(f"runledger: (stored in {config.data_dir / 'api-key'})", flush=True)
+    app = create_app(config)
+    server = _Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    )
+    server.run()
+    return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn with one readiness line, and open streams closed when it is asked to exit."""
+
+    async def startup(self, sockets: list | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            host, port = self.config.host, self.config.port
+            store = self.config.app.state.runtime.settings.describe()
+            print(f"runledger: ready on http://{host}:{port} ({store})", flush=True)
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        hub = getattr(self.config.app.state, "hub", None)
+        if hub is not None and hub.loop is not None:
+            hub.loop.call_soon_threadsafe(hub.close_all)
+        super().handle_exit(sig, frame)
+
+
+def _rebuild(config: Config) -> int:
+    from api.app import Runtime
+
+    runtime = Runtime(replace(config))
+    try:
+        position = runtime.projection.rebuild()
+    finally:
+        runtime.close()
+    print(f"runledger: read models rebuilt up to position {position}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

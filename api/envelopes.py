@@ -1,0 +1,129 @@
+"""The event envelope clients see, built straight from stored rows and encoded once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from adapters.db import StoredRow
+from domain.runs import Run
+
+_BASE_KEYS = frozenset({"timestamp", "actor", "originator_topic", "class_version", "kind"})
+TYPES_BY_TOPIC: dict[str, str] = {
+    cls.TOPIC: cls.TYPE
+    for cls in vars(Run).values()
+    if isinstance(cls, type) and issubclass(cls, Run.Event) and getattr(cls, "TOPIC", None)
+}
+OUTPUT_TOPIC = Run.OutputRecorded.TOPIC
+SUBMITTED_TOPIC = Run.Submitted.TOPIC
+TERMINAL_TYPES = frozenset(
+    {
+        Run.Completed.TYPE,
+        Run.Failed.TYPE,
+        Run.Cancelled.TYPE,
+        Run.Declined.TYPE,
+        Run.MergeCompleted.TYPE,
+    }
+)
+
+
+@dataclass(slots=True)
+class Envelope:
+    """One event as the API shows it, plus the owner and project used for filtering."""
+
+    position: int
+    run_id: str
+    sequence: int
+    type: str
+    at: str
+    actor: str
+    data: dict[str, Any]
+    owner: str | None = None
+    project_id: str | None = None
+    _json: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_row(cls, row: StoredRow) -> Envelope:
+        """Decode a stored row without building the domain event."""
+        state = orjson.loads(row.state)
+        if row.topic == OUTPUT_TOPIC:
+            kind, data = state["kind"], state["data"]
+        else:
+            kind = TYPES_BY_TOPIC.get(row.topic, row.topic)
+            data = {k: v for k, v in state.items() if k not in _BASE_KEYS}
+        env = cls(
+            position=row.position,
+            run_id=str(row.run_id),
+            sequence=row.sequence,
+            type=kind,
+            at=state["timestamp"],
+            actor=state["actor"],
+            data=data,
+        )
+        if row.topic == SUBMITTED_TOPIC:
+            env.owner, env.project_id = state["owner"], state.get("project_id")
+        return env
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for the event that ends a run."""
+        return self.type in TERMINAL_TYPES
+
+    def as_dict(self) -> dict[str, Any]:
+        """The wire shape."""
+        return {
+            "run_id": self.run_id,
+            "sequence": self.sequence,
+            "position": self.position,
+            "type": self.type,
+            "at": self.at,
+            "actor": self.actor,
+            "data": self.data,
+        }
+
+    def json(self) -> bytes:
+        """The wire shape as JSON, encoded once however many clients receive it."""
+        if self._json is None:
+            self._json = orjson.dumps(self.as_dict())
+        return self._json
+
+    def sse(self, event_id: int) -> bytes:
+        """One SSE frame with the given id (the sequence or the position)."""
+        return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, self.type.encode(), self.json())
+
+
+DONE_FRAME = b"event: done\ndata: {}\n\n"
+
+
+class RunDirectory:
+    """Who owns each run and which project it is in, learned once from its first event."""
+
+    def __init__(self, db: Any, capacity: int = 100_000) -> None:
+        self._db = db
+        self._capacity = capacity
+        self._known: dict[str, tuple[str, str | None]] = {}
+
+    def stamp(self, env: Envelope) -> Envelope:
+        """Fill in the envelope's owner and project (a cache hit, or one indexed read)."""
+        if env.owner is not None:
+            self._remember(env.run_id, env.owner, env.project_id)
+            return env
+        known = self._known.get(env.run_id)
+        if known is None:
+            from uuid import UUID
+
+            rows = self._db.run_events(UUID(env.run_id), 0, 1)
+            if not rows:
+                return env
+            first = Envelope.from_row(rows[0])
+            known = (first.owner or "", first.project_id)
+            self._remember(env.run_id, *known)
+        env.owner, env.project_id = known
+        return env
+
+    def _remember(self, run_id: str, owner: str, project_id: str | None) -> None:
+        if len(self._known) >= self._capacity:
+            self._known.pop(next(iter(self._known)))
+        self._known[run_id] = (owner, project_id)

@@ -1,0 +1,166 @@
+"""Event routes: a run's history (JSON, NDJSON, SSE) and the caller's global log (JSON, SSE)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from uuid import UUID
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from api import auth
+from api.envelopes import Envelope
+from api.errors import JSON, invalid
+from api.requests import int_param, path_id
+from api.streams import global_stream, run_stream
+from domain.engine import Engine
+
+SCAN_LIMIT = 20_000
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _resume_point(request: Request) -> int:
+    """Last-Event-ID (which wins) or ?after=, else 0."""
+    header = request.headers.get("last-event-id")
+    if header is not None and header.strip():
+        if not header.strip().isdigit():
+            raise invalid("Last-Event-ID must be a non-negative integer.", "Last-Event-ID")
+        return int(header.strip())
+    after = int_param(request, "after", 0, 0)
+    assert after is not None
+    return after
+
+
+def _sse(request: Request, frames: AsyncIterator[bytes]) -> Response:
+    config = request.app.state.config
+    return EventSourceResponse(
+        frames,
+        headers=SSE_HEADERS,
+        ping=config.ping_interval,
+        ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+        send_timeout=30,
+    )
+
+
+async def run_events(request: Request) -> Response:
+    owner = auth.user(request)
+    run_id = path_id(request)
+    after = int_param(request, "after", 0, 0)
+    limit = int_param(request, "limit", 100, 1, 1000)
+    assert after is not None and limit is not None
+    engine: Engine = request.app.state.engine
+    db = request.app.state.db
+    run = await run_in_threadpool(engine.get_run, run_id, owner)
+    if "application/x-ndjson" in request.headers.get("accept", ""):
+        return StreamingResponse(_ndjson(db, run_id, after), media_type="application/x-ndjson")
+    rows = await run_in_threadpool(db.run_events, run_id, after, limit)
+    events = [Envelope.from_row(r).as_dict() for r in rows]
+    last = max(run.version, events[-1]["sequence"] if events else 0)
+    return JSON({"events": events, "last_sequence": last})
+
+
+async def _ndjson(db: Any, run_id: UUID, after: int) -> AsyncIterator[bytes]:
+    while True:
+        rows = await run_in_threadpool(db.run_events, run_id, after, 1000)
+        if rows:
+            yield b"".join(Envelope.from_row(r).json() + b"\n" for r in rows)
+            after = rows[-1].sequence
+        if len(rows) < 1000:
+            return
+
+
+async def run_sse(request: Request) -> Response:
+    owner = auth.user(request)
+    run_id = path_id(request)
+    after = _resume_point(request)
+    engine: Engine = request.app.state.engine
+    run = await run_in_threadpool(engine.get_run, run_id, owner)
+    state = request.app.state
+    return _sse(request, run_stream(state.hub, state.db, run_id, after, run.is_terminal))
+
+
+def _filter(request: Request, owner: str) -> Callable[[Envelope], bool]:
+    """The global log's filters: run_id, project_id, type (repeatable, `prefix.*`)."""
+    run_id = _uuid(request, "run_id")
+    project_id = _uuid(request, "project_id")
+    exact, prefixes = set(), []
+    for t in request.query_params.getlist("type"):
+        if not t or len(t) > 200:
+            raise invalid("type must be 1 to 200 characters.", "type")
+        if t.endswith("*"):
+            prefixes.append(t[:-1])
+        else:
+            exact.add(t)
+    prefix_tuple = tuple(prefixes)
+
+    def accepts(env: Envelope) -> bool:
+        if env.owner != owner:
+            return False
+        if run_id is not None and env.run_id != run_id:
+            return False
+        if project_id is not None and env.project_id != project_id:
+            return False
+        if exact or prefix_tuple:
+            return env.type in exact or env.type.startswith(prefix_tuple)
+        return True
+
+    return accepts
+
+
+def _uuid(request: Request, name: str) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return str(UUID(raw))
+    except ValueError:
+        raise invalid(f"{name} is not a UUID.", name) from None
+
+
+async def global_events(request: Request) -> Response:
+    owner = auth.user(request)
+    after = int_param(request, "after", 0, 0)
+    limit = int_param(request, "limit", 100, 1, 1000)
+    assert after is not None and limit is not None
+    accepts = _filter(request, owner)
+    state = request.app.state
+
+    def scan() -> tuple[list[dict[str, Any]], int]:
+        found: list[dict[str, Any]] = []
+        position, scanned = after, 0
+        while scanned < SCAN_LIMIT:
+            rows = state.db.events_after(position, 1000)
+            for row in rows:
+                env = state.directory.stamp(Envelope.from_row(row))
+                position = env.position
+                if accepts(env):
+                    found.append(env.as_dict())
+                    if len(found) == limit:
+                        return found, position
+            scanned += len(rows)
+            if len(rows) < 1000:
+                break
+        return found, position
+
+    events, last = await run_in_threadpool(scan)
+    return JSON({"events": events, "last_position": last})
+
+
+async def global_sse(request: Request) -> Response:
+    owner = auth.user(request)
+    after = _resume_point(request)
+    accepts = _filter(request, owner)
+    state = request.app.state
+    return _sse(request, global_stream(state.hub, state.db, state.directory, after, accepts))
+
+
+routes = [
+    Route("/api/runs/{run_id}/events", run_events, methods=["GET"]),
+    Route("/api/runs/{run_id}/stream", run_sse, methods=["GET"]),
+    Route("/api/events", global_events, methods=["GET"]),
+    Route("/api/events/stream", global_sse, methods=["GET"]),
+]

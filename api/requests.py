@@ -1,0 +1,199 @@
+"""Request plumbing shared by the routes: bodies, parameters, read-your-writes, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from uuid import UUID
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from adapters.db import Database
+from api.errors import JSON, ApiError, from_validation, invalid
+
+M = TypeVar("M", bound=BaseModel)
+IDEMPOTENCY_TTL = 24 * 3600
+READ_WAIT_SECONDS = 5.0
+
+
+async def body_bytes(request: Request) -> bytes:
+    """The raw body, refused with 413 past the configured limit (whatever Content-Length says)."""
+    cached = getattr(request.state, "raw_body", None)
+    if cached is not None:
+        return cached
+    limit: int = request.app.state.config.body_limit
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "payload_too_large", f"The body is over {limit} bytes.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"The body is over {limit} bytes.")
+        chunks.append(chunk)
+    request.state.raw_body = b"".join(chunks)
+    return request.state.raw_body
+
+
+async def parse(request: Request, model: type[M], *, optional: bool = False) -> M:
+    """The JSON body as a validated model (400 on malformed JSON, wrong types, unknown fields)."""
+    raw = await body_bytes(request)
+    if optional and not raw.strip():
+        raw = b"{}"
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise invalid("The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise invalid("The body must be a JSON object.")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+def path_id(request: Request, name: str = "run_id") -> UUID:
+    """A UUID from the path (400 when it is not one)."""
+    try:
+        return UUID(request.path_params[name])
+    except ValueError:
+        raise invalid(f"{name} is not a UUID.", name) from None
+
+
+def int_param(
+    request: Request, name: str, default: int | None, low: int, high: int | None = None
+) -> int | None:
+    """An integer query parameter within [low, high] (400 otherwise)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(f"{name} must be an integer.", name) from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise invalid(f"{name} must be {bound}.", name)
+    return value
+
+
+def bool_param(request: Request, name: str, default: bool) -> bool:
+    """A boolean query parameter (`true`/`false`)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise invalid(f"{name} must be true or false.", name)
+
+
+# -- read-your-writes ---------------------------------------------------------------------
+
+
+async def read_position(request: Request) -> int:
+    """Wait (up to 5 s) for the read models to reach ?min_position / X-Min-Position."""
+    state = request.app.state
+    wanted: int | None = int_param(request, "min_position", None, 0)
+    header = request.headers.get("x-min-position")
+    if wanted is None and header is not None:
+        if not header.strip().isdigit():
+            raise invalid("X-Min-Position must be a non-negative integer.", "X-Min-Position")
+        wanted = int(header)
+    position = await run_in_threadpool(state.read_models_position)
+    if wanted is None or position >= wanted:
+        return position
+    deadline = time.monotonic() + READ_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+        position = await run_in_threadpool(state.read_models_position)
+        if position >= wanted:
+            return position
+    raise ApiError(
+        503, "not_caught_up", f"The read models reached {position}, not {wanted}, in time."
+    )
+
+
+def with_position(body: Any, position: int, status: int = 200) -> Response:
+    """A read-model answer carrying X-Position."""
+    return JSON(body, status_code=status, headers={"X-Position": str(position)})
+
+
+# -- idempotency ----------------------------------------------------------------------------
+
+
+async def idempotent(
+    request: Request, owner: str, handle: Callable[[], Awaitable[Response]]
+) -> Response:
+    """Run a POST once per (owner, Idempotency-Key) for 24 h; repeats get the first answer."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return await handle()
+    if not 1 <= len(key) <= 255:
+        raise invalid("Idempotency-Key must be 1 to 255 characters.", "Idempotency-Key")
+    body = await body_bytes(request)
+    fingerprint = hashlib.sha256(
+        b"%s %s\n%s" % (request.method.encode(), request.url.path.encode(), body)
+    ).hexdigest()
+    db: Database = request.app.state.db
+    stored = await run_in_threadpool(_reserve, db, owner, key, fingerprint)
+    if stored is not None:
+        status, content, their_fingerprint = stored
+        if their_fingerprint != fingerprint:
+            raise invalid("This Idempotency-Key was used for a different request.")
+        if status is None:
+            raise ApiError(409, "conflict", "A request with this Idempotency-Key is in progress.")
+        return Response(
+            content,
+            status_code=status,
+            media_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
+    try:
+        response = await handle()
+    except BaseException:
+        await run_in_threadpool(_release, db, owner, key)
+        raise
+    await run_in_threadpool(_record, db, owner, key, response.status_code, bytes(response.body))
+    return response
+
+
+def _reserve(db: Database, owner: str, key: str, fingerprint: str) -> tuple[Any, ...] | None:
+    now = time.time()
+    with db.transaction() as cur:
+        cur.execute(
+            "DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND created_at < ?",
+            (owner, key, now - IDEMPOTENCY_TTL),
+        )
+        cur.execute(
+            "INSERT INTO idempotency_keys (owner, key, fingerprint, created_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (owner, key) DO NOTHING",
+            (owner, key, fingerprint, now),
+        )
+        if cur.rowcount == 1:
+            return None
+        return cur.execute(
+            "SELECT status, body, fingerprint FROM idempotency_keys WHERE owner = ? AND key = ?",
+            (owner, key),
+        ).fetchone()
+
+
+def _release(db: Database, owner: str, key: str) -> None:
+    with db.transaction() as cur:
+        cur.execute("DELETE FROM idempotency_keys WHERE owner = ? AND key = ?", (owner, key))
+
+
+def _record(db: Database, owner: str, key: str, status: int, body: bytes) -> None:
+    with db.transaction() as cur:
+        cur.execute(
+            "UPDATE idempotency_keys SET status = ?, body = ? WHERE owner = ? AND key = ?",
+            (status, body.decode(), owner, key),
+        )

@@ -1,0 +1,114 @@
+"""Runner routes: claim work under a lease, stream output, report the outcome."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from uuid import UUID
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from adapters import readmodels
+from api import auth, schemas
+from api.errors import JSON
+from api.requests import idempotent, parse, path_id
+from api.runs import command_body
+from domain.engine import Engine
+from domain.errors import Conflict, NotFound
+from domain.timestamps import format_timestamp
+
+CANDIDATES = 20
+
+
+def _try_claim(request: Request, runner_id: str) -> dict[str, Any] | None:
+    """Claim the oldest claimable run; None when there is none (losers of a race move on)."""
+    state = request.app.state
+    engine: Engine = state.engine
+    with state.db.reading() as cur:
+        candidates = readmodels.claimable_runs(cur, CANDIDATES)
+    for candidate in candidates:
+        try:
+            appended, lease = engine.claim_run(UUID(candidate), runner_id)
+        except (Conflict, NotFound):
+            continue
+        run = engine.get_run(appended.run_id)
+        return {
+            "lease_id": lease.lease_id,
+            "fencing_token": lease.fencing_token,
+            "lease_expires_at": format_timestamp(lease.expires_at),
+            "run": {
+                "run_id": str(run.id),
+                "task": run.task,
+                "attempt": run.attempt,
+                "revision": run.revision,
+                "comment": run.comment,
+                "repository_path": run.repository_path,
+                "originating_branch": run.originating_branch,
+                "agent": run.agent,
+                "model": run.model,
+                "max_attempts": run.max_attempts,
+                "auto_approve_tools": run.auto_approve_tools,
+                "sequence": appended.sequence,
+                "position": appended.position,
+            },
+        }
+    return None
+
+
+async def claim(request: Request) -> Response:
+    name = auth.runner(request)
+    body = await parse(request, schemas.Claim)
+    deadline = time.monotonic() + body.wait_seconds
+    hub = request.app.state.hub
+    while True:
+        claimed = await run_in_threadpool(_try_claim, request, body.runner_id or name)
+        if claimed is not None:
+            return JSON(claimed)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Response(status_code=204)
+        # Woken when the read models move; the timeout covers other processes' writes.
+        await hub.wait_for_news(min(remaining, 0.5))
+
+
+async def append_events(request: Request) -> Response:
+    name = auth.runner(request)
+    run_id = path_id(request)
+
+    async def handle() -> Response:
+        body = await parse(request, schemas.RunnerEvents)
+        events = [(e.type, e.data) for e in body.events]
+        engine: Engine = request.app.state.engine
+        appended = await run_in_threadpool(
+            engine.record_output, run_id, name, body.fencing_token, events
+        )
+        answer = await run_in_threadpool(command_body, request, appended)
+        return JSON({"sequence": answer["sequence"], "position": answer["position"]})
+
+    return await idempotent(request, name, handle)
+
+
+async def report(request: Request) -> Response:
+    name = auth.runner(request)
+    run_id = path_id(request)
+
+    async def handle() -> Response:
+        body = await parse(request, schemas.Report)
+        details = body.model_dump(exclude={"fencing_token", "outcome"})
+        engine: Engine = request.app.state.engine
+        appended = await run_in_threadpool(
+            lambda: engine.report_outcome(run_id, name, body.fencing_token, body.outcome, **details)
+        )
+        return JSON(await run_in_threadpool(command_body, request, appended))
+
+    return await idempotent(request, name, handle)
+
+
+routes = [
+    Route("/api/runner/claim", claim, methods=["POST"]),
+    Route("/api/runs/{run_id}/events", append_events, methods=["POST"]),
+    Route("/api/runs/{run_id}/report", report, methods=["POST"]),
+]

@@ -1,0 +1,220 @@
+"""Run routes: submit and steer runs (commands), list and read them (queries)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from adapters import readmodels
+from api import auth, schemas
+from api.errors import JSON, invalid
+from api.requests import (
+    bool_param,
+    idempotent,
+    int_param,
+    parse,
+    path_id,
+    read_position,
+    with_position,
+)
+from domain.engine import Appended, Engine
+from domain.errors import NotFound
+from domain.runs import STATUSES
+from projections.runs import run_view
+
+
+def command_body(request: Request, appended: Appended, **extra: Any) -> dict[str, Any]:
+    """The common answer of a command: ids, status, sequence and global position."""
+    position = appended.position
+    if position is None:  # nothing appended: point at the run's latest event
+        position = request.app.state.db.position_of(appended.run_id, appended.sequence)
+    return {
+        "run_id": str(appended.run_id),
+        "status": appended.status,
+        "sequence": appended.sequence,
+        "position": position,
+        **extra,
+    }
+
+
+async def submit_run(request: Request) -> Response:
+    owner = auth.user(request)
+
+    async def handle() -> Response:
+        body = await parse(request, schemas.SubmitRun)
+        engine: Engine = request.app.state.engine
+
+        def submit() -> dict[str, Any]:
+            parent = None
+            if body.parent_run_id is not None:
+                try:
+                    parent = str(engine.get_run(body.parent_run_id, owner).id)
+                except NotFound:
+                    raise invalid("No such parent run.", "parent_run_id") from None
+            appended = engine.submit_run(
+                owner,
+                body.task,
+                project_id=str(body.project_id) if body.project_id else None,
+                parent_run_id=parent,
+                originating_branch=body.originating_branch,
+                agent=body.agent,
+                model=body.model,
+                max_attempts=body.max_attempts,
+                auto_approve_tools=body.auto_approve_tools,
+            )
+            return command_body(request, appended)
+
+        return JSON(await run_in_threadpool(submit), status_code=202)
+
+    return await idempotent(request, owner, handle)
+
+
+def _command(method: str, body_model: type[schemas.Body] | None = None, status: int = 200):
+    """A route handler that runs one engine command on the run in the path."""
+
+    async def endpoint(request: Request) -> Response:
+        owner = auth.user(request)
+        run_id = path_id(request)
+
+        async def handle() -> Response:
+            kwargs: dict[str, Any] = {}
+            if body_model is not None:
+                kwargs = (await parse(request, body_model, optional=True)).model_dump()
+            engine: Engine = request.app.state.engine
+
+            def run() -> dict[str, Any]:
+                appended = getattr(engine, method)(run_id, owner, **kwargs)
+                return command_body(request, appended)
+
+            return JSON(await run_in_threadpool(run), status_code=status)
+
+        return await idempotent(request, owner, handle)
+
+    return endpoint
+
+
+async def retry_run(request: Request) -> Response:
+    owner = auth.user(request)
+    run_id = path_id(request)
+
+    async def handle() -> Response:
+        engine: Engine = request.app.state.engine
+        appended = await run_in_threadpool(engine.retry_run, run_id, owner)
+        body = await run_in_threadpool(command_body, request, appended)
+        return JSON({**body, "retried_from": str(run_id)}, status_code=201)
+
+    return await idempotent(request, owner, handle)
+
+
+async def delete_run(request: Request) -> Response:
+    owner = auth.user(request)
+    run_id = path_id(request)
+    await run_in_threadpool(request.app.state.engine.delete_run, run_id, owner)
+    return Response(status_code=204)
+
+
+async def get_run(request: Request) -> Response:
+    owner = auth.user(request)
+    run_id = path_id(request)
+    at = int_param(request, "at_sequence", None, 1)
+    engine: Engine = request.app.state.engine
+    if at is not None:
+
+        def historic() -> dict[str, Any]:
+            run = engine.get_run(run_id, owner)
+            if at > run.version:
+                raise NotFound(f"The run has no event {at}.")
+            return run_view(engine.get_run(run_id, owner, version=at))
+
+        return JSON(await run_in_threadpool(historic))
+    position = await read_position(request)
+
+    def read() -> dict[str, Any] | None:
+        with request.app.state.db.reading() as cur:
+            return readmodels.get_run(cur, str(run_id), owner)
+
+    doc = await run_in_threadpool(read)
+    if doc is None:
+        raise NotFound("No such run.")
+    return with_position(doc, position)
+
+
+async def list_runs(request: Request) -> Response:
+    owner = auth.user(request)
+    statuses = request.query_params.getlist("status")
+    for status in statuses:
+        if status not in STATUSES:
+            raise invalid(f"Unknown status {status!r}.", "status")
+    limit = int_param(request, "limit", 50, 1, 500)
+    assert limit is not None
+    before = _decode_cursor(request.query_params.get("cursor"))
+    project_id = _uuid_param(request, "project_id")
+    parent_run_id = _uuid_param(request, "parent_run_id")
+    archived = bool_param(request, "archived", False)
+    position = await read_position(request)
+
+    def read() -> list[tuple[int, dict[str, Any]]]:
+        with request.app.state.db.reading() as cur:
+            return readmodels.list_runs(
+                cur,
+                owner,
+                project_id=project_id,
+                statuses=statuses,
+                parent_run_id=parent_run_id,
+                archived=archived,
+                before=before,
+                limit=limit + 1,
+            )
+
+    rows = await run_in_threadpool(read)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = _encode_cursor(rows[-1][0]) if more else None
+    return with_position({"items": [doc for _, doc in rows], "next_cursor": next_cursor}, position)
+
+
+def _uuid_param(request: Request, name: str) -> str | None:
+    from uuid import UUID
+
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return str(UUID(raw))
+    except ValueError:
+        raise invalid(f"{name} is not a UUID.", name) from None
+
+
+def _encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"p{position}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("p"):
+            raise ValueError(text)
+        return int(text[1:])
+    except ValueError:
+        raise invalid("The cursor is not one this server gave out.", "cursor") from None
+
+
+routes = [
+    Route("/api/runs", submit_run, methods=["POST"]),
+    Route("/api/runs", list_runs, methods=["GET"]),
+    Route("/api/runs/{run_id}", get_run, methods=["GET"]),
+    Route("/api/runs/{run_id}", delete_run, methods=["DELETE"]),
+    Route("/api/runs/{run_id}/pause", _command("pause_run"), methods=["POST"]),
+    Route("/api/runs/{run_id}/resume", _command("resume_run"), methods=["POST"]),
+    Route("/api/runs/{run_id}/cancel", _command("cancel_run", schemas.CancelRun), methods=["POST"]),
+    Route("/api/runs/{run_id}/review", _command("review_run", schemas.Review), methods=["POST"]),
+    Route("/api/runs/{run_id}/archive", _command("archive_run"), methods=["POST"]),
+    Route("/api/runs/{run_id}/retry", retry_run, methods=["POST"]),
+]

@@ -1,0 +1,85 @@
+"""Request bodies: strict pydantic models (unknown fields and wrong types are a 400)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Text = Annotated[str, StringConstraints(max_length=20_000)]
+
+
+class Body(BaseModel):
+    """Base: strict types, no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SubmitRun(Body):
+    task: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
+    project_id: UUID | None = None
+    originating_branch: Name | None = None
+    parent_run_id: UUID | None = None
+    agent: Name | None = None
+    model: Name | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 1
+    auto_approve_tools: bool = False
+
+    @model_validator(mode="after")
+    def _task_not_blank(self) -> SubmitRun:
+        if not self.task.strip():
+            raise ValueError("task must not be blank")
+        return self
+
+
+class CancelRun(Body):
+    reason: Text | None = None
+
+
+class Review(Body):
+    approved: bool
+    request_changes: bool = False
+    comment: Text | None = None
+
+    @model_validator(mode="after")
+    def _one_decision(self) -> Review:
+        if self.approved and self.request_changes:
+            raise ValueError("approved and request_changes cannot both be true")
+        return self
+
+
+class Claim(Body):
+    runner_id: Name
+    wait_seconds: Annotated[float, Field(ge=0, le=30)] = 0
+
+
+class RunnerEvent(Body):
+    type: Name
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunnerEvents(Body):
+    fencing_token: Annotated[int, Field(ge=1)]
+    events: Annotated[list[RunnerEvent], Field(min_length=1, max_length=500)]
+
+
+class DiffStats(Body):
+    files: Annotated[int, Field(ge=0)]
+    added: Annotated[int, Field(ge=0)]
+    removed: Annotated[int, Field(ge=0)]
+
+
+class Failure(Body):
+    category: Literal["network", "flaky-test", "runner-transient", "agent", "other"]
+    message: Text
+
+
+class Report(Body):
+    fencing_token: Annotated[int, Field(ge=1)]
+    outcome: Literal["changes", "no_changes", "failed"]
+    tree_hash: Name | None = None
+    diff_stats: DiffStats | None = None
+    branch: Name | None = None
+    failure: Failure | None = None

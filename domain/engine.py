@@ -1,0 +1,217 @@
+"""The engine: the one eventsourcing Application, one method per command (load, decide, save)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from domain.errors import Conflict, NotFound
+from domain.runs import FAILED, MERGE_FAILED, Run
+from domain.timestamps import format_timestamp
+
+SAVE_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What a command appended: the run, its status and last sequence, the global position."""
+
+    run_id: UUID
+    status: str
+    sequence: int
+    position: int | None  # None when the command appended nothing
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A runner's hold on a run: only its fencing token may report."""
+
+    lease_id: str
+    fencing_token: int
+    expires_at: datetime
+
+
+class Engine(Application[UUID]):
+    """Runs commands against aggregates; the clock and id source are injected."""
+
+    name = "runledger"
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        clock: Callable[[], datetime],
+        new_id: Callable[[], UUID],
+        lease_seconds: float = 30.0,
+    ) -> None:
+        super().__init__(env=env)
+        self.clock = clock
+        self.new_id = new_id
+        self.lease_seconds = lease_seconds
+        self.listeners: list[Callable[[int], None]] = []
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get_run(self, run_id: UUID, user: str | None = None, version: int | None = None) -> Run:
+        """The run as it stands (or stood after `version`); NotFound unless visible to user."""
+        try:
+            run = self.repository.get(run_id, version=version)
+        except AggregateNotFoundError:
+            raise NotFound("No such run.") from None
+        if not isinstance(run, Run):
+            raise NotFound("No such run.")
+        if user is not None:
+            # Visibility follows the run's latest state: a deleted run is gone at every version.
+            latest = run if version is None else self.get_run(run_id)
+            latest.check_visible_to(user)
+        return run
+
+    # -- user commands --------------------------------------------------------------------
+
+    def submit_run(self, owner: str, task: str, **options: Any) -> Appended:
+        """Submit a new run; it waits, pending, for a runner."""
+        run = Run.submit(run_id=self.new_id(), owner=owner, task=task, now=self.clock(), **options)
+        return self._save(run)
+
+    def pause_run(self, run_id: UUID, user: str) -> Appended:
+        """Pause a run in progress."""
+        return self._update(run_id, user, lambda run, now: run.pause(actor=user, now=now))
+
+    def resume_run(self, run_id: UUID, user: str) -> Appended:
+        """Resume a paused run."""
+        return self._update(run_id, user, lambda run, now: run.resume(actor=user, now=now))
+
+    def cancel_run(self, run_id: UUID, user: str, reason: str | None = None) -> Appended:
+        """Cancel a run that has not ended."""
+        return self._update(
+            run_id, user, lambda run, now: run.cancel(actor=user, now=now, reason=reason)
+        )
+
+    def review_run(
+        self,
+        run_id: UUID,
+        user: str,
+        *,
+        approved: bool,
+        request_changes: bool = False,
+        comment: str | None = None,
+    ) -> Appended:
+        """Record a review decision (approve, decline or request changes)."""
+        return self._update(
+            run_id,
+            user,
+            lambda run, now: run.decide_review(
+                approved=approved,
+                request_changes=request_changes,
+                comment=comment,
+                actor=user,
+                now=now,
+            ),
+        )
+
+    def archive_run(self, run_id: UUID, user: str) -> Appended:
+        """Hide a run from default listings."""
+        return self._update(run_id, user, lambda run, now: run.archive(actor=user, now=now))
+
+    def delete_run(self, run_id: UUID, user: str) -> Appended:
+        """Delete a run from the read models; its events stay."""
+        return self._update(run_id, user, lambda run, now: run.delete(actor=user, now=now))
+
+    def retry_run(self, run_id: UUID, user: str) -> Appended:
+        """Start a new run linked to a failed one; the source run is not changed."""
+        source = self.get_run(run_id, user)
+        if source.status not in (FAILED, MERGE_FAILED):
+            raise Conflict("Only a failed run can be retried.", source.status)
+        return self.submit_run(
+            source.owner,
+            source.task,
+            project_id=source.project_id,
+            parent_run_id=source.parent_run_id,
+            retried_from=str(source.id),
+            repository_path=source.repository_path,
+            originating_branch=source.originating_branch,
+            agent=source.agent,
+            model=source.model,
+            max_attempts=source.max_attempts,
+            auto_approve_tools=source.auto_approve_tools,
+        )
+
+    # -- runner commands ------------------------------------------------------------------
+
+    def claim_run(self, run_id: UUID, runner_id: str) -> tuple[Appended, Lease]:
+        """Give a claimable run to a runner under a fresh lease (Conflict if another won)."""
+        lease_id = str(self.new_id())
+        now = self.clock()
+        expires = now + timedelta(seconds=self.lease_seconds)
+        appended = self._update(
+            run_id,
+            None,
+            lambda run, now: run.claim(
+                runner_id=runner_id,
+                lease_id=lease_id,
+                lease_expires_at=format_timestamp(expires),
+                now=now,
+            ),
+        )
+        run = self.get_run(run_id)
+        return appended, Lease(lease_id, run.fencing_token, expires)
+
+    def record_output(
+        self, run_id: UUID, runner: str, fencing_token: int, events: list[tuple[str, dict]]
+    ) -> Appended:
+        """Append a batch of runner output events in one transaction."""
+        filled = [
+            (kind, {**data, "gate_id": str(self.new_id())})
+            if kind == "gate.opened" and "gate_id" not in data
+            else (kind, data)
+            for kind, data in events
+        ]
+        return self._update(
+            run_id,
+            None,
+            lambda run, now: run.record_output(
+                fencing_token=fencing_token, events=filled, actor=runner, now=now
+            ),
+        )
+
+    def report_outcome(
+        self, run_id: UUID, runner: str, fencing_token: int, outcome: str, **details: Any
+    ) -> Appended:
+        """Record how the runner's attempt ended."""
+        return self._update(
+            run_id,
+            None,
+            lambda run, now: run.report(
+                fencing_token=fencing_token, outcome=outcome, actor=runner, now=now, **details
+            ),
+        )
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _update(
+        self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
+    ) -> Appended:
+        """Load, decide, save; on a version conflict reload and decide again."""
+        for _ in range(SAVE_ATTEMPTS):
+            run = self.get_run(run_id, user)
+            decide(run, self.clock())
+            try:
+                return self._save(run)
+            except IntegrityError:
+                continue
+        raise Conflict("The run is changing too fast; try again.", self.get_run(run_id).status)
+
+    def _save(self, run: Run) -> Appended:
+        if not run.pending_events:
+            return Appended(run.id, run.status, run.version, None)
+        recordings = self.save(run)
+        position = recordings[-1].notification.id
+        for listener in self.listeners:
+            listener(position)
+        return Appended(run.id, run.status, run.version, position)

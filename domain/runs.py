@@ -1,0 +1,484 @@
+"""The Run aggregate: one agent run, its state machine and its events.
+
+A command method checks, then triggers an event; an event's ``apply`` only changes state.
+Ids and times come in from the caller, so replaying the events always gives the same run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import Conflict, Invalid, NotFound, StaleLease
+
+PENDING, IN_PROGRESS, PAUSED = "pending", "in_progress", "paused"
+AWAITING_REVIEW, MERGING = "awaiting_review", "merging"
+COMPLETED, MERGED, DECLINED = "completed", "merged", "declined"
+MERGE_FAILED, FAILED, CANCELLED = "merge_failed", "failed", "cancelled"
+TERMINAL = frozenset({COMPLETED, MERGED, DECLINED, MERGE_FAILED, FAILED, CANCELLED})
+STATUSES = (PENDING, IN_PROGRESS, PAUSED, AWAITING_REVIEW, MERGING, *sorted(TERMINAL))
+
+OUTPUT_TYPES = frozenset(
+    {
+        "agent.message",
+        "agent.message.delta",
+        "tool.call",
+        "tool.output",
+        "tool.result",
+        "step.started",
+        "step.completed",
+        "gate.opened",
+        "log",
+    }
+)
+OUTCOMES = ("changes", "no_changes", "failed")
+FAILURE_CATEGORIES = ("network", "flaky-test", "runner-transient", "agent", "other")
+
+
+class Run(Aggregate):
+    """An agent run: submitted, claimed by a runner, reported, reviewed, merged."""
+
+    TOPIC = "runledger:Run"
+
+    class Event(Aggregate.Event):
+        """Every run event names who caused it."""
+
+        TYPE = ""
+        actor: str
+
+        def wire_type(self) -> str:
+            """The event's dotted name on the wire (`run.submitted`)."""
+            return self.TYPE
+
+    class Submitted(Event, Aggregate.Created):
+        TOPIC = "runledger:run.submitted"
+        TYPE = "run.submitted"
+        owner: str
+        task: str
+        project_id: str | None
+        parent_run_id: str | None
+        retried_from: str | None
+        repository_path: str | None
+        originating_branch: str | None
+        agent: str | None
+        model: str | None
+        max_attempts: int
+        auto_approve_tools: bool
+
+        def apply(self, run: Run) -> None:
+            run.owner = self.owner
+            run.task = self.task
+            run.project_id = self.project_id
+            run.parent_run_id = self.parent_run_id
+            run.retried_from = self.retried_from
+            run.repository_path = self.repository_path
+            run.originating_branch = self.originating_branch
+            run.agent = self.agent
+            run.model = self.model
+            run.max_attempts = self.max_attempts
+            run.auto_approve_tools = self.auto_approve_tools
+            run.status = PENDING
+            run.created_at = self.timestamp
+            run.result = None
+            run.failure = None
+            run.attempt = 1
+            run.revision = 0
+            run.comment = None
+            run.started_at = None
+            run.ended_at = None
+            run.step_count = 0
+            run.open_gates = []
+            run.review = None
+            run.tree_hash = None
+            run.diff_stats = None
+            run.branch = None
+            run.merge_result = None
+            run.conflicting_files = []
+            run.archived_at = None
+            run.deleted = False
+            run.lease = None
+            run.fencing_token = 0
+
+    Created = Submitted  # the library's name for the creation event
+
+    class Claimed(Event):
+        TOPIC = "runledger:run.claimed"
+        TYPE = "run.claimed"
+        runner_id: str
+        lease_id: str
+        fencing_token: int
+        lease_expires_at: str
+
+        def apply(self, run: Run) -> None:
+            run.status = IN_PROGRESS
+            run.lease = {
+                "lease_id": self.lease_id,
+                "runner_id": self.runner_id,
+                "fencing_token": self.fencing_token,
+                "expires_at": self.lease_expires_at,
+            }
+            run.fencing_token = self.fencing_token
+            if run.started_at is None:
+                run.started_at = self.timestamp
+
+    class Paused(Event):
+        TOPIC = "runledger:run.paused"
+        TYPE = "run.paused"
+
+        def apply(self, run: Run) -> None:
+            run.status = PAUSED
+
+    class Resumed(Event):
+        TOPIC = "runledger:run.resumed"
+        TYPE = "run.resumed"
+
+        def apply(self, run: Run) -> None:
+            run.status = IN_PROGRESS
+
+    class Cancelled(Event):
+        TOPIC = "runledger:run.cancelled"
+        TYPE = "run.cancelled"
+        reason: str | None
+
+        def apply(self, run: Run) -> None:
+            run.end(CANCELLED, self.timestamp)
+
+    class OutputRecorded(Event):
+        """Runner output (agent messages, tool calls, steps, logs): its wire type is `kind`."""
+
+        TOPIC = "runledger:run.output"
+        kind: str
+        data: dict[str, Any]
+
+        def wire_type(self) -> str:
+            return self.kind
+
+        def apply(self, run: Run) -> None:
+            if self.kind == "step.started":
+                run.step_count += 1
+            elif self.kind == "gate.opened":
+                run.open_gates = [
+                    *run.open_gates,
+                    {
+                        "gate_id": self.data["gate_id"],
+                        "kind": self.data.get("kind"),
+                        "prompt": self.data.get("prompt"),
+                        "opened_at": self.timestamp,
+                    },
+                ]
+
+    class ReviewRequested(Event):
+        """The runner reported changes: the run waits for a human review."""
+
+        TOPIC = "runledger:run.review_requested"
+        TYPE = "run.review_requested"
+        tree_hash: str | None
+        diff_stats: dict[str, int] | None
+        branch: str | None
+
+        def apply(self, run: Run) -> None:
+            run.status = AWAITING_REVIEW
+            run.result = "changes"
+            run.tree_hash = self.tree_hash
+            run.diff_stats = self.diff_stats
+            run.branch = self.branch
+            run.lease = None
+
+    class Completed(Event):
+        TOPIC = "runledger:run.completed"
+        TYPE = "run.completed"
+
+        def apply(self, run: Run) -> None:
+            run.result = "no_changes"
+            run.lease = None
+            run.end(COMPLETED, self.timestamp)
+
+    class Failed(Event):
+        TOPIC = "runledger:run.failed"
+        TYPE = "run.failed"
+        category: str
+        message: str
+
+        def apply(self, run: Run) -> None:
+            run.result = "failed"
+            run.failure = {"category": self.category, "message": self.message}
+            run.lease = None
+            run.end(FAILED, self.timestamp)
+
+    class Approved(Event):
+        TOPIC = "runledger:review.approved"
+        TYPE = "review.approved"
+        comment: str | None
+
+        def apply(self, run: Run) -> None:
+            run.status = MERGING
+            run.review = run.review_record("approved", self)
+
+    class Declined(Event):
+        TOPIC = "runledger:review.declined"
+        TYPE = "review.declined"
+        comment: str | None
+
+        def apply(self, run: Run) -> None:
+            run.review = run.review_record("declined", self)
+            run.end(DECLINED, self.timestamp)
+
+    class ChangesRequested(Event):
+        TOPIC = "runledger:review.changes_requested"
+        TYPE = "review.changes_requested"
+        comment: str | None
+
+        def apply(self, run: Run) -> None:
+            run.status = IN_PROGRESS
+            run.revision += 1
+            run.comment = self.comment
+            run.review = run.review_record("changes_requested", self)
+
+    class MergeCompleted(Event):
+        TOPIC = "runledger:merge.completed"
+        TYPE = "merge.completed"
+        merge_result: str | None
+
+        def apply(self, run: Run) -> None:
+            run.merge_result = self.merge_result
+            run.end(MERGED, self.timestamp)
+
+    class Archived(Event):
+        TOPIC = "runledger:run.archived"
+        TYPE = "run.archived"
+
+        def apply(self, run: Run) -> None:
+            run.archived_at = self.timestamp
+
+    class Deleted(Event):
+        TOPIC = "runledger:run.deleted"
+        TYPE = "run.deleted"
+
+        def apply(self, run: Run) -> None:
+            run.deleted = True
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def submit(
+        cls,
+        *,
+        run_id: UUID,
+        owner: str,
+        task: str,
+        now: datetime,
+        project_id: str | None = None,
+        parent_run_id: str | None = None,
+        retried_from: str | None = None,
+        repository_path: str | None = None,
+        originating_branch: str | None = None,
+        agent: str | None = None,
+        model: str | None = None,
+        max_attempts: int = 1,
+        auto_approve_tools: bool = False,
+    ) -> Run:
+        """Submit a new run, pending until a runner claims it."""
+        if not task.strip():
+            raise Invalid("The task must not be empty.", "task")
+        if not 1 <= max_attempts <= 10:
+            raise Invalid("max_attempts must be between 1 and 10.", "max_attempts")
+        return cls._create(
+            cls.Submitted,
+            id=run_id,
+            timestamp=now,
+            actor=owner,
+            owner=owner,
+            task=task,
+            project_id=project_id,
+            parent_run_id=parent_run_id,
+            retried_from=retried_from,
+            repository_path=repository_path,
+            originating_branch=originating_branch,
+            agent=agent,
+            model=model,
+            max_attempts=max_attempts,
+            auto_approve_tools=auto_approve_tools,
+        )
+
+    # -- queries ------------------------------------------------------------------------
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the run reached a status it never leaves."""
+        return self.status in TERMINAL
+
+    @property
+    def is_claimable(self) -> bool:
+        """True while the run waits for a runner: pending, or sent back for changes."""
+        return not self.deleted and (
+            self.status == PENDING or (self.status == IN_PROGRESS and self.lease is None)
+        )
+
+    def check_visible_to(self, user: str) -> None:
+        """Raise NotFound unless the run exists for this user (not deleted, theirs)."""
+        if self.deleted or self.owner != user:
+            raise NotFound("No such run.")
+
+    # -- commands -----------------------------------------------------------------------
+
+    def claim(self, *, runner_id: str, lease_id: str, lease_expires_at: str, now: datetime) -> None:
+        """Give the run to a runner under a new lease with the next fencing token."""
+        if not self.is_claimable:
+            raise Conflict("The run is not waiting for a runner.", self.status)
+        self._trigger(
+            self.Claimed,
+            now,
+            runner_id,
+            runner_id=runner_id,
+            lease_id=lease_id,
+            fencing_token=self.fencing_token + 1,
+            lease_expires_at=lease_expires_at,
+        )
+
+    def pause(self, *, actor: str, now: datetime) -> None:
+        """Pause a run in progress."""
+        self._require(IN_PROGRESS, "Only a run in progress can be paused.")
+        self._trigger(self.Paused, now, actor)
+
+    def resume(self, *, actor: str, now: datetime) -> None:
+        """Resume a paused run."""
+        self._require(PAUSED, "Only a paused run can be resumed.")
+        self._trigger(self.Resumed, now, actor)
+
+    def cancel(self, *, actor: str, now: datetime, reason: str | None = None) -> None:
+        """Cancel a run that has not ended; its lease is void from now on."""
+        if self.is_terminal:
+            raise Conflict("The run has already ended.", self.status)
+        self._trigger(self.Cancelled, now, actor, reason=reason)
+
+    def record_output(
+        self,
+        *,
+        fencing_token: int,
+        events: list[tuple[str, dict[str, Any]]],
+        actor: str,
+        now: datetime,
+    ) -> None:
+        """Append a runner's output events, all or none, under its current lease."""
+        self._check_lease(fencing_token)
+        for kind, data in events:
+            if kind not in OUTPUT_TYPES:
+                raise Invalid(f"Unknown runner event type {kind!r}.", "events")
+            if kind == "gate.opened" and not isinstance(data.get("gate_id"), str):
+                raise Invalid("A gate.opened event needs a gate_id.", "events")
+        for kind, data in events:
+            self._trigger(self.OutputRecorded, now, actor, kind=kind, data=data)
+
+    def report(
+        self,
+        *,
+        fencing_token: int,
+        outcome: str,
+        actor: str,
+        now: datetime,
+        tree_hash: str | None = None,
+        diff_stats: dict[str, int] | None = None,
+        branch: str | None = None,
+        failure: dict[str, str] | None = None,
+    ) -> None:
+        """Record the runner's outcome: changes to review, no changes, or a failure."""
+        self._check_lease(fencing_token)
+        if outcome == "changes":
+            self._trigger(
+                self.ReviewRequested,
+                now,
+                actor,
+                tree_hash=tree_hash,
+                diff_stats=diff_stats,
+                branch=branch,
+            )
+        elif outcome == "no_changes":
+            self._trigger(self.Completed, now, actor)
+        elif outcome == "failed":
+            failure = failure or {"category": "other", "message": "The runner reported a failure."}
+            if failure.get("category") not in FAILURE_CATEGORIES:
+                raise Invalid("Unknown failure category.", "failure")
+            self._trigger(
+                self.Failed, now, actor, category=failure["category"], message=failure["message"]
+            )
+        else:
+            raise Invalid(f"Unknown outcome {outcome!r}.", "outcome")
+
+    def decide_review(
+        self,
+        *,
+        approved: bool,
+        request_changes: bool,
+        comment: str | None,
+        actor: str,
+        now: datetime,
+    ) -> None:
+        """Approve (then merge), decline, or send back for changes; a repeat is a no-op."""
+        decision = (
+            "approved" if approved else "changes_requested" if request_changes else "declined"
+        )
+        if self.status != AWAITING_REVIEW:
+            if self._decision_took_effect(decision):
+                return
+            raise Conflict("The run is not awaiting review.", self.status)
+        if decision == "approved":
+            self._trigger(self.Approved, now, actor, comment=comment)
+            if self.repository_path is None:
+                # Nothing to merge: the approval is the merge.
+                self._trigger(self.MergeCompleted, now, actor, merge_result=None)
+        elif decision == "declined":
+            self._trigger(self.Declined, now, actor, comment=comment)
+        else:
+            self._trigger(self.ChangesRequested, now, actor, comment=comment)
+
+    def archive(self, *, actor: str, now: datetime) -> None:
+        """Hide the run from default listings; archiving twice changes nothing."""
+        if self.archived_at is None:
+            self._trigger(self.Archived, now, actor)
+
+    def delete(self, *, actor: str, now: datetime) -> None:
+        """Delete the run from every read model (cancelling it first if it is active)."""
+        if not self.is_terminal:
+            self.cancel(actor=actor, now=now, reason="deleted")
+        self._trigger(self.Deleted, now, actor)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def end(self, status: str, at: datetime) -> None:
+        """Enter a terminal status (used by the events' apply methods)."""
+        self.status = status
+        self.ended_at = at
+        self.lease = None
+
+    def review_record(self, decision: str, event: Run.Event) -> dict[str, Any]:
+        """The read-model shape of a review decision."""
+        return {
+            "decision": decision,
+            "reviewer": event.actor,
+            "comment": getattr(event, "comment", None),
+            "at": event.timestamp,
+        }
+
+    def _decision_took_effect(self, decision: str) -> bool:
+        if self.review is None or self.review["decision"] != decision:
+            return False
+        led_to = {
+            "approved": {MERGING, MERGED, MERGE_FAILED},
+            "declined": {DECLINED},
+            "changes_requested": {IN_PROGRESS},
+        }
+        return self.status in led_to[decision]
+
+    def _require(self, status: str, message: str) -> None:
+        if self.status != status:
+            raise Conflict(message, self.status)
+
+    def _check_lease(self, fencing_token: int) -> None:
+        if self.lease is None or self.lease["fencing_token"] != fencing_token:
+            raise StaleLease("The lease or fencing token is no longer current.")
+
+    def _trigger(self, event_class: type[Run.Event], now: datetime, actor: str, **kw: Any) -> None:
+        self.trigger_event(event_class, timestamp=now, actor=actor, **kw)
