@@ -1,0 +1,211 @@
+"""Git, through the git CLI: repositories, run worktrees, diffs, and the real merge.
+
+The merge never touches a working tree it does not own: `git merge-tree --write-tree`
+computes the result (or the conflicting files) in the object store, `commit-tree` makes
+the merge commit, and `update-ref` moves the branch only if it still points where it did.
+When the target branch is checked out, the merge runs in that (clean) working tree instead,
+so the checkout stays in step with its branch.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_AUTHOR_NAME": "runledger",
+    "GIT_AUTHOR_EMAIL": "runledger@localhost",
+    "GIT_COMMITTER_NAME": "runledger",
+    "GIT_COMMITTER_EMAIL": "runledger@localhost",
+}
+_repo_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+class GitError(Exception):
+    """A git command failed, or the repository is not in a state we can work with."""
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """What a merge did: a commit, or the files that conflicted, or why it was refused."""
+
+    commit: str | None = None
+    conflicting_files: tuple[str, ...] = ()
+    refused: str | None = None  # a reason the run should stay in review (dirty checkout)
+    failed: str | None = None  # a reason the merge failed for good (tree changed, …)
+
+
+@dataclass(frozen=True)
+class ChangedFile:
+    """One file a run changed."""
+
+    path: str
+    status: str  # added | modified | deleted | renamed
+    added: int
+    removed: int
+
+
+def git(repo: str | Path, *args: str, check: bool = True, input: str | None = None) -> str:
+    """Run git in `repo`; its stdout (stripped of the final newline)."""
+    result = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        env={**os.environ, **GIT_ENV},
+        timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise GitError(f"git {' '.join(args[:2])} failed: {result.stderr.strip()[:500]}")
+    return result.stdout.rstrip("\n")
+
+
+def _run(repo: str | Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
+        timeout=120,
+    )
+
+
+def repository_error(path: str, allowed_roots: list[str]) -> str | None:
+    """Why `path` is not an acceptable repository_path, or None if it is."""
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        return "repository_path must be an absolute path."
+    if not candidate.exists():
+        return "repository_path does not exist."
+    if not candidate.is_dir():
+        return "repository_path is not a directory."
+    real = candidate.resolve()
+    if allowed_roots and not any(
+        real == Path(root).resolve() or real.is_relative_to(Path(root).resolve())
+        for root in allowed_roots
+    ):
+        return "repository_path is outside the allowed roots."
+    top = _run(real, "rev-parse", "--show-toplevel")
+    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != real:
+        return "repository_path is not the top of a git repository."
+    return None
+
+
+def branch_exists(repo: str | Path, branch: str) -> bool:
+    """True if refs/heads/<branch> exists."""
+    return _run(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}").returncode == 0
+
+
+def tree_of(repo: str | Path, ref: str) -> str:
+    """The tree id of a commit-ish."""
+    return git(repo, "rev-parse", f"{ref}^{{tree}}")
+
+
+def _checkout_of(repo: str | Path, branch: str) -> str | None:
+    """The working tree that has `branch` checked out, if any."""
+    current: str | None = None
+    for line in git(repo, "worktree", "list", "--porcelain").splitlines():
+        if line.startswith("worktree "):
+            current = line[len("worktree ") :]
+        elif line == f"branch refs/heads/{branch}":
+            return current
+    return None
+
+
+def _lock(repo: str | Path) -> threading.Lock:
+    key = str(Path(repo).resolve())
+    with _locks_guard:
+        return _repo_locks.setdefault(key, threading.Lock())
+
+
+def merge_refusal(repo: str | Path, target: str) -> str | None:
+    """Why a merge into `target` cannot happen now (its checkout is dirty), or None."""
+    if not branch_exists(repo, target):
+        return None
+    checkout = _checkout_of(repo, target)
+    if checkout and git(checkout, "status", "--porcelain", "--untracked-files=no"):
+        return f"The branch {target} is checked out at {checkout} with uncommitted changes."
+    return None
+
+
+def merge(repo: str | Path, branch: str, target: str, expected_tree: str | None) -> MergeOutcome:
+    """Merge `branch` into `target` (serialised per repository); idempotent if already done."""
+    with _lock(repo):
+        if not branch_exists(repo, branch):
+            return MergeOutcome(failed=f"The run's branch {branch} no longer exists.")
+        if not branch_exists(repo, target):
+            return MergeOutcome(failed=f"The target branch {target} does not exist.")
+        if expected_tree is not None and tree_of(repo, branch) != expected_tree:
+            return MergeOutcome(failed="The branch changed after it was reviewed.")
+        head = git(repo, "rev-parse", f"refs/heads/{target}")
+        tip = git(repo, "rev-parse", f"refs/heads/{branch}")
+        if _run(repo, "merge-base", "--is-ancestor", tip, head).returncode == 0:
+            return MergeOutcome(commit=head)  # merged before (a retry after a crash)
+        refusal = merge_refusal(repo, target)
+        if refusal:
+            return MergeOutcome(refused=refusal)
+        probe = _run(repo, "merge-tree", "--write-tree", "--name-only", "--no-messages", head, tip)
+        if probe.returncode == 1:
+            files = tuple(f for f in probe.stdout.splitlines()[1:] if f)
+            return MergeOutcome(conflicting_files=files)
+        if probe.returncode != 0:
+            raise GitError(f"git merge-tree failed: {probe.stderr.strip()[:500]}")
+        message = f"Merge {branch} into {target} (runledger)"
+        checkout = _checkout_of(repo, target)
+        if checkout:
+            git(checkout, "merge", "--no-ff", "--no-edit", "-m", message, tip)
+            return MergeOutcome(commit=git(checkout, "rev-parse", "HEAD"))
+        tree = probe.stdout.splitlines()[0]
+        commit = git(repo, "commit-tree", tree, "-p", head, "-p", tip, "-m", message)
+        git(repo, "update-ref", f"refs/heads/{target}", commit, head)
+        return MergeOutcome(commit=commit)
+
+
+def changed_files(repo: str | Path, base: str, branch: str) -> list[ChangedFile]:
+    """The files `branch` changed since it left `base`, with line counts."""
+    statuses = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed", "T": "modified"}
+    merge_base = git(repo, "merge-base", base, branch)
+    counts: dict[str, tuple[int, int]] = {}
+    for line in git(repo, "diff", "--numstat", "--no-renames", merge_base, branch).splitlines():
+        added, removed, path = line.split("\t", 2)
+        counts[path] = (int(added) if added != "-" else 0, int(removed) if removed != "-" else 0)
+    files = []
+    for line in git(repo, "diff", "--name-status", "--no-renames", merge_base, branch).splitlines():
+        code, path = line.split("\t", 1)
+        added, removed = counts.get(path, (0, 0))
+        files.append(ChangedFile(path, statuses.get(code[0], "modified"), added, removed))
+    return files
+
+
+def file_diff(repo: str | Path, base: str, branch: str, path: str) -> str:
+    """The unified diff of one file on `branch` since it left `base`."""
+    merge_base = git(repo, "merge-base", base, branch)
+    return git(repo, "diff", "--no-renames", merge_base, branch, "--", path)
+
+
+def add_worktree(repo: str | Path, path: str | Path, branch: str, start: str) -> None:
+    """Create a worktree at `path` on a new (or existing) branch starting at `start`."""
+    if branch_exists(repo, branch):
+        git(repo, "worktree", "add", str(path), branch)
+    else:
+        git(repo, "worktree", "add", "-b", branch, str(path), start)
+
+
+def remove_worktree(repo: str | Path, path: str | Path) -> None:
+    """Remove a worktree (and prune stale entries); quiet if it is already gone."""
+    _run(repo, "worktree", "remove", "--force", str(path))
+    _run(repo, "worktree", "prune")
+
+
+def commit_all(worktree: str | Path, message: str) -> bool:
+    """Commit every change in a worktree; False when there was nothing to commit."""
+    git(worktree, "add", "--all")
+    if _run(worktree, "diff", "--cached", "--quiet").returncode == 0:
+        return False
+    git(worktree, "commit", "--quiet", "--no-verify", "-m", message)
+    return True
