@@ -6,59 +6,21 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from uuid import uuid4
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from adapters import readmodels
-from adapters.db import Database, StoredRow
+from adapters.db import StoredRow
 from adapters.feed import ChangeFeed
 from adapters.keys import KeyRing, generated_key, load_keys
-from adapters.store import StoreSettings
-from api import errors, events, ops, runner, runs
+from api import errors, events, files, ops, projects, runners, runs
 from api.config import Config
 from api.envelopes import Envelope, RunDirectory
+from api.runtime import Runtime
 from api.streams import Hub
-from domain.engine import Engine
 from domain.errors import DomainError
-from projections.runner import ProjectionRunner
-from projections.runs import RunsProjection
 
 log = logging.getLogger("runledger")
-
-
-def utc_now() -> datetime:
-    """The engine's clock."""
-    return datetime.now(UTC)
-
-
-class Runtime:
-    """The store, the engine, the runs projection: everything but HTTP (also used by the CLI)."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.settings = StoreSettings.from_url(config.database_url)
-        self.db = Database(self.settings)
-        readmodels.create_schema(self.db)
-        self.engine = Engine(
-            self.settings.eventsourcing_env(),
-            clock=utc_now,
-            new_id=uuid4,
-            lease_seconds=config.lease_seconds,
-        )
-        self.db.attach_event_store(self.engine.recorder.events_table_name)
-        default_poll = 0.1 if self.settings.kind == "sqlite" else 1.0
-        self.poll_interval = config.poll_interval or default_poll
-        self.projection = ProjectionRunner(
-            self.db, RunsProjection(self.engine), poll_interval=self.poll_interval
-        )
-
-    def close(self) -> None:
-        """Release the database connections."""
-        self.engine.close()
-        self.db.close()
 
 
 def load_keyring(config: Config) -> tuple[KeyRing, str | None]:
@@ -83,11 +45,13 @@ def create_app(config: Config) -> Starlette:
         hub.loop = asyncio.get_running_loop()
         directory = RunDirectory(runtime.db)
         projection = runtime.projection
-        await asyncio.to_thread(projection.catch_up)
+        await asyncio.to_thread(runtime.catch_up)
+        wake_on_commit: list = []
 
         def deliver(rows: list[StoredRow]) -> None:
             hub.publish_threadsafe([directory.stamp(Envelope.from_row(r)) for r in rows])
-            projection.wake()
+            for wake in wake_on_commit:
+                wake()
 
         feed = ChangeFeed(
             runtime.db,
@@ -96,7 +60,6 @@ def create_app(config: Config) -> Starlette:
             start_after=await asyncio.to_thread(runtime.db.head),
         )
         runtime.engine.listeners.append(feed.wake)
-        projection.on_advance.append(hub.notify_threadsafe)
         state = app.state
         state.config, state.runtime, state.keys = config, runtime, keys
         state.db, state.engine, state.hub, state.directory = (
@@ -105,20 +68,29 @@ def create_app(config: Config) -> Starlette:
             hub,
             directory,
         )
-        state.read_models_position = lambda: projection.position
+        state.read_models_position = runtime.read_models_position
         state.feed, state.projection = feed, projection
-        projection.start()
+        projection.on_advance.append(hub.notify_threadsafe)
+        runtime.projects.on_advance.append(hub.notify_threadsafe)
+        runtime.start(wake_on_commit)
         feed.start()
         try:
             yield
         finally:
             hub.close_all()
             feed.stop()
-            projection.stop()
+            runtime.stop()
             await asyncio.to_thread(runtime.close)
 
     return Starlette(
-        routes=[*ops.routes, *runs.routes, *runner.routes, *events.routes],
+        routes=[
+            *ops.routes,
+            *projects.routes,
+            *runs.routes,
+            *runners.routes,
+            *events.routes,
+            *files.routes,
+        ],
         lifespan=lifespan,
         exception_handlers={
             errors.ApiError: errors.handle_api_error,

@@ -66,11 +66,11 @@ class _Server(uvicorn.Server):
 
 
 def _rebuild(config: Config) -> int:
-    from api.app import Runtime
+    from api.runtime import Runtime
 
     runtime = Runtime(replace(config))
     try:
-        position = runtime.projection.rebuild()
+        position = runtime.rebuild()
     finally:
         runtime.close()
     print(f"runledger: read models rebuilt up to position {position}")

@@ -22,7 +22,9 @@ class Config:
     ping_interval: float = 15.0
     poll_interval: float | None = None  # None: 0.1 s on SQLite, 1 s on PostgreSQL
     lease_seconds: float = 30.0
+    retry_backoff: float = 2.0
     subscriber_buffer: int = 10_000
+    allowed_roots: tuple[str, ...] = ()
 
     @classmethod
     def from_env(
@@ -46,5 +48,9 @@ class Config:
             ping_interval=float(env.get("RUNLEDGER_PING_INTERVAL", 15)),
             poll_interval=float(poll) if poll else None,
             lease_seconds=float(env.get("RUNLEDGER_LEASE_SECONDS", 30)),
+            retry_backoff=float(env.get("RUNLEDGER_RETRY_BACKOFF", 2)),
+            allowed_roots=tuple(
+                r for r in env.get("RUNLEDGER_ALLOWED_ROOTS", "").split(os.pathsep) if r
+            ),
             subscriber_buffer=int(env.get("RUNLEDGER_SUBSCRIBER_BUFFER", 10_000)),
         )

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import orjson
 
 from adapters.db import StoredRow
 from domain.runs import Run
+from domain.topics import FIRST_TOPICS, PROJECT_TOPICS, TYPES_BY_TOPIC
 
 _BASE_KEYS = frozenset({"timestamp", "actor", "originator_topic", "class_version", "kind"})
-TYPES_BY_TOPIC: dict[str, str] = {
-    cls.TOPIC: cls.TYPE
-    for cls in vars(Run).values()
-    if isinstance(cls, type) and issubclass(cls, Run.Event) and getattr(cls, "TOPIC", None)
-}
 OUTPUT_TOPIC = Run.OutputRecorded.TOPIC
-SUBMITTED_TOPIC = Run.Submitted.TOPIC
 TERMINAL_TYPES = frozenset(
     {
         Run.Completed.TYPE,
@@ -25,17 +21,21 @@ TERMINAL_TYPES = frozenset(
         Run.Cancelled.TYPE,
         Run.Declined.TYPE,
         Run.MergeCompleted.TYPE,
+        Run.MergeFailed.TYPE,
     }
 )
 
 
 @dataclass(slots=True)
 class Envelope:
-    """One event as the API shows it, plus the owner and project used for filtering."""
+    """One event as the API shows it, plus the owner and project used for filtering.
+
+    Project-level events have a project_id and no run_id or sequence.
+    """
 
     position: int
-    run_id: str
-    sequence: int
+    run_id: str | None
+    sequence: int | None
     type: str
     at: str
     actor: str
@@ -53,18 +53,26 @@ class Envelope:
         else:
             kind = TYPES_BY_TOPIC.get(row.topic, row.topic)
             data = {k: v for k, v in state.items() if k not in _BASE_KEYS}
+        is_project = row.topic in PROJECT_TOPICS
         env = cls(
             position=row.position,
-            run_id=str(row.run_id),
-            sequence=row.sequence,
+            run_id=None if is_project else str(row.run_id),
+            sequence=None if is_project else row.sequence,
             type=kind,
             at=state["timestamp"],
             actor=state["actor"],
             data=data,
+            project_id=str(row.run_id) if is_project else None,
         )
-        if row.topic == SUBMITTED_TOPIC:
-            env.owner, env.project_id = state["owner"], state.get("project_id")
+        if row.topic in FIRST_TOPICS:
+            env.owner = state["owner"]
+            env.project_id = env.project_id or state.get("project_id")
         return env
+
+    @property
+    def aggregate_id(self) -> str:
+        """The run's id, or the project's for a project event."""
+        return self.run_id or self.project_id or ""
 
     @property
     def is_terminal(self) -> bool:
@@ -73,6 +81,15 @@ class Envelope:
 
     def as_dict(self) -> dict[str, Any]:
         """The wire shape."""
+        if self.run_id is None:
+            return {
+                "project_id": self.project_id,
+                "position": self.position,
+                "type": self.type,
+                "at": self.at,
+                "actor": self.actor,
+                "data": self.data,
+            }
         return {
             "run_id": self.run_id,
             "sequence": self.sequence,
@@ -98,7 +115,7 @@ DONE_FRAME = b"event: done\ndata: {}\n\n"
 
 
 class RunDirectory:
-    """Who owns each run and which project it is in, learned once from its first event."""
+    """Who owns each run or project (and a run's project), learned once from its first event."""
 
     def __init__(self, db: Any, capacity: int = 100_000) -> None:
         self._db = db
@@ -107,19 +124,18 @@ class RunDirectory:
 
     def stamp(self, env: Envelope) -> Envelope:
         """Fill in the envelope's owner and project (a cache hit, or one indexed read)."""
+        key = env.aggregate_id
         if env.owner is not None:
-            self._remember(env.run_id, env.owner, env.project_id)
+            self._remember(key, env.owner, env.project_id)
             return env
-        known = self._known.get(env.run_id)
+        known = self._known.get(key)
         if known is None:
-            from uuid import UUID
-
-            rows = self._db.run_events(UUID(env.run_id), 0, 1)
+            rows = self._db.run_events(UUID(key), 0, 1)
             if not rows:
                 return env
             first = Envelope.from_row(rows[0])
             known = (first.owner or "", first.project_id)
-            self._remember(env.run_id, *known)
+            self._remember(key, *known)
         env.owner, env.project_id = known
         return env
 

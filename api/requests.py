@@ -108,18 +108,24 @@ async def read_position(request: Request) -> int:
         if not header.strip().isdigit():
             raise invalid("X-Min-Position must be a non-negative integer.", "X-Min-Position")
         wanted = int(header)
+    if wanted is None:
+        return await run_in_threadpool(state.read_models_position)
+    return await wait_for_read_models(request, wanted)
+
+
+async def wait_for_read_models(request: Request, wanted: int) -> int:
+    """The read models' position once it is at least `wanted` (503 after 5 s)."""
+    state = request.app.state
     position = await run_in_threadpool(state.read_models_position)
-    if wanted is None or position >= wanted:
-        return position
     deadline = time.monotonic() + READ_WAIT_SECONDS
-    while time.monotonic() < deadline:
+    while position < wanted:
+        if time.monotonic() >= deadline:
+            raise ApiError(
+                503, "not_caught_up", f"The read models reached {position}, not {wanted}, in time."
+            )
         await asyncio.sleep(0.005)
         position = await run_in_threadpool(state.read_models_position)
-        if position >= wanted:
-            return position
-    raise ApiError(
-        503, "not_caught_up", f"The read models reached {position}, not {wanted}, in time."
-    )
+    return position
 
 
 def with_position(body: Any, position: int, status: int = 200) -> Response:

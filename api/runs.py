@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters import readmodels
+from adapters import git, readmodels
 from api import auth, schemas
 from api.errors import JSON, invalid
 from api.requests import (
@@ -23,8 +23,9 @@ from api.requests import (
     with_position,
 )
 from domain.engine import Appended, Engine
-from domain.errors import NotFound
-from domain.runs import STATUSES
+from domain.errors import Conflict, NotFound
+from domain.runs import AWAITING_REVIEW, DECLINED, MERGING, STATUSES
+from projections.policies import remove_worktree
 from projections.runs import run_view
 
 
@@ -50,28 +51,41 @@ async def submit_run(request: Request) -> Response:
         engine: Engine = request.app.state.engine
 
         def submit() -> dict[str, Any]:
-            parent = None
-            if body.parent_run_id is not None:
+            options = submission_options(engine, owner, body)
+            if body.project_id is not None:
                 try:
-                    parent = str(engine.get_run(body.parent_run_id, owner).id)
+                    appended = engine.submit_project_run(
+                        body.project_id, owner, body.task, **options
+                    )
                 except NotFound:
-                    raise invalid("No such parent run.", "parent_run_id") from None
-            appended = engine.submit_run(
-                owner,
-                body.task,
-                project_id=str(body.project_id) if body.project_id else None,
-                parent_run_id=parent,
-                originating_branch=body.originating_branch,
-                agent=body.agent,
-                model=body.model,
-                max_attempts=body.max_attempts,
-                auto_approve_tools=body.auto_approve_tools,
-            )
+                    raise invalid("No such project.", "project_id") from None
+            else:
+                appended = engine.submit_run(owner, body.task, **options)
             return command_body(request, appended)
 
         return JSON(await run_in_threadpool(submit), status_code=202)
 
     return await idempotent(request, owner, handle)
+
+
+def submission_options(
+    engine: Engine, owner: str, body: schemas.SubmitProjectRun
+) -> dict[str, Any]:
+    """The engine's options for a new run (a parent must be one of the owner's runs)."""
+    parent = None
+    if body.parent_run_id is not None:
+        try:
+            parent = str(engine.get_run(body.parent_run_id, owner).id)
+        except NotFound:
+            raise invalid("No such parent run.", "parent_run_id") from None
+    return {
+        "parent_run_id": parent,
+        "originating_branch": body.originating_branch,
+        "agent": body.agent,
+        "model": body.model,
+        "max_attempts": body.max_attempts,
+        "auto_approve_tools": body.auto_approve_tools,
+    }
 
 
 def _command(method: str, body_model: type[schemas.Body] | None = None, status: int = 200):
@@ -96,6 +110,41 @@ def _command(method: str, body_model: type[schemas.Body] | None = None, status: 
         return await idempotent(request, owner, handle)
 
     return endpoint
+
+
+async def review_run(request: Request) -> Response:
+    owner = auth.user(request)
+    run_id = path_id(request)
+
+    async def handle() -> Response:
+        body = await parse(request, schemas.Review)
+        state = request.app.state
+        engine: Engine = state.engine
+
+        def review() -> dict[str, Any]:
+            run = engine.get_run(run_id, owner)
+            if body.approved and run.status == AWAITING_REVIEW and run.repository_path:
+                refusal = git.merge_refusal(run.repository_path, run.originating_branch or "main")
+                if refusal:
+                    raise Conflict(f"The merge cannot start: {refusal}", run.status)
+            appended = engine.review_run(
+                run_id,
+                owner,
+                approved=body.approved,
+                request_changes=body.request_changes,
+                comment=body.comment,
+            )
+            if appended.status == MERGING:
+                state.runtime.merger.merge(run_id)  # now, rather than at the next tick
+                run = engine.get_run(run_id)
+                appended = Appended(run.id, run.status, run.version, None)
+            elif appended.status == DECLINED:
+                remove_worktree(engine.get_run(run_id))
+            return command_body(request, appended)
+
+        return JSON(await run_in_threadpool(review))
+
+    return await idempotent(request, owner, handle)
 
 
 async def retry_run(request: Request) -> Response:
@@ -144,7 +193,7 @@ async def get_run(request: Request) -> Response:
     return with_position(doc, position)
 
 
-async def list_runs(request: Request) -> Response:
+async def list_runs(request: Request, project_id: str | None = None) -> Response:
     owner = auth.user(request)
     statuses = request.query_params.getlist("status")
     for status in statuses:
@@ -153,7 +202,7 @@ async def list_runs(request: Request) -> Response:
     limit = int_param(request, "limit", 50, 1, 500)
     assert limit is not None
     before = _decode_cursor(request.query_params.get("cursor"))
-    project_id = _uuid_param(request, "project_id")
+    project_id = project_id or _uuid_param(request, "project_id")
     parent_run_id = _uuid_param(request, "parent_run_id")
     archived = bool_param(request, "archived", False)
     position = await read_position(request)
@@ -214,7 +263,7 @@ routes = [
     Route("/api/runs/{run_id}/pause", _command("pause_run"), methods=["POST"]),
     Route("/api/runs/{run_id}/resume", _command("resume_run"), methods=["POST"]),
     Route("/api/runs/{run_id}/cancel", _command("cancel_run", schemas.CancelRun), methods=["POST"]),
-    Route("/api/runs/{run_id}/review", _command("review_run", schemas.Review), methods=["POST"]),
+    Route("/api/runs/{run_id}/review", review_run, methods=["POST"]),
     Route("/api/runs/{run_id}/archive", _command("archive_run"), methods=["POST"]),
     Route("/api/runs/{run_id}/retry", retry_run, methods=["POST"]),
 ]

@@ -17,10 +17,14 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class SubmitRun(Body):
+Branch = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s~^:?*\[\\]+$")
+]
+
+
+class SubmitProjectRun(Body):
     task: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
-    project_id: UUID | None = None
-    originating_branch: Name | None = None
+    originating_branch: Branch | None = None
     parent_run_id: UUID | None = None
     agent: Name | None = None
     model: Name | None = None
@@ -28,10 +32,26 @@ class SubmitRun(Body):
     auto_approve_tools: bool = False
 
     @model_validator(mode="after")
-    def _task_not_blank(self) -> SubmitRun:
+    def _task_not_blank(self) -> SubmitProjectRun:
         if not self.task.strip():
             raise ValueError("task must not be blank")
         return self
+
+
+class SubmitRun(SubmitProjectRun):
+    project_id: UUID | None = None
+
+
+class CreateProject(Body):
+    name: Name
+    repository_path: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    default_branch: Branch = "main"
+
+
+class UpdateProject(Body):
+    name: Name | None = None
+    default_branch: Branch | None = None
+    settings: dict[str, Any] | None = None
 
 
 class CancelRun(Body):

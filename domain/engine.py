@@ -12,6 +12,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from domain.errors import Conflict, NotFound
+from domain.projects import Project
 from domain.runs import FAILED, MERGE_FAILED, Run
 from domain.timestamps import format_timestamp
 
@@ -49,11 +50,13 @@ class Engine(Application[UUID]):
         clock: Callable[[], datetime],
         new_id: Callable[[], UUID],
         lease_seconds: float = 30.0,
+        retry_backoff: float = 2.0,
     ) -> None:
         super().__init__(env=env)
         self.clock = clock
         self.new_id = new_id
         self.lease_seconds = lease_seconds
+        self.retry_backoff = retry_backoff
         self.listeners: list[Callable[[int], None]] = []
 
     # -- reads ----------------------------------------------------------------------------
@@ -183,13 +186,122 @@ class Engine(Application[UUID]):
     def report_outcome(
         self, run_id: UUID, runner: str, fencing_token: int, outcome: str, **details: Any
     ) -> Appended:
-        """Record how the runner's attempt ended."""
+        """Record how the runner's attempt ended (a transient failure may schedule a retry)."""
         return self._update(
             run_id,
             None,
             lambda run, now: run.report(
-                fencing_token=fencing_token, outcome=outcome, actor=runner, now=now, **details
+                fencing_token=fencing_token,
+                outcome=outcome,
+                actor=runner,
+                now=now,
+                retry_backoff=self.retry_backoff,
+                **details,
             ),
+        )
+
+    def renew_lease(self, run_id: UUID, lease_id: str) -> tuple[Appended, datetime]:
+        """Extend a runner's lease by the lease duration from now."""
+        expires = self.clock() + timedelta(seconds=self.lease_seconds)
+        appended = self._update(
+            run_id,
+            None,
+            lambda run, now: run.renew_lease(
+                lease_id=lease_id, lease_expires_at=format_timestamp(expires), now=now
+            ),
+        )
+        return appended, expires
+
+    def expire_lease(self, run_id: UUID, fencing_token: int) -> Appended:
+        """Expire a lapsed lease (idempotent: a renewed, replaced or gone lease is left alone)."""
+        return self._update(
+            run_id,
+            None,
+            lambda run, now: run.expire_lease(
+                fencing_token=fencing_token, now=now, retry_backoff=self.retry_backoff
+            ),
+        )
+
+    def complete_merge(self, run_id: UUID, merge_result: str) -> Appended:
+        """Record a merge commit."""
+        return self._update(
+            run_id, None, lambda run, now: run.complete_merge(merge_result=merge_result, now=now)
+        )
+
+    def fail_merge(self, run_id: UUID, reason: str, conflicting_files: list[str]) -> Appended:
+        """Record a merge that failed for good."""
+        return self._update(
+            run_id,
+            None,
+            lambda run, now: run.fail_merge(
+                reason=reason, conflicting_files=conflicting_files, now=now
+            ),
+        )
+
+    def refuse_merge(self, run_id: UUID, reason: str) -> Appended:
+        """Send a run back to review because its merge cannot start now."""
+        return self._update(run_id, None, lambda run, now: run.refuse_merge(reason=reason, now=now))
+
+    # -- projects -------------------------------------------------------------------------
+
+    def get_project(self, project_id: UUID, user: str | None = None) -> Project:
+        """The project; NotFound unless it exists for `user`."""
+        try:
+            project = self.repository.get(project_id)
+        except AggregateNotFoundError:
+            raise NotFound("No such project.") from None
+        if not isinstance(project, Project):
+            raise NotFound("No such project.")
+        if user is not None:
+            project.check_visible_to(user)
+        return project
+
+    def create_project(
+        self, owner: str, name: str, repository_path: str | None, default_branch: str
+    ) -> Project:
+        """Create a project."""
+        project = Project.create(
+            project_id=self.new_id(),
+            owner=owner,
+            name=name,
+            repository_path=repository_path,
+            default_branch=default_branch,
+            now=self.clock(),
+        )
+        self._save(project)
+        return project
+
+    def update_project(self, project_id: UUID, user: str, changes: dict[str, Any]) -> Project:
+        """Rename a project, change its default branch or settings."""
+        for _ in range(SAVE_ATTEMPTS):
+            project = self.get_project(project_id, user)
+            project.update(changes=changes, actor=user, now=self.clock())
+            try:
+                self._save(project)
+            except IntegrityError:
+                continue
+            return project
+        raise Conflict("The project is changing too fast; try again.", "active")
+
+    def delete_project(self, project_id: UUID, user: str) -> int | None:
+        """Delete a project; returns the deletion's position (its runs are cancelled after)."""
+        project = self.get_project(project_id, user)
+        project.delete(actor=user, now=self.clock())
+        return self._save(project).position
+
+    def submit_project_run(
+        self, project_id: UUID, owner: str, task: str, **options: Any
+    ) -> Appended:
+        """Submit a run in a project: its repository, and its default branch unless given."""
+        project = self.get_project(project_id, owner)
+        options.setdefault("originating_branch", None)
+        options["originating_branch"] = options["originating_branch"] or project.default_branch
+        return self.submit_run(
+            owner,
+            task,
+            project_id=str(project.id),
+            repository_path=project.repository_path,
+            **options,
         )
 
     # -- plumbing -------------------------------------------------------------------------
@@ -207,11 +319,12 @@ class Engine(Application[UUID]):
                 continue
         raise Conflict("The run is changing too fast; try again.", self.get_run(run_id).status)
 
-    def _save(self, run: Run) -> Appended:
+    def _save(self, run: Run | Project) -> Appended:
+        status = run.status if isinstance(run, Run) else "deleted" if run.deleted else "active"
         if not run.pending_events:
-            return Appended(run.id, run.status, run.version, None)
+            return Appended(run.id, status, run.version, None)
         recordings = self.save(run)
         position = recordings[-1].notification.id
         for listener in self.listeners:
             listener(position)
-        return Appended(run.id, run.status, run.version, position)
+        return Appended(run.id, status, run.version, position)

@@ -6,13 +6,14 @@ Ids and times come in from the caller, so replaying the events always gives the 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
 from domain.errors import Conflict, Invalid, NotFound, StaleLease
+from domain.timestamps import format_timestamp, parse_timestamp
 
 PENDING, IN_PROGRESS, PAUSED = "pending", "in_progress", "paused"
 AWAITING_REVIEW, MERGING = "awaiting_review", "merging"
@@ -36,6 +37,8 @@ OUTPUT_TYPES = frozenset(
 )
 OUTCOMES = ("changes", "no_changes", "failed")
 FAILURE_CATEGORIES = ("network", "flaky-test", "runner-transient", "agent", "other")
+TRANSIENT = frozenset({"network", "flaky-test", "runner-transient"})
+MAX_BACKOFF_SECONDS = 300.0
 
 
 class Run(Aggregate):
@@ -101,6 +104,7 @@ class Run(Aggregate):
             run.deleted = False
             run.lease = None
             run.fencing_token = 0
+            run.not_before = None
 
     Created = Submitted  # the library's name for the creation event
 
@@ -246,6 +250,63 @@ class Run(Aggregate):
             run.merge_result = self.merge_result
             run.end(MERGED, self.timestamp)
 
+    class LeaseRenewed(Event):
+        TOPIC = "runledger:lease.renewed"
+        TYPE = "lease.renewed"
+        lease_id: str
+        lease_expires_at: str
+
+        def apply(self, run: Run) -> None:
+            assert run.lease is not None
+            run.lease = {**run.lease, "expires_at": self.lease_expires_at}
+
+    class LeaseExpired(Event):
+        TOPIC = "runledger:lease.expired"
+        TYPE = "lease.expired"
+        lease_id: str
+        fencing_token: int
+
+        def apply(self, run: Run) -> None:
+            run.lease = None
+
+    class RetryScheduled(Event):
+        """An attempt failed for a transient reason: back to pending, after a backoff."""
+
+        TOPIC = "runledger:run.retry_scheduled"
+        TYPE = "run.retry_scheduled"
+        attempt: int
+        not_before: str
+        category: str
+        message: str
+
+        def apply(self, run: Run) -> None:
+            run.status = PENDING
+            run.attempt = self.attempt
+            run.not_before = self.not_before
+            run.failure = {"category": self.category, "message": self.message}
+            run.lease = None
+
+    class MergeFailed(Event):
+        TOPIC = "runledger:merge.failed"
+        TYPE = "merge.failed"
+        reason: str
+        conflicting_files: list[str]
+
+        def apply(self, run: Run) -> None:
+            run.conflicting_files = self.conflicting_files
+            run.failure = {"category": "merge", "message": self.reason}
+            run.end(MERGE_FAILED, self.timestamp)
+
+    class MergeRefused(Event):
+        """The merge could not start (a dirty checkout): the run goes back to review."""
+
+        TOPIC = "runledger:merge.refused"
+        TYPE = "merge.refused"
+        reason: str
+
+        def apply(self, run: Run) -> None:
+            run.status = AWAITING_REVIEW
+
     class Archived(Event):
         TOPIC = "runledger:run.archived"
         TYPE = "run.archived"
@@ -328,6 +389,8 @@ class Run(Aggregate):
         """Give the run to a runner under a new lease with the next fencing token."""
         if not self.is_claimable:
             raise Conflict("The run is not waiting for a runner.", self.status)
+        if self.not_before is not None and parse_timestamp(self.not_before) > now:
+            raise Conflict("The run is waiting out its retry backoff.", self.status)
         self._trigger(
             self.Claimed,
             now,
@@ -383,8 +446,12 @@ class Run(Aggregate):
         diff_stats: dict[str, int] | None = None,
         branch: str | None = None,
         failure: dict[str, str] | None = None,
+        retry_backoff: float = 0.0,
     ) -> None:
-        """Record the runner's outcome: changes to review, no changes, or a failure."""
+        """Record the runner's outcome: changes to review, no changes, or a failure.
+
+        A failure of a transient category with attempts left schedules a retry instead.
+        """
         self._check_lease(fencing_token)
         if outcome == "changes":
             self._trigger(
@@ -401,9 +468,7 @@ class Run(Aggregate):
             failure = failure or {"category": "other", "message": "The runner reported a failure."}
             if failure.get("category") not in FAILURE_CATEGORIES:
                 raise Invalid("Unknown failure category.", "failure")
-            self._trigger(
-                self.Failed, now, actor, category=failure["category"], message=failure["message"]
-            )
+            self._fail_attempt(failure["category"], failure["message"], actor, now, retry_backoff)
         else:
             raise Invalid(f"Unknown outcome {outcome!r}.", "outcome")
 
@@ -433,6 +498,53 @@ class Run(Aggregate):
             self._trigger(self.Declined, now, actor, comment=comment)
         else:
             self._trigger(self.ChangesRequested, now, actor, comment=comment)
+
+    def renew_lease(self, *, lease_id: str, lease_expires_at: str, now: datetime) -> None:
+        """Extend the current lease (StaleLease once it was lost or replaced)."""
+        if self.lease is None or self.lease["lease_id"] != lease_id:
+            raise StaleLease("The lease is no longer current.")
+        self._trigger(
+            self.LeaseRenewed,
+            now,
+            self.lease["runner_id"],
+            lease_id=lease_id,
+            lease_expires_at=lease_expires_at,
+        )
+
+    def expire_lease(self, *, fencing_token: int, now: datetime, retry_backoff: float) -> None:
+        """Expire the lease with this token if it has lapsed; otherwise change nothing."""
+        lease = self.lease
+        if lease is None or lease["fencing_token"] != fencing_token:
+            return
+        if parse_timestamp(lease["expires_at"]) > now:
+            return
+        self._trigger(
+            self.LeaseExpired,
+            now,
+            "engine",
+            lease_id=lease["lease_id"],
+            fencing_token=fencing_token,
+        )
+        self._fail_attempt(
+            "runner-transient", "The runner's lease expired.", "engine", now, retry_backoff
+        )
+
+    def complete_merge(self, *, merge_result: str, now: datetime) -> None:
+        """Record the merge commit."""
+        self._require(MERGING, "The run is not merging.")
+        self._trigger(self.MergeCompleted, now, "engine", merge_result=merge_result)
+
+    def fail_merge(self, *, reason: str, conflicting_files: list[str], now: datetime) -> None:
+        """Record a merge that cannot succeed (conflicts, a changed branch)."""
+        self._require(MERGING, "The run is not merging.")
+        self._trigger(
+            self.MergeFailed, now, "engine", reason=reason, conflicting_files=conflicting_files
+        )
+
+    def refuse_merge(self, *, reason: str, now: datetime) -> None:
+        """Send the run back to review: the merge cannot start now (approve again later)."""
+        self._require(MERGING, "The run is not merging.")
+        self._trigger(self.MergeRefused, now, "engine", reason=reason)
 
     def archive(self, *, actor: str, now: datetime) -> None:
         """Hide the run from default listings; archiving twice changes nothing."""
@@ -471,6 +583,23 @@ class Run(Aggregate):
             "changes_requested": {IN_PROGRESS},
         }
         return self.status in led_to[decision]
+
+    def _fail_attempt(
+        self, category: str, message: str, actor: str, now: datetime, retry_backoff: float
+    ) -> None:
+        if category in TRANSIENT and self.attempt < self.max_attempts:
+            delay = min(retry_backoff * 2 ** (self.attempt - 1), MAX_BACKOFF_SECONDS)
+            self._trigger(
+                self.RetryScheduled,
+                now,
+                actor,
+                attempt=self.attempt + 1,
+                not_before=format_timestamp(now + timedelta(seconds=delay)),
+                category=category,
+                message=message,
+            )
+        else:
+            self._trigger(self.Failed, now, actor, category=category, message=message)
 
     def _require(self, status: str, message: str) -> None:
         if self.status != status:

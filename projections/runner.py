@@ -28,6 +28,8 @@ class Projection(Protocol):
 
     def forget(self) -> None: ...
 
+    def reset(self, cur: Cursor) -> None: ...
+
 
 class ProjectionRunner:
     """Feeds the event log to one projection, in a background thread or on demand."""
@@ -76,7 +78,7 @@ class ProjectionRunner:
     def rebuild(self) -> int:
         """Empty the read model, rewind, and replay the whole log."""
         with self.db.transaction() as cur:
-            readmodels.reset_runs(cur, self.projection.name)
+            self.projection.reset(cur)
         self.projection.forget()
         self.position = 0
         return self.catch_up()
@@ -87,7 +89,8 @@ class ProjectionRunner:
 
     def start(self) -> None:
         """Follow the log in a daemon thread."""
-        self._thread = threading.Thread(target=self._loop, name="projection-runs", daemon=True)
+        name = f"projection-{self.projection.name}"
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

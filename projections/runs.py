@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import datetime
 from typing import Any
-
-from eventsourcing.persistence import StoredEvent
 
 from adapters import readmodels
 from adapters.db import Cursor, StoredRow
 from domain.engine import Engine
 from domain.runs import Run
-from domain.timestamps import format_timestamp
+from domain.timestamps import format_timestamp, parse_timestamp
+from domain.topics import RUN_TOPICS
+from projections.folding import Folder
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -55,29 +54,34 @@ def run_view(run: Run) -> dict[str, Any]:
         "merge_result": run.merge_result,
         "conflicting_files": run.conflicting_files,
         "coordinator_status": None,
+        "not_before": run.not_before,
         "archived_at": _ts(run.archived_at),
     }
 
 
 class RunsProjection:
-    """Applies events to the runs view; keeps recently seen runs in memory between batches."""
+    """Applies run events to the runs view, writing each touched run once per batch."""
 
     name = "runs"
 
-    def __init__(self, engine: Engine, cache_size: int = 5000) -> None:
-        self.engine = engine
-        self.cache_size = cache_size
-        self._runs: OrderedDict[str, Run] = OrderedDict()
+    def __init__(self, engine: Engine) -> None:
+        self.folder = Folder(engine)
 
     def forget(self) -> None:
         """Drop the in-memory runs (after a failed transaction or a rewind)."""
-        self._runs.clear()
+        self.folder.forget()
+
+    def reset(self, cur: Cursor) -> None:
+        """Empty the view and rewind, for a rebuild."""
+        readmodels.reset(cur, "runs_view", self.name)
 
     def apply(self, cur: Cursor, rows: list[StoredRow]) -> None:
-        """Apply a batch of events in position order, writing each touched run once."""
+        """Apply a batch of events in position order."""
         touched: dict[str, tuple[Run, int]] = {}
         for row in rows:
-            run = self._advance(row)
+            if row.topic not in RUN_TOPICS:
+                continue
+            run = self.folder.advance(row)
             key = str(row.run_id)
             created = row.position if row.sequence == 1 else touched.get(key, (run, 0))[1]
             touched[key] = (run, created)
@@ -85,21 +89,38 @@ class RunsProjection:
             if run.deleted:
                 readmodels.delete_run(cur, key)
             else:
-                readmodels.upsert_run(cur, run_view(run), created, run.is_claimable)
+                not_before = parse_timestamp(run.not_before).timestamp() if run.not_before else 0.0
+                readmodels.upsert_run(cur, run_view(run), created, run.is_claimable, not_before)
 
-    def _advance(self, row: StoredRow) -> Run:
-        key = str(row.run_id)
-        event = self.engine.mapper.to_domain_event(
-            StoredEvent(row.run_id, row.sequence, row.topic, row.state)
-        )
-        run = self._runs.pop(key, None)
-        if row.sequence == 1:
-            run = event.mutate(None)
-        else:
-            if run is None or run.version != row.sequence - 1:
-                run = self.engine.get_run(row.run_id, version=row.sequence - 1)
-            event.mutate(run)
-        self._runs[key] = run
-        if len(self._runs) > self.cache_size:
-            self._runs.popitem(last=False)
-        return run
+
+class LeasesProjection:
+    """The lease-expiry policy's own state: which run holds which lease until when."""
+
+    name = "leases"
+
+    def __init__(self, engine: Engine) -> None:
+        self.folder = Folder(engine)
+
+    def forget(self) -> None:
+        """Drop the in-memory runs."""
+        self.folder.forget()
+
+    def reset(self, cur: Cursor) -> None:
+        """Empty the view and rewind, for a rebuild."""
+        readmodels.reset(cur, "leases_view", self.name)
+
+    def apply(self, cur: Cursor, rows: list[StoredRow]) -> None:
+        """Record each touched run's lease, or its absence."""
+        touched: dict[str, Run] = {}
+        for row in rows:
+            if row.topic in RUN_TOPICS:
+                touched[str(row.run_id)] = self.folder.advance(row)
+        for key, run in touched.items():
+            lease = run.lease
+            if lease is None or run.deleted:
+                readmodels.delete_lease(cur, key)
+            else:
+                expires = parse_timestamp(lease["expires_at"]).timestamp()
+                readmodels.upsert_lease(
+                    cur, key, lease["lease_id"], lease["fencing_token"], expires
+                )

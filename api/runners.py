@@ -17,7 +17,7 @@ from api.errors import JSON
 from api.requests import idempotent, parse, path_id
 from api.runs import command_body
 from domain.engine import Engine
-from domain.errors import Conflict, NotFound
+from domain.errors import Conflict, NotFound, StaleLease
 from domain.timestamps import format_timestamp
 
 CANDIDATES = 20
@@ -28,7 +28,7 @@ def _try_claim(request: Request, runner_id: str) -> dict[str, Any] | None:
     state = request.app.state
     engine: Engine = state.engine
     with state.db.reading() as cur:
-        candidates = readmodels.claimable_runs(cur, CANDIDATES)
+        candidates = readmodels.claimable_runs(cur, CANDIDATES, time.time())
     for candidate in candidates:
         try:
             appended, lease = engine.claim_run(UUID(candidate), runner_id)
@@ -58,6 +58,12 @@ def _try_claim(request: Request, runner_id: str) -> dict[str, Any] | None:
     return None
 
 
+def _next_claimable_in(request: Request) -> float:
+    with request.app.state.db.reading() as cur:
+        at = readmodels.next_claimable_at(cur, time.time())
+    return float("inf") if at is None else max(at - time.time(), 0.0)
+
+
 async def claim(request: Request) -> Response:
     name = auth.runner(request)
     body = await parse(request, schemas.Claim)
@@ -70,8 +76,10 @@ async def claim(request: Request) -> Response:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return Response(status_code=204)
-        # Woken when the read models move; the timeout covers other processes' writes.
-        await hub.wait_for_news(min(remaining, 0.5))
+        # Woken when the read models move, or when a run's retry backoff ends; the 0.5 s
+        # cap covers read models moved by another process.
+        backoff_ends = await run_in_threadpool(_next_claimable_in, request)
+        await hub.wait_for_news(min(remaining, 0.5, backoff_ends))
 
 
 async def append_events(request: Request) -> Response:
@@ -107,8 +115,41 @@ async def report(request: Request) -> Response:
     return await idempotent(request, name, handle)
 
 
+async def heartbeat(request: Request) -> Response:
+    auth.runner(request)
+    lease_id = str(path_id(request, "lease_id"))
+    state = request.app.state
+
+    def renew() -> dict[str, Any]:
+        run_id = _run_of_lease(state, lease_id)
+        if run_id is None:
+            # Maybe the claim is newer than the leases view: let it catch up once.
+            head = state.db.head()
+            deadline = time.monotonic() + 5
+            while state.runtime.leases.position < head and time.monotonic() < deadline:
+                time.sleep(0.005)
+            run_id = _run_of_lease(state, lease_id)
+        if run_id is None:
+            raise StaleLease("The lease is no longer current.")
+        appended, expires = state.engine.renew_lease(UUID(run_id), lease_id)
+        return {
+            "lease_id": lease_id,
+            "lease_expires_at": format_timestamp(expires),
+            "sequence": appended.sequence,
+            "position": appended.position,
+        }
+
+    return JSON(await run_in_threadpool(renew))
+
+
+def _run_of_lease(state: Any, lease_id: str) -> str | None:
+    with state.db.reading() as cur:
+        return readmodels.run_of_lease(cur, lease_id)
+
+
 routes = [
     Route("/api/runner/claim", claim, methods=["POST"]),
+    Route("/api/runner/leases/{lease_id}/heartbeat", heartbeat, methods=["POST"]),
     Route("/api/runs/{run_id}/events", append_events, methods=["POST"]),
     Route("/api/runs/{run_id}/report", report, methods=["POST"]),
 ]

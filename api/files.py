@@ -1,0 +1,75 @@
+"""Run diff routes for reviewers: the files a run's branch changed, and each file's diff."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from adapters import git
+from api import auth
+from api.errors import JSON
+from api.requests import path_id
+from domain.engine import Engine
+from domain.errors import NotFound
+from domain.runs import Run
+
+
+def _branch_and_base(run: Run) -> tuple[str, str, str]:
+    """(repository, branch, base): a merged run diffs against its merge's first parent."""
+    if run.repository_path is None:
+        raise NotFound("The run has no repository.")
+    branch = run.branch or f"runledger/{run.id}"
+    try:
+        if not git.branch_exists(run.repository_path, branch):
+            raise NotFound("The run's branch does not exist.")
+    except (git.GitError, OSError):
+        raise NotFound("The run's repository cannot be read.") from None
+    base = run.originating_branch or "main"
+    if run.merge_result and run.merge_result.startswith("merged:"):
+        base = run.merge_result.removeprefix("merged:") + "^1"
+    return run.repository_path, branch, base
+
+
+async def list_files(request: Request) -> Response:
+    owner = auth.user(request)
+    run_id = path_id(request)
+    engine: Engine = request.app.state.engine
+
+    def read() -> dict[str, Any]:
+        repo, branch, base = _branch_and_base(engine.get_run(run_id, owner))
+        files = git.changed_files(repo, base, branch)
+        return {
+            "branch": branch,
+            "files": [
+                {"path": f.path, "status": f.status, "added": f.added, "removed": f.removed}
+                for f in files
+            ],
+        }
+
+    return JSON(await run_in_threadpool(read))
+
+
+async def file_diff(request: Request) -> Response:
+    owner = auth.user(request)
+    run_id = path_id(request)
+    path = request.path_params["path"]
+    engine: Engine = request.app.state.engine
+
+    def read() -> str:
+        repo, branch, base = _branch_and_base(engine.get_run(run_id, owner))
+        if path not in {f.path for f in git.changed_files(repo, base, branch)}:
+            raise NotFound("The run did not change that file.")
+        return git.file_diff(repo, base, branch, path)
+
+    diff = await run_in_threadpool(read)
+    return Response(diff, media_type="text/x-diff; charset=utf-8")
+
+
+routes = [
+    Route("/api/runs/{run_id}/files", list_files, methods=["GET"]),
+    Route("/api/runs/{run_id}/files/{path:path}", file_diff, methods=["GET"]),
+]

@@ -1,0 +1,152 @@
+"""Project routes: a project names a git repository; its runs merge into its branches."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import Any
+from uuid import UUID
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from adapters import git, readmodels
+from api import auth, schemas
+from api.errors import JSON, invalid
+from api.requests import (
+    bool_param,
+    idempotent,
+    parse,
+    path_id,
+    read_position,
+    wait_for_read_models,
+    with_position,
+)
+from api.runs import command_body, list_runs, submission_options
+from domain.engine import Engine
+from domain.errors import Conflict, NotFound
+from projections.projects import project_view
+
+
+def check_repository(request: Request, path: str | None) -> str | None:
+    """A repository_path the operator allows, or a 400 naming what is wrong with it."""
+    if path is None:
+        return None
+    error = git.repository_error(path, list(request.app.state.config.allowed_roots))
+    if error is not None:
+        raise invalid(error, "repository_path")
+    return path
+
+
+async def create_project(request: Request) -> Response:
+    owner = auth.user(request)
+
+    async def handle() -> Response:
+        body = await parse(request, schemas.CreateProject)
+        engine: Engine = request.app.state.engine
+
+        def create() -> dict[str, Any]:
+            path = check_repository(request, body.repository_path)
+            project = engine.create_project(owner, body.name, path, body.default_branch)
+            return project_view(project)
+
+        return JSON(await run_in_threadpool(create), status_code=201)
+
+    return await idempotent(request, owner, handle)
+
+
+async def list_projects(request: Request) -> Response:
+    owner = auth.user(request)
+    position = await read_position(request)
+
+    def read() -> list[dict[str, Any]]:
+        with request.app.state.db.reading() as cur:
+            return readmodels.list_projects(cur, owner)
+
+    return with_position({"items": await run_in_threadpool(read)}, position)
+
+
+async def get_project(request: Request) -> Response:
+    owner = auth.user(request)
+    project_id = path_id(request, "project_id")
+    position = await read_position(request)
+
+    def read() -> dict[str, Any] | None:
+        with request.app.state.db.reading() as cur:
+            return readmodels.get_project(cur, str(project_id), owner)
+
+    doc = await run_in_threadpool(read)
+    if doc is None:
+        raise NotFound("No such project.")
+    return with_position(doc, position)
+
+
+async def update_project(request: Request) -> Response:
+    owner = auth.user(request)
+    project_id = path_id(request, "project_id")
+    body = await parse(request, schemas.UpdateProject)
+    changes = body.model_dump(exclude_unset=True)
+    if any(value is None for value in changes.values()):
+        raise invalid("Fields cannot be set to null.")
+    engine: Engine = request.app.state.engine
+    project = await run_in_threadpool(engine.update_project, project_id, owner, changes)
+    return JSON(project_view(project))
+
+
+async def delete_project(request: Request) -> Response:
+    owner = auth.user(request)
+    project_id = path_id(request, "project_id")
+    if not bool_param(request, "confirm", False):
+        raise invalid("Deleting a project needs ?confirm=true.", "confirm")
+    engine: Engine = request.app.state.engine
+    position = await run_in_threadpool(engine.delete_project, project_id, owner)
+    # Cancel its active runs once the read model includes everything up to the deletion.
+    if position is not None:
+        await wait_for_read_models(request, position)
+
+    def cancel_active() -> None:
+        with request.app.state.db.reading() as cur:
+            active = readmodels.active_runs_of_project(cur, str(project_id))
+        for run_id in active:
+            with suppress(Conflict, NotFound):  # it ended meanwhile
+                engine.cancel_run(UUID(run_id), owner, reason="project deleted")
+
+    await run_in_threadpool(cancel_active)
+    return Response(status_code=204)
+
+
+async def submit_project_run(request: Request) -> Response:
+    owner = auth.user(request)
+    project_id = path_id(request, "project_id")
+
+    async def handle() -> Response:
+        body = await parse(request, schemas.SubmitProjectRun)
+        engine: Engine = request.app.state.engine
+
+        def submit() -> dict[str, Any]:
+            options = submission_options(engine, owner, body)
+            appended = engine.submit_project_run(project_id, owner, body.task, **options)
+            return command_body(request, appended)
+
+        return JSON(await run_in_threadpool(submit), status_code=202)
+
+    return await idempotent(request, owner, handle)
+
+
+async def project_runs(request: Request) -> Response:
+    owner = auth.user(request)
+    project_id = path_id(request, "project_id")
+    await run_in_threadpool(request.app.state.engine.get_project, project_id, owner)
+    return await list_runs(request, project_id=str(project_id))
+
+
+routes = [
+    Route("/api/projects", create_project, methods=["POST"]),
+    Route("/api/projects", list_projects, methods=["GET"]),
+    Route("/api/projects/{project_id}", get_project, methods=["GET"]),
+    Route("/api/projects/{project_id}", update_project, methods=["PATCH"]),
+    Route("/api/projects/{project_id}", delete_project, methods=["DELETE"]),
+    Route("/api/projects/{project_id}/runs", submit_project_run, methods=["POST"]),
+    Route("/api/projects/{project_id}/runs", project_runs, methods=["GET"]),
+]

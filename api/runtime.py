@@ -1,0 +1,86 @@
+"""The runtime behind the API (and the CLI): store, engine, read models and policies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from adapters import readmodels
+from adapters.db import Database
+from adapters.store import StoreSettings
+from api.config import Config
+from domain.engine import Engine
+from projections.policies import LeaseExpiry, Loop, Merger
+from projections.projects import ProjectsProjection
+from projections.runner import ProjectionRunner
+from projections.runs import LeasesProjection, RunsProjection
+
+
+def utc_now() -> datetime:
+    """The engine's clock."""
+    return datetime.now(UTC)
+
+
+class Runtime:
+    """The store, the engine, the runs projection: everything but HTTP (also used by the CLI)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.settings = StoreSettings.from_url(config.database_url)
+        self.db = Database(self.settings)
+        readmodels.create_schema(self.db)
+        self.engine = Engine(
+            self.settings.eventsourcing_env(),
+            clock=utc_now,
+            new_id=uuid4,
+            lease_seconds=config.lease_seconds,
+            retry_backoff=config.retry_backoff,
+        )
+        self.db.attach_event_store(self.engine.recorder.events_table_name)
+        default_poll = 0.1 if self.settings.kind == "sqlite" else 1.0
+        self.poll_interval = config.poll_interval or default_poll
+        self.projection = self._runner(RunsProjection(self.engine))
+        self.projects = self._runner(ProjectsProjection(self.engine))
+        self.leases = self._runner(LeasesProjection(self.engine))
+        self.runners = [self.projection, self.projects, self.leases]
+        self.lease_expiry = Loop("lease-expiry", LeaseExpiry(self.db, self.engine).tick, 1.0)
+        self.merger = Merger(self.db, self.engine)
+        self.merging = Loop("merger", self.merger.tick, 5.0)
+
+    def _runner(self, projection: RunsProjection | ProjectsProjection | LeasesProjection):
+        return ProjectionRunner(self.db, projection, poll_interval=self.poll_interval)
+
+    def read_models_position(self) -> int:
+        """The position every user-facing read model has reached."""
+        return min(self.projection.position, self.projects.position)
+
+    def catch_up(self) -> None:
+        """Bring every read model up to the head of the log."""
+        for runner in self.runners:
+            runner.catch_up()
+
+    def rebuild(self) -> int:
+        """Rebuild every read model from the whole log."""
+        return min(runner.rebuild() for runner in self.runners)
+
+    def start(self, wake_on_commit: list) -> None:
+        """Follow the log and run the policies in background threads."""
+        for runner in self.runners:
+            runner.start()
+            wake_on_commit.append(runner.wake)
+        self.projection.on_advance.append(self.merging.wake)
+        self.leases.on_advance.append(self.lease_expiry.wake)
+        self.lease_expiry.start()
+        self.merging.start()
+
+    def stop(self) -> None:
+        """Stop the background threads."""
+        self.merging.stop()
+        self.lease_expiry.stop()
+        for runner in self.runners:
+            runner.stop()
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.close()
+        self.db.close()

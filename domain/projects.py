@@ -1,0 +1,110 @@
+"""The Project aggregate: a named git repository and its default branch, owned by one user."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import Invalid, NotFound
+
+
+class Project(Aggregate):
+    """A project: where runs get their repository and the branch they merge into."""
+
+    TOPIC = "runledger:Project"
+
+    class Event(Aggregate.Event):
+        """Every project event names who caused it."""
+
+        TYPE = ""
+        actor: str
+
+        def wire_type(self) -> str:
+            """The event's dotted name on the wire."""
+            return self.TYPE
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = "runledger:project.created"
+        TYPE = "project.created"
+        owner: str
+        name: str
+        repository_path: str | None
+        default_branch: str
+
+        def apply(self, project: Project) -> None:
+            project.owner = self.owner
+            project.name = self.name
+            project.repository_path = self.repository_path
+            project.default_branch = self.default_branch
+            project.settings = {}
+            project.created_at = self.timestamp
+            project.deleted = False
+
+    class Updated(Event):
+        TOPIC = "runledger:project.updated"
+        TYPE = "project.updated"
+        changes: dict[str, Any]
+
+        def apply(self, project: Project) -> None:
+            for key, value in self.changes.items():
+                setattr(project, key, value)
+
+    class Deleted(Event):
+        TOPIC = "runledger:project.deleted"
+        TYPE = "project.deleted"
+
+        def apply(self, project: Project) -> None:
+            project.deleted = True
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        project_id: UUID,
+        owner: str,
+        name: str,
+        repository_path: str | None,
+        default_branch: str,
+        now: datetime,
+    ) -> Project:
+        """Create a project (the repository path was checked by the caller)."""
+        if not name.strip():
+            raise Invalid("The name must not be empty.", "name")
+        if not default_branch.strip():
+            raise Invalid("The default branch must not be empty.", "default_branch")
+        return cls._create(
+            cls.Created,
+            id=project_id,
+            timestamp=now,
+            actor=owner,
+            owner=owner,
+            name=name,
+            repository_path=repository_path,
+            default_branch=default_branch,
+        )
+
+    def check_visible_to(self, user: str) -> None:
+        """Raise NotFound unless the project exists for this user."""
+        if self.deleted or self.owner != user:
+            raise NotFound("No such project.")
+
+    def update(self, *, changes: dict[str, Any], actor: str, now: datetime) -> None:
+        """Change the name, default branch or settings; only real changes are recorded."""
+        allowed = {"name", "default_branch", "settings"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise Invalid(f"Cannot change {sorted(unknown)}.", sorted(unknown)[0])
+        for key in ("name", "default_branch"):
+            if key in changes and not str(changes[key]).strip():
+                raise Invalid(f"The {key} must not be empty.", key)
+        real = {k: v for k, v in changes.items() if getattr(self, k) != v}
+        if real:
+            self.trigger_event(self.Updated, timestamp=now, actor=actor, changes=real)
+
+    def delete(self, *, actor: str, now: datetime) -> None:
+        """Delete the project (its active runs are cancelled by the engine)."""
+        if not self.deleted:
+            self.trigger_event(self.Deleted, timestamp=now, actor=actor)

@@ -1,0 +1,139 @@
+"""Policies: processes that watch the read models and the clock, and issue commands.
+
+Their commands are idempotent — keyed by the lease's fencing token, or by the run still
+being `merging` — so a crash between deciding and acting, or two processes acting at
+once, never expires a lease twice, schedules two retries or merges twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from uuid import UUID
+
+from adapters import git, readmodels
+from adapters.db import Database
+from domain.engine import Engine
+from domain.errors import DomainError
+from domain.runs import MERGING, Run
+
+log = logging.getLogger("runledger.policies")
+
+
+class Loop:
+    """A daemon thread that runs `tick` when woken, or after at most `interval` seconds."""
+
+    def __init__(self, name: str, tick: Callable[[], float | None], interval: float) -> None:
+        self.name, self.tick, self.interval = name, tick, interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def wake(self, _position: int | None = None) -> None:
+        """Look now."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                delay = self.tick()
+            except Exception:
+                log.exception("%s failed; retrying", self.name)
+                delay = 1.0
+            wait = self.interval if delay is None else max(0.0, min(delay, self.interval))
+            self._wake.wait(wait)
+            self._wake.clear()
+
+
+class LeaseExpiry:
+    """Expires every lease that lapsed without a heartbeat."""
+
+    def __init__(self, db: Database, engine: Engine) -> None:
+        self.db, self.engine = db, engine
+
+    def tick(self) -> float | None:
+        """Expire what is due; returns the seconds until the next lease can lapse."""
+        now = time.time()
+        with self.db.reading() as cur:
+            due = readmodels.expired_leases(cur, now)
+            upcoming = readmodels.next_lease_expiry(cur)
+        for run_id, token in due:
+            with suppress(DomainError):  # the run moved on (deleted, …): nothing to expire
+                self.engine.expire_lease(UUID(run_id), token)
+        if due:
+            return 0.05  # the leases view catches up, then look again
+        return None if upcoming is None else max(upcoming - time.time(), 0.0) + 0.01
+
+
+class Merger:
+    """Merges approved runs into their originating branch, and tidies their worktrees."""
+
+    def __init__(self, db: Database, engine: Engine) -> None:
+        self.db, self.engine = db, engine
+
+    def tick(self) -> float | None:
+        """Merge every run that is waiting in `merging`."""
+        with self.db.reading() as cur:
+            waiting = readmodels.runs_in_status(cur, MERGING)
+        for run_id in waiting:
+            self.merge(UUID(run_id))
+        return None
+
+    def merge(self, run_id: UUID) -> None:
+        """Merge one run, if it is still merging; record the outcome as an event."""
+        run = self.engine.get_run(run_id)
+        if run.status != MERGING or run.repository_path is None:
+            return
+        branch = run.branch or f"runledger/{run.id}"
+        target = run.originating_branch or "main"
+        try:
+            outcome = git.merge(run.repository_path, branch, target, run.tree_hash)
+        except (git.GitError, OSError) as exc:
+            outcome = git.MergeOutcome(failed=f"git failed: {exc}")
+        try:
+            if outcome.refused:
+                self.engine.refuse_merge(run_id, outcome.refused)
+            elif outcome.commit:
+                self.engine.complete_merge(run_id, f"merged:{outcome.commit}")
+                remove_worktree(run)
+            elif outcome.conflicting_files:
+                self.engine.fail_merge(
+                    run_id, "The branch conflicts with its target.", list(outcome.conflicting_files)
+                )
+            else:
+                self.engine.fail_merge(run_id, outcome.failed or "The merge failed.", [])
+        except DomainError:
+            pass  # another process recorded the outcome first
+
+
+def remove_worktree(run: Run) -> None:
+    """Remove the run's worktree (the reference runner's), keeping its branch for audit."""
+    if run.repository_path is None or not Path(run.repository_path).exists():
+        return
+    branch = f"refs/heads/{run.branch or f'runledger/{run.id}'}"
+    try:
+        listing = git.git(run.repository_path, "worktree", "list", "--porcelain")
+    except git.GitError:
+        return
+    path = None
+    for line in listing.splitlines():
+        if line.startswith("worktree "):
+            path = line[len("worktree ") :]
+        elif line == f"branch {branch}" and path and Path(path) != Path(run.repository_path):
+            git.remove_worktree(run.repository_path, path)
