@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import uvicorn
 
@@ -17,18 +20,36 @@ log = logging.getLogger("runledger")
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = argparse.ArgumentParser(prog="runledger", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="subcommand", required=True)
     serve = commands.add_parser("serve", help="run the engine: API, projections, streams")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--database", help="sqlite:///path.db or postgresql://user@host:port/db")
+    agent = commands.add_parser("runner", help="claim runs and do them with a command")
+    agent.add_argument(
+        "--server", default=os.environ.get("RUNLEDGER_SERVER", "http://127.0.0.1:8000")
+    )
+    agent.add_argument("--key", default=os.environ.get("RUNLEDGER_RUNNER_KEY"))
+    agent.add_argument("--command", required=True, help="run with the task on stdin")
+    agent.add_argument("--runner-id", default=f"{socket.gethostname()}-{os.getpid()}")
+    agent.add_argument("--workdir", default=".runledger-runner", help="worktrees go here")
+    agent.add_argument("--once", action="store_true", help="exit after one run")
+    agent.add_argument(
+        "--exit-category",
+        action="append",
+        default=[],
+        metavar="STATUS=CATEGORY",
+        help="map an exit status to a failure category (e.g. 3=flaky-test)",
+    )
     projections = commands.add_parser("projections", help="manage read models")
     projections.add_argument("action", choices=["rebuild"])
     projections.add_argument("--database")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.subcommand == "runner":
+        return _runner(parser, args)
     config = Config.from_env(database_url=args.database)
-    if args.command == "serve":
+    if args.subcommand == "serve":
         return _serve(config, args.host, args.port)
     return _rebuild(config)
 
@@ -63,6 +84,32 @@ class _Server(uvicorn.Server):
         if hub is not None and hub.loop is not None:
             hub.loop.call_soon_threadsafe(hub.close_all)
         super().handle_exit(sig, frame)
+
+
+def _runner(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from adapters.runner_agent import DEFAULT_EXIT_CATEGORIES, RunnerConfig, serve_forever
+
+    if not args.key:
+        parser.error("runner needs --key (or RUNLEDGER_RUNNER_KEY): a key with the runner role")
+    categories = dict(DEFAULT_EXIT_CATEGORIES)
+    for entry in args.exit_category:
+        status, _, category = entry.partition("=")
+        if not status.strip().lstrip("-").isdigit() or not category:
+            parser.error(f"--exit-category wants STATUS=CATEGORY, not {entry!r}")
+        categories[int(status)] = category
+    config = RunnerConfig(
+        server=args.server,
+        key=args.key,
+        command=args.command,
+        runner_id=args.runner_id,
+        workdir=Path(args.workdir),
+        exit_categories=categories,
+        once=args.once,
+    )
+    try:
+        return serve_forever(config)
+    except KeyboardInterrupt:
+        return 130
 
 
 def _rebuild(config: Config) -> int:

@@ -28,9 +28,9 @@ class JSON(Response):
 class ApiError(Exception):
     """An error answer raised from anywhere in a handler."""
 
-    def __init__(self, status: int, error: str, detail: str, **extra: Any) -> None:
+    def __init__(self, http_status: int, error: str, detail: str, /, **extra: Any) -> None:
         super().__init__(detail)
-        self.status, self.error, self.detail, self.extra = status, error, detail, extra
+        self.status, self.error, self.detail, self.extra = http_status, error, detail, extra
 
     def response(self) -> Response:
         """The error as an HTTP response."""

@@ -1,0 +1,275 @@
+"""The reference runner: claims runs and does each with any command, in a git worktree.
+
+For each claimed run it makes (or reuses, after a request for changes) a worktree of the
+project's repository on branch `runledger/<run_id>`, runs the command there with the task
+on stdin and in RUNLEDGER_TASK, streams stdout and stderr as `tool.output` events in
+batches, heartbeats while the command works, then commits what changed and reports
+`changes` or `no_changes` — or `failed`, with a category read from the exit status.
+A run with no repository runs in a scratch directory. Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adapters import git
+
+log = logging.getLogger("runledger.runner")
+# Exit statuses with a meaning (sysexits.h); anything else non-zero is the agent's failure.
+DEFAULT_EXIT_CATEGORIES = {75: "runner-transient", 69: "network", 68: "network"}
+
+
+class LeaseLost(Exception):
+    """The server refused our fencing token: the run was cancelled or given to another."""
+
+
+@dataclass
+class RunnerConfig:
+    """How the runner talks to the server and what it runs."""
+
+    server: str
+    key: str
+    command: str
+    runner_id: str = field(default_factory=lambda: f"runner-{os.getpid()}")
+    workdir: Path = Path(".runledger-runner")
+    wait_seconds: float = 30.0
+    batch_interval: float = 0.2
+    batch_size: int = 200
+    exit_categories: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_EXIT_CATEGORIES))
+    once: bool = False
+
+
+class Api:
+    """The four runner calls, over plain HTTP with JSON."""
+
+    def __init__(self, server: str, key: str) -> None:
+        self.server = server.rstrip("/")
+        self.key = key
+
+    def call(self, path: str, body: dict[str, Any], timeout: float = 60) -> tuple[int, Any]:
+        """POST JSON; (status, decoded body or None). Raises LeaseLost on 409 stale_lease."""
+        request = urllib.request.Request(
+            self.server + path,
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            payload = json.loads(exc.read() or b"{}")
+            if exc.code == 409 and payload.get("error") == "stale_lease":
+                raise LeaseLost(payload.get("detail", "stale lease")) from None
+            raise RuntimeError(f"{path}: {exc.code} {payload}") from None
+
+    def claim(self, runner_id: str, wait: float) -> dict[str, Any] | None:
+        """Long-poll for work."""
+        status, body = self.call(
+            "/api/runner/claim", {"runner_id": runner_id, "wait_seconds": wait}, wait + 30
+        )
+        return body if status == 200 else None
+
+
+class Session:
+    """One claimed run: heartbeats, output batching, the command, the report."""
+
+    def __init__(self, config: RunnerConfig, api: Api, claim: dict[str, Any]) -> None:
+        self.config, self.api = config, api
+        self.run = claim["run"]
+        self.run_id = self.run["run_id"]
+        self.lease_id = claim["lease_id"]
+        self.token = claim["fencing_token"]
+        self.lease_seconds = _seconds_until(claim["lease_expires_at"])
+        self.lost = threading.Event()
+        self.done = threading.Event()
+        self.output: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+
+    def work(self) -> None:
+        """Do the run from claim to report."""
+        heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
+        sender = threading.Thread(target=self._send_output, daemon=True)
+        heartbeat.start()
+        sender.start()
+        try:
+            where, repo = self._prepare()
+            code = self._execute(where)
+        except Exception as exc:  # the runner itself failed: say so, transiently
+            log.exception("run %s: runner error", self.run_id)
+            self.done.set()
+            sender.join()
+            self._report({"outcome": "failed", "failure": _failure("runner-transient", exc)})
+            return
+        finally:
+            self.done.set()
+        sender.join()
+        heartbeat.join(timeout=1)
+        if self.lost.is_set():
+            log.warning("run %s: lease lost; not reporting", self.run_id)
+            return
+        self._report(self._outcome(code, where, repo))
+
+    def _prepare(self) -> tuple[Path, str | None]:
+        root = self.config.workdir.resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        where = root / self.run_id
+        repo = self.run.get("repository_path")
+        if repo is None:
+            where.mkdir(exist_ok=True)
+            return where, None
+        if not where.exists():
+            base = self.run.get("originating_branch") or "main"
+            git.add_worktree(repo, where, f"runledger/{self.run_id}", base)
+        return where, repo
+
+    def _execute(self, where: Path) -> int:
+        env = {
+            **os.environ,
+            "RUNLEDGER_TASK": self.run["task"],
+            "RUNLEDGER_RUN_ID": self.run_id,
+            "RUNLEDGER_ATTEMPT": str(self.run.get("attempt", 1)),
+            "RUNLEDGER_REVISION": str(self.run.get("revision", 0)),
+            "RUNLEDGER_COMMENT": self.run.get("comment") or "",
+        }
+        self.output.put(("step.started", {"name": "command", "command": self.config.command}))
+        proc = subprocess.Popen(
+            self.config.command,
+            shell=True,
+            cwd=where,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+        readers = [
+            threading.Thread(target=self._pump, args=(proc.stdout, "stdout"), daemon=True),
+            threading.Thread(target=self._pump, args=(proc.stderr, "stderr"), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(self.run["task"])
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        while proc.poll() is None:
+            if self.lost.wait(0.1):
+                proc.kill()
+        for reader in readers:
+            reader.join()
+        self.output.put(("step.completed", {"name": "command", "exit_code": proc.returncode}))
+        return int(proc.returncode)
+
+    def _pump(self, stream: Any, name: str) -> None:
+        for line in stream:
+            self.output.put(("tool.output", {"stream": name, "text": line.rstrip("\n")}))
+        stream.close()
+
+    def _send_output(self) -> None:
+        """Batch queued output into event posts until the command is done and drained."""
+        while True:
+            finished = self.done.wait(self.config.batch_interval)
+            batch: list[dict[str, Any]] = []
+            while len(batch) < self.config.batch_size:
+                try:
+                    kind, data = self.output.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append({"type": kind, "data": data})
+            if batch and not self.lost.is_set():
+                try:
+                    self.api.call(
+                        f"/api/runs/{self.run_id}/events",
+                        {"fencing_token": self.token, "events": batch},
+                    )
+                except LeaseLost:
+                    self.lost.set()
+            if finished and self.output.empty():
+                return
+
+    def _heartbeat(self) -> None:
+        interval = max(self.lease_seconds / 3, 0.2)
+        while not self.done.wait(interval):
+            try:
+                self.api.call(f"/api/runner/leases/{self.lease_id}/heartbeat", {}, 10)
+            except LeaseLost:
+                self.lost.set()
+                return
+            except Exception:
+                log.warning("run %s: heartbeat failed; will retry", self.run_id, exc_info=True)
+
+    def _outcome(self, code: int, where: Path, repo: str | None) -> dict[str, Any]:
+        if code != 0:
+            category = self.config.exit_categories.get(code, "agent")
+            if code < 0:
+                category = "runner-transient"  # killed by a signal
+            return {"outcome": "failed", "failure": _failure(category, f"exit status {code}")}
+        if repo is None:
+            return {"outcome": "no_changes"}
+        git.commit_all(where, f"runledger: {self.run['task'].splitlines()[0][:72]}")
+        base = self.run.get("originating_branch") or "main"
+        branch = f"runledger/{self.run_id}"
+        files = git.changed_files(repo, base, branch)
+        if not files:
+            return {"outcome": "no_changes"}
+        return {
+            "outcome": "changes",
+            "branch": branch,
+            "tree_hash": git.tree_of(repo, branch),
+            "diff_stats": {
+                "files": len(files),
+                "added": sum(f.added for f in files),
+                "removed": sum(f.removed for f in files),
+            },
+        }
+
+    def _report(self, body: dict[str, Any]) -> None:
+        try:
+            self.api.call(f"/api/runs/{self.run_id}/report", {"fencing_token": self.token, **body})
+            log.info("run %s: reported %s", self.run_id, body["outcome"])
+        except LeaseLost:
+            log.warning("run %s: lease lost before the report", self.run_id)
+
+
+def _failure(category: str, detail: object) -> dict[str, str]:
+    return {"category": category, "message": str(detail)[:2000]}
+
+
+def _seconds_until(stamp: str) -> float:
+    from domain.timestamps import parse_timestamp
+
+    return max(parse_timestamp(stamp).timestamp() - time.time(), 1.0)
+
+
+def serve_forever(config: RunnerConfig) -> int:
+    """Claim and do runs until interrupted (or after one run with `once`)."""
+    api = Api(config.server, config.key)
+    log.info("runner %s: waiting for work at %s", config.runner_id, config.server)
+    while True:
+        try:
+            claim = api.claim(config.runner_id, config.wait_seconds)
+        except (OSError, RuntimeError) as exc:
+            log.warning("claim failed (%s); retrying in 2 s", exc)
+            time.sleep(2)
+            continue
+        if claim is None:
+            continue
+        log.info("run %s: claimed (revision %s)", claim["run"]["run_id"], claim["run"]["revision"])
+        Session(config, api, claim).work()
+        if config.once:
+            return 0

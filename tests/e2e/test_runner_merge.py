@@ -1,0 +1,163 @@
+"""The reference runner in a real git repository, and the real merge, over real HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from adapters import git
+from tests.support import ALICE, ROOT, RUNNER, Server
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git.git(path, "init", "--quiet", "--initial-branch=main")
+    (path / "app.py").write_text("one\ntwo\nthree\n")
+    git.commit_all(path, "initial")
+    return path
+
+
+@contextmanager
+def runner(server: Server, workdir: Path, command: str, *extra: str) -> Iterator[None]:
+    """`runledger runner` in a subprocess for the duration of the block."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "runner",
+            "--server",
+            server.url,
+            "--key",
+            RUNNER,
+            "--command",
+            command,
+            "--workdir",
+            str(workdir),
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def wait_for_status(client: httpx.Client, run_id: str, status: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get(f"/api/runs/{run_id}").json()
+        if run.get("status") == status:
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} never reached {status}: {run}")
+
+
+def test_the_runner_edits_a_file_and_the_approved_run_is_merged(
+    server: Server, repo: Path, tmp_path: Path
+) -> None:
+    with server.client(ALICE) as alice:
+        project = alice.post("/api/projects", json={"name": "demo", "repository_path": str(repo)})
+        assert project.status_code == 201, project.text
+        project_id = project.json()["project_id"]
+        submitted = alice.post(f"/api/projects/{project_id}/runs", json={"task": "shout two"})
+        assert submitted.status_code == 202, submitted.text
+        run_id = submitted.json()["run_id"]
+
+        command = "sed -i 's/two/TWO/' app.py && echo edited app.py && echo done >&2"
+        with runner(server, tmp_path / "work", command, "--once"):
+            run = wait_for_status(alice, run_id, "awaiting_review")
+        assert run["diff_stats"] == {"files": 1, "added": 1, "removed": 1}
+        assert run["branch"] == f"runledger/{run_id}"
+
+        events = alice.get(f"/api/runs/{run_id}/events").json()["events"]
+        types = [e["type"] for e in events]
+        assert types[:3] == ["run.submitted", "run.claimed", "step.started"]
+        outputs = [e["data"] for e in events if e["type"] == "tool.output"]
+        assert {"stream": "stdout", "text": "edited app.py"} in outputs
+        assert {"stream": "stderr", "text": "done"} in outputs
+
+        files = alice.get(f"/api/runs/{run_id}/files")
+        assert files.status_code == 200, files.text
+        assert files.json()["files"] == [
+            {"path": "app.py", "status": "modified", "added": 1, "removed": 1}
+        ]
+        diff = alice.get(f"/api/runs/{run_id}/files/app.py")
+        assert diff.status_code == 200 and "+TWO" in diff.text and "-two" in diff.text
+        assert alice.get(f"/api/runs/{run_id}/files/nope.py").status_code == 404
+
+        approved = alice.post(f"/api/runs/{run_id}/review", json={"approved": True})
+        assert approved.status_code == 200, approved.text
+        assert approved.json()["status"] == "merged"
+        run = alice.get(
+            f"/api/runs/{run_id}", params={"min_position": approved.json()["position"]}
+        ).json()
+        commit = run["merge_result"].removeprefix("merged:")
+        assert git.git(repo, "rev-parse", "main") == commit
+        assert (repo / "app.py").read_text() == "one\nTWO\nthree\n"
+        assert git.git(repo, "status", "--porcelain") == ""
+        assert not (tmp_path / "work" / run_id).exists()  # the worktree is removed
+
+
+def test_two_runs_editing_the_same_line_the_second_fails_to_merge(
+    server: Server, repo: Path, tmp_path: Path
+) -> None:
+    with server.client(ALICE) as alice:
+        project_id = alice.post(
+            "/api/projects", json={"name": "demo", "repository_path": str(repo)}
+        ).json()["project_id"]
+        first, second = (
+            alice.post(f"/api/projects/{project_id}/runs", json={"task": task}).json()["run_id"]
+            for task in ("A", "B")
+        )
+        with runner(server, tmp_path / "work", 'sed -i "s/two/$RUNLEDGER_TASK/" app.py'):
+            wait_for_status(alice, first, "awaiting_review")
+            wait_for_status(alice, second, "awaiting_review")
+
+        assert (
+            alice.post(f"/api/runs/{first}/review", json={"approved": True}).json()["status"]
+            == "merged"
+        )
+        merged_head = git.git(repo, "rev-parse", "main")
+        failed = alice.post(f"/api/runs/{second}/review", json={"approved": True})
+        assert failed.status_code == 200 and failed.json()["status"] == "merge_failed"
+        run = alice.get(
+            f"/api/runs/{second}", params={"min_position": failed.json()["position"]}
+        ).json()
+        assert run["conflicting_files"] == ["app.py"]
+        assert git.git(repo, "rev-parse", "main") == merged_head
+        assert (repo / "app.py").read_text() == "one\nA\nthree\n"
+        assert git.git(repo, "status", "--porcelain") == ""
+
+
+def test_a_dirty_checkout_keeps_the_run_in_review_until_approved_again(
+    server: Server, repo: Path, tmp_path: Path
+) -> None:
+    with server.client(ALICE) as alice:
+        project_id = alice.post(
+            "/api/projects", json={"name": "demo", "repository_path": str(repo)}
+        ).json()["project_id"]
+        run_id = alice.post(f"/api/projects/{project_id}/runs", json={"task": "x"}).json()["run_id"]
+        with runner(server, tmp_path / "work", "echo new > new.txt", "--once"):
+            wait_for_status(alice, run_id, "awaiting_review")
+        (repo / "app.py").write_text("uncommitted\n")
+        refused = alice.post(f"/api/runs/{run_id}/review", json={"approved": True})
+        assert refused.status_code == 409 and refused.json()["status"] == "awaiting_review"
+        assert "uncommitted" in refused.json()["detail"]
+        git.git(repo, "checkout", "--", "app.py")
+        approved = alice.post(f"/api/runs/{run_id}/review", json={"approved": True})
+        assert approved.json()["status"] == "merged"
+        assert (repo / "new.txt").read_text() == "new\n"
