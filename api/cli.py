@@ -88,14 +88,18 @@ class _Server(uvicorn.Server):
 
 def _runner(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from adapters.runner_agent import DEFAULT_EXIT_CATEGORIES, RunnerConfig, serve_forever
+    from domain.run_states import FAILURE_CATEGORIES
 
     if not args.key:
         parser.error("runner needs --key (or RUNLEDGER_RUNNER_KEY): a key with the runner role")
     categories = dict(DEFAULT_EXIT_CATEGORIES)
     for entry in args.exit_category:
         status, _, category = entry.partition("=")
-        if not status.strip().lstrip("-").isdigit() or not category:
-            parser.error(f"--exit-category wants STATUS=CATEGORY, not {entry!r}")
+        if not status.strip().lstrip("-").isdigit() or category not in FAILURE_CATEGORIES:
+            parser.error(
+                f"--exit-category wants STATUS=CATEGORY with a category of "
+                f"{', '.join(FAILURE_CATEGORIES)}; not {entry!r}"
+            )
         categories[int(status)] = category
     config = RunnerConfig(
         server=args.server,

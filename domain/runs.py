@@ -13,32 +13,28 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.errors import Conflict, Invalid, NotFound, StaleLease
-from domain.timestamps import format_timestamp, parse_timestamp
-
-PENDING, IN_PROGRESS, PAUSED = "pending", "in_progress", "paused"
-AWAITING_REVIEW, MERGING = "awaiting_review", "merging"
-COMPLETED, MERGED, DECLINED = "completed", "merged", "declined"
-MERGE_FAILED, FAILED, CANCELLED = "merge_failed", "failed", "cancelled"
-TERMINAL = frozenset({COMPLETED, MERGED, DECLINED, MERGE_FAILED, FAILED, CANCELLED})
-STATUSES = (PENDING, IN_PROGRESS, PAUSED, AWAITING_REVIEW, MERGING, *sorted(TERMINAL))
-
-OUTPUT_TYPES = frozenset(
-    {
-        "agent.message",
-        "agent.message.delta",
-        "tool.call",
-        "tool.output",
-        "tool.result",
-        "step.started",
-        "step.completed",
-        "gate.opened",
-        "log",
-    }
+from domain.run_states import (  # noqa: F401 - re-exported: the run's vocabulary
+    AWAITING_REVIEW,
+    CANCELLED,
+    COMPLETED,
+    DECLINED,
+    FAILED,
+    FAILURE_CATEGORIES,
+    IN_PROGRESS,
+    INITIAL_STATE,
+    MAX_BACKOFF_SECONDS,
+    MERGE_FAILED,
+    MERGED,
+    MERGING,
+    OUTCOMES,
+    OUTPUT_TYPES,
+    PAUSED,
+    PENDING,
+    STATUSES,
+    TERMINAL,
+    TRANSIENT,
 )
-OUTCOMES = ("changes", "no_changes", "failed")
-FAILURE_CATEGORIES = ("network", "flaky-test", "runner-transient", "agent", "other")
-TRANSIENT = frozenset({"network", "flaky-test", "runner-transient"})
-MAX_BACKOFF_SECONDS = 300.0
+from domain.timestamps import format_timestamp, parse_timestamp
 
 
 class Run(Aggregate):
@@ -85,26 +81,8 @@ class Run(Aggregate):
             run.auto_approve_tools = self.auto_approve_tools
             run.status = PENDING
             run.created_at = self.timestamp
-            run.result = None
-            run.failure = None
-            run.attempt = 1
-            run.revision = 0
-            run.comment = None
-            run.started_at = None
-            run.ended_at = None
-            run.step_count = 0
-            run.open_gates = []
-            run.review = None
-            run.tree_hash = None
-            run.diff_stats = None
-            run.branch = None
-            run.merge_result = None
-            run.conflicting_files = []
-            run.archived_at = None
-            run.deleted = False
-            run.lease = None
-            run.fencing_token = 0
-            run.not_before = None
+            for name, value in INITIAL_STATE.items():
+                setattr(run, name, value() if callable(value) else value)
 
     Created = Submitted  # the library's name for the creation event
 

@@ -1,0 +1,46 @@
+"""A run's vocabulary: its statuses, the runner event types, outcomes and failure categories."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PENDING, IN_PROGRESS, PAUSED = "pending", "in_progress", "paused"
+AWAITING_REVIEW, MERGING = "awaiting_review", "merging"
+COMPLETED, MERGED, DECLINED = "completed", "merged", "declined"
+MERGE_FAILED, FAILED, CANCELLED = "merge_failed", "failed", "cancelled"
+TERMINAL = frozenset({COMPLETED, MERGED, DECLINED, MERGE_FAILED, FAILED, CANCELLED})
+STATUSES = (PENDING, IN_PROGRESS, PAUSED, AWAITING_REVIEW, MERGING, *sorted(TERMINAL))
+
+OUTPUT_TYPES = frozenset(
+    {
+        "agent.message",
+        "agent.message.delta",
+        "tool.call",
+        "tool.output",
+        "tool.result",
+        "step.started",
+        "step.completed",
+        "gate.opened",
+        "log",
+    }
+)
+OUTCOMES = ("changes", "no_changes", "failed")
+FAILURE_CATEGORIES = ("network", "flaky-test", "runner-transient", "agent", "other")
+TRANSIENT = frozenset({"network", "flaky-test", "runner-transient"})
+MAX_BACKOFF_SECONDS = 300.0
+# What a new run starts with besides its submission (callables make fresh lists).
+INITIAL_STATE: dict[str, Any] = {
+    **dict.fromkeys(
+        ("result", "failure", "comment", "started_at", "ended_at", "review", "tree_hash"),
+        None,
+    ),
+    **dict.fromkeys(("diff_stats", "branch", "merge_result", "archived_at", "lease"), None),
+    "not_before": None,
+    "attempt": 1,
+    "revision": 0,
+    "step_count": 0,
+    "fencing_token": 0,
+    "deleted": False,
+    "open_gates": list,
+    "conflicting_files": list,
+}
