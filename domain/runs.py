@@ -235,8 +235,7 @@ class Run(Aggregate):
         lease_expires_at: str
 
         def apply(self, run: Run) -> None:
-            assert run.lease is not None
-            run.lease = {**run.lease, "expires_at": self.lease_expires_at}
+            run.lease = {**(run.lease or {}), "expires_at": self.lease_expires_at}
 
     class LeaseExpired(Event):
         TOPIC = "runledger:lease.expired"
@@ -408,10 +407,12 @@ class Run(Aggregate):
         for kind, data in events:
             if kind not in OUTPUT_TYPES:
                 raise Invalid(f"Unknown runner event type {kind!r}.", "events")
+            if not isinstance(data, dict):
+                raise Invalid("A runner event's data must be an object.", "events")
             if kind == "gate.opened" and not isinstance(data.get("gate_id"), str):
                 raise Invalid("A gate.opened event needs a gate_id.", "events")
         for kind, data in events:
-            self._trigger(self.OutputRecorded, now, actor, kind=kind, data=data)
+            self._trigger(self.OutputRecorded, now, actor, kind=kind, data=dict(data))
 
     def report(
         self,
@@ -437,7 +438,7 @@ class Run(Aggregate):
                 now,
                 actor,
                 tree_hash=tree_hash,
-                diff_stats=diff_stats,
+                diff_stats=dict(diff_stats) if diff_stats is not None else None,
                 branch=branch,
             )
         elif outcome == "no_changes":
@@ -446,6 +447,8 @@ class Run(Aggregate):
             failure = failure or {"category": "other", "message": "The runner reported a failure."}
             if failure.get("category") not in FAILURE_CATEGORIES:
                 raise Invalid("Unknown failure category.", "failure")
+            if not isinstance(failure.get("message"), str):
+                raise Invalid("A failure needs a message.", "failure")
             self._fail_attempt(failure["category"], failure["message"], actor, now, retry_backoff)
         else:
             raise Invalid(f"Unknown outcome {outcome!r}.", "outcome")
@@ -531,6 +534,8 @@ class Run(Aggregate):
 
     def delete(self, *, actor: str, now: datetime) -> None:
         """Delete the run from every read model (cancelling it first if it is active)."""
+        if self.deleted:
+            return
         if not self.is_terminal:
             self.cancel(actor=actor, now=now, reason="deleted")
         self._trigger(self.Deleted, now, actor)
