@@ -76,24 +76,38 @@ def _run(repo: str | Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def repository_error(path: str, allowed_roots: list[str]) -> str | None:
-    """Why `path` is not an acceptable repository_path, or None if it is."""
+    """Why `path` is not an acceptable repository_path, or None if it is.
+
+    The allowed roots are checked first, on the path with symlinks resolved, so nothing is
+    said about what exists outside them.
+    """
     candidate = Path(path)
     if not candidate.is_absolute():
         return "repository_path must be an absolute path."
-    if not candidate.exists():
-        return "repository_path does not exist."
-    if not candidate.is_dir():
-        return "repository_path is not a directory."
     real = candidate.resolve()
     if allowed_roots and not any(
         real == Path(root).resolve() or real.is_relative_to(Path(root).resolve())
         for root in allowed_roots
     ):
         return "repository_path is outside the allowed roots."
+    if not real.exists():
+        return "repository_path does not exist."
+    if not real.is_dir():
+        return "repository_path is not a directory."
     top = _run(real, "rev-parse", "--show-toplevel")
     if top.returncode != 0 or Path(top.stdout.strip()).resolve() != real:
         return "repository_path is not the top of a git repository."
     return None
+
+
+def valid_branch_name(name: str) -> bool:
+    """True if git accepts `name` as a branch name (`git check-ref-format --branch`)."""
+    if name.startswith("-"):
+        return False
+    result = subprocess.run(
+        ["git", "check-ref-format", "--branch", name], capture_output=True, timeout=10
+    )
+    return result.returncode == 0
 
 
 def branch_exists(repo: str | Path, branch: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -24,19 +25,34 @@ from api.requests import (
     with_position,
 )
 from api.runs import command_body, list_runs, submission_options
-from domain.engine import Engine
+from domain.engine import Appended, Engine
 from domain.errors import Conflict, NotFound
+from domain.projects import Project
 from projections.projects import project_view
 
 
 def check_repository(request: Request, path: str | None) -> str | None:
-    """A repository_path the operator allows, or a 400 naming what is wrong with it."""
+    """The resolved repository_path if the operator allows it, else a 400 saying why."""
     if path is None:
         return None
     error = git.repository_error(path, list(request.app.state.config.allowed_roots))
     if error is not None:
         raise invalid(error, "repository_path")
-    return path
+    return str(Path(path).resolve())  # what was checked is what is stored
+
+
+def check_branch(name: str | None) -> None:
+    """A 400 unless git accepts `name` as a branch name."""
+    if name is not None and not git.valid_branch_name(name):
+        raise invalid(f"{name!r} is not a valid git branch name.", "default_branch")
+
+
+def project_answer(request: Request, project: Project, appended: Appended) -> dict[str, Any]:
+    """The project, with the sequence and position of its last event (read-your-writes)."""
+    position = appended.position
+    if position is None:
+        position = request.app.state.db.position_of(project.id, project.version)
+    return {**project_view(project), "sequence": project.version, "position": position}
 
 
 async def create_project(request: Request) -> Response:
@@ -48,8 +64,9 @@ async def create_project(request: Request) -> Response:
 
         def create() -> dict[str, Any]:
             path = check_repository(request, body.repository_path)
-            project = engine.create_project(owner, body.name, path, body.default_branch)
-            return project_view(project)
+            check_branch(body.default_branch)
+            project, appended = engine.create_project(owner, body.name, path, body.default_branch)
+            return project_answer(request, project, appended)
 
         return JSON(await run_in_threadpool(create), status_code=201)
 
@@ -89,9 +106,12 @@ async def update_project(request: Request) -> Response:
     changes = body.model_dump(exclude_unset=True)
     if any(value is None for value in changes.values()):
         raise invalid("Fields cannot be set to null.")
+    if "default_branch" in changes:
+        await run_in_threadpool(check_branch, changes["default_branch"])
     engine: Engine = request.app.state.engine
-    project = await run_in_threadpool(engine.update_project, project_id, owner, changes)
-    return JSON(project_view(project))
+    project, appended = await run_in_threadpool(engine.update_project, project_id, owner, changes)
+    body = await run_in_threadpool(project_answer, request, project, appended)
+    return JSON(body)
 
 
 async def delete_project(request: Request) -> Response:

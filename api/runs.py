@@ -72,6 +72,8 @@ def submission_options(
     engine: Engine, owner: str, body: schemas.SubmitProjectRun
 ) -> dict[str, Any]:
     """The engine's options for a new run (a parent must be one of the owner's runs)."""
+    if body.originating_branch is not None and not git.valid_branch_name(body.originating_branch):
+        raise invalid("originating_branch is not a valid git branch name.", "originating_branch")
     parent = None
     if body.parent_run_id is not None:
         try:

@@ -258,7 +258,7 @@ class Engine(Application[UUID]):
 
     def create_project(
         self, owner: str, name: str, repository_path: str | None, default_branch: str
-    ) -> Project:
+    ) -> tuple[Project, Appended]:
         """Create a project."""
         project = Project.create(
             project_id=self.new_id(),
@@ -268,19 +268,19 @@ class Engine(Application[UUID]):
             default_branch=default_branch,
             now=self.clock(),
         )
-        self._save(project)
-        return project
+        return project, self._save(project)
 
-    def update_project(self, project_id: UUID, user: str, changes: dict[str, Any]) -> Project:
+    def update_project(
+        self, project_id: UUID, user: str, changes: dict[str, Any]
+    ) -> tuple[Project, Appended]:
         """Rename a project, change its default branch or settings."""
         for _ in range(SAVE_ATTEMPTS):
             project = self.get_project(project_id, user)
             project.update(changes=changes, actor=user, now=self.clock())
             try:
-                self._save(project)
+                return project, self._save(project)
             except IntegrityError:
                 continue
-            return project
         raise Conflict("The project is changing too fast; try again.", "active")
 
     def delete_project(self, project_id: UUID, user: str) -> int | None:
@@ -292,17 +292,27 @@ class Engine(Application[UUID]):
     def submit_project_run(
         self, project_id: UUID, owner: str, task: str, **options: Any
     ) -> Appended:
-        """Submit a run in a project: its repository, and its default branch unless given."""
+        """Submit a run in a project: its repository, and its default branch unless given.
+
+        A project deleted while the run was being saved gets the run cancelled at once
+        (and NotFound): its deletion only cancels the runs it can already see.
+        """
         project = self.get_project(project_id, owner)
         options.setdefault("originating_branch", None)
         options["originating_branch"] = options["originating_branch"] or project.default_branch
-        return self.submit_run(
+        appended = self.submit_run(
             owner,
             task,
             project_id=str(project.id),
             repository_path=project.repository_path,
             **options,
         )
+        try:
+            self.get_project(project_id, owner)
+        except NotFound:
+            self.cancel_run(appended.run_id, owner, reason="project deleted")
+            raise
+        return appended
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -258,11 +258,6 @@ def test_an_idempotent_create_makes_one_project(server: Server) -> None:
         assert [p["project_id"] for p in list_projects(alice)] == [first["project_id"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: project commands answer without {sequence, position} (API.md, "
-    "'Commands, positions and read-your-writes'), so a GET right after them can miss them",
-)
 def test_project_commands_answer_with_a_position_for_read_your_writes(server: Server) -> None:
     with server.client(ALICE) as alice:
         created = expect(alice.post("/api/projects", json={"name": "p"}), 201)
