@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -71,9 +72,12 @@ def create_app(config: Config) -> Starlette:
         state.read_models_position = runtime.read_models_position
         state.feed, state.projection = feed, projection
         projection.on_advance.append(hub.notify_threadsafe)
-        runtime.projects.on_advance.append(hub.notify_threadsafe)
         runtime.start(wake_on_commit)
         feed.start()
+        # Long-lived start-up objects leave the collector's view: with many open streams,
+        # full collections otherwise stall every stream at once.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

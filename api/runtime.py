@@ -39,37 +39,38 @@ class Runtime:
         self.db.attach_event_store(self.engine.recorder.events_table_name)
         default_poll = 0.1 if self.settings.kind == "sqlite" else 1.0
         self.poll_interval = config.poll_interval or default_poll
-        self.projection = self._runner(RunsProjection(self.engine))
-        self.projects = self._runner(ProjectsProjection(self.engine))
-        self.leases = self._runner(LeasesProjection(self.engine))
-        self.runners = [self.projection, self.projects, self.leases]
+        # The runs and projects read models, and the lease policy's own leases view.
+        self.projection = ProjectionRunner(
+            self.db,
+            [
+                RunsProjection(self.engine),
+                ProjectsProjection(self.engine),
+                LeasesProjection(self.engine),
+            ],
+            poll_interval=self.poll_interval,
+        )
         self.lease_expiry = Loop("lease-expiry", LeaseExpiry(self.db, self.engine).tick, 1.0)
         self.merger = Merger(self.db, self.engine)
         self.merging = Loop("merger", self.merger.tick, 5.0)
 
-    def _runner(self, projection: RunsProjection | ProjectsProjection | LeasesProjection):
-        return ProjectionRunner(self.db, projection, poll_interval=self.poll_interval)
-
     def read_models_position(self) -> int:
-        """The position every user-facing read model has reached."""
-        return min(self.projection.position, self.projects.position)
+        """The position every read model has reached."""
+        return self.projection.position
 
-    def catch_up(self) -> None:
+    def catch_up(self) -> int:
         """Bring every read model up to the head of the log."""
-        for runner in self.runners:
-            runner.catch_up()
+        return self.projection.catch_up()
 
     def rebuild(self) -> int:
         """Rebuild every read model from the whole log."""
-        return min(runner.rebuild() for runner in self.runners)
+        return self.projection.rebuild()
 
     def start(self, wake_on_commit: list) -> None:
         """Follow the log and run the policies in background threads."""
-        for runner in self.runners:
-            runner.start()
-            wake_on_commit.append(runner.wake)
+        self.projection.start()
+        wake_on_commit.append(self.projection.wake)
         self.projection.on_advance.append(self.merging.wake)
-        self.leases.on_advance.append(self.lease_expiry.wake)
+        self.projection.on_advance.append(self.lease_expiry.wake)
         self.lease_expiry.start()
         self.merging.start()
 
@@ -77,8 +78,7 @@ class Runtime:
         """Stop the background threads."""
         self.merging.stop()
         self.lease_expiry.stop()
-        for runner in self.runners:
-            runner.stop()
+        self.projection.stop()
 
     def close(self) -> None:
         """Release the database connections."""

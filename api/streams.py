@@ -129,39 +129,45 @@ async def run_stream(
     try:
         last = after
         while True:  # replay, and catch up again if live delivery ever shows a gap
-            async for env in _replay(db, run_id, last):
-                yield env.sse(env.sequence)
-                last = env.sequence
-                if env.is_terminal:
-                    finished = True
+            async for batch in _replay(db, run_id, last):
+                yield b"".join(env.sse(env.sequence) for env in batch)
+                last = batch[-1].sequence
+                finished = finished or any(env.is_terminal for env in batch)
             if finished:
                 yield DONE_FRAME
                 return
-            gap = False
-            while not gap:
+            gap = ended = False
+            while not (gap or ended):
                 batch = await sub.take()
                 if not batch:
                     return
+                frames = []  # one write per batch, however many events it holds
                 for env in batch:
                     if env.sequence <= last:
                         continue
                     if env.sequence != last + 1:
                         gap = True
                         break
-                    yield env.sse(env.sequence)
+                    frames.append(env.sse(env.sequence))
                     last = env.sequence
                     if env.is_terminal:
-                        yield DONE_FRAME
-                        return
+                        frames.append(DONE_FRAME)
+                        ended = True
+                        break
+                if frames:
+                    yield b"".join(frames)
+            if ended:
+                return
     finally:
         hub.unsubscribe(sub)
 
 
-async def _replay(db: Database, run_id: UUID, after: int) -> AsyncIterator[Envelope]:
+async def _replay(db: Database, run_id: UUID, after: int) -> AsyncIterator[list[Envelope]]:
+    """A run's stored events after `after`, in batches (never an empty one)."""
     while True:
         rows = await run_in_threadpool(db.run_events, run_id, after, REPLAY_BATCH)
-        for row in rows:
-            yield Envelope.from_row(row)
+        if rows:
+            yield [Envelope.from_row(row) for row in rows]
         if len(rows) < REPLAY_BATCH:
             return
         after = rows[-1].sequence
@@ -180,20 +186,24 @@ async def global_stream(
         last = after
         while True:
             rows = await run_in_threadpool(_stamped_after, db, directory, last)
-            for env in rows:
-                last = env.position
-                if accepts(env):
-                    yield env.sse(env.position)
+            frames = [env.sse(env.position) for env in rows if accepts(env)]
+            if frames:
+                yield b"".join(frames)
+            if rows:
+                last = rows[-1].position
             if len(rows) < REPLAY_BATCH:
                 break
         while True:
             batch = await sub.take()
             if not batch:
                 return
+            frames = []
             for env in batch:
                 if env.position > last:
-                    yield env.sse(env.position)
+                    frames.append(env.sse(env.position))
                     last = env.position
+            if frames:
+                yield b"".join(frames)
     finally:
         hub.unsubscribe(sub)
 

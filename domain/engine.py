@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +20,7 @@ from domain.runs import FAILED, MERGE_FAILED, Run
 from domain.timestamps import format_timestamp
 
 SAVE_ATTEMPTS = 20
+RUN_LOCK_STRIPES = 256
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,11 @@ class Engine(Application[UUID]):
         self.lease_seconds = lease_seconds
         self.retry_backoff = retry_backoff
         self.listeners: list[Callable[[int], None]] = []
+        # Commands on one run take turns in this process (no version-conflict storms), and
+        # saves take turns too: the store serialises writers anyway, and a thread waiting
+        # here holds no database lock while it waits for the interpreter.
+        self._run_locks = [threading.Lock() for _ in range(RUN_LOCK_STRIPES)]
+        self._save_lock = threading.Lock()
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -319,21 +328,23 @@ class Engine(Application[UUID]):
     def _update(
         self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
     ) -> Appended:
-        """Load, decide, save; on a version conflict reload and decide again."""
-        for _ in range(SAVE_ATTEMPTS):
-            run = self.get_run(run_id, user)
-            decide(run, self.clock())
-            try:
-                return self._save(run)
-            except IntegrityError:
-                continue
+        """Load, decide, save; on a version conflict (another process) reload and decide again."""
+        with self._run_locks[hash(run_id) % RUN_LOCK_STRIPES]:
+            for attempt in range(SAVE_ATTEMPTS):
+                run = self.get_run(run_id, user)
+                decide(run, self.clock())
+                try:
+                    return self._save(run)
+                except IntegrityError:
+                    time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise Conflict("The run is changing too fast; try again.", self.get_run(run_id).status)
 
     def _save(self, run: Run | Project) -> Appended:
         status = run.status if isinstance(run, Run) else "deleted" if run.deleted else "active"
         if not run.pending_events:
             return Appended(run.id, status, run.version, None)
-        recordings = self.save(run)
+        with self._save_lock:
+            recordings = self.save(run)
         position = recordings[-1].notification.id
         for listener in self.listeners:
             listener(position)

@@ -1,15 +1,16 @@
-"""Runs projections: catch up from the tracking position, follow the log, rebuild on demand.
+"""Runs the projections: catch up from their tracking positions, follow the log, rebuild.
 
-Each batch writes the read-model rows and moves the tracking position in one transaction,
-and the move is conditional on the position the runner expected: a crash, a rebuild or a
-second worker can never make an event count twice.
+One batch of the log is read once and applied to every projection in one transaction; each
+projection writes its rows and moves its own tracking position there, and the move is
+conditional on the position the runner expected. So a crash, a rebuild or a second
+process can never make an event count twice: the loser rolls back and resyncs.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from adapters import readmodels
@@ -32,24 +33,31 @@ class Projection(Protocol):
 
 
 class ProjectionRunner:
-    """Feeds the event log to one projection, in a background thread or on demand."""
+    """Feeds the event log to a set of projections, in a background thread or on demand."""
 
-    def __init__(self, db: Database, projection: Projection, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self, db: Database, projections: Sequence[Projection], poll_interval: float = 1.0
+    ) -> None:
         self.db = db
-        self.projection = projection
+        self.projections = list(projections)
         self.poll_interval = poll_interval
-        self.position = self._load_position()
+        self.positions = self._load_positions()
+        self.on_advance: list[Callable[[int], None]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.on_advance: list[Callable[[int], None]] = []
 
-    def _load_position(self) -> int:
+    @property
+    def position(self) -> int:
+        """The position every projection has reached."""
+        return min(self.positions.values())
+
+    def _load_positions(self) -> dict[str, int]:
         with self.db.reading() as cur:
-            return readmodels.tracked_position(cur, self.projection.name)
+            return {p.name: readmodels.tracked_position(cur, p.name) for p in self.projections}
 
     def catch_up(self) -> int:
-        """Apply every event after the tracking position; returns the position reached."""
+        """Apply every event after the tracking positions; returns the position reached."""
         while True:
             rows = self.db.events_after(self.position, BATCH)
             if not rows:
@@ -57,30 +65,39 @@ class ProjectionRunner:
             self._apply(rows)
 
     def _apply(self, rows: list[StoredRow]) -> None:
-        expected, target = self.position, rows[-1].position
+        target = rows[-1].position
         try:
             with self.db.transaction() as cur:
-                self.projection.apply(cur, rows)
-                if not readmodels.advance_tracking(cur, self.projection.name, expected, target):
-                    raise _Moved
+                for projection in self.projections:
+                    expected = self.positions[projection.name]
+                    if expected >= target:
+                        continue
+                    projection.apply(cur, [r for r in rows if r.position > expected])
+                    if not readmodels.advance_tracking(cur, projection.name, expected, target):
+                        raise _Moved
         except _Moved:
-            log.info("projection %s was moved by someone else; resyncing", self.projection.name)
-            self.projection.forget()
-            self.position = self._load_position()
+            log.info("projections were moved by someone else; resyncing")
+            self._forget()
+            self.positions = self._load_positions()
             return
         except BaseException:
-            self.projection.forget()
+            self._forget()
             raise
-        self.position = target
+        self.positions = {name: max(pos, target) for name, pos in self.positions.items()}
         for callback in self.on_advance:
             callback(target)
 
+    def _forget(self) -> None:
+        for projection in self.projections:
+            projection.forget()
+
     def rebuild(self) -> int:
-        """Empty the read model, rewind, and replay the whole log."""
+        """Empty every read model, rewind, and replay the whole log."""
         with self.db.transaction() as cur:
-            self.projection.reset(cur)
-        self.projection.forget()
-        self.position = 0
+            for projection in self.projections:
+                projection.reset(cur)
+        self._forget()
+        self.positions = dict.fromkeys(self.positions, 0)
         return self.catch_up()
 
     def wake(self, _position: int | None = None) -> None:
@@ -89,8 +106,7 @@ class ProjectionRunner:
 
     def start(self) -> None:
         """Follow the log in a daemon thread."""
-        name = f"projection-{self.projection.name}"
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="projections", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -107,9 +123,9 @@ class ProjectionRunner:
             try:
                 self.catch_up()
             except Exception:
-                log.exception("projection %s failed; retrying", self.projection.name)
+                log.exception("projections failed; retrying")
                 self._stop.wait(1.0)
 
 
 class _Moved(Exception):
-    """The tracking position was not where this runner left it."""
+    """A tracking position was not where this runner left it."""
