@@ -58,6 +58,33 @@ class Cursor:
         return int(self._raw.rowcount)
 
 
+@contextmanager
+def startup_lock(settings: StoreSettings) -> Iterator[None]:
+    """Held while a process creates schemas and tables, so processes starting together on
+    a fresh database take turns (CREATE … IF NOT EXISTS is not safe against itself)."""
+    if settings.kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(7340)")
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(7340)")
+        return
+    import fcntl
+
+    assert settings.sqlite_path is not None
+    lock_path = Path(settings.sqlite_path + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Database:
     """Connections to the configured database, for everything but the library's own writes."""
 
@@ -103,8 +130,10 @@ class Database:
             conn = sqlite3.connect(
                 self.settings.sqlite_path, timeout=30, isolation_level=None, check_same_thread=False
             )
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=30000")
+            # WAL is a property of the file: switch once, not on every connection.
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
             self._local.conn = conn
         return conn
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 from adapters import readmodels
-from adapters.db import Database
+from adapters.db import Database, startup_lock
 from adapters.store import StoreSettings
 from api.config import Config
 from domain.engine import Engine
@@ -27,15 +27,16 @@ class Runtime:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.settings = StoreSettings.from_url(config.database_url)
-        self.db = Database(self.settings)
-        readmodels.create_schema(self.db)
-        self.engine = Engine(
-            self.settings.eventsourcing_env(),
-            clock=utc_now,
-            new_id=uuid4,
-            lease_seconds=config.lease_seconds,
-            retry_backoff=config.retry_backoff,
-        )
+        with startup_lock(self.settings):
+            self.db = Database(self.settings)
+            readmodels.create_schema(self.db)
+            self.engine = Engine(
+                self.settings.eventsourcing_env(),
+                clock=utc_now,
+                new_id=uuid4,
+                lease_seconds=config.lease_seconds,
+                retry_backoff=config.retry_backoff,
+            )
         self.db.attach_event_store(self.engine.recorder.events_table_name)
         default_poll = 0.1 if self.settings.kind == "sqlite" else 1.0
         self.poll_interval = config.poll_interval or default_poll
