@@ -15,8 +15,10 @@ from adapters.db import StoredRow
 from adapters.feed import ChangeFeed
 from adapters.keys import KeyRing, generated_key, load_keys
 from api import errors, events, files, ops, projects, runners, runs
+from api import metrics as metrics_routes
 from api.config import Config
 from api.envelopes import Envelope, RunDirectory
+from api.metrics import CommandTimer, Metrics
 from api.runtime import Runtime
 from api.streams import Hub
 from domain.errors import DomainError
@@ -38,6 +40,8 @@ def load_keyring(config: Config) -> tuple[KeyRing, str | None]:
 def create_app(config: Config) -> Starlette:
     """The whole engine in one ASGI app: API, projections, change feed and SSE hub."""
 
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = Runtime(config)
@@ -50,7 +54,9 @@ def create_app(config: Config) -> Starlette:
         wake_on_commit: list = []
 
         def deliver(rows: list[StoredRow]) -> None:
-            hub.publish_threadsafe([directory.stamp(Envelope.from_row(r)) for r in rows])
+            envelopes = [directory.stamp(Envelope.from_row(r)) for r in rows]
+            metrics.count_events([env.type for env in envelopes])
+            hub.publish_threadsafe(envelopes)
             for wake in wake_on_commit:
                 wake()
 
@@ -63,6 +69,7 @@ def create_app(config: Config) -> Starlette:
         runtime.engine.listeners.append(feed.wake)
         state = app.state
         state.config, state.runtime, state.keys = config, runtime, keys
+        state.metrics = metrics
         state.db, state.engine, state.hub, state.directory = (
             runtime.db,
             runtime.engine,
@@ -86,9 +93,10 @@ def create_app(config: Config) -> Starlette:
             runtime.stop()
             await asyncio.to_thread(runtime.close)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             *ops.routes,
+            *metrics_routes.routes,
             *projects.routes,
             *runs.routes,
             *runners.routes,
@@ -103,3 +111,5 @@ def create_app(config: Config) -> Starlette:
             Exception: errors.handle_internal,
         },
     )
+    app.add_middleware(CommandTimer, metrics=metrics)
+    return app
