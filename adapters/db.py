@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import Notification
+
 from adapters.store import StoreSettings
 
 
@@ -27,6 +29,18 @@ class StoredRow:
     sequence: int
     topic: str
     state: bytes
+
+    @classmethod
+    def of(cls, notification: Notification) -> StoredRow:
+        """The row of an event the library just recorded."""
+        run_id = notification.originator_id
+        return cls(
+            position=notification.id,
+            run_id=run_id if isinstance(run_id, UUID) else UUID(str(run_id)),
+            sequence=notification.originator_version,
+            topic=notification.topic,
+            state=bytes(notification.state),
+        )
 
 
 class Cursor:
@@ -103,7 +117,9 @@ class Database:
                 settings.pg_conninfo,
                 min_size=1,
                 max_size=settings.pool_size,
-                kwargs={"options": f"-c search_path={settings.pg_schema}"},
+                # Autocommit: a lone read needs no BEGIN/COMMIT round trips; writes open
+                # an explicit transaction.
+                kwargs={"options": f"-c search_path={settings.pg_schema}", "autocommit": True},
                 open=True,
             )
         self.events_table = ""
@@ -159,9 +175,9 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Cursor]:
-        """A read-only snapshot (one transaction, so several queries agree)."""
+        """A connection for reads (each statement sees the latest commits)."""
         if self.postgres:
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            with self._pool.connection() as conn, conn.cursor() as cur:
                 yield Cursor(cur, True)
             return
         conn = self._sqlite()

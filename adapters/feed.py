@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from eventsourcing.persistence import Notification
 
 from adapters.db import Database, StoredRow
 
@@ -36,10 +39,18 @@ class ChangeFeed:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._offered: deque[list[StoredRow]] = deque()
 
     def wake(self, _position: int | None = None) -> None:
-        """An in-process commit happened."""
+        """Something may have been committed: look now."""
         self._wake.set()
+
+    def offer(self, notifications: Sequence[Notification]) -> None:
+        """Events this process just committed, in commit order: delivered without a read
+        when they follow on from the last delivered position, read from the store if not."""
+        if notifications:
+            self._offered.append([StoredRow.of(n) for n in notifications])
+            self._wake.set()
 
     def start(self) -> None:
         """Start the reader (and on PostgreSQL the LISTEN connection)."""
@@ -70,6 +81,15 @@ class ChangeFeed:
 
     def pump(self) -> None:
         """Deliver everything after the last delivered position."""
+        while self._offered:
+            rows = self._offered.popleft()
+            if rows[-1].position <= self.position:
+                continue  # already delivered from the store
+            if rows[0].position != self.position + 1:
+                break  # something else came in between (or a skipped number): read it
+            self.deliver(rows)
+            self.position = rows[-1].position
+        self._offered.clear()
         while not self._stop.is_set():
             rows = self.db.events_after(self.position, BATCH)
             if not rows:

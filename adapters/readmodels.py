@@ -98,19 +98,30 @@ def tracked_position(cur: Cursor, name: str) -> int:
     return int(row[0]) if row else 0
 
 
-def advance_tracking(cur: Cursor, name: str, expected: int, position: int) -> bool:
-    """Move a projection from `expected` to `position`; False if someone else moved it."""
-    if expected == 0:
+def advance_tracking_all(cur: Cursor, expected: dict[str, int], position: int) -> bool:
+    """Move several projections to `position` at once; False if any was not where expected.
+
+    The usual case — all at the same position — is one statement.
+    """
+    for name, at in expected.items():
+        if at == 0:
+            cur.execute(
+                "INSERT INTO projection_tracking (name, position) VALUES (?, 0) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name,),
+            )
+    by_position: dict[int, list[str]] = {}
+    for name, at in expected.items():
+        by_position.setdefault(at, []).append(name)
+    for at, names in by_position.items():
         cur.execute(
-            "INSERT INTO projection_tracking (name, position) VALUES (?, 0) "
-            "ON CONFLICT (name) DO NOTHING",
-            (name,),
+            "UPDATE projection_tracking SET position = ? "
+            f"WHERE position = ? AND name IN ({', '.join('?' * len(names))})",
+            (position, at, *names),
         )
-    cur.execute(
-        "UPDATE projection_tracking SET position = ? WHERE name = ? AND position = ?",
-        (position, name, expected),
-    )
-    return cur.rowcount == 1
+        if cur.rowcount != len(names):
+            return False
+    return True
 
 
 # -- runs view --------------------------------------------------------------------------
@@ -286,6 +297,14 @@ def upsert_lease(
         "VALUES (?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET lease_id = excluded.lease_id, "
         "fencing_token = excluded.fencing_token, expires_at = excluded.expires_at",
         (run_id, lease_id, fencing_token, expires_at),
+    )
+
+
+def renew_lease(cur: Cursor, run_id: str, lease_id: str, expires_at: float) -> None:
+    """A heartbeat moved a lease's expiry."""
+    cur.execute(
+        "UPDATE leases_view SET expires_at = ? WHERE run_id = ? AND lease_id = ?",
+        (expires_at, run_id, lease_id),
     )
 
 

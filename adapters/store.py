@@ -112,6 +112,7 @@ class StoreSettings:
         else:
             env.update(
                 PERSISTENCE_MODULE="eventsourcing.postgres",
+                APPLICATION_RECORDER_TOPIC="adapters.pgrecorder:FastPostgresApplicationRecorder",
                 POSTGRES_DBNAME=self.pg_dbname,
                 POSTGRES_HOST=self.pg_host,
                 POSTGRES_PORT=str(self.pg_port),

@@ -17,7 +17,7 @@ from adapters.keys import KeyRing, generated_key, load_keys
 from api import errors, events, files, ops, projects, runners, runs
 from api import metrics as metrics_routes
 from api.config import Config
-from api.envelopes import Envelope, RunDirectory
+from api.envelopes import Envelope, RunDirectory, wire_type
 from api.metrics import CommandTimer, Metrics
 from api.runtime import Runtime
 from api.streams import Hub
@@ -51,14 +51,14 @@ def create_app(config: Config) -> Starlette:
         directory = RunDirectory(runtime.db)
         projection = runtime.projection
         await asyncio.to_thread(runtime.catch_up)
-        wake_on_commit: list = []
 
         def deliver(rows: list[StoredRow]) -> None:
-            envelopes = [directory.stamp(Envelope.from_row(r)) for r in rows]
-            metrics.count_events([env.type for env in envelopes])
-            hub.publish_threadsafe(envelopes)
-            for wake in wake_on_commit:
-                wake()
+            projection.offer(feed.position, rows)  # the feed has not moved past them yet
+            metrics.count_events([wire_type(r) for r in rows])
+            if hub.subscribers:  # a stream that subscribes later replays these from the store
+                hub.publish_threadsafe([directory.stamp(Envelope.from_row(r)) for r in rows])
+            else:
+                hub.notify_threadsafe()
 
         feed = ChangeFeed(
             runtime.db,
@@ -66,7 +66,7 @@ def create_app(config: Config) -> Starlette:
             poll_interval=runtime.poll_interval,
             start_after=await asyncio.to_thread(runtime.db.head),
         )
-        runtime.engine.listeners.append(feed.wake)
+        runtime.engine.followers.append(feed.offer)
         state = app.state
         state.config, state.runtime, state.keys = config, runtime, keys
         state.metrics = metrics
@@ -79,7 +79,7 @@ def create_app(config: Config) -> Starlette:
         state.read_models_position = runtime.read_models_position
         state.feed, state.projection = feed, projection
         projection.on_advance.append(hub.notify_threadsafe)
-        runtime.start(wake_on_commit)
+        runtime.start()
         feed.start()
         # Long-lived start-up objects leave the collector's view: with many open streams,
         # full collections otherwise stall every stream at once.

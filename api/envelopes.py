@@ -114,6 +114,13 @@ class Envelope:
 DONE_FRAME = b"event: done\ndata: {}\n\n"
 
 
+def wire_type(row: StoredRow) -> str:
+    """A stored event's wire type (only runner output needs its state read)."""
+    if row.topic == OUTPUT_TOPIC:
+        return orjson.loads(row.state)["kind"]
+    return TYPES_BY_TOPIC.get(row.topic, row.topic)
+
+
 class RunDirectory:
     """Who owns each run or project (and a run's project), learned once from its first event."""
 

@@ -70,6 +70,7 @@ async def claim(request: Request) -> Response:
     deadline = time.monotonic() + body.wait_seconds
     hub = request.app.state.hub
     while True:
+        seen = hub.generation  # before looking, so news during the look is not lost
         claimed = await run_in_threadpool(_try_claim, request, body.runner_id or name)
         if claimed is not None:
             return JSON(claimed)
@@ -79,7 +80,7 @@ async def claim(request: Request) -> Response:
         # Woken when the read models move, or when a run's retry backoff ends; the 0.5 s
         # cap covers read models moved by another process.
         backoff_ends = await run_in_threadpool(_next_claimable_in, request)
-        await hub.wait_for_news(min(remaining, 0.5, backoff_ends))
+        await hub.wait_for_news(min(remaining, 0.5, backoff_ends), since=seen)
 
 
 async def append_events(request: Request) -> Response:

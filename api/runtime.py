@@ -6,14 +6,17 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 from adapters import readmodels
-from adapters.db import Database, startup_lock
+from adapters.db import Database, StoredRow, startup_lock
 from adapters.store import StoreSettings
 from api.config import Config
 from domain.engine import Engine
+from domain.runs import Run
 from projections.policies import LeaseExpiry, Loop, Merger
 from projections.projects import ProjectsProjection
 from projections.runner import ProjectionRunner
 from projections.runs import LeasesProjection, RunsProjection
+
+LEASE_TOPICS = frozenset({Run.Claimed.TOPIC, Run.LeaseRenewed.TOPIC})
 
 
 def utc_now() -> datetime:
@@ -46,7 +49,7 @@ class Runtime:
             [
                 RunsProjection(self.engine),
                 ProjectsProjection(self.engine),
-                LeasesProjection(self.engine),
+                LeasesProjection(),
             ],
             poll_interval=self.poll_interval,
         )
@@ -66,14 +69,20 @@ class Runtime:
         """Rebuild every read model from the whole log."""
         return self.projection.rebuild()
 
-    def start(self, wake_on_commit: list) -> None:
+    def start(self) -> None:
         """Follow the log and run the policies in background threads."""
         self.projection.start()
-        wake_on_commit.append(self.projection.wake)
-        self.projection.on_advance.append(self.merging.wake)
-        self.projection.on_advance.append(self.lease_expiry.wake)
+        self.projection.on_rows.append(self._wake_policies)
         self.lease_expiry.start()
         self.merging.start()
+
+    def _wake_policies(self, rows: list[StoredRow]) -> None:
+        """Wake a policy only for the events it acts on (each also runs on a timer)."""
+        topics = {row.topic for row in rows}
+        if Run.Approved.TOPIC in topics:
+            self.merging.wake()
+        if topics & LEASE_TOPICS:
+            self.lease_expiry.wake()
 
     def stop(self) -> None:
         """Stop the background threads."""

@@ -66,6 +66,7 @@ class Hub:
         self.position = 0
         self.dropped = 0
         self.waiters: set[asyncio.Event] = set()
+        self.generation = 0  # moves on every publish or notify: a waiter can't miss one
 
     def subscribe(self, accepts: Callable[[Envelope], bool]) -> Subscriber:
         """Register for live events (before replaying stored ones)."""
@@ -89,15 +90,21 @@ class Hub:
 
     def publish_threadsafe(self, envelopes: list[Envelope]) -> None:
         """Deliver from the feed thread."""
+        self.generation += 1
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.publish, envelopes)
 
     def notify_threadsafe(self, _position: int | None = None) -> None:
-        """Wake the waiters (long-poll claims) from another thread."""
-        if self.loop is not None and not self.loop.is_closed():
+        """Wake the waiters (long-poll claims) from another thread, if there are any.
+
+        The generation moves first: a waiter that is not registered yet sees it moved.
+        """
+        self.generation += 1
+        if self.waiters and self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._wake_waiters)
 
     def _wake_waiters(self) -> None:
+        self.generation += 1
         for waiter in self.waiters:
             waiter.set()
 
@@ -108,8 +115,10 @@ class Hub:
             sub.ready.set()
         self.subscribers.clear()
 
-    async def wait_for_news(self, timeout: float) -> None:
-        """Sleep until something is published or the timeout passes."""
+    async def wait_for_news(self, timeout: float, since: int | None = None) -> None:
+        """Sleep until something is published (after generation `since`) or time runs out."""
+        if since is not None and self.generation != since:
+            return  # news arrived while the caller was looking
         waiter = asyncio.Event()
         self.waiters.add(waiter)
         try:

@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Notification
 
 from domain.errors import Conflict, NotFound
 from domain.projects import Project
@@ -62,6 +62,7 @@ class Engine(Application[UUID]):
         self.lease_seconds = lease_seconds
         self.retry_backoff = retry_backoff
         self.listeners: list[Callable[[int], None]] = []
+        self.followers: list[Callable[[list[Notification]], None]] = []
         # Commands on one run take turns in this process (no version-conflict storms), and
         # saves take turns too: the store serialises writers anyway, and a thread waiting
         # here holds no database lock while it waits for the interpreter.
@@ -345,6 +346,15 @@ class Engine(Application[UUID]):
             return Appended(run.id, status, run.version, None)
         with self._save_lock:
             recordings = self.save(run)
+            # Still in commit order: hand the stored events to whoever follows the log here.
+            notifications = [r.notification for r in recordings]
+            for follower in self.followers:
+                follower(notifications)
+        if self.repository.cache is not None:
+            # With fast-forwarding on, the library leaves the cache at the version it last
+            # read, so the next command would re-apply this one's events: keep the saved
+            # state instead (the next read still fast-forwards past other processes' events).
+            self.repository.cache.put(run.id, run)
         position = recordings[-1].notification.id
         for listener in self.listeners:
             listener(position)

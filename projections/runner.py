@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -43,9 +44,11 @@ class ProjectionRunner:
         self.poll_interval = poll_interval
         self.positions = self._load_positions()
         self.on_advance: list[Callable[[int], None]] = []
+        self.on_rows: list[Callable[[list[StoredRow]], None]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._offered: deque[tuple[int, list[StoredRow]]] = deque()
 
     @property
     def position(self) -> int:
@@ -56,8 +59,23 @@ class ProjectionRunner:
         with self.db.reading() as cur:
             return {p.name: readmodels.tracked_position(cur, p.name) for p in self.projections}
 
+    def offer(self, after: int, rows: list[StoredRow]) -> None:
+        """The log's events right after position `after`, as the change feed read them:
+        applied without another read when they follow on from where the projections are."""
+        if rows:
+            self._offered.append((after, rows))
+            self._wake.set()
+
     def catch_up(self) -> int:
         """Apply every event after the tracking positions; returns the position reached."""
+        while self._offered:
+            after, rows = self._offered.popleft()
+            if rows[-1].position <= self.position:
+                continue
+            if after > self.position:
+                break  # a gap between us and these rows: read the store instead
+            self._apply(rows)
+        self._offered.clear()
         while True:
             rows = self.db.events_after(self.position, BATCH)
             if not rows:
@@ -66,15 +84,15 @@ class ProjectionRunner:
 
     def _apply(self, rows: list[StoredRow]) -> None:
         target = rows[-1].position
+        behind = {n: p for n, p in self.positions.items() if p < target}
         try:
             with self.db.transaction() as cur:
                 for projection in self.projections:
-                    expected = self.positions[projection.name]
-                    if expected >= target:
-                        continue
-                    projection.apply(cur, [r for r in rows if r.position > expected])
-                    if not readmodels.advance_tracking(cur, projection.name, expected, target):
-                        raise _Moved
+                    if projection.name in behind:
+                        expected = behind[projection.name]
+                        projection.apply(cur, [r for r in rows if r.position > expected])
+                if not readmodels.advance_tracking_all(cur, behind, target):
+                    raise _Moved
         except _Moved:
             log.info("projections were moved by someone else; resyncing")
             self._forget()
@@ -86,6 +104,8 @@ class ProjectionRunner:
         self.positions = {name: max(pos, target) for name, pos in self.positions.items()}
         for callback in self.on_advance:
             callback(target)
+        for on_rows in self.on_rows:
+            on_rows(rows)
 
     def _forget(self) -> None:
         for projection in self.projections:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from adapters import readmodels
 from adapters.db import Cursor, StoredRow
 from domain.engine import Engine
@@ -93,34 +95,44 @@ class RunsProjection:
                 readmodels.upsert_run(cur, run_view(run), created, run.is_claimable, not_before)
 
 
+# Events that leave a run's lease as it was; claims and renewals set it; any other run
+# event either ends the lease or happens when the run holds none.
+_LEASE_KEEPING = frozenset(
+    {Run.OutputRecorded.TOPIC, Run.Paused.TOPIC, Run.Resumed.TOPIC, Run.Archived.TOPIC}
+)
+
+
 class LeasesProjection:
-    """The lease-expiry policy's own state: which run holds which lease until when."""
+    """The lease-expiry policy's own state: which run holds which lease until when.
+
+    It reads only the few fields it needs from each event, so runner output (most of the
+    log) costs it nothing but a set lookup.
+    """
 
     name = "leases"
 
-    def __init__(self, engine: Engine) -> None:
-        self.folder = Folder(engine)
-
     def forget(self) -> None:
-        """Drop the in-memory runs."""
-        self.folder.forget()
+        """Nothing is kept in memory."""
 
     def reset(self, cur: Cursor) -> None:
         """Empty the view and rewind, for a rebuild."""
         readmodels.reset(cur, "leases_view", self.name)
 
     def apply(self, cur: Cursor, rows: list[StoredRow]) -> None:
-        """Record each touched run's lease, or its absence."""
-        touched: dict[str, Run] = {}
+        """Record each run's current lease, or its absence."""
         for row in rows:
-            if row.topic in RUN_TOPICS:
-                touched[str(row.run_id)] = self.folder.advance(row)
-        for key, run in touched.items():
-            lease = run.lease
-            if lease is None or run.deleted:
-                readmodels.delete_lease(cur, key)
-            else:
-                expires = parse_timestamp(lease["expires_at"]).timestamp()
+            if row.topic in _LEASE_KEEPING or row.topic not in RUN_TOPICS:
+                continue
+            run_id = str(row.run_id)
+            if row.topic == Run.Claimed.TOPIC:
+                state = orjson.loads(row.state)
+                expires = parse_timestamp(state["lease_expires_at"]).timestamp()
                 readmodels.upsert_lease(
-                    cur, key, lease["lease_id"], lease["fencing_token"], expires
+                    cur, run_id, state["lease_id"], state["fencing_token"], expires
                 )
+            elif row.topic == Run.LeaseRenewed.TOPIC:
+                state = orjson.loads(row.state)
+                expires = parse_timestamp(state["lease_expires_at"]).timestamp()
+                readmodels.renew_lease(cur, run_id, state["lease_id"], expires)
+            else:
+                readmodels.delete_lease(cur, run_id)
