@@ -53,10 +53,17 @@ async def parse(request: Request, model: type[M], *, optional: bool = False) -> 
         raise invalid("The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise invalid("The body must be a JSON object.")
+
     try:
-        return model.model_validate_json(raw)
+        parsed = model.model_validate_json(raw)
     except ValidationError as exc:
         raise from_validation(exc) from None
+    if getattr(model, "free_form", False):
+        try:  # free-form payloads are stored as JSON again: refuse what cannot be
+            orjson.dumps(parsed.model_dump())
+        except orjson.JSONEncodeError:
+            raise invalid("The body holds a number beyond 64 bits.") from None
+    return parsed
 
 
 def path_id(request: Request, name: str = "run_id") -> UUID:
@@ -67,8 +74,11 @@ def path_id(request: Request, name: str = "run_id") -> UUID:
         raise invalid(f"{name} is not a UUID.", name) from None
 
 
+MAX_INT = 2**63 - 1
+
+
 def int_param(
-    request: Request, name: str, default: int | None, low: int, high: int | None = None
+    request: Request, name: str, default: int | None, low: int, high: int = MAX_INT
 ) -> int | None:
     """An integer query parameter within [low, high] (400 otherwise)."""
     raw = request.query_params.get(name)
@@ -78,8 +88,8 @@ def int_param(
         value = int(raw)
     except ValueError:
         raise invalid(f"{name} must be an integer.", name) from None
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+    if not low <= value <= high:
+        bound = f"between {low} and {high}" if high != MAX_INT else f"at least {low}"
         raise invalid(f"{name} must be {bound}.", name)
     return value
 
@@ -105,7 +115,7 @@ async def read_position(request: Request) -> int:
     wanted: int | None = int_param(request, "min_position", None, 0)
     header = request.headers.get("x-min-position")
     if wanted is None and header is not None:
-        if not header.strip().isdigit():
+        if not header.strip().isdigit() or int(header) > MAX_INT:
             raise invalid("X-Min-Position must be a non-negative integer.", "X-Min-Position")
         wanted = int(header)
     if wanted is None:

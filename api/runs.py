@@ -14,6 +14,7 @@ from adapters import git, readmodels
 from api import auth, schemas
 from api.errors import JSON, invalid
 from api.requests import (
+    MAX_INT,
     bool_param,
     idempotent,
     int_param,
@@ -154,6 +155,7 @@ async def retry_run(request: Request) -> Response:
     run_id = path_id(request)
 
     async def handle() -> Response:
+        await parse(request, schemas.NoBody, optional=True)
         engine: Engine = request.app.state.engine
         appended = await run_in_threadpool(engine.retry_run, run_id, owner)
         body = await run_in_threadpool(command_body, request, appended)
@@ -165,8 +167,11 @@ async def retry_run(request: Request) -> Response:
 async def delete_run(request: Request) -> Response:
     owner = auth.user(request)
     run_id = path_id(request)
-    await run_in_threadpool(request.app.state.engine.delete_run, run_id, owner)
-    return Response(status_code=204)
+    appended = await run_in_threadpool(request.app.state.engine.delete_run, run_id, owner)
+    body = await run_in_threadpool(command_body, request, appended)
+    # No body on a 204: the sequence and position travel as headers (read-your-writes).
+    headers = {"X-Sequence": str(body["sequence"]), "X-Position": str(body["position"])}
+    return Response(status_code=204, headers=headers)
 
 
 async def get_run(request: Request) -> Response:
@@ -250,7 +255,7 @@ def _decode_cursor(cursor: str | None) -> int | None:
         return None
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("p"):
+        if not text.startswith("p") or not text[1:].isdigit() or int(text[1:]) > MAX_INT:
             raise ValueError(text)
         return int(text[1:])
     except ValueError:
@@ -262,10 +267,10 @@ routes = [
     Route("/api/runs", list_runs, methods=["GET"]),
     Route("/api/runs/{run_id}", get_run, methods=["GET"]),
     Route("/api/runs/{run_id}", delete_run, methods=["DELETE"]),
-    Route("/api/runs/{run_id}/pause", _command("pause_run"), methods=["POST"]),
-    Route("/api/runs/{run_id}/resume", _command("resume_run"), methods=["POST"]),
+    Route("/api/runs/{run_id}/pause", _command("pause_run", schemas.NoBody), methods=["POST"]),
+    Route("/api/runs/{run_id}/resume", _command("resume_run", schemas.NoBody), methods=["POST"]),
     Route("/api/runs/{run_id}/cancel", _command("cancel_run", schemas.CancelRun), methods=["POST"]),
     Route("/api/runs/{run_id}/review", review_run, methods=["POST"]),
-    Route("/api/runs/{run_id}/archive", _command("archive_run"), methods=["POST"]),
+    Route("/api/runs/{run_id}/archive", _command("archive_run", schemas.NoBody), methods=["POST"]),
     Route("/api/runs/{run_id}/retry", retry_run, methods=["POST"]),
 ]

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
+MAX_INT = 2**63 - 1  # what both stores (and orjson) hold
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=20_000)]
 
@@ -15,6 +23,10 @@ class Body(BaseModel):
     """Base: strict types, no unknown fields."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NoBody(Body):
+    """A command that takes no fields: an empty body or `{}`."""
 
 
 Branch = Annotated[
@@ -31,11 +43,12 @@ class SubmitProjectRun(Body):
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 1
     auto_approve_tools: bool = False
 
-    @model_validator(mode="after")
-    def _task_not_blank(self) -> SubmitProjectRun:
-        if not self.task.strip():
+    @field_validator("task")
+    @classmethod
+    def _task_not_blank(cls, task: str) -> str:
+        if not task.strip():
             raise ValueError("task must not be blank")
-        return self
+        return task
 
 
 class SubmitRun(SubmitProjectRun):
@@ -49,6 +62,8 @@ class CreateProject(Body):
 
 
 class UpdateProject(Body):
+    free_form: ClassVar[bool] = True  # settings are any JSON object
+
     name: Name | None = None
     default_branch: Branch | None = None
     settings: dict[str, Any] | None = None
@@ -63,11 +78,12 @@ class Review(Body):
     request_changes: bool = False
     comment: Text | None = None
 
-    @model_validator(mode="after")
-    def _one_decision(self) -> Review:
-        if self.approved and self.request_changes:
+    @field_validator("request_changes")
+    @classmethod
+    def _one_decision(cls, request_changes: bool, info: ValidationInfo) -> bool:
+        if request_changes and info.data.get("approved"):
             raise ValueError("approved and request_changes cannot both be true")
-        return self
+        return request_changes
 
 
 class Claim(Body):
@@ -81,14 +97,16 @@ class RunnerEvent(Body):
 
 
 class RunnerEvents(Body):
-    fencing_token: Annotated[int, Field(ge=1)]
+    free_form: ClassVar[bool] = True  # runner data is any JSON object
+
+    fencing_token: Annotated[int, Field(ge=1, le=MAX_INT)]
     events: Annotated[list[RunnerEvent], Field(min_length=1, max_length=500)]
 
 
 class DiffStats(Body):
-    files: Annotated[int, Field(ge=0)]
-    added: Annotated[int, Field(ge=0)]
-    removed: Annotated[int, Field(ge=0)]
+    files: Annotated[int, Field(ge=0, le=MAX_INT)]
+    added: Annotated[int, Field(ge=0, le=MAX_INT)]
+    removed: Annotated[int, Field(ge=0, le=MAX_INT)]
 
 
 class Failure(Body):
@@ -97,7 +115,7 @@ class Failure(Body):
 
 
 class Report(Body):
-    fencing_token: Annotated[int, Field(ge=1)]
+    fencing_token: Annotated[int, Field(ge=1, le=MAX_INT)]
     outcome: Literal["changes", "no_changes", "failed"]
     tree_hash: Name | None = None
     diff_stats: DiffStats | None = None

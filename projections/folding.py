@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from typing import Any
+from uuid import UUID
 
+import orjson
 from eventsourcing.persistence import StoredEvent
 
 from adapters.db import StoredRow
 from domain.engine import Engine
+from domain.projects import Project
+from domain.runs import Run
+from domain.timestamps import parse_timestamp
+
+EVENT_CLASSES: dict[str, type] = {
+    cls.TOPIC: cls
+    for aggregate in (Run, Project)
+    for cls in vars(aggregate).values()
+    if isinstance(cls, type) and issubclass(cls, aggregate.Event) and getattr(cls, "TOPIC", None)
+}
 
 
 class Folder:
@@ -21,7 +33,30 @@ class Folder:
     def __init__(self, engine: Engine, capacity: int = 5000) -> None:
         self.engine = engine
         self.capacity = capacity
-        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._cache: OrderedDict[UUID, Any] = OrderedDict()
+
+    def _event(self, row: StoredRow) -> Any:
+        """The domain event of a row: what the library's mapper does, without its generic
+        steps (cipher, compressor, id conversion) when they do not apply; upcasting and
+        anything unusual still go through the mapper."""
+        cls = EVENT_CLASSES.get(row.topic)
+        state = orjson.loads(row.state) if cls is not None else None
+        if (
+            cls is None
+            or state is None
+            or state.get("class_version", 1) != getattr(cls, "class_version", 1)
+            or self.engine.mapper.cipher is not None
+            or self.engine.mapper.compressor is not None
+        ):
+            return self.engine.mapper.to_domain_event(
+                StoredEvent(row.run_id, row.sequence, row.topic, row.state)
+            )
+        state["timestamp"] = parse_timestamp(state["timestamp"])
+        state["originator_id"] = row.run_id
+        state["originator_version"] = row.sequence
+        event = object.__new__(cls)
+        object.__setattr__(event, "__dict__", state)
+        return event
 
     def forget(self) -> None:
         """Drop everything (after a failed transaction or a rewind)."""
@@ -29,10 +64,8 @@ class Folder:
 
     def advance(self, row: StoredRow) -> Any:
         """The aggregate after the event in `row`."""
-        key = str(row.run_id)
-        event = self.engine.mapper.to_domain_event(
-            StoredEvent(row.run_id, row.sequence, row.topic, row.state)
-        )
+        key = row.run_id
+        event = self._event(row)
         aggregate = self._cache.pop(key, None)
         if row.sequence == 1:
             aggregate = event.mutate(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
 
@@ -79,17 +80,17 @@ class RunsProjection:
 
     def apply(self, cur: Cursor, rows: list[StoredRow]) -> None:
         """Apply a batch of events in position order."""
-        touched: dict[str, tuple[Run, int]] = {}
+        touched: dict[UUID, tuple[Run, int]] = {}
         for row in rows:
             if row.topic not in RUN_TOPICS:
                 continue
             run = self.folder.advance(row)
-            key = str(row.run_id)
+            key = row.run_id
             created = row.position if row.sequence == 1 else touched.get(key, (run, 0))[1]
             touched[key] = (run, created)
         for key, (run, created) in touched.items():
             if run.deleted:
-                readmodels.delete_run(cur, key)
+                readmodels.delete_run(cur, str(key))
             else:
                 not_before = parse_timestamp(run.not_before).timestamp() if run.not_before else 0.0
                 readmodels.upsert_run(cur, run_view(run), created, run.is_claimable, not_before)

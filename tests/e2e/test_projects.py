@@ -420,7 +420,7 @@ def test_runs_submitted_in_a_project_get_its_repository_and_branch(
 
         # A bad body is a 400 and submits nothing.
         expect_invalid(alice.post(f"/api/projects/{pid}/runs", json={}), "task")
-        expect_invalid(alice.post(f"/api/projects/{pid}/runs", json={"task": "   "}), "body")
+        expect_invalid(alice.post(f"/api/projects/{pid}/runs", json={"task": "   "}), "task")
         expect_invalid(
             alice.post(f"/api/projects/{pid}/runs", json={"task": "t", "project_id": pid}),
             "project_id",
