@@ -9,6 +9,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.errors import Invalid, NotFound
+from domain.events import WireNamed
 
 
 class Project(Aggregate):
@@ -16,18 +17,12 @@ class Project(Aggregate):
 
     TOPIC = "runledger:Project"
 
-    class Event(Aggregate.Event):
+    class Event(WireNamed, Aggregate.Event):
         """Every project event names who caused it."""
 
-        TYPE = ""
         actor: str
 
-        def wire_type(self) -> str:
-            """The event's dotted name on the wire."""
-            return self.TYPE
-
     class Created(Event, Aggregate.Created):
-        TOPIC = "runledger:project.created"
         TYPE = "project.created"
         owner: str
         name: str
@@ -44,7 +39,6 @@ class Project(Aggregate):
             project.deleted = False
 
     class Updated(Event):
-        TOPIC = "runledger:project.updated"
         TYPE = "project.updated"
         changes: dict[str, Any]
 
@@ -53,7 +47,6 @@ class Project(Aggregate):
                 setattr(project, key, value)
 
     class Deleted(Event):
-        TOPIC = "runledger:project.deleted"
         TYPE = "project.deleted"
 
         def apply(self, project: Project) -> None:

@@ -13,6 +13,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.errors import Conflict, Invalid, NotFound, StaleLease
+from domain.events import WireNamed
 from domain.run_states import (  # noqa: F401 - re-exported: the run's vocabulary
     AWAITING_REVIEW,
     CANCELLED,
@@ -42,18 +43,12 @@ class Run(Aggregate):
 
     TOPIC = "runledger:Run"
 
-    class Event(Aggregate.Event):
+    class Event(WireNamed, Aggregate.Event):
         """Every run event names who caused it."""
 
-        TYPE = ""
         actor: str
 
-        def wire_type(self) -> str:
-            """The event's dotted name on the wire (`run.submitted`)."""
-            return self.TYPE
-
     class Submitted(Event, Aggregate.Created):
-        TOPIC = "runledger:run.submitted"
         TYPE = "run.submitted"
         owner: str
         task: str
@@ -87,7 +82,6 @@ class Run(Aggregate):
     Created = Submitted  # the library's name for the creation event
 
     class Claimed(Event):
-        TOPIC = "runledger:run.claimed"
         TYPE = "run.claimed"
         runner_id: str
         lease_id: str
@@ -107,21 +101,18 @@ class Run(Aggregate):
                 run.started_at = self.timestamp
 
     class Paused(Event):
-        TOPIC = "runledger:run.paused"
         TYPE = "run.paused"
 
         def apply(self, run: Run) -> None:
             run.status = PAUSED
 
     class Resumed(Event):
-        TOPIC = "runledger:run.resumed"
         TYPE = "run.resumed"
 
         def apply(self, run: Run) -> None:
             run.status = IN_PROGRESS
 
     class Cancelled(Event):
-        TOPIC = "runledger:run.cancelled"
         TYPE = "run.cancelled"
         reason: str | None
 
@@ -155,7 +146,6 @@ class Run(Aggregate):
     class ReviewRequested(Event):
         """The runner reported changes: the run waits for a human review."""
 
-        TOPIC = "runledger:run.review_requested"
         TYPE = "run.review_requested"
         tree_hash: str | None
         diff_stats: dict[str, int] | None
@@ -170,7 +160,6 @@ class Run(Aggregate):
             run.lease = None
 
     class Completed(Event):
-        TOPIC = "runledger:run.completed"
         TYPE = "run.completed"
 
         def apply(self, run: Run) -> None:
@@ -179,7 +168,6 @@ class Run(Aggregate):
             run.end(COMPLETED, self.timestamp)
 
     class Failed(Event):
-        TOPIC = "runledger:run.failed"
         TYPE = "run.failed"
         category: str
         message: str
@@ -191,7 +179,6 @@ class Run(Aggregate):
             run.end(FAILED, self.timestamp)
 
     class Approved(Event):
-        TOPIC = "runledger:review.approved"
         TYPE = "review.approved"
         comment: str | None
 
@@ -200,7 +187,6 @@ class Run(Aggregate):
             run.review = run.review_record("approved", self)
 
     class Declined(Event):
-        TOPIC = "runledger:review.declined"
         TYPE = "review.declined"
         comment: str | None
 
@@ -209,7 +195,6 @@ class Run(Aggregate):
             run.end(DECLINED, self.timestamp)
 
     class ChangesRequested(Event):
-        TOPIC = "runledger:review.changes_requested"
         TYPE = "review.changes_requested"
         comment: str | None
 
@@ -220,7 +205,6 @@ class Run(Aggregate):
             run.review = run.review_record("changes_requested", self)
 
     class MergeCompleted(Event):
-        TOPIC = "runledger:merge.completed"
         TYPE = "merge.completed"
         merge_result: str | None
 
@@ -229,7 +213,6 @@ class Run(Aggregate):
             run.end(MERGED, self.timestamp)
 
     class LeaseRenewed(Event):
-        TOPIC = "runledger:lease.renewed"
         TYPE = "lease.renewed"
         lease_id: str
         lease_expires_at: str
@@ -238,7 +221,6 @@ class Run(Aggregate):
             run.lease = {**(run.lease or {}), "expires_at": self.lease_expires_at}
 
     class LeaseExpired(Event):
-        TOPIC = "runledger:lease.expired"
         TYPE = "lease.expired"
         lease_id: str
         fencing_token: int
@@ -249,7 +231,6 @@ class Run(Aggregate):
     class RetryScheduled(Event):
         """An attempt failed for a transient reason: back to pending, after a backoff."""
 
-        TOPIC = "runledger:run.retry_scheduled"
         TYPE = "run.retry_scheduled"
         attempt: int
         not_before: str
@@ -264,7 +245,6 @@ class Run(Aggregate):
             run.lease = None
 
     class MergeFailed(Event):
-        TOPIC = "runledger:merge.failed"
         TYPE = "merge.failed"
         reason: str
         conflicting_files: list[str]
@@ -277,7 +257,6 @@ class Run(Aggregate):
     class MergeRefused(Event):
         """The merge could not start (a dirty checkout): the run goes back to review."""
 
-        TOPIC = "runledger:merge.refused"
         TYPE = "merge.refused"
         reason: str
 
@@ -285,14 +264,12 @@ class Run(Aggregate):
             run.status = AWAITING_REVIEW
 
     class Archived(Event):
-        TOPIC = "runledger:run.archived"
         TYPE = "run.archived"
 
         def apply(self, run: Run) -> None:
             run.archived_at = self.timestamp
 
     class Deleted(Event):
-        TOPIC = "runledger:run.deleted"
         TYPE = "run.deleted"
 
         def apply(self, run: Run) -> None:

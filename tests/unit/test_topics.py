@@ -1,0 +1,40 @@
+"""Stored topics are forever: this list only ever grows (add an upcaster, never rename)."""
+
+from __future__ import annotations
+
+from domain.topics import TYPES_BY_TOPIC
+
+STORED_TOPICS = {
+    "runledger:lease.expired": "lease.expired",
+    "runledger:lease.renewed": "lease.renewed",
+    "runledger:merge.completed": "merge.completed",
+    "runledger:merge.failed": "merge.failed",
+    "runledger:merge.refused": "merge.refused",
+    "runledger:project.created": "project.created",
+    "runledger:project.deleted": "project.deleted",
+    "runledger:project.updated": "project.updated",
+    "runledger:review.approved": "review.approved",
+    "runledger:review.changes_requested": "review.changes_requested",
+    "runledger:review.declined": "review.declined",
+    "runledger:run.archived": "run.archived",
+    "runledger:run.cancelled": "run.cancelled",
+    "runledger:run.claimed": "run.claimed",
+    "runledger:run.completed": "run.completed",
+    "runledger:run.deleted": "run.deleted",
+    "runledger:run.failed": "run.failed",
+    "runledger:run.output": "",  # runner output: its wire type is the runner's `kind`
+    "runledger:run.paused": "run.paused",
+    "runledger:run.resumed": "run.resumed",
+    "runledger:run.retry_scheduled": "run.retry_scheduled",
+    "runledger:run.review_requested": "run.review_requested",
+    "runledger:run.submitted": "run.submitted",
+}
+
+
+def test_every_stored_topic_still_resolves_to_the_same_event() -> None:
+    for topic, wire_type in STORED_TOPICS.items():
+        assert TYPES_BY_TOPIC.get(topic) == wire_type, topic
+
+
+def test_every_event_class_has_a_topic_in_the_stored_list() -> None:
+    assert set(TYPES_BY_TOPIC) == set(STORED_TOPICS)
