@@ -1,0 +1,45 @@
+"""Fixtures of the contract tests (`test_api_contract_*.py`): one server per store per module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+
+from tests.e2e.contract_helpers import World
+from tests.support import ALICE, RUNNER, Server, postgres_schema
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def shared_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One `runledger serve` per store for the whole module."""
+    with ExitStack() as stack:
+        base = tmp_path_factory.mktemp(f"contract-{request.param}")
+        if request.param == "sqlite":
+            url = f"sqlite:///{base / 'events.db'}"
+        else:
+            url = stack.enter_context(postgres_schema())
+        srv = Server(url, base / "data").start()
+        stack.callback(srv.kill)
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def world(shared_server: Server) -> Iterator[World]:
+    """main: claimed by the runner; done: cancelled; bait: pending (something to claim)."""
+    srv = shared_server
+    with srv.client(ALICE) as alice, srv.client(RUNNER) as runner:
+        main = alice.post("/api/runs", json={"task": "the main run"}).json()["run_id"]
+        claim = runner.post("/api/runner/claim", json={"runner_id": "r1", "wait_seconds": 10})
+        assert claim.status_code == 200, claim.text
+        assert claim.json()["run"]["run_id"] == main
+        done = alice.post("/api/runs", json={"task": "a finished run"}).json()["run_id"]
+        cancelled = alice.post(f"/api/runs/{done}/cancel", json={"reason": "done"})
+        assert cancelled.status_code == 200, cancelled.text
+        bait = alice.post("/api/runs", json={"task": "claim me if you dare"}).json()["run_id"]
+        yield World(srv, alice, main, int(claim.json()["fencing_token"]), done, bait)
