@@ -9,9 +9,12 @@ so the checkout stays in step with its branch.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,10 @@ _locks_guard = threading.Lock()
 
 class GitError(Exception):
     """A git command failed, or the repository is not in a state we can work with."""
+
+
+class GitBusy(GitError):
+    """Someone else moved the branch or holds the repository's lock: try again later."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class ChangedFile:
 
 def git(repo: str | Path, *args: str, check: bool = True, input: str | None = None) -> str:
     """Run git in `repo`; its stdout (stripped of the final newline)."""
+    if any("\x00" in arg for arg in (str(repo), *args)):
+        raise GitError("A git argument contains a NUL character.")
     result = subprocess.run(
         ["git", "-C", str(repo), *args],
         capture_output=True,
@@ -81,6 +90,8 @@ def repository_error(path: str, allowed_roots: list[str]) -> str | None:
     The allowed roots are checked first, on the path with symlinks resolved, so nothing is
     said about what exists outside them.
     """
+    if "\x00" in path:
+        return "repository_path contains a NUL character."
     candidate = Path(path)
     if not candidate.is_absolute():
         return "repository_path must be an absolute path."
@@ -131,10 +142,22 @@ def _checkout_of(repo: str | Path, branch: str) -> str | None:
     return None
 
 
-def _lock(repo: str | Path) -> threading.Lock:
+@contextmanager
+def _merge_lock(repo: str | Path) -> Iterator[None]:
+    """One merge at a time per repository: across threads, and across processes (a file
+    lock in the repository's git directory), whatever store the processes share."""
     key = str(Path(repo).resolve())
     with _locks_guard:
-        return _repo_locks.setdefault(key, threading.Lock())
+        lock = _repo_locks.setdefault(key, threading.Lock())
+    common = Path(git(repo, "rev-parse", "--git-common-dir"))
+    if not common.is_absolute():
+        common = Path(repo) / common
+    with lock, (common / "runledger-merge.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def merge_refusal(repo: str | Path, target: str) -> str | None:
@@ -149,7 +172,7 @@ def merge_refusal(repo: str | Path, target: str) -> str | None:
 
 def merge(repo: str | Path, branch: str, target: str, expected_tree: str | None) -> MergeOutcome:
     """Merge `branch` into `target` (serialised per repository); idempotent if already done."""
-    with _lock(repo):
+    with _merge_lock(repo):
         if not branch_exists(repo, branch):
             return MergeOutcome(failed=f"The run's branch {branch} no longer exists.")
         if not branch_exists(repo, target):
@@ -172,11 +195,16 @@ def merge(repo: str | Path, branch: str, target: str, expected_tree: str | None)
         message = f"Merge {branch} into {target} (runledger)"
         checkout = _checkout_of(repo, target)
         if checkout:
-            git(checkout, "merge", "--no-ff", "--no-edit", "-m", message, tip)
+            done = _run(checkout, "merge", "--no-ff", "--no-edit", "-m", message, tip)
+            if done.returncode != 0:
+                _run(checkout, "merge", "--abort")
+                raise GitBusy(f"git merge did not complete: {done.stderr.strip()[:300]}")
             return MergeOutcome(commit=git(checkout, "rev-parse", "HEAD"))
         tree = probe.stdout.splitlines()[0]
         commit = git(repo, "commit-tree", tree, "-p", head, "-p", tip, "-m", message)
-        git(repo, "update-ref", f"refs/heads/{target}", commit, head)
+        moved = _run(repo, "update-ref", f"refs/heads/{target}", commit, head)
+        if moved.returncode != 0:  # the branch moved under us (a push): merge again later
+            raise GitBusy(f"{target} moved during the merge: {moved.stderr.strip()[:300]}")
         return MergeOutcome(commit=commit)
 
 

@@ -227,6 +227,17 @@ def runs_in_status(cur: Cursor, status: str, limit: int = 100) -> list[str]:
     return [r[0] for r in rows]
 
 
+def runs_of_missing_projects(cur: Cursor, limit: int = 100) -> list[tuple[str, str]]:
+    """(run_id, project_id) of active runs whose project is not in the projects view."""
+    rows = cur.execute(
+        "SELECT run_id, project_id FROM runs_view WHERE project_id IS NOT NULL AND status IN "
+        "('pending', 'in_progress', 'paused', 'awaiting_review') AND project_id NOT IN "
+        "(SELECT project_id FROM projects_view) LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
 def active_runs_of_project(cur: Cursor, project_id: str) -> list[str]:
     """Ids of a project's runs that have not ended."""
     rows = cur.execute(

@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from adapters import git
 log = logging.getLogger("runledger.runner")
 # Exit statuses with a meaning (sysexits.h); anything else non-zero is the agent's failure.
 DEFAULT_EXIT_CATEGORIES = {75: "runner-transient", 69: "network", 68: "network"}
+MAX_LINE = 16_000  # characters of one output line (the rest is cut, and says so)
+MAX_BATCH_BYTES = 256_000  # well under the server's 1 MiB body limit
 
 
 class LeaseLost(Exception):
@@ -57,13 +60,15 @@ class Api:
         self.server = server.rstrip("/")
         self.key = key
 
-    def call(self, path: str, body: dict[str, Any], timeout: float = 60) -> tuple[int, Any]:
+    def call(
+        self, path: str, body: dict[str, Any], timeout: float = 60, key: str | None = None
+    ) -> tuple[int, Any]:
         """POST JSON; (status, decoded body or None). Raises LeaseLost on 409 stale_lease."""
+        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
         request = urllib.request.Request(
-            self.server + path,
-            data=json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
-            method="POST",
+            self.server + path, data=json.dumps(body).encode(), headers=headers, method="POST"
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -74,6 +79,22 @@ class Api:
             if exc.code == 409 and payload.get("error") == "stale_lease":
                 raise LeaseLost(payload.get("detail", "stale lease")) from None
             raise RuntimeError(f"{path}: {exc.code} {payload}") from None
+
+    def call_reliably(self, path: str, body: dict[str, Any], tries: int = 8) -> Any:
+        """POST until it lands (network errors, 5xx), under one Idempotency-Key so a retry
+        of a request that did land appends nothing twice. LeaseLost ends it at once."""
+        key = str(uuid.uuid4())
+        for attempt in range(tries):
+            try:
+                return self.call(path, body, key=key)[1]
+            except LeaseLost:
+                raise
+            except (OSError, RuntimeError) as exc:
+                if attempt == tries - 1:
+                    raise
+                log.warning("%s failed (%s); retrying", path, exc)
+                time.sleep(min(0.5 * 2**attempt, 10))
+        return None
 
     def claim(self, runner_id: str, wait: float) -> dict[str, Any] | None:
         """Long-poll for work."""
@@ -177,7 +198,10 @@ class Session:
 
     def _pump(self, stream: Any, name: str) -> None:
         for line in stream:
-            self.output.put(("tool.output", {"stream": name, "text": line.rstrip("\n")}))
+            text = line.rstrip("\n")
+            if len(text) > MAX_LINE:
+                text = text[:MAX_LINE] + f"… [{len(text) - MAX_LINE} more characters]"
+            self.output.put(("tool.output", {"stream": name, "text": text}))
         stream.close()
 
     def _send_output(self) -> None:
@@ -185,20 +209,24 @@ class Session:
         while True:
             finished = self.done.wait(self.config.batch_interval)
             batch: list[dict[str, Any]] = []
-            while len(batch) < self.config.batch_size:
+            size = 0
+            while len(batch) < self.config.batch_size and size < MAX_BATCH_BYTES:
                 try:
                     kind, data = self.output.get_nowait()
                 except queue.Empty:
                     break
                 batch.append({"type": kind, "data": data})
+                size += len(data.get("text", "")) + 64
             if batch and not self.lost.is_set():
                 try:
-                    self.api.call(
+                    self.api.call_reliably(
                         f"/api/runs/{self.run_id}/events",
                         {"fencing_token": self.token, "events": batch},
                     )
                 except LeaseLost:
                     self.lost.set()
+                except (OSError, RuntimeError):
+                    log.exception("run %s: output lost after retries", self.run_id)
             if finished and self.output.empty():
                 return
 
@@ -240,7 +268,9 @@ class Session:
 
     def _report(self, body: dict[str, Any]) -> None:
         try:
-            self.api.call(f"/api/runs/{self.run_id}/report", {"fencing_token": self.token, **body})
+            self.api.call_reliably(
+                f"/api/runs/{self.run_id}/report", {"fencing_token": self.token, **body}
+            )
             log.info("run %s: reported %s", self.run_id, body["outcome"])
         except LeaseLost:
             log.warning("run %s: lease lost before the report", self.run_id)
@@ -270,6 +300,9 @@ def serve_forever(config: RunnerConfig) -> int:
         if claim is None:
             continue
         log.info("run %s: claimed (revision %s)", claim["run"]["run_id"], claim["run"]["revision"])
-        Session(config, api, claim).work()
+        try:
+            Session(config, api, claim).work()
+        except Exception:  # this run's trouble must not stop the runner
+            log.exception("run %s: the runner could not finish it", claim["run"]["run_id"])
         if config.once:
             return 0

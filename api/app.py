@@ -22,8 +22,12 @@ from api.metrics import CommandTimer, Metrics
 from api.runtime import Runtime
 from api.streams import Hub
 from domain.errors import DomainError
+from domain.runs import Run
 
 log = logging.getLogger("runledger")
+CLAIMABLE_TOPICS = frozenset(
+    {Run.Submitted.TOPIC, Run.RetryScheduled.TOPIC, Run.ChangesRequested.TOPIC}
+)
 
 
 def load_keyring(config: Config) -> tuple[KeyRing, str | None]:
@@ -57,8 +61,6 @@ def create_app(config: Config) -> Starlette:
             metrics.count_events([wire_type(r) for r in rows])
             if hub.subscribers:  # a stream that subscribes later replays these from the store
                 hub.publish_threadsafe([directory.stamp(Envelope.from_row(r)) for r in rows])
-            else:
-                hub.notify_threadsafe()
 
         feed = ChangeFeed(
             runtime.db,
@@ -78,7 +80,13 @@ def create_app(config: Config) -> Starlette:
         )
         state.read_models_position = runtime.read_models_position
         state.feed, state.projection = feed, projection
-        projection.on_advance.append(hub.notify_threadsafe)
+
+        def wake_claims(rows: list[StoredRow]) -> None:
+            # Waiting claims read the runs view: wake them once it holds a new claimable run.
+            if any(row.topic in CLAIMABLE_TOPICS for row in rows):
+                hub.notify_threadsafe()
+
+        projection.on_rows.append(wake_claims)
         runtime.start()
         feed.start()
         # Long-lived start-up objects leave the collector's view: with many open streams,

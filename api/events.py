@@ -15,7 +15,7 @@ from starlette.routing import Route
 from api import auth
 from api.envelopes import Envelope
 from api.errors import JSON, invalid
-from api.requests import MAX_INT, int_param, path_id
+from api.requests import DIGITS, MAX_INT, int_param, path_id
 from api.streams import global_stream, run_stream
 from domain.engine import Engine
 
@@ -27,7 +27,7 @@ def _resume_point(request: Request) -> int:
     """Last-Event-ID (which wins) or ?after=, else 0."""
     header = request.headers.get("last-event-id")
     if header is not None and header.strip():
-        if not header.strip().isdigit() or int(header) > MAX_INT:
+        if not DIGITS.fullmatch(header.strip()) or int(header) > MAX_INT:
             raise invalid("Last-Event-ID must be a non-negative integer.", "Last-Event-ID")
         return int(header.strip())
     after = int_param(request, "after", 0, 0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -14,7 +13,7 @@ from starlette.routing import Route
 
 from adapters import git, readmodels
 from api import auth, schemas
-from api.errors import JSON, invalid
+from api.errors import JSON, ApiError, invalid
 from api.requests import (
     bool_param,
     idempotent,
@@ -26,7 +25,7 @@ from api.requests import (
 )
 from api.runs import command_body, list_runs, submission_options
 from domain.engine import Appended, Engine
-from domain.errors import Conflict, NotFound
+from domain.errors import NotFound
 from domain.projects import Project
 from projections.projects import project_view
 
@@ -121,19 +120,14 @@ async def delete_project(request: Request) -> Response:
         raise invalid("Deleting a project needs ?confirm=true.", "confirm")
     engine: Engine = request.app.state.engine
     position = await run_in_threadpool(engine.delete_project, project_id, owner)
-    # Cancel its active runs once the read model includes everything up to the deletion.
+    # Its active runs are cancelled by the project-cleanup policy; do it now, once the read
+    # models include the deletion, so the answer comes after them (if they are slow, the
+    # policy still does it: the deletion has happened either way).
     if position is not None:
-        await wait_for_read_models(request, position)
-
-    def cancel_active() -> None:
-        with request.app.state.db.reading() as cur:
-            active = readmodels.active_runs_of_project(cur, str(project_id))
-        for run_id in active:
-            with suppress(Conflict, NotFound):  # it ended meanwhile
-                engine.cancel_run(UUID(run_id), owner, reason="project deleted")
-
-    await run_in_threadpool(cancel_active)
-    return Response(status_code=204)
+        with suppress(ApiError):
+            await wait_for_read_models(request, position)
+            await run_in_threadpool(request.app.state.runtime.cleanup.tick)
+    return Response(status_code=204, headers={"X-Position": str(position or 0)})
 
 
 async def submit_project_run(request: Request) -> Response:

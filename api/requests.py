@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -20,6 +21,8 @@ from api.errors import JSON, ApiError, from_validation, invalid
 
 M = TypeVar("M", bound=BaseModel)
 IDEMPOTENCY_TTL = 24 * 3600
+RESERVATION_TIMEOUT = 60.0  # longer than any request may take
+DIGITS = re.compile(r"[0-9]{1,19}")
 READ_WAIT_SECONDS = 5.0
 
 
@@ -115,7 +118,7 @@ async def read_position(request: Request) -> int:
     wanted: int | None = int_param(request, "min_position", None, 0)
     header = request.headers.get("x-min-position")
     if wanted is None and header is not None:
-        if not header.strip().isdigit() or int(header) > MAX_INT:
+        if not DIGITS.fullmatch(header.strip()) or int(header) > MAX_INT:
             raise invalid("X-Min-Position must be a non-negative integer.", "X-Min-Position")
         wanted = int(header)
     if wanted is None:
@@ -166,7 +169,12 @@ async def idempotent(
         if their_fingerprint != fingerprint:
             raise invalid("This Idempotency-Key was used for a different request.")
         if status is None:
-            raise ApiError(409, "conflict", "A request with this Idempotency-Key is in progress.")
+            raise ApiError(
+                409,
+                "conflict",
+                "A request with this Idempotency-Key is in progress.",
+                status="in_progress",
+            )
         return Response(
             content,
             status_code=status,
@@ -185,9 +193,10 @@ async def idempotent(
 def _reserve(db: Database, owner: str, key: str, fingerprint: str) -> tuple[Any, ...] | None:
     now = time.time()
     with db.transaction() as cur:
-        cur.execute(
-            "DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND created_at < ?",
-            (owner, key, now - IDEMPOTENCY_TTL),
+        cur.execute(  # expired answers, and reservations whose request died with its process
+            "DELETE FROM idempotency_keys WHERE owner = ? AND key = ? "
+            "AND (created_at < ? OR (status IS NULL AND created_at < ?))",
+            (owner, key, now - IDEMPOTENCY_TTL, now - RESERVATION_TIMEOUT),
         )
         cur.execute(
             "INSERT INTO idempotency_keys (owner, key, fingerprint, created_at) "

@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters import readmodels
+from adapters import git, readmodels
 from api import auth, schemas
-from api.errors import JSON
+from api.errors import JSON, invalid
 from api.requests import idempotent, parse, path_id
 from api.runs import command_body
 from domain.engine import Engine
@@ -23,7 +23,7 @@ from domain.timestamps import format_timestamp
 CANDIDATES = 20
 
 
-def _try_claim(request: Request, runner_id: str) -> dict[str, Any] | None:
+def _try_claim(request: Request, runner_id: str, runner: str) -> dict[str, Any] | None:
     """Claim the oldest claimable run; None when there is none (losers of a race move on)."""
     state = request.app.state
     engine: Engine = state.engine
@@ -31,7 +31,7 @@ def _try_claim(request: Request, runner_id: str) -> dict[str, Any] | None:
         candidates = readmodels.claimable_runs(cur, CANDIDATES, time.time())
     for candidate in candidates:
         try:
-            appended, lease = engine.claim_run(UUID(candidate), runner_id)
+            appended, lease = engine.claim_run(UUID(candidate), runner_id, runner)
         except (Conflict, NotFound):
             continue
         run = engine.get_run(appended.run_id)
@@ -71,7 +71,7 @@ async def claim(request: Request) -> Response:
     hub = request.app.state.hub
     while True:
         seen = hub.generation  # before looking, so news during the look is not lost
-        claimed = await run_in_threadpool(_try_claim, request, body.runner_id or name)
+        claimed = await run_in_threadpool(_try_claim, request, body.runner_id, name)
         if claimed is not None:
             return JSON(claimed)
         remaining = deadline - time.monotonic()
@@ -106,6 +106,10 @@ async def report(request: Request) -> Response:
 
     async def handle() -> Response:
         body = await parse(request, schemas.Report)
+        if body.branch is not None and not await run_in_threadpool(
+            git.valid_branch_name, body.branch
+        ):
+            raise invalid("branch is not a valid git branch name.", "branch")
         details = body.model_dump(exclude={"fencing_token", "outcome"})
         engine: Engine = request.app.state.engine
         appended = await run_in_threadpool(
@@ -117,7 +121,7 @@ async def report(request: Request) -> Response:
 
 
 async def heartbeat(request: Request) -> Response:
-    auth.runner(request)
+    name = auth.runner(request)
     lease_id = str(path_id(request, "lease_id"))
     state = request.app.state
 
@@ -132,7 +136,7 @@ async def heartbeat(request: Request) -> Response:
             run_id = _run_of_lease(state, lease_id)
         if run_id is None:
             raise StaleLease("The lease is no longer current.")
-        appended, expires = state.engine.renew_lease(UUID(run_id), lease_id)
+        appended, expires = state.engine.renew_lease(UUID(run_id), lease_id, name)
         return {
             "lease_id": lease_id,
             "lease_expires_at": format_timestamp(expires),

@@ -14,6 +14,7 @@ from adapters import git, readmodels
 from api import auth, schemas
 from api.errors import JSON, invalid
 from api.requests import (
+    DIGITS,
     MAX_INT,
     bool_param,
     idempotent,
@@ -255,7 +256,7 @@ def _decode_cursor(cursor: str | None) -> int | None:
         return None
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("p") or not text[1:].isdigit() or int(text[1:]) > MAX_INT:
+        if not text.startswith("p") or not DIGITS.fullmatch(text[1:]) or int(text[1:]) > MAX_INT:
             raise ValueError(text)
         return int(text[1:])
     except ValueError:

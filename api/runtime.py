@@ -10,13 +10,15 @@ from adapters.db import Database, StoredRow, startup_lock
 from adapters.store import StoreSettings
 from api.config import Config
 from domain.engine import Engine
+from domain.projects import Project
 from domain.runs import Run
-from projections.policies import LeaseExpiry, Loop, Merger
+from projections.policies import LeaseExpiry, Loop, Merger, ProjectCleanup
 from projections.projects import ProjectsProjection
 from projections.runner import ProjectionRunner
 from projections.runs import LeasesProjection, RunsProjection
 
 LEASE_TOPICS = frozenset({Run.Claimed.TOPIC, Run.LeaseRenewed.TOPIC})
+CLEANUP_TOPICS = frozenset({Project.Deleted.TOPIC, Run.Submitted.TOPIC})
 
 
 def utc_now() -> datetime:
@@ -56,6 +58,9 @@ class Runtime:
         self.lease_expiry = Loop("lease-expiry", LeaseExpiry(self.db, self.engine).tick, 1.0)
         self.merger = Merger(self.db, self.engine)
         self.merging = Loop("merger", self.merger.tick, 5.0)
+        self.cleanup = ProjectCleanup(self.db, self.engine)
+        self.cleaning = Loop("project-cleanup", self.cleanup.tick, 30.0)
+        self.policies = [self.lease_expiry, self.merging, self.cleaning]
 
     def read_models_position(self) -> int:
         """The position every read model has reached."""
@@ -73,8 +78,8 @@ class Runtime:
         """Follow the log and run the policies in background threads."""
         self.projection.start()
         self.projection.on_rows.append(self._wake_policies)
-        self.lease_expiry.start()
-        self.merging.start()
+        for policy in self.policies:
+            policy.start()
 
     def _wake_policies(self, rows: list[StoredRow]) -> None:
         """Wake a policy only for the events it acts on (each also runs on a timer)."""
@@ -83,11 +88,13 @@ class Runtime:
             self.merging.wake()
         if topics & LEASE_TOPICS:
             self.lease_expiry.wake()
+        if topics & CLEANUP_TOPICS:
+            self.cleaning.wake()
 
     def stop(self) -> None:
         """Stop the background threads."""
-        self.merging.stop()
-        self.lease_expiry.stop()
+        for policy in self.policies:
+            policy.stop()
         self.projection.stop()
 
     def close(self) -> None:

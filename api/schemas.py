@@ -30,8 +30,10 @@ class NoBody(Body):
 
 
 Branch = Annotated[
-    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s~^:?*\[\\]+$")
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f~^:?*\[\\]+$"),
 ]
+TreeHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{4,64}$")]
 
 
 class SubmitProjectRun(Body):
@@ -117,7 +119,7 @@ class Failure(Body):
 class Report(Body):
     fencing_token: Annotated[int, Field(ge=1, le=MAX_INT)]
     outcome: Literal["changes", "no_changes", "failed"]
-    tree_hash: Name | None = None
+    tree_hash: TreeHash | None = None
     diff_stats: DiffStats | None = None
-    branch: Name | None = None
+    branch: Branch | None = None
     failure: Failure | None = None

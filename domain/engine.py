@@ -141,24 +141,33 @@ class Engine(Application[UUID]):
         source = self.get_run(run_id, user)
         if source.status not in (FAILED, MERGE_FAILED):
             raise Conflict("Only a failed run can be retried.", source.status)
-        return self.submit_run(
-            source.owner,
-            source.task,
-            project_id=source.project_id,
-            parent_run_id=source.parent_run_id,
-            retried_from=str(source.id),
-            repository_path=source.repository_path,
-            originating_branch=source.originating_branch,
-            agent=source.agent,
-            model=source.model,
-            max_attempts=source.max_attempts,
-            auto_approve_tools=source.auto_approve_tools,
-        )
+        options = {
+            "parent_run_id": source.parent_run_id,
+            "retried_from": str(source.id),
+            "originating_branch": source.originating_branch,
+            "agent": source.agent,
+            "model": source.model,
+            "max_attempts": source.max_attempts,
+            "auto_approve_tools": source.auto_approve_tools,
+        }
+        if source.project_id is None:
+            return self.submit_run(source.owner, source.task, **options)
+        try:  # in its project, which must still exist
+            return self.submit_project_run(
+                UUID(source.project_id), source.owner, source.task, **options
+            )
+        except NotFound:
+            raise Conflict("The run's project was deleted.", source.status) from None
 
     # -- runner commands ------------------------------------------------------------------
 
-    def claim_run(self, run_id: UUID, runner_id: str) -> tuple[Appended, Lease]:
-        """Give a claimable run to a runner under a fresh lease (Conflict if another won)."""
+    def claim_run(
+        self, run_id: UUID, runner_id: str, runner: str | None = None
+    ) -> tuple[Appended, Lease]:
+        """Give a claimable run to a runner under a fresh lease (Conflict if another won).
+
+        `runner` is who holds the lease (the runner key's name); `runner_id` the instance.
+        """
         lease_id = str(self.new_id())
         now = self.clock()
         expires = now + timedelta(seconds=self.lease_seconds)
@@ -170,6 +179,7 @@ class Engine(Application[UUID]):
                 lease_id=lease_id,
                 lease_expires_at=format_timestamp(expires),
                 now=now,
+                runner=runner,
             ),
         )
         run = self.get_run(run_id)
@@ -210,14 +220,17 @@ class Engine(Application[UUID]):
             ),
         )
 
-    def renew_lease(self, run_id: UUID, lease_id: str) -> tuple[Appended, datetime]:
-        """Extend a runner's lease by the lease duration from now."""
+    def renew_lease(self, run_id: UUID, lease_id: str, runner: str) -> tuple[Appended, datetime]:
+        """Extend a runner's own lease by the lease duration from now."""
         expires = self.clock() + timedelta(seconds=self.lease_seconds)
         appended = self._update(
             run_id,
             None,
             lambda run, now: run.renew_lease(
-                lease_id=lease_id, lease_expires_at=format_timestamp(expires), now=now
+                lease_id=lease_id,
+                lease_expires_at=format_timestamp(expires),
+                runner=runner,
+                now=now,
             ),
         )
         return appended, expires
@@ -284,20 +297,30 @@ class Engine(Application[UUID]):
         self, project_id: UUID, user: str, changes: dict[str, Any]
     ) -> tuple[Project, Appended]:
         """Rename a project, change its default branch or settings."""
-        for _ in range(SAVE_ATTEMPTS):
-            project = self.get_project(project_id, user)
-            project.update(changes=changes, actor=user, now=self.clock())
-            try:
-                return project, self._save(project)
-            except IntegrityError:
-                continue
-        raise Conflict("The project is changing too fast; try again.", "active")
+        return self._update_project(
+            project_id, user, lambda p, now: p.update(changes=changes, actor=user, now=now)
+        )
 
     def delete_project(self, project_id: UUID, user: str) -> int | None:
         """Delete a project; returns the deletion's position (its runs are cancelled after)."""
-        project = self.get_project(project_id, user)
-        project.delete(actor=user, now=self.clock())
-        return self._save(project).position
+        _, appended = self._update_project(
+            project_id, user, lambda p, now: p.delete(actor=user, now=now)
+        )
+        return appended.position
+
+    def _update_project(
+        self, project_id: UUID, user: str, decide: Callable[[Project, datetime], None]
+    ) -> tuple[Project, Appended]:
+        """Load, decide, save a project, with the same turn-taking and retries as runs."""
+        with self._run_locks[hash(project_id) % RUN_LOCK_STRIPES]:
+            for attempt in range(SAVE_ATTEMPTS):
+                project = self.get_project(project_id, user)
+                decide(project, self.clock())
+                try:
+                    return project, self._save(project)
+                except IntegrityError:
+                    time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise Conflict("The project is changing too fast; try again.", "active")
 
     def submit_project_run(
         self, project_id: UUID, owner: str, task: str, **options: Any

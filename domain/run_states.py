@@ -44,3 +44,26 @@ INITIAL_STATE: dict[str, Any] = {
     "open_gates": list,
     "conflicting_files": list,
 }
+
+
+def retry_delay(base: float, attempt: int) -> float:
+    """Seconds before retrying after `attempt` failed: exponential, capped."""
+    return min(base * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+
+
+def review_record(decision: str, reviewer: str, comment: str | None, at: Any) -> dict[str, Any]:
+    """The shape of a review decision in the run's state."""
+    return {"decision": decision, "reviewer": reviewer, "comment": comment, "at": at}
+
+
+# The statuses each review decision leads to (and that show it already took effect).
+LED_TO = {
+    "approved": frozenset({MERGING, MERGED, MERGE_FAILED}),
+    "declined": frozenset({DECLINED}),
+    "changes_requested": frozenset({IN_PROGRESS}),
+}
+
+
+def decision_took_effect(review: dict[str, Any] | None, status: str, decision: str) -> bool:
+    """True when repeating `decision` should change nothing: it was made and stands."""
+    return review is not None and review["decision"] == decision and status in LED_TO[decision]

@@ -23,7 +23,6 @@ from domain.run_states import (  # noqa: F401 - re-exported: the run's vocabular
     FAILURE_CATEGORIES,
     IN_PROGRESS,
     INITIAL_STATE,
-    MAX_BACKOFF_SECONDS,
     MERGE_FAILED,
     MERGED,
     MERGING,
@@ -34,6 +33,9 @@ from domain.run_states import (  # noqa: F401 - re-exported: the run's vocabular
     STATUSES,
     TERMINAL,
     TRANSIENT,
+    decision_took_effect,
+    retry_delay,
+    review_record,
 )
 from domain.timestamps import format_timestamp, parse_timestamp
 
@@ -82,16 +84,26 @@ class Run(Aggregate):
     Created = Submitted  # the library's name for the creation event
 
     class Claimed(Event):
+        """A runner took the run. v2 names the runner the lease belongs to (`runner`, the
+        key's name) apart from the instance it said it was (`runner_id`)."""
+
         TYPE = "run.claimed"
+        class_version = 2
         runner_id: str
         lease_id: str
         fencing_token: int
         lease_expires_at: str
+        runner: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["runner"] = state["runner_id"]
 
         def apply(self, run: Run) -> None:
             run.status = IN_PROGRESS
             run.lease = {
                 "lease_id": self.lease_id,
+                "runner": self.runner,
                 "runner_id": self.runner_id,
                 "fencing_token": self.fencing_token,
                 "expires_at": self.lease_expires_at,
@@ -184,14 +196,14 @@ class Run(Aggregate):
 
         def apply(self, run: Run) -> None:
             run.status = MERGING
-            run.review = run.review_record("approved", self)
+            run.review = review_record("approved", self.actor, self.comment, self.timestamp)
 
     class Declined(Event):
         TYPE = "review.declined"
         comment: str | None
 
         def apply(self, run: Run) -> None:
-            run.review = run.review_record("declined", self)
+            run.review = review_record("declined", self.actor, self.comment, self.timestamp)
             run.end(DECLINED, self.timestamp)
 
     class ChangesRequested(Event):
@@ -202,7 +214,9 @@ class Run(Aggregate):
             run.status = IN_PROGRESS
             run.revision += 1
             run.comment = self.comment
-            run.review = run.review_record("changes_requested", self)
+            run.review = review_record(
+                "changes_requested", self.actor, self.comment, self.timestamp
+            )
 
     class MergeCompleted(Event):
         TYPE = "merge.completed"
@@ -339,8 +353,18 @@ class Run(Aggregate):
 
     # -- commands -----------------------------------------------------------------------
 
-    def claim(self, *, runner_id: str, lease_id: str, lease_expires_at: str, now: datetime) -> None:
-        """Give the run to a runner under a new lease with the next fencing token."""
+    def claim(
+        self,
+        *,
+        runner_id: str,
+        lease_id: str,
+        lease_expires_at: str,
+        now: datetime,
+        runner: str | None = None,
+    ) -> None:
+        """Give the run to a runner under a new lease with the next fencing token; only that
+        runner (`runner`, by default `runner_id`) may then speak for the run."""
+        runner = runner or runner_id
         if not self.is_claimable:
             raise Conflict("The run is not waiting for a runner.", self.status)
         if self.not_before is not None and parse_timestamp(self.not_before) > now:
@@ -348,11 +372,12 @@ class Run(Aggregate):
         self._trigger(
             self.Claimed,
             now,
-            runner_id,
+            runner,
             runner_id=runner_id,
             lease_id=lease_id,
             fencing_token=self.fencing_token + 1,
             lease_expires_at=lease_expires_at,
+            runner=runner,
         )
 
     def pause(self, *, actor: str, now: datetime) -> None:
@@ -369,6 +394,8 @@ class Run(Aggregate):
         """Cancel a run that has not ended; its lease is void from now on."""
         if self.is_terminal:
             raise Conflict("The run has already ended.", self.status)
+        if self.status == MERGING:
+            raise Conflict("The run is being merged; it cannot be cancelled now.", self.status)
         self._trigger(self.Cancelled, now, actor, reason=reason)
 
     def record_output(
@@ -380,7 +407,7 @@ class Run(Aggregate):
         now: datetime,
     ) -> None:
         """Append a runner's output events, all or none, under its current lease."""
-        self._check_lease(fencing_token)
+        self._check_lease(fencing_token, actor)
         for kind, data in events:
             if kind not in OUTPUT_TYPES:
                 raise Invalid(f"Unknown runner event type {kind!r}.", "events")
@@ -408,7 +435,7 @@ class Run(Aggregate):
 
         A failure of a transient category with attempts left schedules a retry instead.
         """
-        self._check_lease(fencing_token)
+        self._check_lease(fencing_token, actor)
         if outcome == "changes":
             self._trigger(
                 self.ReviewRequested,
@@ -444,7 +471,7 @@ class Run(Aggregate):
             "approved" if approved else "changes_requested" if request_changes else "declined"
         )
         if self.status != AWAITING_REVIEW:
-            if self._decision_took_effect(decision):
+            if decision_took_effect(self.review, self.status, decision):
                 return
             raise Conflict("The run is not awaiting review.", self.status)
         if decision == "approved":
@@ -457,14 +484,18 @@ class Run(Aggregate):
         else:
             self._trigger(self.ChangesRequested, now, actor, comment=comment)
 
-    def renew_lease(self, *, lease_id: str, lease_expires_at: str, now: datetime) -> None:
-        """Extend the current lease (StaleLease once it was lost or replaced)."""
+    def renew_lease(
+        self, *, lease_id: str, lease_expires_at: str, runner: str, now: datetime
+    ) -> None:
+        """Extend the current lease (StaleLease once it was lost, replaced, or not theirs)."""
         if self.lease is None or self.lease["lease_id"] != lease_id:
+            raise StaleLease("The lease is no longer current.")
+        if self.lease["runner"] != runner:
             raise StaleLease("The lease is no longer current.")
         self._trigger(
             self.LeaseRenewed,
             now,
-            self.lease["runner_id"],
+            runner,
             lease_id=lease_id,
             lease_expires_at=lease_expires_at,
         )
@@ -525,30 +556,11 @@ class Run(Aggregate):
         self.ended_at = at
         self.lease = None
 
-    def review_record(self, decision: str, event: Run.Event) -> dict[str, Any]:
-        """The read-model shape of a review decision."""
-        return {
-            "decision": decision,
-            "reviewer": event.actor,
-            "comment": getattr(event, "comment", None),
-            "at": event.timestamp,
-        }
-
-    def _decision_took_effect(self, decision: str) -> bool:
-        if self.review is None or self.review["decision"] != decision:
-            return False
-        led_to = {
-            "approved": {MERGING, MERGED, MERGE_FAILED},
-            "declined": {DECLINED},
-            "changes_requested": {IN_PROGRESS},
-        }
-        return self.status in led_to[decision]
-
     def _fail_attempt(
         self, category: str, message: str, actor: str, now: datetime, retry_backoff: float
     ) -> None:
         if category in TRANSIENT and self.attempt < self.max_attempts:
-            delay = min(retry_backoff * 2 ** (self.attempt - 1), MAX_BACKOFF_SECONDS)
+            delay = retry_delay(retry_backoff, self.attempt)
             self._trigger(
                 self.RetryScheduled,
                 now,
@@ -565,8 +577,9 @@ class Run(Aggregate):
         if self.status != status:
             raise Conflict(message, self.status)
 
-    def _check_lease(self, fencing_token: int) -> None:
-        if self.lease is None or self.lease["fencing_token"] != fencing_token:
+    def _check_lease(self, fencing_token: int, runner: str) -> None:
+        lease = self.lease
+        if lease is None or lease["fencing_token"] != fencing_token or lease["runner"] != runner:
             raise StaleLease("The lease or fencing token is no longer current.")
 
     def _trigger(self, event_class: type[Run.Event], now: datetime, actor: str, **kw: Any) -> None:

@@ -8,6 +8,7 @@ once, never expires a lease twice, schedules two retries or merges twice.
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from domain.errors import DomainError
 from domain.runs import MERGING, Run
 
 log = logging.getLogger("runledger.policies")
+MERGE_TRIES = 5
 
 
 class Loop:
@@ -86,14 +88,18 @@ class Merger:
 
     def __init__(self, db: Database, engine: Engine) -> None:
         self.db, self.engine = db, engine
+        self.busy: dict[UUID, int] = {}  # runs whose merge met a moving branch or a lock
 
     def tick(self) -> float | None:
-        """Merge every run that is waiting in `merging`."""
+        """Merge every run that is waiting in `merging` (one bad run never stops the rest)."""
         with self.db.reading() as cur:
             waiting = readmodels.runs_in_status(cur, MERGING)
         for run_id in waiting:
-            self.merge(UUID(run_id))
-        return None
+            try:
+                self.merge(UUID(run_id))
+            except Exception:
+                log.exception("merging run %s failed; will try again", run_id)
+        return 1.0 if self.busy else None
 
     def merge(self, run_id: UUID) -> None:
         """Merge one run, if it is still merging; record the outcome as an event."""
@@ -104,8 +110,15 @@ class Merger:
         target = run.originating_branch or "main"
         try:
             outcome = git.merge(run.repository_path, branch, target, run.tree_hash)
-        except (git.GitError, OSError) as exc:
+        except (git.GitBusy, subprocess.TimeoutExpired) as exc:
+            tries = self.busy[run_id] = self.busy.get(run_id, 0) + 1
+            if tries < MERGE_TRIES:
+                log.info("run %s: merge postponed (%s)", run_id, exc)
+                return  # still merging: the next tick tries again
+            outcome = git.MergeOutcome(failed=f"git kept failing: {exc}")
+        except (git.GitError, OSError, ValueError) as exc:
             outcome = git.MergeOutcome(failed=f"git failed: {exc}")
+        self.busy.pop(run_id, None)
         try:
             if outcome.refused:
                 self.engine.refuse_merge(run_id, outcome.refused)
@@ -137,3 +150,27 @@ def remove_worktree(run: Run) -> None:
             path = line[len("worktree ") :]
         elif line == f"branch {branch}" and path and Path(path) != Path(run.repository_path):
             git.remove_worktree(run.repository_path, path)
+
+
+class ProjectCleanup:
+    """Cancels the active runs of deleted projects — also runs submitted as the project was
+    being deleted, and whatever a crash left behind (it sweeps; it does not count on one
+    wake-up)."""
+
+    def __init__(self, db: Database, engine: Engine) -> None:
+        self.db, self.engine = db, engine
+
+    def tick(self) -> float | None:
+        """Cancel what is due."""
+        with self.db.reading() as cur:
+            orphans = readmodels.runs_of_missing_projects(cur)
+        for run_id, project_id in orphans:
+            try:
+                project = self.engine.get_project(UUID(project_id))
+            except DomainError:
+                continue
+            if not project.deleted:
+                continue  # the projects view is merely behind
+            with suppress(DomainError):  # it ended meanwhile
+                self.engine.cancel_run(UUID(run_id), project.owner, reason="project deleted")
+        return None

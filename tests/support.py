@@ -19,8 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("RUNLEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-KEYS = "ka=alice:user,kb=bob:user,kr=runner-1:runner"
-ALICE, BOB, RUNNER = "ka", "kb", "kr"
+KEYS = "ka=alice:user,kb=bob:user,kr=runner-1:runner,kr2=runner-2:runner"
+ALICE, BOB, RUNNER, OTHER_RUNNER = "ka", "kb", "kr", "kr2"
 
 
 def postgres_available() -> bool:

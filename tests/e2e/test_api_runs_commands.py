@@ -74,7 +74,7 @@ def test_a_stale_fencing_token_is_409_stale_lease_and_appends_nothing(server: Se
         ok(alice.post(f"/api/runs/{cancelled}/cancel", json={"reason": "changed my mind"}))
         before = last_sequence(alice, cancelled)
         late_events = {"fencing_token": token, "events": [log("still working")]}
-        late_report = {"fencing_token": token, "outcome": "changes", "tree_hash": "abc"}
+        late_report = {"fencing_token": token, "outcome": "changes", "tree_hash": "abc1"}
         error(runner.post(f"/api/runs/{cancelled}/events", json=late_events), 409, "stale_lease")
         error(runner.post(f"/api/runs/{cancelled}/report", json=late_report), 409, "stale_lease")
         assert last_sequence(alice, cancelled) == before
@@ -98,7 +98,7 @@ def test_review_decisions_take_effect_once_and_repeats_append_nothing(server: Se
         first = claim(runner, run)
         stats = {"files": 2, "added": 10, "removed": 4}
         reported = report(
-            runner, run, first["fencing_token"], "changes", tree_hash="t1", diff_stats=stats
+            runner, run, first["fencing_token"], "changes", tree_hash="aaaa1111", diff_stats=stats
         )
         assert reported["status"] == "awaiting_review"
 
@@ -117,7 +117,7 @@ def test_review_decisions_take_effect_once_and_repeats_append_nothing(server: Se
         second = claim(runner, run)
         assert second["fencing_token"] > first["fencing_token"]
         assert second["run"]["revision"] == 1 and second["run"]["comment"] == "use a lock"
-        report(runner, run, second["fencing_token"], "changes", tree_hash="t2")
+        report(runner, run, second["fencing_token"], "changes", tree_hash="bbbb2222")
 
         approved = ok(alice.post(f"/api/runs/{run}/review", json={"approved": True}))
         assert approved["status"] == "merged", approved  # no repository: nothing to merge
@@ -125,7 +125,7 @@ def test_review_decisions_take_effect_once_and_repeats_append_nothing(server: Se
         assert repeat["status"] == "merged" and repeat["sequence"] == approved["sequence"]
         view = read_run(alice, run, approved["position"])
         assert view["status"] == "merged" and view["merge_result"] is None
-        assert view["review"]["decision"] == "approved" and view["tree_hash"] == "t2"
+        assert view["review"]["decision"] == "approved" and view["tree_hash"] == "bbbb2222"
         types = [e["type"] for e in history(alice, run)]
         assert types[-2:] == ["review.approved", "merge.completed"]
         assert len(types) == approved["sequence"]

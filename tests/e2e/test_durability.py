@@ -78,7 +78,7 @@ def test_sigkill_mid_append_loses_nothing_acknowledged_and_the_run_carries_on(
                 run_a,
                 token_a,
                 "changes",
-                tree_hash="t1",
+                tree_hash="aaaa1111",
                 diff_stats={"files": 2, "added": 5, "removed": 1},
             )
             review = alice.post(
@@ -197,7 +197,7 @@ def test_sigkill_mid_append_loses_nothing_acknowledged_and_the_run_carries_on(
             )
             assert stale.status_code == 409 and stale.json()["error"] == "stale_lease"
             append(runner, run_a, token_a2, deltas("a-rev2", 5))
-            report(runner, run_a, token_a2, "changes", tree_hash="t2")
+            report(runner, run_a, token_a2, "changes", tree_hash="bbbb2222")
             approved = alice.post(f"/api/runs/{run_a}/review", json={"approved": True})
             assert approved.status_code == 200 and approved.json()["status"] == "merged"
             cancelled = alice.post(f"/api/runs/{run_c}/cancel", json={"reason": "enough"})

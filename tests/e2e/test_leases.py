@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import ALICE, RUNNER, Server
+from tests.support import ALICE, OTHER_RUNNER, RUNNER, Server
 
 FAST = {"RUNLEDGER_LEASE_SECONDS": "1", "RUNLEDGER_RETRY_BACKOFF": "0.2"}
 
@@ -82,8 +82,12 @@ def test_a_lease_expiring_on_the_last_attempt_fails_the_run_into_the_dead_letter
         run_id = alice.post("/api/runs", json={"task": "t"}).json()["run_id"]
         claim(runner)
         wait_until(lambda: "run.failed" in types_of(alice, run_id))
-        failed = alice.get("/api/runs", params={"status": "failed"}).json()["items"]
-        run = wait_until(lambda: [r for r in failed if r["run_id"] == run_id] or None)[0]
+
+        def dead_letter() -> list[dict]:
+            failed = alice.get("/api/runs", params={"status": "failed"}).json()["items"]
+            return [r for r in failed if r["run_id"] == run_id]
+
+        run = wait_until(dead_letter)[0]
         assert run["failure"]["category"] == "runner-transient"
         assert run["attempt"] == run["max_attempts"] == 1
 
@@ -215,3 +219,32 @@ def test_a_lease_that_lapsed_while_the_server_was_down_is_expired_once(
             assert kinds["lease.expired"] == 1 and kinds["run.retry_scheduled"] == 1
     finally:
         srv.kill()
+
+
+def test_only_the_runner_holding_the_lease_may_speak_for_the_run(server: Server) -> None:
+    with (
+        server.client(ALICE) as alice,
+        server.client(RUNNER) as runner,
+        server.client(OTHER_RUNNER) as intruder,
+    ):
+        run_id = alice.post("/api/runs", json={"task": "t"}).json()["run_id"]
+        lease = claim(runner)
+        before = types_of(alice, run_id)
+        for attempt in (
+            intruder.post(
+                f"/api/runs/{run_id}/events",
+                json={"fencing_token": 1, "events": [{"type": "log", "data": {}}]},
+            ),
+            intruder.post(f"/api/runner/leases/{lease['lease_id']}/heartbeat"),
+            intruder.post(
+                f"/api/runs/{run_id}/report", json={"fencing_token": 1, "outcome": "no_changes"}
+            ),
+        ):
+            assert attempt.status_code == 409 and attempt.json()["error"] == "stale_lease"
+        assert types_of(alice, run_id) == before
+        done = runner.post(
+            f"/api/runs/{run_id}/report", json={"fencing_token": 1, "outcome": "no_changes"}
+        )
+        assert done.status_code == 200
+        claimed = alice.get(f"/api/runs/{run_id}/events").json()["events"][1]
+        assert claimed["data"]["runner"] == "runner-1" and claimed["data"]["runner_id"] == "r"

@@ -194,7 +194,7 @@ class Driver:
             engine.refuse_merge(run_id, "dirty checkout")
 
     def renew(self, run_id: UUID) -> None:
-        self.runtime.engine.renew_lease(run_id, self.leases.get(run_id, ("none", 0))[0])
+        self.runtime.engine.renew_lease(run_id, self.leases.get(run_id, ("none", 0))[0], RUNNER)
 
     def expire(self, run_id: UUID) -> None:
         self.runtime.engine.expire_lease(run_id, self.token(run_id))

@@ -283,8 +283,8 @@ class RunStateMachine(RuleBasedStateMachine):
 
     def cancel(self, reason: str | None) -> None:
         result = self.attempt(lambda: self.run.cancel(actor=OWNER, now=self.now(), reason=reason))
-        if self.model.status in TERMINAL:
-            assert result == (Conflict, [])
+        if self.model.status in TERMINAL or self.model.status == MERGING:
+            assert result == (Conflict, [])  # a merge in progress cannot be cancelled
         else:
             assert result == (None, ["run.cancelled"])
             self.model.end(CANCELLED)
@@ -293,6 +293,9 @@ class RunStateMachine(RuleBasedStateMachine):
         result = self.attempt(lambda: self.run.delete(actor=OWNER, now=self.now()))
         if self.model.deleted:
             assert result == (None, [])  # deleting twice appends nothing
+        elif self.model.status == MERGING:
+            assert result == (Conflict, [])  # nor deleted
+            return
         elif self.model.status in TERMINAL:
             assert result == (None, ["run.deleted"])
         else:

@@ -109,7 +109,10 @@ def test_resume_when_not_paused_is_a_conflict(status: str) -> None:
 # -- cancel ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", ACTIVE)
+CANCELLABLE = tuple(status for status in ACTIVE if status != MERGING)
+
+
+@pytest.mark.parametrize("status", CANCELLABLE)
 def test_cancel_from_each_active_status_ends_the_run(status: str) -> None:
     run = given(status)
 
@@ -161,7 +164,19 @@ def test_archive_twice_appends_once() -> None:
 # -- delete and visibility ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", ACTIVE)
+def test_cancel_or_delete_while_merging_is_rejected_so_a_merge_is_never_undone() -> None:
+    run = given(MERGING)
+
+    with pytest.raises(Conflict) as cancel:
+        run.cancel(actor=OWNER, now=LATER)
+    with pytest.raises(Conflict) as delete:
+        run.delete(actor=OWNER, now=LATER)
+
+    assert cancel.value.status == delete.value.status == MERGING
+    assert run.collect_events() == []
+
+
+@pytest.mark.parametrize("status", CANCELLABLE)
 def test_delete_of_an_active_run_cancels_it_first(status: str) -> None:
     run = given(status)
 

@@ -46,6 +46,7 @@ def test_claim_when_pending_starts_the_run_under_a_lease() -> None:
     assert run.status == IN_PROGRESS
     assert run.lease == {
         "lease_id": "lease-1",
+        "runner": RUNNER,
         "runner_id": RUNNER,
         "fencing_token": 1,
         "expires_at": (LATER + timedelta(seconds=30)).isoformat(),
