@@ -1,0 +1,90 @@
+"""Policies and idempotency records on both stores, driven in-process against a real database."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters import readmodels
+from api import requests
+from api.config import Config
+from api.runtime import Runtime
+from projections.policies import LeaseExpiry
+
+OWNER, RUNNER = "alice", "runner-1"
+
+
+@pytest.fixture
+def runtime(store_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    rt = Runtime(Config(database_url=store_url, data_dir=tmp_path, lease_seconds=0))
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+def status_of(runtime: Runtime, run_id: object) -> str:
+    return runtime.engine.get_run(run_id).status  # type: ignore[arg-type]
+
+
+def test_the_runs_of_a_deleted_project_are_cancelled_by_the_cleanup_sweep(
+    runtime: Runtime,
+) -> None:
+    engine = runtime.engine
+    project, _ = engine.create_project(OWNER, "p", None, "main")
+    other, _ = engine.create_project(OWNER, "q", None, "main")
+    waiting = engine.submit_project_run(project.id, OWNER, "t").run_id
+    working = engine.submit_project_run(project.id, OWNER, "t").run_id
+    engine.claim_run(working, RUNNER)
+    finished = engine.submit_project_run(project.id, OWNER, "t").run_id
+    engine.cancel_run(finished, OWNER)
+    finished_version = engine.get_run(finished).version
+    elsewhere = engine.submit_project_run(other.id, OWNER, "t").run_id
+    # The deletion alone, as if the process died before cancelling anything.
+    engine.delete_project(project.id, OWNER)
+    runtime.catch_up()
+
+    runtime.cleanup.tick()
+    runtime.catch_up()
+
+    assert status_of(runtime, waiting) == status_of(runtime, working) == "cancelled"
+    assert status_of(runtime, elsewhere) == "pending"
+    assert engine.get_run(finished).version == finished_version  # left alone
+    runtime.cleanup.tick()  # a second sweep finds nothing more to do
+    assert engine.get_run(waiting).version == 2
+
+
+def test_the_lease_policy_expires_a_lapsed_lease_once_however_often_it_runs(
+    runtime: Runtime,
+) -> None:
+    engine = runtime.engine
+    run_id = engine.submit_run(OWNER, "t", max_attempts=2).run_id
+    engine.claim_run(run_id, RUNNER)
+    runtime.catch_up()
+    time.sleep(0.01)  # the lease lasted zero seconds
+    policy = LeaseExpiry(runtime.db, engine)
+    for _ in range(3):
+        policy.tick()
+        runtime.catch_up()
+    run = engine.get_run(run_id)
+    assert (run.status, run.attempt) == ("pending", 2)
+    with runtime.db.reading() as cur:
+        assert readmodels.expired_leases(cur, time.time()) == []
+
+
+def test_a_reservation_left_by_a_crashed_request_can_be_taken_over(runtime: Runtime) -> None:
+    db = runtime.db
+    assert requests._reserve(db, OWNER, "k", "f1") is None  # reserved, then the process died
+    stored = requests._reserve(db, OWNER, "k", "f1")
+    assert stored is not None and stored[0] is None  # still in progress for a while
+    with db.transaction() as cur:
+        cur.execute(
+            "UPDATE idempotency_keys SET created_at = ? WHERE owner = ? AND key = ?",
+            (time.time() - requests.RESERVATION_TIMEOUT - 1, OWNER, "k"),
+        )
+    assert requests._reserve(db, OWNER, "k", "f1") is None  # taken over
+    requests._record(db, OWNER, "k", 201, b"{}")
+    assert requests._reserve(db, OWNER, "k", "f1") == (201, "{}", "f1")
