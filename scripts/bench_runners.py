@@ -35,14 +35,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import benchlib as lib
 import httpx
 import orjson
+from benchload import Baseline, BenchError, Measured, Op, raw_baseline, timed_workers
+from benchreport import (
+    DEFAULT_PG_URL,
+    Report,
+    Row,
+    Setup,
+    describe,
+    fmt_ms,
+    fmt_rate,
+    parse_with_stores,
+    percentile,
+    planned,
+    progress,
+    run_benchmark,
+)
+from benchserver import (
+    JSON_HEADERS,
+    RUNNER_KEY,
+    USER_KEY,
+    Held,
+    Server,
+    claim_run,
+    cpu_mark,
+    cpu_text,
+    open_runs,
+    report_no_changes,
+    submit_run,
+)
 
 BATCH = 100  # events per POST and rows per baseline transaction
 OUTPUT_TOPIC = "runledger:run.output"  # the engine's topic for runner output events
 MAX_CONSECUTIVE_ERRORS = 20
-# Per flag left out: (its value with --quick, without). See lib.planned.
+# Per flag left out: (its value with --quick, without). See planned.
 PLAN_DEFAULTS = {
     "duration": (1.5, 8.0),
     "warmup": (0.3, 0.5),
@@ -52,11 +79,11 @@ PLAN_DEFAULTS = {
 PARK_DELAY = 0.2  # seconds between sending the claim and submitting: the claim is parked
 SLOW_WAKE = 0.4  # a wake this slow suggests the claim slept out its 0.5 s re-check
 RUNNER_ID = "bench-runner"
-LOAD = lib.Baseline(
+LOAD = Baseline(
     "bench_raw_events", OUTPUT_TOPIC, BATCH, max_consecutive_errors=MAX_CONSECUTIVE_ERRORS
 )
 TXN = f"{BATCH}-event txn"  # the latency label of a throughput row
-SETUP = lib.Setup(
+SETUP = Setup(
     title="runledger runner-path benchmark",
     packages=("httpx", "uvicorn", "starlette", "eventsourcing", "psycopg", "orjson"),
     pg_shown=("synchronous_commit", "fsync", "shared_buffers"),
@@ -95,9 +122,9 @@ class Plan:
         )
 
 
-def combine(parts: list[lib.Measured]) -> lib.Measured:
+def combine(parts: list[Measured]) -> Measured:
     """Several timed slices as one measurement."""
-    return lib.Measured(
+    return Measured(
         count=sum(p.count for p in parts),
         seconds=sum(p.seconds for p in parts),
         errors=sum(p.errors for p in parts),
@@ -116,31 +143,29 @@ def output_event(i: int) -> dict[str, Any]:
 # -- the runner path -------------------------------------------------------------------------
 
 
-def close_runs(server: lib.Server, runs: list[lib.Held]) -> None:
+def close_runs(server: Server, runs: list[Held]) -> None:
     """Report every run finished, so no claimable or held work is left behind."""
-    with server.client(lib.RUNNER_KEY) as runner:
+    with server.client(RUNNER_KEY) as runner:
         for run in runs:
-            lib.report_no_changes(runner, run.run_id, run.token)
+            report_no_changes(runner, run.run_id, run.token)
 
 
-def ingest(
-    server: lib.Server, runs: list[lib.Held], plan: Plan, report: lib.Report
-) -> lib.Measured:
+def ingest(server: Server, runs: list[Held], plan: Plan, report: Report) -> Measured:
     """Each client posts 100-event `tool.output` batches to its own run; counts events."""
 
     wrong: list[str] = []
 
-    def open_worker(i: int) -> tuple[lib.Op, lib.Op]:
+    def open_worker(i: int) -> tuple[Op, Op]:
         run = runs[i]
-        client = server.client(lib.RUNNER_KEY)
+        client = server.client(RUNNER_KEY)
         path = f"/api/runs/{run.run_id}/events"
 
         def op() -> None:
             events = [output_event(run.sequence + k) for k in range(BATCH)]
             body = orjson.dumps({"fencing_token": run.token, "events": events})
-            r = client.post(path, content=body, headers=lib.JSON_HEADERS)
+            r = client.post(path, content=body, headers=JSON_HEADERS)
             if r.status_code != 200:
-                raise lib.BenchError(f"{r.status_code} {r.text[:200]}")
+                raise BenchError(f"{r.status_code} {r.text[:200]}")
             got = int(r.json()["sequence"])
             if got != run.sequence + BATCH:
                 wrong.append(f"run {run.run_id}: sequence {got} after {run.sequence}")
@@ -148,10 +173,10 @@ def ingest(
 
         return op, client.close
 
-    m = lib.timed_workers(len(runs), open_worker, plan.warmup, plan.slice, MAX_CONSECUTIVE_ERRORS)
+    m = timed_workers(len(runs), open_worker, plan.warmup, plan.slice, MAX_CONSECUTIVE_ERRORS)
     if wrong:
         report.warn(f"{len(wrong)} batches did not move the sequence by {BATCH}: {wrong[:3]}")
-    return lib.Measured(m.count * BATCH, m.seconds, m.errors, m.latencies, m.first_error)
+    return Measured(m.count * BATCH, m.seconds, m.errors, m.latencies, m.first_error)
 
 
 @dataclass
@@ -164,31 +189,31 @@ class Latency:
     early: int = 0  # the claim answered before the submit's answer reached the client
 
 
-def claim_latency(server: lib.Server, repeats: int, report: lib.Report, store: str) -> Latency:
+def claim_latency(server: Server, repeats: int, report: Report, store: str) -> Latency:
     """A parked long-poll claim, a submission, the first event: timed `repeats` times."""
     out = Latency()
     event = orjson.dumps(output_event(0))
 
     def runner_side(runner: httpx.Client) -> tuple[float, float, dict[str, Any]]:
-        lease = lib.claim_run(runner, 20, RUNNER_ID)
+        lease = claim_run(runner, 20, RUNNER_ID)
         answered = time.perf_counter()
         run_id, token = lease["run"]["run_id"], int(lease["fencing_token"])
         body = b'{"fencing_token": %d, "events": [%s]}' % (token, event)
-        r = runner.post(f"/api/runs/{run_id}/events", content=body, headers=lib.JSON_HEADERS)
+        r = runner.post(f"/api/runs/{run_id}/events", content=body, headers=JSON_HEADERS)
         acked = time.perf_counter()
         if r.status_code != 200:
-            raise lib.BenchError(f"first event: {r.status_code} {r.text[:300]}")
+            raise BenchError(f"first event: {r.status_code} {r.text[:300]}")
         return answered, acked, lease
 
     with (
-        server.client(lib.USER_KEY) as user,
-        server.client(lib.RUNNER_KEY) as runner,
+        server.client(USER_KEY) as user,
+        server.client(RUNNER_KEY) as runner,
         ThreadPoolExecutor(1, thread_name_prefix="runner") as pool,
     ):
         # Warm both connections and the server's code paths once, untimed.
-        run_id = lib.submit_run(user, "warm-up")
-        lease = lib.claim_run(runner, 5, RUNNER_ID)
-        lib.report_no_changes(runner, lease["run"]["run_id"], int(lease["fencing_token"]))
+        run_id = submit_run(user, "warm-up")
+        lease = claim_run(runner, 5, RUNNER_ID)
+        report_no_changes(runner, lease["run"]["run_id"], int(lease["fencing_token"]))
         gc.collect()
         gc.disable()
         try:
@@ -197,9 +222,9 @@ def claim_latency(server: lib.Server, repeats: int, report: lib.Report, store: s
                 time.sleep(PARK_DELAY)
                 if future.done():
                     future.result()  # raises what went wrong
-                    raise lib.BenchError("the claim answered before any run was submitted")
+                    raise BenchError("the claim answered before any run was submitted")
                 sent = time.perf_counter()
-                run_id = lib.submit_run(user, f"latency run {i}")
+                run_id = submit_run(user, f"latency run {i}")
                 acked = time.perf_counter()
                 answered, event_acked, lease = future.result(timeout=60)
                 if lease["run"]["run_id"] != run_id:
@@ -208,7 +233,7 @@ def claim_latency(server: lib.Server, repeats: int, report: lib.Report, store: s
                 out.first_event.append(event_acked - answered)
                 out.submit_rtt.append(acked - sent)
                 out.early += answered < acked
-                lib.report_no_changes(runner, lease["run"]["run_id"], int(lease["fencing_token"]))
+                report_no_changes(runner, lease["run"]["run_id"], int(lease["fencing_token"]))
         finally:
             gc.enable()
     return out
@@ -247,28 +272,28 @@ def stored_output_size(url: str, store: str) -> str:
 
 
 def ingestion_case(
-    store: str, url: str, tmp: Path, server: lib.Server, n: int, plan: Plan, report: lib.Report
+    store: str, url: str, tmp: Path, server: Server, n: int, plan: Plan, report: Report
 ) -> None:
     """Raw baseline and HTTP ingestion at one concurrency, in alternating slices (ABAB…).
 
     The machine is shared with the database and whatever else runs: alternating slices make
     slow drifts in its load fall on both sides of the ratio alike.
     """
-    runs = lib.open_runs(server, n, "ingestion run", RUNNER_ID)
-    bases: list[lib.Measured] = []
-    https: list[lib.Measured] = []
+    runs = open_runs(server, n, "ingestion run", RUNNER_ID)
+    bases: list[Measured] = []
+    https: list[Measured] = []
     base_cpu = http_cpu = 0.0
     srv_cpu = 0.0
     try:
         for k in range(plan.rounds):
-            lib.progress(f"{store}: raw baseline, {n} connection(s), slice {k + 1}/{plan.rounds}")
+            progress(f"{store}: raw baseline, {n} connection(s), slice {k + 1}/{plan.rounds}")
             before = time.process_time()
-            bases.append(lib.raw_baseline(store, url, tmp, n, plan.warmup, plan.slice, LOAD))
+            bases.append(raw_baseline(store, url, tmp, n, plan.warmup, plan.slice, LOAD))
             base_cpu += time.process_time() - before
-            lib.progress(f"{store}: HTTP ingestion, {n} runner(s), slice {k + 1}/{plan.rounds}")
-            mark = lib.cpu_mark(server)
+            progress(f"{store}: HTTP ingestion, {n} runner(s), slice {k + 1}/{plan.rounds}")
+            mark = cpu_mark(server)
             https.append(ingest(server, runs, plan, report))
-            after = lib.cpu_mark(server)
+            after = cpu_mark(server)
             http_cpu += after[1] - mark[1]
             srv_cpu += after[2] - mark[2]
             server.check_alive()
@@ -282,22 +307,20 @@ def ingestion_case(
         if store == "postgres"
         else "raw BEGIN IMM+INSERT 100+COMMIT (WAL)"
     )
-    notes = f"{lib.describe(base, TXN)}; cpu bench {100 * base_cpu / wall:.0f}%"
-    report.rows.append(lib.Row(store, name, str(n), lib.fmt_rate(base_rate), notes=notes))
+    notes = f"{describe(base, TXN)}; cpu bench {100 * base_cpu / wall:.0f}%"
+    report.rows.append(Row(store, name, str(n), fmt_rate(base_rate), notes=notes))
     slices = ", ".join(
         f"{h.rate / (b.rate * BATCH):.2f}" if b.rate else "n/a"
         for b, h in zip(bases, https, strict=True)
     )
     notes = (
-        f"{lib.describe(http, TXN)}; cpu srv {100 * srv_cpu / wall:.0f}% bench "
+        f"{describe(http, TXN)}; cpu srv {100 * srv_cpu / wall:.0f}% bench "
         f"{100 * http_cpu / wall:.0f}%; ratio per slice {slices}"
     )
     ratio = f"{http.rate / base_rate:.2f}" if base_rate else "n/a"
     measure = f"POST events, {BATCH}/batch"
     report.rows.append(
-        lib.Row(
-            store, measure, str(n), lib.fmt_rate(http.rate), lib.fmt_rate(base_rate), ratio, notes
-        )
+        Row(store, measure, str(n), fmt_rate(http.rate), fmt_rate(base_rate), ratio, notes)
     )
     for what, m in (("baseline", base), ("ingestion", http)):
         if m.errors:
@@ -306,35 +329,35 @@ def ingestion_case(
             report.warn(f"{store} {what} ({n}): no transaction finished inside the window")
 
 
-def bench_store(store: str, url: str, tmp: Path, plan: Plan, report: lib.Report) -> None:
+def bench_store(store: str, url: str, tmp: Path, plan: Plan, report: Report) -> None:
     """Claim latency, then baseline and ingestion at each concurrency, for one store."""
-    server = lib.Server(url, tmp / "data", client_timeout=60)
-    lib.progress(f"{store}: starting runledger serve")
+    server = Server(url, tmp / "data", client_timeout=60)
+    progress(f"{store}: starting runledger serve")
     try:
         server.start_for(store)
 
-        lib.progress(f"{store}: claim-to-first-event latency, {plan.repeats} repetitions")
-        mark = lib.cpu_mark(server)
+        progress(f"{store}: claim-to-first-event latency, {plan.repeats} repetitions")
+        mark = cpu_mark(server)
         lat = claim_latency(server, plan.repeats, report, store)
-        cpu = lib.cpu_text(mark, lib.cpu_mark(server))
+        cpu = cpu_text(mark, cpu_mark(server))
         server.check_alive()
         sums = [a + b for a, b in zip(lat.wake, lat.first_event, strict=True)]
         notes = {
             "submit ack → claim answered": (
-                f"n={len(lat.wake)}, max {lib.fmt_ms(max(lat.wake))}, "
+                f"n={len(lat.wake)}, max {fmt_ms(max(lat.wake))}, "
                 f"{sum(w > SLOW_WAKE for w in lat.wake)} over {SLOW_WAKE * 1000:.0f} ms, "
                 f"{lat.early} before the submit's own answer; submit RTT p50 "
-                f"{lib.fmt_ms(lib.percentile(lat.submit_rtt, 50))}"
+                f"{fmt_ms(percentile(lat.submit_rtt, 50))}"
             ),
-            "claim answered → 1st event ack": f"max {lib.fmt_ms(max(lat.first_event))}; {cpu}",
-            "sum (per repetition)": f"max {lib.fmt_ms(max(sums))}",
+            "claim answered → 1st event ack": f"max {fmt_ms(max(lat.first_event))}; {cpu}",
+            "sum (per repetition)": f"max {fmt_ms(max(sums))}",
         }
         for (measure, note), values in zip(
             notes.items(), (lat.wake, lat.first_event, sums), strict=True
         ):
-            p50, p99 = lib.percentile(values, 50), lib.percentile(values, 99)
-            value = f"{lib.fmt_ms(p50)} / {lib.fmt_ms(p99)}"
-            report.rows.append(lib.Row(store, f"{measure} p50/p99", "1", value, notes=note))
+            p50, p99 = percentile(values, 50), percentile(values, 99)
+            value = f"{fmt_ms(p50)} / {fmt_ms(p99)}"
+            report.rows.append(Row(store, f"{measure} p50/p99", "1", value, notes=note))
 
         for n in plan.clients:
             ingestion_case(store, url, tmp, server, n, plan, report)
@@ -363,22 +386,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--stores", default="postgres,sqlite", help="postgres,sqlite")
     parser.add_argument(
-        "--pg-url", default=lib.DEFAULT_PG_URL, help="PostgreSQL URL (a fresh schema is made)"
+        "--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL URL (a fresh schema is made)"
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    return lib.parse_with_stores(parser, argv)
+    return parse_with_stores(parser, argv)
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """Defaults, shortened by --quick, overridden by explicit flags."""
-    return Plan(**lib.planned(args, PLAN_DEFAULTS), clients=(1, 4))
+    return Plan(**planned(args, PLAN_DEFAULTS), clients=(1, 4))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run every measurement on every requested store and print the report."""
     args = parse_args(argv)
     plan = make_plan(args)
-    return lib.run_benchmark(
+    return run_benchmark(
         SETUP,
         args.stores,
         args.pg_url,

@@ -33,16 +33,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import benchlib as lib
 import httpx
 import orjson
+from benchload import Baseline, BenchError, Measured, Op, raw_baseline, timed_workers
+from benchreport import (
+    DEFAULT_PG_URL,
+    Report,
+    Row,
+    Setup,
+    describe,
+    fmt_ms,
+    fmt_rate,
+    parse_with_stores,
+    percentile,
+    planned,
+    progress,
+    run_benchmark,
+)
+from benchserver import (
+    JSON_HEADERS,
+    RUNNER_KEY,
+    USER_KEY,
+    Held,
+    Server,
+    cpu_mark,
+    cpu_text,
+    open_runs,
+    report_no_changes,
+    ssl_context,
+)
 
 TOPIC = "bench.events:Recorded"
 MAX_CONSECUTIVE_ERRORS = 50
-# Per flag left out: (its value with --quick, without). See lib.planned.
+# Per flag left out: (its value with --quick, without). See planned.
 PLAN_DEFAULTS = {"duration": (1.0, 5.0), "warmup": (0.3, 1.0), "sse_events": (30, 200)}
 TASK, RUNNER_ID = "benchmark run", "bench"  # what open_runs submits and claims as
-SETUP = lib.Setup(
+SETUP = Setup(
     title="runledger spine benchmark",
     packages=("httpx", "uvicorn", "starlette", "sse-starlette", "eventsourcing", "psycopg"),
     pg_shown=("synchronous_commit", "fsync", "max_connections"),
@@ -78,12 +104,12 @@ class Plan:
 # -- command throughput ------------------------------------------------------------------------
 
 
-def http_throughput(server: lib.Server, targets: list[lib.Held], plan: Plan) -> lib.Measured:
+def http_throughput(server: Server, targets: list[Held], plan: Plan) -> Measured:
     """One single-event `POST /api/runs/{id}/events` after another from each client."""
 
-    def open_worker(i: int) -> tuple[lib.Op, lib.Op]:
+    def open_worker(i: int) -> tuple[Op, Op]:
         run = targets[i]
-        client = server.client(lib.RUNNER_KEY)
+        client = server.client(RUNNER_KEY)
         path = f"/api/runs/{run.run_id}/events"
         n = [0]
 
@@ -91,13 +117,13 @@ def http_throughput(server: lib.Server, targets: list[lib.Held], plan: Plan) -> 
             n[0] += 1
             event = {"type": "log", "data": {"line": "benchmark output line", "n": n[0]}}
             body = orjson.dumps({"fencing_token": run.token, "events": [event]})
-            r = client.post(path, content=body, headers=lib.JSON_HEADERS)
+            r = client.post(path, content=body, headers=JSON_HEADERS)
             if r.status_code != 200:
-                raise lib.BenchError(f"{r.status_code} {r.text[:200]}")
+                raise BenchError(f"{r.status_code} {r.text[:200]}")
 
         return op, client.close
 
-    return lib.timed_workers(
+    return timed_workers(
         len(targets), open_worker, plan.warmup, plan.duration, MAX_CONSECUTIVE_ERRORS
     )
 
@@ -144,13 +170,13 @@ class _Subscribers:
         self.task = asyncio.current_task()
         limits = httpx.Limits(max_connections=self.n + 8, max_keepalive_connections=self.n + 8)
         timeout = httpx.Timeout(120.0, connect=30.0, pool=30.0)
-        headers = {"Authorization": f"Bearer {lib.USER_KEY}", "Accept": "text/event-stream"}
+        headers = {"Authorization": f"Bearer {USER_KEY}", "Accept": "text/event-stream"}
         async with httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
             limits=limits,
             timeout=timeout,
-            verify=lib.ssl_context(),
+            verify=ssl_context(),
         ) as client:
             await asyncio.gather(*(self._follow(client, i) for i in range(self.n)))
 
@@ -241,9 +267,9 @@ def check_stream(
     return problems
 
 
-def sse_latency(server: lib.Server, subscribers: int, plan: Plan) -> SseResult:
+def sse_latency(server: Server, subscribers: int, plan: Plan) -> SseResult:
     """One writer appends paced single events to one run; n subscribers follow its stream."""
-    [run] = lib.open_runs(server, 1, TASK, RUNNER_ID)
+    [run] = open_runs(server, 1, TASK, RUNNER_ID)
     run_id, token = run.run_id, run.token
     subs = _Subscribers(server.url, f"/api/runs/{run_id}/stream", subscribers)
     post_latencies: list[float] = []
@@ -252,12 +278,12 @@ def sse_latency(server: lib.Server, subscribers: int, plan: Plan) -> SseResult:
     try:
         subs.start()
         if not subs.all_ready.wait(60):
-            raise lib.BenchError(f"only some of {subscribers} subscribers connected within 60 s")
+            raise BenchError(f"only some of {subscribers} subscribers connected within 60 s")
         if subs.errors:
-            raise lib.BenchError("; ".join(subs.errors[:5]))
+            raise BenchError("; ".join(subs.errors[:5]))
         time.sleep(0.2)
         path = f"/api/runs/{run_id}/events"
-        with server.client(lib.RUNNER_KEY) as writer:
+        with server.client(RUNNER_KEY) as writer:
             begin = time.perf_counter()
             for i in range(plan.sse_events):
                 delay = begin + i / plan.sse_rate - time.perf_counter()
@@ -266,12 +292,12 @@ def sse_latency(server: lib.Server, subscribers: int, plan: Plan) -> SseResult:
                 event = {"type": "log", "data": {"bench_i": i, "sent": time.time()}}
                 body = orjson.dumps({"fencing_token": token, "events": [event]})
                 t0 = time.perf_counter()
-                r = writer.post(path, content=body, headers=lib.JSON_HEADERS)
+                r = writer.post(path, content=body, headers=JSON_HEADERS)
                 post_latencies.append(time.perf_counter() - t0)
                 if r.status_code != 200:
-                    raise lib.BenchError(f"writer: {r.status_code} {r.text[:300]}")
+                    raise BenchError(f"writer: {r.status_code} {r.text[:300]}")
             elapsed = time.perf_counter() - begin
-            lib.report_no_changes(writer, run_id, token)
+            report_no_changes(writer, run_id, token)
         subs.finish(timeout=30)
     finally:
         subs.finish(timeout=0)
@@ -285,35 +311,35 @@ def sse_latency(server: lib.Server, subscribers: int, plan: Plan) -> SseResult:
         expected_samples=subscribers * plan.sse_events,
         problems=problems,
         write_rate=plan.sse_events / elapsed,
-        post_p99=lib.percentile(post_latencies, 99),
+        post_p99=percentile(post_latencies, 99),
     )
 
 
 def bench_store(
-    store: str, url: str, tmp: Path, plan: Plan, args: argparse.Namespace, report: lib.Report
+    store: str, url: str, tmp: Path, plan: Plan, args: argparse.Namespace, report: Report
 ) -> None:
     """Baselines, then the server's throughput and SSE latency, for one store."""
     baselines: dict[int, float] = {}
     variants = [False, True] if store == "postgres" and plan.notify_variant else [False]
     for notify in variants:
         for n in plan.clients:
-            lib.progress(f"{store}: baseline{' with NOTIFY' if notify else ''}, {n} connection(s)")
-            mark = lib.cpu_mark(None)
-            load = lib.Baseline("bench_events", TOPIC, notify=notify)
-            m = lib.raw_baseline(store, url, tmp, n, plan.warmup, plan.duration, load)
+            progress(f"{store}: baseline{' with NOTIFY' if notify else ''}, {n} connection(s)")
+            mark = cpu_mark(None)
+            load = Baseline("bench_events", TOPIC, notify=notify)
+            m = raw_baseline(store, url, tmp, n, plan.warmup, plan.duration, load)
             if store == "postgres":
                 name = "raw LOCK+INSERT+NOTIFY+COMMIT" if notify else "raw LOCK+INSERT+COMMIT"
             else:
                 name = "raw INSERT+COMMIT (WAL)"
             if not notify:
                 baselines[n] = m.rate
-            notes = f"{lib.describe(m, 'lat')}; {lib.cpu_text(mark, lib.cpu_mark(None))}"
-            report.rows.append(lib.Row(store, name, str(n), lib.fmt_rate(m.rate), notes=notes))
+            notes = f"{describe(m, 'lat')}; {cpu_text(mark, cpu_mark(None))}"
+            report.rows.append(Row(store, name, str(n), fmt_rate(m.rate), notes=notes))
             if m.errors:
                 report.warn(f"{store} baseline ({n}): {m.errors} errors, first: {m.first_error}")
 
-    server = lib.Server(url, tmp / "data", args.poll_interval)
-    lib.progress(f"{store}: starting runledger serve ({url})")
+    server = Server(url, tmp / "data", args.poll_interval)
+    progress(f"{store}: starting runledger serve ({url})")
     try:
         server.start_for(store)
 
@@ -321,25 +347,23 @@ def bench_store(
         if plan.one_run:
             cases.append((max(plan.clients), True))
         for n, shared in cases:
-            lib.progress(
-                f"{store}: HTTP throughput, {n} client(s){' on ONE run' if shared else ''}"
-            )
-            targets = lib.open_runs(server, 1 if shared else n, TASK, RUNNER_ID)
-            mark = lib.cpu_mark(server)
+            progress(f"{store}: HTTP throughput, {n} client(s){' on ONE run' if shared else ''}")
+            targets = open_runs(server, 1 if shared else n, TASK, RUNNER_ID)
+            mark = cpu_mark(server)
             m = http_throughput(server, targets * n if shared else targets, plan)
-            cpu = lib.cpu_text(mark, lib.cpu_mark(server), (m.total, "cmd"))
+            cpu = cpu_text(mark, cpu_mark(server), (m.total, "cmd"))
             server.check_alive()
             base = baselines.get(n, math.nan)
             measure = "POST events, 1 event/cmd" + (", ONE run" if shared else "")
             report.rows.append(
-                lib.Row(
+                Row(
                     store,
                     measure,
                     str(n),
-                    lib.fmt_rate(m.rate),
-                    lib.fmt_rate(base),
+                    fmt_rate(m.rate),
+                    fmt_rate(base),
                     f"{m.rate / base:.2f}" if base else "n/a",
-                    f"{lib.describe(m, 'lat')}; {cpu}",
+                    f"{describe(m, 'lat')}; {cpu}",
                 )
             )
             if m.errors:
@@ -348,35 +372,33 @@ def bench_store(
                 report.warn(f"{store} {measure} ({n} clients): no command finished in the window")
 
         for n in plan.subscribers:
-            lib.progress(f"{store}: SSE latency, {n} subscriber(s), {plan.sse_events} events")
-            mark = lib.cpu_mark(server)
+            progress(f"{store}: SSE latency, {n} subscriber(s), {plan.sse_events} events")
+            mark = cpu_mark(server)
             s = sse_latency(server, n, plan)
-            cpu = lib.cpu_text(mark, lib.cpu_mark(server), (plan.sse_events, "event"))
+            cpu = cpu_text(mark, cpu_mark(server), (plan.sse_events, "event"))
             server.check_alive()
             ok = not s.problems and len(s.latencies) == s.expected_samples
             notes = (
-                f"n={len(s.latencies)}/{s.expected_samples}, max {lib.fmt_ms(max(s.latencies))}, "
-                f"write {s.write_rate:.0f}/s (POST p99 {lib.fmt_ms(s.post_p99)}), "
+                f"n={len(s.latencies)}/{s.expected_samples}, max {fmt_ms(max(s.latencies))}, "
+                f"write {s.write_rate:.0f}/s (POST p99 {fmt_ms(s.post_p99)}), "
                 f"{'exactly once, in order' if ok else 'PROBLEMS, see warnings'}; {cpu}"
                 if s.latencies
                 else "no samples"
             )
             for pct in (50, 99):
-                value = lib.fmt_ms(lib.percentile(s.latencies, pct))
-                report.rows.append(
-                    lib.Row(store, f"SSE latency p{pct}", str(n), value, notes=notes)
-                )
+                value = fmt_ms(percentile(s.latencies, pct))
+                report.rows.append(Row(store, f"SSE latency p{pct}", str(n), value, notes=notes))
             if s.write_rate < 0.9 * plan.sse_rate:
                 report.notes.append(
                     f"{store} SSE ({n} subscribers): the writer reached {s.write_rate:.0f} of "
                     f"{plan.sse_rate:g} events/s because each POST took longer (p99 "
-                    f"{lib.fmt_ms(s.post_p99)}) than the pace allows"
+                    f"{fmt_ms(s.post_p99)}) than the pace allows"
                 )
             for problem in s.problems[:10]:
                 report.warn(f"{store} SSE ({n} subscribers): {problem}")
             if len(s.problems) > 10:
                 report.warn(f"{store} SSE ({n} subscribers): … {len(s.problems) - 10} more")
-        with server.client(lib.USER_KEY) as c:
+        with server.client(USER_KEY) as c:
             diag = c.get("/api/diagnostics").json()
         if diag.get("subscribers_dropped"):
             report.warn(f"{store}: server dropped {diag['subscribers_dropped']} slow subscribers")
@@ -404,7 +426,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds of warm-up per window (1)")
     parser.add_argument("--stores", default="sqlite,postgres", help="sqlite,postgres")
     parser.add_argument(
-        "--pg-url", default=lib.DEFAULT_PG_URL, help="PostgreSQL URL (a schema is made)"
+        "--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL URL (a schema is made)"
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--sse-events", type=int, help="events the SSE writer appends (200)")
@@ -412,13 +434,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--poll-interval", type=float, help="RUNLEDGER_POLL_INTERVAL (default: the server's)"
     )
-    return lib.parse_with_stores(parser, argv)
+    return parse_with_stores(parser, argv)
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """Defaults, shortened by --quick, overridden by explicit flags."""
     return Plan(
-        **lib.planned(args, PLAN_DEFAULTS),
+        **planned(args, PLAN_DEFAULTS),
         clients=(1, 16),
         subscribers=(1, 100),
         sse_rate=args.sse_rate,
@@ -432,10 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
 
-    def bench(store: str, url: str, workdir: Path, report: lib.Report) -> None:
+    def bench(store: str, url: str, workdir: Path, report: Report) -> None:
         bench_store(store, url, workdir, plan, args, report)
 
-    return lib.run_benchmark(SETUP, args.stores, args.pg_url, plan.summary(), bench)
+    return run_benchmark(SETUP, args.stores, args.pg_url, plan.summary(), bench)
 
 
 if __name__ == "__main__":

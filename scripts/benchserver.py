@@ -1,0 +1,252 @@
+"""`runledger serve` in a subprocess, the HTTP calls that hold runs, and its CPU accounting."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+from benchload import ROOT, BenchError
+
+USER_KEY, RUNNER_KEY = "ka", "kr"
+API_KEYS = f"{USER_KEY}=alice:user,kb=bob:user,{RUNNER_KEY}=runner-1:runner"
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+@cache
+def ssl_context() -> ssl.SSLContext:
+    """One TLS context for every client: httpx builds a new one per client (~0.1 s each)."""
+    return ssl.create_default_context()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`runledger serve` in a subprocess on a free port, its output kept for diagnosis."""
+
+    def __init__(
+        self,
+        database_url: str,
+        data_dir: Path,
+        poll_interval: float | None = None,
+        client_timeout: float = 30.0,
+    ) -> None:
+        self.database_url = database_url
+        self.port = free_port()
+        self.client_timeout = client_timeout
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLEDGER_")}
+        env.update(
+            RUNLEDGER_API_KEYS=API_KEYS,
+            RUNLEDGER_DATA_DIR=str(data_dir),
+            RUNLEDGER_LEASE_SECONDS="3600",  # no lease expires mid-benchmark
+        )
+        if poll_interval is not None:
+            env["RUNLEDGER_POLL_INTERVAL"] = str(poll_interval)
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+        self._pump: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start it and wait for its readiness line."""
+        cmd = [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            [*cmd, "--database", self.database_url],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.output.append(line)
+                if "ready on" in line:
+                    ready.set()
+
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError("server did not start:\n" + "".join(self.output[-40:]))
+
+    def start_for(self, store: str) -> None:
+        """Start it, then check that it runs on the expected store."""
+        self.start()
+        with self.client(USER_KEY) as c:
+            info = c.get("/api/server/info").json()
+        if info.get("store") != store:
+            raise BenchError(f"server says store {info.get('store')!r}, expected {store!r}")
+
+    def check_alive(self) -> None:
+        """Raise when the server process has exited."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise BenchError("server exited unexpectedly:\n" + "".join(self.output[-40:]))
+
+    def stop(self) -> int | None:
+        """SIGTERM, wait, SIGKILL if it hangs; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self._pump is not None:
+            self._pump.join(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return self.proc.returncode
+
+    def findings(self, drop_timestamps: bool = False) -> list[str]:
+        """Problems in the log: ERROR/WARNING lines and each traceback's exception, counted."""
+        # drop_timestamps: count log lines that differ only in their leading time as one.
+        found: dict[str, int] = {}
+        in_traceback = False
+        for raw in self.output:
+            line = raw.rstrip()
+            if line.startswith("Traceback"):
+                in_traceback = True
+                continue
+            if in_traceback:
+                if line.startswith((" ", "\t")) or not line:
+                    continue
+                in_traceback = False
+                key = f"exception: {line}"
+            elif any(m in line for m in (" ERROR ", " CRITICAL ", " WARNING ", "ERROR:")):
+                timestamped = drop_timestamps and line[:1].isdigit()
+                key = line.split(" ", 2)[-1] if timestamped else line
+            else:
+                continue
+            found[key] = found.get(key, 0) + 1
+        return [f"{n}x {key}" for key, n in found.items()]
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU the server process has used so far (Linux /proc)."""
+        if self.proc is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def client(self, key: str, **kw: Any) -> httpx.Client:
+        """A sync HTTP client speaking with one key."""
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=self.client_timeout,
+            verify=ssl_context(),
+            **kw,
+        )
+
+
+# -- runs held by the benchmark --------------------------------------------------------------
+
+
+def submit_run(user: httpx.Client, task: str) -> str:
+    """POST /api/runs; the new run's id."""
+    r = user.post("/api/runs", json={"task": task})
+    if r.status_code != 202:
+        raise BenchError(f"submit: {r.status_code} {r.text[:300]}")
+    return str(r.json()["run_id"])
+
+
+def claim_run(runner: httpx.Client, wait: float, runner_id: str) -> dict[str, Any]:
+    """POST /api/runner/claim; the lease (BenchError on anything but 200)."""
+    r = runner.post("/api/runner/claim", json={"runner_id": runner_id, "wait_seconds": wait})
+    if r.status_code != 200:
+        raise BenchError(f"claim: {r.status_code} {r.text[:300]}")
+    return dict(r.json())
+
+
+def report_no_changes(runner: httpx.Client, run_id: str, token: int) -> None:
+    """Report `no_changes`, so that the run leaves the queue."""
+    r = runner.post(
+        f"/api/runs/{run_id}/report", json={"fencing_token": token, "outcome": "no_changes"}
+    )
+    if r.status_code != 200:
+        raise BenchError(f"report: {r.status_code} {r.text[:300]}")
+
+
+@dataclass
+class Held:
+    """A run this benchmark holds a lease on, and the run's last sequence so far."""
+
+    run_id: str
+    token: int
+    sequence: int
+
+
+def open_runs(server: Server, n: int, task: str, runner_id: str) -> list[Held]:
+    """Submit n runs (`{task} {i}`) as the user and claim them all as the runner."""
+    with server.client(USER_KEY) as user:
+        wanted = [submit_run(user, f"{task} {i}") for i in range(n)]
+    held: dict[str, Held] = {}
+    with server.client(RUNNER_KEY) as runner:
+        while len(held) < n:
+            lease = claim_run(runner, 10, runner_id)
+            run = lease["run"]
+            held[run["run_id"]] = Held(
+                run["run_id"], int(lease["fencing_token"]), int(run["sequence"])
+            )
+    if set(held) != set(wanted):
+        raise BenchError(f"claimed other runs than submitted: {sorted(set(held) - set(wanted))}")
+    return [held[run_id] for run_id in wanted]
+
+
+# -- CPU accounting --------------------------------------------------------------------------
+
+
+def cpu_mark(server: Server | None) -> tuple[float, float, float]:
+    """(wall clock, this process's CPU, the server's CPU) now."""
+    return time.perf_counter(), time.process_time(), server.cpu_seconds() if server else 0.0
+
+
+def cpu_text(
+    before: tuple[float, float, float],
+    after: tuple[float, float, float],
+    per: tuple[int, str] | None = None,
+) -> str:
+    """CPU between two marks: % of a core (server, benchmark), server CPU per unit of `per`."""
+    # CPU per command or event is distorted far less than rates by load elsewhere on the box.
+    wall = max(after[0] - before[0], 1e-9)
+    bench = 100 * (after[1] - before[1]) / wall
+    if not (after[2] or before[2]):
+        return f"cpu bench {bench:.0f}%"
+    server = after[2] - before[2]
+    text = f"cpu srv {100 * server / wall:.0f}% bench {bench:.0f}%"
+    if per and per[0]:
+        text += f", srv {1000 * server / per[0]:.1f} ms CPU/{per[1]}"
+    return text
