@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from adapters import git
-from tests.support import ALICE, ROOT, RUNNER, Server
+from tests.support import ALICE, BOB, ROOT, RUNNER, Server
 
 
 @pytest.fixture
@@ -161,3 +161,24 @@ def test_a_dirty_checkout_keeps_the_run_in_review_until_approved_again(
         approved = alice.post(f"/api/runs/{run_id}/review", json={"approved": True})
         assert approved.json()["status"] == "merged"
         assert (repo / "new.txt").read_text() == "new\n"
+
+
+def test_the_diff_endpoints_refuse_what_they_cannot_show(server: Server, repo: Path) -> None:
+    with server.client(ALICE) as alice, server.client(BOB) as bob:
+        plain = alice.post("/api/runs", json={"task": "t"}).json()["run_id"]
+        project_id = alice.post(
+            "/api/projects", json={"name": "demo", "repository_path": str(repo)}
+        ).json()["project_id"]
+        unstarted = alice.post(f"/api/projects/{project_id}/runs", json={"task": "t"}).json()
+        cases = [
+            (alice, "/api/runs/not-a-uuid/files", 400),
+            (alice, "/api/runs/not-a-uuid/files/app.py", 400),
+            (alice, f"/api/runs/{plain}/files", 404),  # no repository
+            (alice, f"/api/runs/{unstarted['run_id']}/files", 404),  # no branch yet
+            (alice, f"/api/runs/{unstarted['run_id']}/files/app.py", 404),
+            (bob, f"/api/runs/{plain}/files", 404),  # not his
+        ]
+        for client, path, status in cases:
+            answer = client.get(path)
+            assert answer.status_code == status, (path, answer.text)
+            assert answer.json()["error"] in ("invalid_request", "not_found")
