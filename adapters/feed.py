@@ -41,10 +41,6 @@ class ChangeFeed:
         self._threads: list[threading.Thread] = []
         self._offered: deque[list[StoredRow]] = deque()
 
-    def wake(self, _position: int | None = None) -> None:
-        """Something may have been committed: look now."""
-        self._wake.set()
-
     def offer(self, notifications: Sequence[Notification]) -> None:
         """Events this process just committed, in commit order: delivered without a read
         when they follow on from the last delivered position, read from the store if not."""

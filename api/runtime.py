@@ -12,7 +12,8 @@ from api.config import Config
 from domain.engine import Engine
 from domain.projects import Project
 from domain.runs import Run
-from projections.policies import LeaseExpiry, Loop, Merger, ProjectCleanup
+from projections.loop import Loop
+from projections.policies import LeaseExpiry, Merger, ProjectCleanup
 from projections.projects import ProjectsProjection
 from projections.runner import ProjectionRunner
 from projections.runs import LeasesProjection, RunsProjection

@@ -63,7 +63,6 @@ class Hub:
         self.capacity = capacity
         self.subscribers: set[Subscriber] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.position = 0
         self.dropped = 0
         self.waiters: set[asyncio.Event] = set()
         self.generation = 0  # moves on every publish or notify: a waiter can't miss one
@@ -81,7 +80,6 @@ class Hub:
     def publish(self, envelopes: Iterable[Envelope]) -> None:
         """Deliver a batch in position order (called on the loop thread)."""
         for env in envelopes:
-            self.position = env.position
             for sub in tuple(self.subscribers):
                 if sub.accepts(env) and not sub.offer(env):
                     self.subscribers.discard(sub)

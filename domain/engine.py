@@ -61,7 +61,6 @@ class Engine(Application[UUID]):
         self.new_id = new_id
         self.lease_seconds = lease_seconds
         self.retry_backoff = retry_backoff
-        self.listeners: list[Callable[[int], None]] = []
         self.followers: list[Callable[[list[Notification]], None]] = []
         # Commands on one run take turns in this process (no version-conflict storms), and
         # saves take turns too: the store serialises writers anyway, and a thread waiting
@@ -379,6 +378,4 @@ class Engine(Application[UUID]):
             # state instead (the next read still fast-forwards past other processes' events).
             self.repository.cache.put(run.id, run)
         position = recordings[-1].notification.id
-        for listener in self.listeners:
-            listener(position)
         return Appended(run.id, status, run.version, position)

@@ -9,13 +9,13 @@ process can never make an event count twice: the loser rolls back and resyncs.
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from adapters import readmodels
 from adapters.db import Cursor, Database, StoredRow
+from projections.loop import Loop
 
 log = logging.getLogger("runledger.projections")
 BATCH = 500
@@ -45,9 +45,7 @@ class ProjectionRunner:
         self.positions = self._load_positions()
         self.on_advance: list[Callable[[int], None]] = []
         self.on_rows: list[Callable[[list[StoredRow]], None]] = []
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop("projections", self._step, poll_interval)
         self._offered: deque[tuple[int, list[StoredRow]]] = deque()
 
     @property
@@ -64,7 +62,7 @@ class ProjectionRunner:
         applied without another read when they follow on from where the projections are."""
         if rows:
             self._offered.append((after, rows))
-            self._wake.set()
+            self._loop.wake()
 
     def catch_up(self) -> int:
         """Apply every event after the tracking positions; returns the position reached."""
@@ -122,29 +120,18 @@ class ProjectionRunner:
 
     def wake(self, _position: int | None = None) -> None:
         """Something was appended: look now rather than at the next poll."""
-        self._wake.set()
+        self._loop.wake()
 
     def start(self) -> None:
         """Follow the log in a daemon thread."""
-        self._thread = threading.Thread(target=self._loop, name="projections", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop following the log and wait for the thread."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._loop.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.poll_interval)
-            self._wake.clear()
-            try:
-                self.catch_up()
-            except Exception:
-                log.exception("projections failed; retrying")
-                self._stop.wait(1.0)
+    def _step(self) -> None:
+        self.catch_up()
 
 
 class _Moved(Exception):
