@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -153,3 +154,22 @@ class Server:
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30, **kw
         )
+
+
+def open_runtime(url: str, data_dir: Path, **config: Any) -> Any:
+    """An in-process runtime on the given database, as one server process would build it."""
+    from api.config import Config
+    from api.runtime import Runtime
+
+    return Runtime(Config(database_url=url, data_dir=data_dir, **config))
+
+
+def make_repo(path: Path) -> Path:
+    """A git repository at `path` with one commit of app.py ("one/two/three") on main."""
+    from adapters import git
+
+    path.mkdir()
+    git.git(path, "init", "--quiet", "--initial-branch=main")
+    (path / "app.py").write_text("one\ntwo\nthree\n")
+    git.commit_all(path, "initial")
+    return path

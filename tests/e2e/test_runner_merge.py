@@ -13,17 +13,12 @@ import httpx
 import pytest
 
 from adapters import git
-from tests.support import ALICE, BOB, ROOT, RUNNER, Server
+from tests.support import ALICE, BOB, ROOT, RUNNER, Server, make_repo
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    path.mkdir()
-    git.git(path, "init", "--quiet", "--initial-branch=main")
-    (path / "app.py").write_text("one\ntwo\nthree\n")
-    git.commit_all(path, "initial")
-    return path
+    return make_repo(tmp_path / "repo")
 
 
 @contextmanager

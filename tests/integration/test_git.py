@@ -8,16 +8,12 @@ from pathlib import Path
 import pytest
 
 from adapters import git
+from tests.support import make_repo
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    path.mkdir()
-    git.git(path, "init", "--quiet", "--initial-branch=main")
-    (path / "app.py").write_text("one\ntwo\nthree\n")
-    git.commit_all(path, "initial")
-    return path
+    return make_repo(tmp_path / "repo")
 
 
 def run_branch(repo: Path, tmp_path: Path, name: str, content: str) -> tuple[str, str]:

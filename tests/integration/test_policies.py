@@ -10,20 +10,19 @@ import pytest
 
 from adapters import readmodels
 from api import requests
-from api.config import Config
 from api.runtime import Runtime
 from projections.policies import LeaseExpiry
+from tests.support import open_runtime
 
 OWNER, RUNNER = "alice", "runner-1"
 
 
 @pytest.fixture
-def runtime(store_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    rt = Runtime(Config(database_url=store_url, data_dir=tmp_path, lease_seconds=0))
-    try:
-        yield rt
-    finally:
-        rt.close()
+def expiring(store_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime whose leases lapse at once."""
+    rt = open_runtime(store_url, tmp_path, lease_seconds=0)
+    yield rt
+    rt.close()
 
 
 def status_of(runtime: Runtime, run_id: object) -> str:
@@ -58,8 +57,9 @@ def test_the_runs_of_a_deleted_project_are_cancelled_by_the_cleanup_sweep(
 
 
 def test_the_lease_policy_expires_a_lapsed_lease_once_however_often_it_runs(
-    runtime: Runtime,
+    expiring: Runtime,
 ) -> None:
+    runtime = expiring
     engine = runtime.engine
     run_id = engine.submit_run(OWNER, "t", max_attempts=2).run_id
     engine.claim_run(run_id, RUNNER)

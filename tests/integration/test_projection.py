@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -14,18 +13,13 @@ import pytest
 
 from adapters import readmodels
 from adapters.db import Cursor, StoredRow
-from api.config import Config
 from api.runtime import Runtime
 from domain.engine import Engine
 from domain.runs import Run
 from projections.runs import RunsProjection, run_view
+from tests.support import open_runtime
 
 OWNER, RUNNER = "alice", "runner-1"
-
-
-def open_runtime(url: str, data_dir: Path) -> Runtime:
-    """A runtime on the given database, as one server process would build it."""
-    return Runtime(Config(database_url=url, data_dir=data_dir))
 
 
 def rows_of(runtime: Runtime) -> list[tuple[Any, ...]]:
@@ -125,19 +119,6 @@ def runs_in_every_state(engine: Engine) -> list[UUID]:
 class ProjectionContract:
     """What the runs projection promises on each store; subclassed once per backend below."""
 
-    @pytest.fixture
-    def runtime(self, store_url: str, tmp_path: Path) -> Iterator[Runtime]:
-        runtime = open_runtime(store_url, tmp_path)
-        yield runtime
-        runtime.close()
-
-    @pytest.fixture
-    def second_runtime(self, store_url: str, tmp_path: Path) -> Iterator[Runtime]:
-        """Another process's runtime on the same database."""
-        runtime = open_runtime(store_url, tmp_path)
-        yield runtime
-        runtime.close()
-
     def test_after_catch_up_each_row_equals_the_runs_view(self, runtime: Runtime) -> None:
         run_ids = runs_in_every_state(runtime.engine)
 
@@ -151,7 +132,7 @@ class ProjectionContract:
     def test_catching_up_after_every_command_equals_catching_up_once(
         self, runtime: Runtime
     ) -> None:
-        runtime.engine.listeners.append(lambda _position: runtime.projection.catch_up())
+        runtime.engine.followers.append(lambda _rows: runtime.projection.catch_up())
         runs_in_every_state(runtime.engine)
         assert rows_of(runtime) == expected_rows(runtime)
         assert runtime.projection.rebuild() == runtime.db.head()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -14,11 +14,11 @@ import pytest
 
 from adapters.db import Database, StoredRow
 from adapters.store import OrjsonTranscoder
-from api.config import Config
 from api.envelopes import Envelope
 from api.runtime import Runtime
 from domain.engine import Engine
 from domain.errors import Conflict
+from tests.support import open_runtime
 
 T = TypeVar("T")
 OWNER, RUNNER = "alice", "runner-1"
@@ -32,11 +32,6 @@ PAYLOAD: dict[str, Any] = {
     "text": 'héllo wörld ✓ 🎉 中文 \u0000 \n\t"quoted"',
     "ключ": "значение",
 }
-
-
-def open_runtime(url: str, data_dir: Path) -> Runtime:
-    """A runtime on the given database, as one server process would build it."""
-    return Runtime(Config(database_url=url, data_dir=data_dir))
 
 
 def all_events(db: Database) -> list[StoredRow]:
@@ -83,19 +78,6 @@ def test_the_transcoder_round_trips_runner_payloads_and_the_event_timestamp() ->
 
 class StoreContract:
     """What both stores promise; subclassed once per backend below."""
-
-    @pytest.fixture
-    def runtime(self, store_url: str, tmp_path: Path) -> Iterator[Runtime]:
-        runtime = open_runtime(store_url, tmp_path)
-        yield runtime
-        runtime.close()
-
-    @pytest.fixture
-    def second_runtime(self, store_url: str, tmp_path: Path) -> Iterator[Runtime]:
-        """Another process's runtime on the same database."""
-        runtime = open_runtime(store_url, tmp_path)
-        yield runtime
-        runtime.close()
 
     def test_each_run_is_sequenced_one_to_n_in_increasing_positions(self, runtime: Runtime) -> None:
         engine = runtime.engine
