@@ -10,37 +10,14 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Notification
-
 from adapters.store import StoreSettings
+from domain.events import StoredRow
 
-
-@dataclass(frozen=True, slots=True)
-class StoredRow:
-    """One stored event as the table holds it, with its global position."""
-
-    position: int
-    run_id: UUID
-    sequence: int
-    topic: str
-    state: bytes
-
-    @classmethod
-    def of(cls, notification: Notification) -> StoredRow:
-        """The row of an event the library just recorded."""
-        run_id = notification.originator_id
-        return cls(
-            position=notification.id,
-            run_id=run_id if isinstance(run_id, UUID) else UUID(str(run_id)),
-            sequence=notification.originator_version,
-            topic=notification.topic,
-            state=bytes(notification.state),
-        )
+__all__ = ["Cursor", "Database", "StoredRow", "startup_lock"]
 
 
 class Cursor:

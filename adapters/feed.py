@@ -1,9 +1,11 @@
 """The change feed: one reader per process that follows the event log in commit order.
 
-It wakes on an in-process commit, on PostgreSQL's NOTIFY (sent once per transaction by the
-event store, so commits by other processes arrive in well under a millisecond), and on a
-poll timer (the only way to see another process's commits on SQLite). Whatever woke it,
-it reads every event after the last position it delivered, so nothing is skipped.
+It is handed the events this process commits, as it commits them; it wakes on PostgreSQL's
+NOTIFY (sent once per transaction by the event store, with the transaction's last position
+as its payload, so commits by other processes arrive in well under a millisecond) and on a
+poll timer (the only way to see another process's commits on SQLite). It reads the store
+only when it may be missing something: a gap in what it was handed, a NOTIFY past what it
+has, or the timer. Either way it delivers every event after the last delivered position.
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
-
-from eventsourcing.persistence import Notification
+from collections.abc import Callable
 
 from adapters.db import Database, StoredRow
 
@@ -31,25 +31,31 @@ class ChangeFeed:
         *,
         poll_interval: float,
         start_after: int,
+        settle: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
         self.deliver = deliver
         self.poll_interval = poll_interval
         self.position = start_after
+        self.settle = settle  # returns once this process's commits so far were offered
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._offered: deque[list[StoredRow]] = deque()
+        self._announced = start_after  # the highest position a NOTIFY named
+        self._unsure = True  # something may have been committed that nobody named
 
-    def offer(self, notifications: Sequence[Notification]) -> None:
+    def offer(self, rows: list[StoredRow]) -> None:
         """Events this process just committed, in commit order: delivered without a read
         when they follow on from the last delivered position, read from the store if not."""
-        if notifications:
-            self._offered.append([StoredRow.of(n) for n in notifications])
+        if rows:
+            self._offered.append(rows)
             self._wake.set()
 
     def start(self) -> None:
         """Start the reader (and on PostgreSQL the LISTEN connection)."""
+        if not self.db.postgres:
+            self._wake.set()  # a first look at once (on PostgreSQL, once it listens)
         self._threads.append(threading.Thread(target=self._read_loop, name="feed", daemon=True))
         if self.db.postgres:
             self._threads.append(
@@ -67,31 +73,50 @@ class ChangeFeed:
 
     def _read_loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self.poll_interval)
+            if not self._wake.wait(self.poll_interval):
+                self._unsure = True  # the timer: look for other processes' commits
             self._wake.clear()
             try:
                 self.pump()
             except Exception:
                 log.exception("change feed read failed; retrying")
+                self._unsure = True
                 self._stop.wait(0.5)
 
     def pump(self) -> None:
         """Deliver everything after the last delivered position."""
-        while self._offered:
-            rows = self._offered.popleft()
-            if rows[-1].position <= self.position:
-                continue  # already delivered from the store
-            if rows[0].position != self.position + 1:
-                break  # something else came in between (or a skipped number): read it
-            self.deliver(rows)
-            self.position = rows[-1].position
-        self._offered.clear()
+        if not self._deliver_offered():
+            self._read()
+        elif self._behind():
+            # A NOTIFY may beat the hand-over of the same commit: let that finish first.
+            self.settle()
+            if not self._deliver_offered() or self._behind():
+                self._read()
+
+    def _read(self) -> None:
+        self._unsure = False  # before reading: what is named after this is read next time
         while not self._stop.is_set():
             rows = self.db.events_after(self.position, BATCH)
             if not rows:
                 return
             self.deliver(rows)
             self.position = rows[-1].position
+
+    def _behind(self) -> bool:
+        return self._unsure or self._announced > self.position
+
+    def _deliver_offered(self) -> bool:
+        """Deliver what was handed over; False when it does not follow on (read instead)."""
+        while self._offered:
+            rows = self._offered.popleft()
+            if rows[-1].position <= self.position:
+                continue  # already delivered from the store
+            if rows[0].position != self.position + 1:
+                self._offered.clear()  # something else came in between, or a skipped number
+                return False
+            self.deliver(rows)
+            self.position = rows[-1].position
+        return True
 
     def _listen_loop(self) -> None:
         import psycopg
@@ -100,9 +125,14 @@ class ChangeFeed:
             try:
                 with psycopg.connect(self.db.settings.pg_conninfo, autocommit=True) as conn:
                     conn.execute(f'LISTEN "{self.db.events_channel}"')
-                    self._wake.set()  # anything committed while we were not listening
+                    self._unsure = True  # anything committed while we were not listening
+                    self._wake.set()
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                        for note in conn.notifies(timeout=1.0, stop_after=1):
+                            if note.payload.isdigit():
+                                self._announced = max(self._announced, int(note.payload))
+                            else:
+                                self._unsure = True
                             self._wake.set()
             except Exception:
                 log.warning("LISTEN connection lost; reconnecting", exc_info=True)

@@ -67,6 +67,7 @@ def create_app(config: Config) -> Starlette:
             deliver,
             poll_interval=runtime.poll_interval,
             start_after=await asyncio.to_thread(runtime.db.head),
+            settle=runtime.engine.settle,
         )
         runtime.engine.followers.append(feed.offer)
         state = app.state

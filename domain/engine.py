@@ -6,15 +6,17 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Notification
+from eventsourcing.persistence import IntegrityError
 
-from domain.errors import Conflict, NotFound
+from domain.errors import Conflict, DomainError, NotFound
+from domain.events import StoredRow
 from domain.projects import Project
 from domain.runs import FAILED, MERGE_FAILED, Run
 from domain.timestamps import format_timestamp
@@ -61,7 +63,7 @@ class Engine(Application[UUID]):
         self.new_id = new_id
         self.lease_seconds = lease_seconds
         self.retry_backoff = retry_backoff
-        self.followers: list[Callable[[list[Notification]], None]] = []
+        self.followers: list[Callable[[list[StoredRow]], None]] = []
         # Commands on one run take turns in this process (no version-conflict storms), and
         # saves take turns too: the store serialises writers anyway, and a thread waiting
         # here holds no database lock while it waits for the interpreter.
@@ -351,31 +353,79 @@ class Engine(Application[UUID]):
     def _update(
         self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
     ) -> Appended:
-        """Load, decide, save; on a version conflict (another process) reload and decide again."""
+        """Load, decide, save; on a version conflict (another process) reload and decide again.
+
+        The first decision is taken on the run as this process last saw it, without asking
+        the store: if it appends and the save succeeds, the run was current (another
+        process's event would have taken that sequence number). Any other outcome (a
+        refusal, nothing to append, a conflict) is decided again on the run read afresh.
+        """
         with self._run_locks[hash(run_id) % RUN_LOCK_STRIPES]:
+            run = self._cached_run(run_id)
             for attempt in range(SAVE_ATTEMPTS):
-                run = self.get_run(run_id, user)
-                decide(run, self.clock())
+                fresh = run is None
+                if run is None:
+                    run = self.get_run(run_id, user)
+                elif user is not None:
+                    run.check_visible_to(user)
                 try:
+                    decide(run, self.clock())
+                    if not run.pending_events and not fresh:
+                        raise _Unsure
                     return self._save(run)
+                except (DomainError, _Unsure):
+                    if fresh:
+                        raise
                 except IntegrityError:
-                    time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                    if fresh:
+                        time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                run = None
         raise Conflict("The run is changing too fast; try again.", self.get_run(run_id).status)
 
-    def _save(self, run: Run | Project) -> Appended:
-        status = run.status if isinstance(run, Run) else "deleted" if run.deleted else "active"
-        if not run.pending_events:
-            return Appended(run.id, status, run.version, None)
+    def _cached_run(self, run_id: UUID) -> Run | None:
+        """A copy of the run as this process last saw it, without reading the store."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            run = cache.get(run_id)
+        except KeyError:
+            return None
+        return deepcopy(run) if isinstance(run, Run) else None
+
+    def _save(self, aggregate: Run | Project) -> Appended:
+        """Store the aggregate's new events in one transaction and hand them, in commit
+        order, to the followers; the library's save() minus what runledger does not use
+        (snapshots, process events), which costs a few objects per event."""
+        if isinstance(aggregate, Run):
+            status = aggregate.status
+        else:
+            status = "deleted" if aggregate.deleted else "active"
+        events = aggregate.collect_events()
+        if not events:
+            return Appended(aggregate.id, status, aggregate.version, None)
+        stored = [self.mapper.to_stored_event(event) for event in events]
         with self._save_lock:
-            recordings = self.save(run)
-            # Still in commit order: hand the stored events to whoever follows the log here.
-            notifications = [r.notification for r in recordings]
-            for follower in self.followers:
-                follower(notifications)
+            positions = self.recorder.insert_events(stored)
+            assert positions is not None and len(positions) == len(stored)
+            rows = [
+                StoredRow(position, s.originator_id, s.originator_version, s.topic, s.state)
+                for position, s in zip(positions, stored, strict=True)
+            ]
+            for follower in self.followers:  # still in commit order
+                follower(rows)
         if self.repository.cache is not None:
             # With fast-forwarding on, the library leaves the cache at the version it last
             # read, so the next command would re-apply this one's events: keep the saved
             # state instead (the next read still fast-forwards past other processes' events).
-            self.repository.cache.put(run.id, run)
-        position = recordings[-1].notification.id
-        return Appended(run.id, status, run.version, position)
+            self.repository.cache.put(aggregate.id, aggregate)
+        return Appended(aggregate.id, status, aggregate.version, positions[-1])
+
+    def settle(self) -> None:
+        """Return once every save in flight in this process has reached the followers."""
+        with self._save_lock:
+            pass
+
+
+class _Unsure(Exception):
+    """A decision taken on cached state that appended nothing: check it on fresh state."""

@@ -1,8 +1,12 @@
-"""What every aggregate event of runledger shares: a wire name, and a stored topic from it."""
+"""What every stored event of runledger shares: a wire name, a topic from it, a stored row."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple, TypeVar
+from uuid import UUID
+
+E = TypeVar("E")
 
 
 class WireNamed:
@@ -20,3 +24,34 @@ class WireNamed:
     def wire_type(self) -> str:
         """The event's dotted name on the wire (`run.submitted`)."""
         return self.TYPE
+
+
+class StoredRow(NamedTuple):
+    """One stored event as the log holds it: its global position, aggregate, sequence,
+    topic and encoded state. The engine hands these to its followers as it commits them."""
+
+    position: int
+    run_id: UUID
+    sequence: int
+    topic: str
+    state: bytes
+
+
+def make_event(
+    cls: type[E], originator_id: UUID, originator_version: int, timestamp: datetime, **fields: Any
+) -> E:
+    """An event object from its fields, as the library's mapper makes one from a stored
+    state: without the frozen dataclass's `__init__`, which costs more than everything
+    else an event does (runner output makes hundreds per request)."""
+    event = object.__new__(cls)
+    object.__setattr__(
+        event,
+        "__dict__",
+        {
+            "originator_id": originator_id,
+            "originator_version": originator_version,
+            "timestamp": timestamp,
+            **fields,
+        },
+    )
+    return event

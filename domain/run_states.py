@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.errors import Invalid
+
 PENDING, IN_PROGRESS, PAUSED = "pending", "in_progress", "paused"
 AWAITING_REVIEW, MERGING = "awaiting_review", "merging"
 COMPLETED, MERGED, DECLINED = "completed", "merged", "declined"
@@ -24,6 +26,19 @@ OUTPUT_TYPES = frozenset(
         "log",
     }
 )
+
+
+def check_output(events: list[tuple[str, Any]]) -> None:
+    """Refuse a batch of runner output unless every event in it is well formed."""
+    for kind, data in events:
+        if kind not in OUTPUT_TYPES:
+            raise Invalid(f"Unknown runner event type {kind!r}.", "events")
+        if not isinstance(data, dict):
+            raise Invalid("A runner event's data must be an object.", "events")
+        if kind == "gate.opened" and not isinstance(data.get("gate_id"), str):
+            raise Invalid("A gate.opened event needs a gate_id.", "events")
+
+
 OUTCOMES = ("changes", "no_changes", "failed")
 FAILURE_CATEGORIES = ("network", "flaky-test", "runner-transient", "agent", "other")
 TRANSIENT = frozenset({"network", "flaky-test", "runner-transient"})

@@ -66,19 +66,24 @@ class ProjectionRunner:
 
     def catch_up(self) -> int:
         """Apply every event after the tracking positions; returns the position reached."""
-        while self._offered:
-            after, rows = self._offered.popleft()
-            if rows[-1].position <= self.position:
-                continue
-            if after > self.position:
-                break  # a gap between us and these rows: read the store instead
-            self._apply(rows)
-        self._offered.clear()
+        self._apply_offered()
         while True:
             rows = self.db.events_after(self.position, BATCH)
             if not rows:
                 return self.position
             self._apply(rows)
+
+    def _apply_offered(self) -> bool:
+        """Apply the rows offered so far; False when they do not follow on (read instead)."""
+        while self._offered:
+            after, rows = self._offered.popleft()
+            if rows[-1].position <= self.position:
+                continue
+            if after > self.position:
+                self._offered.clear()  # a gap between us and these rows
+                return False
+            self._apply(rows)
+        return True
 
     def _apply(self, rows: list[StoredRow]) -> None:
         target = rows[-1].position
@@ -131,7 +136,10 @@ class ProjectionRunner:
         self._loop.stop()
 
     def _step(self) -> None:
-        self.catch_up()
+        # The change feed offers every event it delivers, in order: while its offers follow
+        # on, there is nothing to read. The store is read on a gap, and on the timer.
+        if not self._offered or not self._apply_offered():
+            self.catch_up()
 
 
 class _Moved(Exception):

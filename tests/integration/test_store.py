@@ -17,7 +17,7 @@ from adapters.store import OrjsonTranscoder
 from api.envelopes import Envelope
 from api.runtime import Runtime
 from domain.engine import Engine
-from domain.errors import Conflict
+from domain.errors import Conflict, StaleLease
 from tests.support import open_runtime
 
 T = TypeVar("T")
@@ -189,6 +189,44 @@ class StoreContract:
         second_runtime.engine.record_output(run_id, RUNNER, token, [("log", {})])
         assert runtime.engine.get_run(run_id).version == 3
         assert runtime.db.head() == second_runtime.db.head()
+
+    def test_a_command_refused_on_a_stale_cached_run_is_decided_again_on_the_store(
+        self, runtime: Runtime, second_runtime: Runtime
+    ) -> None:
+        # This process saw the run pending (and keeps it cached); another process claims it.
+        run_id = runtime.engine.submit_run(OWNER, "fix it").run_id
+        _, lease = second_runtime.engine.claim_run(run_id, "runner-b", RUNNER)
+
+        done = runtime.engine.record_output(run_id, RUNNER, lease.fencing_token, [("log", {})])
+
+        assert done.sequence == 3 and runtime.engine.get_run(run_id).version == 3
+
+    def test_a_command_that_does_nothing_on_a_stale_cached_run_is_decided_again(
+        self, runtime: Runtime, second_runtime: Runtime
+    ) -> None:
+        # On the cached (pending) run, expiring lease 1 would be a no-op: it is not, now.
+        run_id = runtime.engine.submit_run(OWNER, "fix it").run_id
+        second_runtime.engine.lease_seconds = 0.0  # a lease that has lapsed at once
+        second_runtime.engine.claim_run(run_id, "runner-b", RUNNER)
+
+        done = runtime.engine.expire_lease(run_id, 1)
+
+        assert done.position is not None and done.status == "failed"
+        topics = [r.topic for r in runtime.db.run_events(run_id)]
+        assert topics[2:] == ["runledger:lease.expired", "runledger:run.failed"]
+
+    def test_a_command_allowed_on_a_stale_cached_run_is_refused_when_the_store_says_no(
+        self, runtime: Runtime, second_runtime: Runtime
+    ) -> None:
+        run_id, token = claimed_run(runtime.engine)
+        second_runtime.engine.cancel_run(run_id, OWNER)
+        head = runtime.db.head()
+
+        with pytest.raises(StaleLease):
+            runtime.engine.record_output(run_id, RUNNER, token, [("log", {})])
+
+        assert runtime.db.head() == head
+        assert runtime.engine.get_run(run_id).status == "cancelled"
 
     def test_the_runtime_opens_again_on_an_existing_database(
         self, store_url: str, tmp_path: Path

@@ -9,7 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import Mapper
 
+from adapters.store import OrjsonTranscoder
 from domain.errors import Conflict, Invalid, StaleLease
 from domain.runs import (
     AWAITING_REVIEW,
@@ -20,6 +22,7 @@ from domain.runs import (
     MERGING,
     PAUSED,
     PENDING,
+    Run,
 )
 from tests.unit.helpers import (
     ENDED,
@@ -33,6 +36,7 @@ from tests.unit.helpers import (
     output,
     report,
     review,
+    submit,
 )
 
 # -- claim ----------------------------------------------------------------------------------
@@ -88,6 +92,37 @@ def test_record_output_appends_one_event_per_output_in_order() -> None:
 
     assert appended(run) == ["agent.message", "tool.call", "log"]
     assert run.status == IN_PROGRESS
+
+
+def test_output_events_store_and_replay_exactly_like_library_made_events() -> None:
+    # record_output makes its events without the dataclass __init__ (it is the hot path):
+    # what is stored, and the run replayed from it, must not differ in any way.
+    run = submit()
+    claim(run)
+    history = run.collect_events()
+    before = run.version
+    batch = [("step.started", {"n": 1}), ("gate.opened", {"gate_id": "g", "kind": "tool"})]
+    output(run, *batch, ("log", {"line": "x"}))
+    made = run.collect_events()
+    by_init = [
+        Run.OutputRecorded(
+            originator_id=run.id,
+            originator_version=before + i + 1,
+            timestamp=LATER,
+            actor=RUNNER,
+            kind=kind,
+            data=data,
+        )
+        for i, (kind, data) in enumerate([*batch, ("log", {"line": "x"})])
+    ]
+    mapper = Mapper(transcoder=OrjsonTranscoder())
+
+    assert [mapper.to_stored_event(e) for e in made] == [mapper.to_stored_event(e) for e in by_init]
+    assert [vars(e) for e in made] == [vars(e) for e in by_init]
+    replayed = None
+    for event in [*history, *by_init]:
+        replayed = event.mutate(replayed)
+    assert vars(replayed) == vars(run)
 
 
 def test_step_started_increments_the_step_count() -> None:

@@ -1,0 +1,103 @@
+"""The change feed on both stores: every event once, in order, and the store read only when
+something may be missing (the events this process commits are handed over, not re-read)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from adapters.db import StoredRow
+from adapters.feed import ChangeFeed
+from api.runtime import Runtime
+from tests.integration.test_store import OWNER, RUNNER, all_events, claimed_run
+
+
+class Following:
+    """A started change feed on a runtime, recording what it delivers and its store reads."""
+
+    def __init__(self, runtime: Runtime, poll_interval: float) -> None:
+        self.delivered: list[StoredRow] = []
+        self.reads = 0
+        db = runtime.db
+        read = db.events_after
+
+        def counted(position: int, limit: int = 500) -> list[StoredRow]:
+            self.reads += 1
+            return read(position, limit)
+
+        db.events_after = counted  # type: ignore[method-assign]
+        self.feed = ChangeFeed(
+            db,
+            self.delivered.extend,
+            poll_interval=poll_interval,
+            start_after=db.head(),
+            settle=runtime.engine.settle,
+        )
+        runtime.engine.followers.append(self.feed.offer)
+        self.feed.start()
+
+    def wait_for(self, done: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, "the feed did not deliver in time"
+            time.sleep(0.01)
+
+    def reaches(self, position: int) -> Callable[[], bool]:
+        return lambda: bool(self.delivered) and self.delivered[-1].position >= position
+
+
+@contextmanager
+def following(runtime: Runtime, poll_interval: float = 60.0) -> Iterator[Following]:
+    """Follow `runtime`; with the default interval only hand-overs and NOTIFY wake the feed."""
+    f = Following(runtime, poll_interval)
+    try:
+        f.wait_for(lambda: f.reads >= 1)  # it looks once at the start
+        yield f
+    finally:
+        f.feed.stop()
+
+
+class FeedContract:
+    def test_own_commits_are_delivered_in_order_without_reading_the_store(
+        self, runtime: Runtime
+    ) -> None:
+        with following(runtime) as f:
+            reads = f.reads
+            run_id, token = claimed_run(runtime.engine)
+            for batch in range(20):
+                runtime.engine.record_output(run_id, RUNNER, token, [("log", {"b": batch})] * 5)
+
+            f.wait_for(f.reaches(runtime.db.head()))
+            time.sleep(0.1)  # any NOTIFY still on its way
+
+            assert f.reads == reads
+            assert f.delivered == all_events(runtime.db)
+
+    def test_commits_of_another_process_arrive_in_order_exactly_once(
+        self, runtime: Runtime, second_runtime: Runtime, store_url: str
+    ) -> None:
+        # On PostgreSQL NOTIFY brings them; SQLite has none, so there the timer does.
+        with following(runtime, 60.0 if "postgres" in store_url else 0.05) as f:
+            run_id, token = claimed_run(runtime.engine)
+            for batch in range(10):
+                engine = (runtime.engine, second_runtime.engine)[batch % 2]
+                engine.record_output(run_id, RUNNER, token, [("log", {"b": batch})] * 3)
+            second_runtime.engine.submit_run(OWNER, "another")
+
+            f.wait_for(f.reaches(runtime.db.head()))
+
+            assert f.delivered == all_events(runtime.db)
+
+
+class TestSQLiteFeed(FeedContract):
+    pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+
+
+class TestPostgresFeed(FeedContract):
+    pytestmark = [
+        pytest.mark.postgres,
+        pytest.mark.parametrize("store_url", ["postgres"], indirect=True),
+    ]
