@@ -23,6 +23,7 @@ M = TypeVar("M", bound=BaseModel)
 IDEMPOTENCY_TTL = 24 * 3600
 RESERVATION_TIMEOUT = 60.0  # longer than any request may take
 DIGITS = re.compile(r"[0-9]{1,19}")
+LONG_NUMBER = re.compile(rb"[0-9]{19}")  # shorter integers always fit in 64 bits
 READ_WAIT_SECONDS = 5.0
 
 
@@ -61,7 +62,7 @@ async def parse(request: Request, model: type[M], *, optional: bool = False) -> 
         parsed = model.model_validate_json(raw)
     except ValidationError as exc:
         raise from_validation(exc) from None
-    if getattr(model, "free_form", False):
+    if getattr(model, "free_form", False) and LONG_NUMBER.search(raw):
         try:  # free-form payloads are stored as JSON again: refuse what cannot be
             orjson.dumps(parsed.model_dump())
         except orjson.JSONEncodeError:

@@ -94,8 +94,7 @@ async def append_events(request: Request) -> Response:
         appended = await run_in_threadpool(
             engine.record_output, run_id, name, body.fencing_token, events
         )
-        answer = await run_in_threadpool(command_body, request, appended)
-        return JSON({"sequence": answer["sequence"], "position": answer["position"]})
+        return JSON({"sequence": appended.sequence, "position": appended.position})
 
     return await idempotent(request, name, handle)
 

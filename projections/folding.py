@@ -35,19 +35,13 @@ class Folder:
         self.capacity = capacity
         self._cache: OrderedDict[UUID, Any] = OrderedDict()
 
-    def _event(self, row: StoredRow) -> Any:
+    def _event(self, row: StoredRow, plain: bool) -> Any:
         """The domain event of a row: what the library's mapper does, without its generic
-        steps (cipher, compressor, id conversion) when they do not apply; upcasting and
-        anything unusual still go through the mapper."""
+        steps (cipher, compressor, id conversion) when they do not apply (`plain`);
+        upcasting and anything unusual still go through the mapper."""
         cls = EVENT_CLASSES.get(row.topic)
-        state = orjson.loads(row.state) if cls is not None else None
-        if (
-            cls is None
-            or state is None
-            or state.get("class_version", 1) != getattr(cls, "class_version", 1)
-            or self.engine.mapper.cipher is not None
-            or self.engine.mapper.compressor is not None
-        ):
+        state = orjson.loads(row.state) if cls is not None and plain else None
+        if state is None or state.get("class_version", 1) != getattr(cls, "class_version", 1):
             return self.engine.mapper.to_domain_event(
                 StoredEvent(row.run_id, row.sequence, row.topic, row.state)
             )
@@ -58,22 +52,46 @@ class Folder:
         object.__setattr__(event, "__dict__", state)
         return event
 
+    def _plain(self) -> bool:
+        mapper = self.engine.mapper
+        return mapper.cipher is None and mapper.compressor is None
+
     def forget(self) -> None:
         """Drop everything (after a failed transaction or a rewind)."""
         self._cache.clear()
 
     def advance(self, row: StoredRow) -> Any:
         """The aggregate after the event in `row`."""
-        key = row.run_id
-        event = self._event(row)
-        aggregate = self._cache.pop(key, None)
-        if row.sequence == 1:
-            aggregate = event.mutate(None)
-        else:
+        return self.fold([row])[row.run_id]
+
+    def fold(self, rows: list[StoredRow]) -> dict[UUID, Any]:
+        """The aggregates after the events in `rows` (in log order), by id.
+
+        Runner output comes in long runs of one aggregate's events: each run of rows is
+        folded into one aggregate taken from (and put back into) the cache once.
+        """
+        plain = self._plain()
+        folded: dict[UUID, Any] = {}
+        key: UUID | None = None
+        aggregate: Any = None
+        for row in rows:
+            if row.run_id != key:
+                if key is not None:
+                    folded[key] = aggregate
+                key = row.run_id
+                aggregate = folded.pop(key) if key in folded else self._cache.pop(key, None)
+            event = self._event(row, plain)
+            if row.sequence == 1:
+                aggregate = event.mutate(None)
+                continue
             if aggregate is None or aggregate.version != row.sequence - 1:
                 aggregate = self.engine.repository.get(row.run_id, version=row.sequence - 1)
             event.mutate(aggregate)
-        self._cache[key] = aggregate
-        if len(self._cache) > self.capacity:
+        if key is not None:
+            folded[key] = aggregate
+        for key, aggregate in folded.items():
+            self._cache.pop(key, None)
+            self._cache[key] = aggregate
+        while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
-        return aggregate
+        return folded

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import orjson
 
@@ -80,20 +79,15 @@ class RunsProjection:
 
     def apply(self, cur: Cursor, rows: list[StoredRow]) -> None:
         """Apply a batch of events in position order."""
-        touched: dict[UUID, tuple[Run, int]] = {}
-        for row in rows:
-            if row.topic not in RUN_TOPICS:
-                continue
-            run = self.folder.advance(row)
-            key = row.run_id
-            created = row.position if row.sequence == 1 else touched.get(key, (run, 0))[1]
-            touched[key] = (run, created)
-        for key, (run, created) in touched.items():
+        run_rows = [row for row in rows if row.topic in RUN_TOPICS]
+        created = {row.run_id: row.position for row in run_rows if row.sequence == 1}
+        for key, run in self.folder.fold(run_rows).items():
             if run.deleted:
                 readmodels.delete_run(cur, str(key))
             else:
                 not_before = parse_timestamp(run.not_before).timestamp() if run.not_before else 0.0
-                readmodels.upsert_run(cur, run_view(run), created, run.is_claimable, not_before)
+                view = run_view(run)
+                readmodels.upsert_run(cur, view, created.get(key, 0), run.is_claimable, not_before)
 
 
 # Events that leave a run's lease as it was; claims and renewals set it; any other run
