@@ -5,8 +5,9 @@ TABLE, NOTIFY, INSERT of one array of a composite type, COMMIT). psycopg dumps t
 composite array in pure Python, and driving the pipeline costs the interpreter about as much
 again. Here the same statements live in a server-side function, created beside the table,
 that takes the aggregate's id, its first new version and two plain arrays (topics and
-states) sent in binary: a save is one round trip and one statement, and psycopg dumps two
-arrays of built-in types (in C) rather than a composite per event (in Python).
+states) sent in binary, and answers the first position: a save is one round trip, one
+statement and one row, and psycopg dumps two arrays of built-in types (in C) rather than a
+composite per event (in Python).
 
 What makes the log safe to tail is kept exactly: the EXCLUSIVE table lock, so positions
 follow commit order, one NOTIFY per transaction, and the returned positions. The NOTIFY
@@ -33,19 +34,22 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
         super().__init__(*args, **kwargs)
         schema = Identifier(self.datastore.schema)
         table = Identifier(self.events_table_name)
-        function = Identifier(f"{self.events_table_name}_insert")
+        function = Identifier(f"{self.events_table_name}_append")
         self.sql_create_statements.append(
             SQL(
                 "CREATE OR REPLACE FUNCTION {schema}.{function}("
-                "id uuid, first_version bigint, topics text[], states bytea[]) "
-                "RETURNS SETOF bigint LANGUAGE plpgsql AS $$ BEGIN "
+                "id uuid, first_version bigint, topics text[], states bytea[], "
+                "OUT first_position bigint, OUT aligned boolean) "
+                "LANGUAGE plpgsql AS $$ BEGIN "
                 "SET LOCAL lock_timeout = '{lock_timeout}s'; "
                 "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
-                "RETURN QUERY INSERT INTO {schema}.{table} "
+                "WITH ins AS (INSERT INTO {schema}.{table} "
                 "(originator_id, originator_version, topic, state) "
                 "SELECT id, first_version + n - 1, topic, state "
                 "FROM unnest(topics, states) WITH ORDINALITY AS e(topic, state, n) "
-                "RETURNING notification_id; "
+                "RETURNING notification_id - originator_version AS offset_) "
+                "SELECT min(offset_) + first_version, min(offset_) = max(offset_) "
+                "INTO first_position, aligned FROM ins; "
                 "PERFORM pg_notify({channel}, lastval()::text); "
                 "END $$"
             ).format(
@@ -56,33 +60,43 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
                 channel=Literal(self.channel_name),
             )
         )
-        self.insert_function_statement = SQL(
-            "SELECT * FROM {schema}.{function}(%b, %b, %b, %b) AS t(notification_id)"
+        self.append_statement = SQL(
+            "SELECT first_position, aligned FROM {schema}.{function}(%b, %b, %b, %b)"
         ).format(schema=schema, function=function)
+        self.positions_statement = SQL(
+            "SELECT notification_id FROM {schema}.{table} "
+            "WHERE originator_id = %s AND originator_version >= %s "
+            "ORDER BY originator_version LIMIT %s"
+        ).format(schema=schema, table=table)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        """Append the events in one transaction; their positions, in order."""
+        """Append the events in one transaction; their positions, in order.
+
+        Under the table lock one INSERT takes consecutive positions, in version order, so
+        the function returns only the first; it says when that did not hold (someone else
+        used the sequence), and then the positions are read back.
+        """
         if not stored_events:
             return []
         first = stored_events[0]
+        aggregate, version = first.originator_id, first.originator_version
         if any(
-            e.originator_id != first.originator_id
-            or e.originator_version != first.originator_version + i
+            (e.originator_id is not aggregate and e.originator_id != aggregate)
+            or e.originator_version != version + i
             for i, e in enumerate(stored_events)
         ):  # not one aggregate's next events: the library's way
             return super().insert_events(stored_events, **kwargs)
+        topics = [e.topic for e in stored_events]
+        states = [e.state for e in stored_events]
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(
-                self.insert_function_statement,
-                (
-                    first.originator_id,
-                    first.originator_version,
-                    [e.topic for e in stored_events],
-                    [e.state for e in stored_events],
-                ),
-                prepare=True,
-            )
-            return [row["notification_id"] for row in curs.fetchall()]
+            curs.execute(self.append_statement, (aggregate, version, topics, states), prepare=True)
+            row = curs.fetchone()
+            assert row is not None
+            if row["aligned"]:
+                start = row["first_position"]
+                return list(range(start, start + len(stored_events)))
+            curs.execute(self.positions_statement, (aggregate, version, len(stored_events)))
+            return [r["notification_id"] for r in curs.fetchall()]

@@ -8,9 +8,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import Transcoder
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.utils import get_topic
 
 from domain.timestamps import format_timestamp, parse_timestamp
 
@@ -36,6 +38,43 @@ class OrjsonTranscoder(Transcoder):
         if isinstance(stamp, str):
             state["timestamp"] = parse_timestamp(stamp)
         return state
+
+
+class LeanMapper(Mapper[UUID]):
+    """The library's mapper, with the same stored form, minus two costs that runner output
+    pays hundreds of times per request: the frozen StoredEvent's __init__ (made here as the
+    library makes domain events, by setting __dict__), and the transcoder's callback for
+    the event's timestamp (formatted here, the one way OrjsonTranscoder would)."""
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        """A domain event as a stored event."""
+        cls = type(domain_event)
+        state = domain_event.__dict__.copy()
+        originator_id = state.pop("originator_id")
+        originator_version = state.pop("originator_version")
+        stamp = state.get("timestamp")
+        if isinstance(stamp, datetime) and isinstance(self.transcoder, OrjsonTranscoder):
+            state["timestamp"] = format_timestamp(stamp)
+        class_version = getattr(cls, "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        stored_state = self.transcoder.encode(state)
+        if self.compressor:
+            stored_state = self.compressor.compress(stored_state)
+        if self.cipher:
+            stored_state = self.cipher.encrypt(stored_state)
+        stored = object.__new__(StoredEvent)
+        object.__setattr__(
+            stored,
+            "__dict__",
+            {
+                "originator_id": originator_id,
+                "originator_version": originator_version,
+                "topic": get_topic(cls),
+                "state": stored_state,
+            },
+        )
+        return stored
 
 
 def _encode_default(obj: Any) -> Any:
@@ -101,6 +140,7 @@ class StoreSettings:
         env = {
             "CREATE_TABLE": "y",
             "TRANSCODER_TOPIC": "adapters.store:OrjsonTranscoder",
+            "MAPPER_TOPIC": "adapters.store:LeanMapper",
             "AGGREGATE_CACHE_MAXSIZE": "2000",
             "AGGREGATE_CACHE_FASTFORWARD": "y",
         }

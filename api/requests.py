@@ -23,7 +23,10 @@ M = TypeVar("M", bound=BaseModel)
 IDEMPOTENCY_TTL = 24 * 3600
 RESERVATION_TIMEOUT = 60.0  # longer than any request may take
 DIGITS = re.compile(r"[0-9]{1,19}")
-LONG_NUMBER = re.compile(rb"[0-9]{19}")  # shorter integers always fit in 64 bits
+# Integers of fewer than 19 digits always fit in 64 bits; to look for longer digit runs
+# fast (re is ~8x slower here), every digit becomes "0" and everything else a space.
+_DIGITS_ONLY = bytes(ord("0") if 48 <= b <= 57 else ord(" ") for b in range(256))
+_LONG_RUN = b"0" * 19
 READ_WAIT_SECONDS = 5.0
 
 
@@ -62,7 +65,7 @@ async def parse(request: Request, model: type[M], *, optional: bool = False) -> 
         parsed = model.model_validate_json(raw)
     except ValidationError as exc:
         raise from_validation(exc) from None
-    if getattr(model, "free_form", False) and LONG_NUMBER.search(raw):
+    if getattr(model, "free_form", False) and _LONG_RUN in raw.translate(_DIGITS_ONLY):
         try:  # free-form payloads are stored as JSON again: refuse what cannot be
             orjson.dumps(parsed.model_dump())
         except orjson.JSONEncodeError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -271,3 +272,28 @@ class TestPostgresStore(StoreContract):
         pytest.mark.postgres,
         pytest.mark.parametrize("store_url", ["postgres"], indirect=True),
     ]
+
+    def test_positions_are_read_back_when_a_save_did_not_take_consecutive_ones(
+        self, runtime: Runtime
+    ) -> None:
+        import psycopg
+
+        run_id, token = claimed_run(runtime.engine)
+        handed: list[StoredRow] = []
+        runtime.engine.followers.append(handed.extend)
+        table = f"{runtime.settings.pg_schema}.{runtime.engine.recorder.events_table_name}"
+        with psycopg.connect(runtime.settings.pg_conninfo, autocommit=True) as conn:
+            sequence = conn.execute(
+                "SELECT pg_get_serial_sequence(%s, 'notification_id')", (table,)
+            ).fetchone()
+            assert sequence is not None
+            conn.execute(f"ALTER SEQUENCE {sequence[0]} INCREMENT BY 3")
+
+        done = runtime.engine.record_output(
+            run_id, RUNNER, token, [("log", {"i": i}) for i in range(4)]
+        )
+
+        stored = runtime.db.run_events(run_id, after=2)
+        assert [r.sequence for r in stored] == [3, 4, 5, 6]
+        assert handed == stored and done.position == stored[-1].position
+        assert [b.position - a.position for a, b in itertools.pairwise(stored)] == [3, 3, 3]
