@@ -34,7 +34,7 @@ def _try_claim(request: Request, runner_id: str, runner: str) -> dict[str, Any] 
             appended, lease = engine.claim_run(UUID(candidate), runner_id, runner)
         except (Conflict, NotFound):
             continue
-        run = engine.get_run(appended.run_id)
+        run = appended.aggregate
         return {
             "lease_id": lease.lease_id,
             "fencing_token": lease.fencing_token,

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from copy import deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -33,6 +33,8 @@ class Appended:
     status: str
     sequence: int
     position: int | None  # None when the command appended nothing
+    # The aggregate as the command left it: the engine's own copy, to read, never to change.
+    aggregate: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,7 @@ class Engine(Application[UUID]):
                 runner=runner,
             ),
         )
-        run = self.get_run(run_id)
-        return appended, Lease(lease_id, run.fencing_token, expires)
+        return appended, Lease(lease_id, appended.aggregate.fencing_token, expires)
 
     def record_output(
         self, run_id: UUID, runner: str, fencing_token: int, events: list[tuple[str, dict]]
@@ -403,7 +404,7 @@ class Engine(Application[UUID]):
             status = "deleted" if aggregate.deleted else "active"
         events = aggregate.collect_events()
         if not events:
-            return Appended(aggregate.id, status, aggregate.version, None)
+            return Appended(aggregate.id, status, aggregate.version, None, aggregate)
         stored = [self.mapper.to_stored_event(event) for event in events]
         with self._save_lock:
             positions = self.recorder.insert_events(stored)
@@ -419,7 +420,7 @@ class Engine(Application[UUID]):
             # read, so the next command would re-apply this one's events: keep the saved
             # state instead (the next read still fast-forwards past other processes' events).
             self.repository.cache.put(aggregate.id, aggregate)
-        return Appended(aggregate.id, status, aggregate.version, positions[-1])
+        return Appended(aggregate.id, status, aggregate.version, positions[-1], aggregate)
 
     def settle(self) -> None:
         """Return once every save in flight in this process has reached the followers."""
