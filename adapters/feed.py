@@ -31,13 +31,13 @@ class ChangeFeed:
         *,
         poll_interval: float,
         start_after: int,
-        settle: Callable[[], None] = lambda: None,
+        settle: Callable[[], object] = lambda: None,
     ) -> None:
         self.db = db
         self.deliver = deliver
         self.poll_interval = poll_interval
         self.position = start_after
-        self.settle = settle  # returns once this process's commits so far were offered
+        self.settle = settle  # waits (briefly) until this process's commits were offered
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -88,7 +88,8 @@ class ChangeFeed:
         if not self._deliver_offered():
             self._read()
         elif self._behind():
-            # A NOTIFY may beat the hand-over of the same commit: let that finish first.
+            # A NOTIFY may beat the hand-over of the same commit: let that finish first
+            # (briefly: a save can wait long for a lock, and then the store is read).
             self.settle()
             if not self._deliver_offered() or self._behind():
                 self._read()

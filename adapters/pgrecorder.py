@@ -18,13 +18,15 @@ still a unique violation, which the library turns into its IntegrityError.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier, Literal
+
+APPEND_ATTEMPTS = 10  # as the library retries its own insert
 
 
 class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
@@ -41,6 +43,10 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
                 "id uuid, first_version bigint, topics text[], states bytea[], "
                 "OUT first_position bigint, OUT aligned boolean) "
                 "LANGUAGE plpgsql AS $$ BEGIN "
+                "IF EXISTS (SELECT FROM {schema}.{table} "
+                "WHERE originator_id = id AND originator_version = first_version) THEN "
+                "RAISE unique_violation USING MESSAGE = 'version ' || first_version || "
+                "' of ' || id || ' is already stored'; END IF; "
                 "SET LOCAL lock_timeout = '{lock_timeout}s'; "
                 "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
                 "WITH ins AS (INSERT INTO {schema}.{table} "
@@ -63,21 +69,20 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
         self.append_statement = SQL(
             "SELECT first_position, aligned FROM {schema}.{function}(%b, %b, %b, %b)"
         ).format(schema=schema, function=function)
-        self.positions_statement = SQL(
-            "SELECT notification_id FROM {schema}.{table} "
+        self.stored_statement = SQL(
+            "SELECT notification_id, topic, state FROM {schema}.{table} "
             "WHERE originator_id = %s AND originator_version >= %s "
             "ORDER BY originator_version LIMIT %s"
         ).format(schema=schema, table=table)
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Append the events in one transaction; their positions, in order.
 
-        Under the table lock one INSERT takes consecutive positions, in version order, so
-        the function returns only the first; it says when that did not hold (someone else
-        used the sequence), and then the positions are read back.
+        When the connection fails mid-call the append may or may not have committed:
+        before trying again, look for the events themselves, so that a lost answer never
+        appends them twice (nor turns into a conflict with ourselves).
         """
         if not stored_events:
             return []
@@ -89,14 +94,54 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
             for i, e in enumerate(stored_events)
         ):  # not one aggregate's next events: the library's way
             return super().insert_events(stored_events, **kwargs)
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                if attempt:
+                    stored = self._stored_positions(stored_events)
+                    if stored is not None:
+                        return stored
+                return self._append(stored_events)
+            except (InterfaceError, OperationalError):
+                if attempt + 1 == APPEND_ATTEMPTS:
+                    raise
+                time.sleep(0.2)
+        raise AssertionError("unreachable")
+
+    def _append(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """One call of the append function.
+
+        Under the table lock one INSERT takes consecutive positions, in version order, so
+        the function returns only the first; it says when that did not hold (someone else
+        used the sequence), and then the positions are read back.
+        """
+        first = stored_events[0]
         topics = [e.topic for e in stored_events]
         states = [e.state for e in stored_events]
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.append_statement, (aggregate, version, topics, states), prepare=True)
+            curs.execute(
+                self.append_statement,
+                (first.originator_id, first.originator_version, topics, states),
+                prepare=True,
+            )
             row = curs.fetchone()
-            assert row is not None
-            if row["aligned"]:
-                start = row["first_position"]
-                return list(range(start, start + len(stored_events)))
-            curs.execute(self.positions_statement, (aggregate, version, len(stored_events)))
-            return [r["notification_id"] for r in curs.fetchall()]
+        assert row is not None
+        if row["aligned"]:
+            start = row["first_position"]
+            return list(range(start, start + len(stored_events)))
+        stored = self._stored_positions(stored_events)
+        assert stored is not None, "the events just appended are not in the store"
+        return stored
+
+    def _stored_positions(self, stored_events: Sequence[StoredEvent]) -> list[int] | None:
+        """The positions of exactly these events if the store holds them, else None."""
+        first = stored_events[0]
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self.stored_statement,
+                (first.originator_id, first.originator_version, len(stored_events)),
+            )
+            rows = curs.fetchall()
+        found = [(r["topic"], bytes(r["state"])) for r in rows]
+        if found != [(e.topic, bytes(e.state)) for e in stored_events]:
+            return None
+        return [r["notification_id"] for r in rows]

@@ -33,7 +33,8 @@ class Appended:
     status: str
     sequence: int
     position: int | None  # None when the command appended nothing
-    # The aggregate as the command left it: the engine's own copy, to read, never to change.
+    # The aggregate as the command left it: the engine's cached copy, to read at once and
+    # never to change (a later read may fast-forward it in place).
     aggregate: Any = field(default=None, compare=False, repr=False)
 
 
@@ -365,16 +366,15 @@ class Engine(Application[UUID]):
             run = self._cached_run(run_id)
             for attempt in range(SAVE_ATTEMPTS):
                 fresh = run is None
-                if run is None:
-                    run = self.get_run(run_id, user)
-                elif user is not None:
-                    run.check_visible_to(user)
                 try:
+                    if run is None:
+                        run = self.get_run(run_id, user)
+                    elif user is not None:
+                        run.check_visible_to(user)
                     decide(run, self.clock())
-                    if not run.pending_events and not fresh:
-                        raise _Unsure
-                    return self._save(run)
-                except (DomainError, _Unsure):
+                    if run.pending_events or fresh:
+                        return self._save(run)
+                except DomainError:
                     if fresh:
                         raise
                 except IntegrityError:
@@ -422,11 +422,10 @@ class Engine(Application[UUID]):
             self.repository.cache.put(aggregate.id, aggregate)
         return Appended(aggregate.id, status, aggregate.version, positions[-1], aggregate)
 
-    def settle(self) -> None:
-        """Return once every save in flight in this process has reached the followers."""
-        with self._save_lock:
-            pass
-
-
-class _Unsure(Exception):
-    """A decision taken on cached state that appended nothing: check it on fresh state."""
+    def settle(self, timeout: float = 0.05) -> bool:
+        """Wait (a little) until every save in flight in this process has reached the
+        followers; False if one is still going (it may be waiting for a database lock)."""
+        if not self._save_lock.acquire(timeout=timeout):
+            return False
+        self._save_lock.release()
+        return True

@@ -91,6 +91,18 @@ class FeedContract:
 
             assert f.delivered == all_events(runtime.db)
 
+    def test_a_save_stuck_in_this_process_does_not_hold_up_other_processes_events(
+        self, runtime: Runtime, second_runtime: Runtime, store_url: str
+    ) -> None:
+        with following(runtime, 60.0 if "postgres" in store_url else 0.05) as f:
+            run_id, token = claimed_run(second_runtime.engine)
+            # As if a save here waited for a database lock: the feed reads the store anyway.
+            with runtime.engine._save_lock:
+                second_runtime.engine.record_output(run_id, RUNNER, token, [("log", {})])
+                f.wait_for(f.reaches(second_runtime.db.head()), timeout=5.0)
+
+            assert f.delivered == all_events(runtime.db)
+
 
 class TestSQLiteFeed(FeedContract):
     pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.persistence import OperationalError
 
 from adapters.db import Database, StoredRow
 from adapters.store import OrjsonTranscoder
@@ -297,3 +298,45 @@ class TestPostgresStore(StoreContract):
         assert [r.sequence for r in stored] == [3, 4, 5, 6]
         assert handed == stored and done.position == stored[-1].position
         assert [b.position - a.position for a, b in itertools.pairwise(stored)] == [3, 3, 3]
+
+    @pytest.mark.parametrize("committed", [True, False])
+    def test_an_append_whose_answer_was_lost_is_stored_once(
+        self, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, committed: bool
+    ) -> None:
+        # A fault we cannot cause for real: the connection drops after (or before) the
+        # append function ran. The recorder must neither append twice nor see a conflict.
+        run_id, token = claimed_run(runtime.engine)
+        recorder = runtime.engine.recorder
+        append = recorder._append
+        calls: list[int] = []
+
+        def drop_the_answer(stored_events: Any) -> Any:
+            calls.append(len(stored_events))
+            if len(calls) == 1:
+                if committed:
+                    append(stored_events)
+                raise OperationalError("server closed the connection unexpectedly")
+            return append(stored_events)
+
+        monkeypatch.setattr(recorder, "_append", drop_the_answer)
+        monkeypatch.setattr("adapters.pgrecorder.time.sleep", lambda _: None)
+
+        done = runtime.engine.record_output(run_id, RUNNER, token, [("log", {"i": 1})] * 3)
+
+        stored = runtime.db.run_events(run_id, after=2)
+        assert [r.sequence for r in stored] == [3, 4, 5]
+        assert done.sequence == 5 and done.position == stored[-1].position
+        assert calls == ([3] if committed else [3, 3])
+
+    def test_a_stale_save_is_refused_before_it_takes_positions(
+        self, runtime: Runtime, second_runtime: Runtime
+    ) -> None:
+        # The run is cached here at version 2; another process appends. The save on the
+        # stale copy is refused up front, so no position is used up: the log stays dense.
+        run_id, token = claimed_run(runtime.engine)
+        second_runtime.engine.record_output(run_id, RUNNER, token, [("log", {"by": "b"})])
+
+        runtime.engine.record_output(run_id, RUNNER, token, [("log", {"by": "a"})])
+
+        positions = [r.position for r in all_events(runtime.db)]
+        assert positions == list(range(1, len(positions) + 1))
