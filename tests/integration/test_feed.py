@@ -60,6 +60,11 @@ def following(runtime: Runtime, poll_interval: float = 60.0) -> Iterator[Followi
         f.feed.stop()
 
 
+def other_processes_poll(store_url: str) -> float:
+    """On PostgreSQL NOTIFY brings other processes' commits; SQLite has none: the timer."""
+    return 60.0 if "postgres" in store_url else 0.05
+
+
 class FeedContract:
     def test_own_commits_are_delivered_in_order_without_reading_the_store(
         self, runtime: Runtime
@@ -79,8 +84,7 @@ class FeedContract:
     def test_commits_of_another_process_arrive_in_order_exactly_once(
         self, runtime: Runtime, second_runtime: Runtime, store_url: str
     ) -> None:
-        # On PostgreSQL NOTIFY brings them; SQLite has none, so there the timer does.
-        with following(runtime, 60.0 if "postgres" in store_url else 0.05) as f:
+        with following(runtime, other_processes_poll(store_url)) as f:
             run_id, token = claimed_run(runtime.engine)
             for batch in range(10):
                 engine = (runtime.engine, second_runtime.engine)[batch % 2]
@@ -94,7 +98,7 @@ class FeedContract:
     def test_a_save_stuck_in_this_process_does_not_hold_up_other_processes_events(
         self, runtime: Runtime, second_runtime: Runtime, store_url: str
     ) -> None:
-        with following(runtime, 60.0 if "postgres" in store_url else 0.05) as f:
+        with following(runtime, other_processes_poll(store_url)) as f:
             run_id, token = claimed_run(second_runtime.engine)
             # As if a save here waited for a database lock: the feed reads the store anyway.
             with runtime.engine._save_lock:
