@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
-import socket
 import ssl
-import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -17,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchload import ROOT, BenchError
+from benchload import BenchError
+
+from tests.serve import ServeProcess
 
 USER_KEY, RUNNER_KEY = "ka", "kr"
 API_KEYS = f"{USER_KEY}=alice:user,kb=bob:user,{RUNNER_KEY}=runner-1:runner"
@@ -33,15 +30,8 @@ def ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """`runledger serve` in a subprocess on a free port, its output kept for diagnosis."""
+class Server(ServeProcess):
+    """`runledger serve` with the benchmark's keys and no lease expiring mid-run."""
 
     def __init__(
         self,
@@ -50,9 +40,6 @@ class Server:
         poll_interval: float | None = None,
         client_timeout: float = 30.0,
     ) -> None:
-        self.database_url = database_url
-        self.port = free_port()
-        self.client_timeout = client_timeout
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLEDGER_")}
         env.update(
             RUNLEDGER_API_KEYS=API_KEYS,
@@ -61,43 +48,15 @@ class Server:
         )
         if poll_interval is not None:
             env["RUNLEDGER_POLL_INTERVAL"] = str(poll_interval)
-        self.env = env
-        self.proc: subprocess.Popen[str] | None = None
-        self.output: list[str] = []
-        self._pump: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """The base URL."""
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(database_url, env)
+        self.client_timeout = client_timeout
 
     def start(self, timeout: float = 60.0) -> None:
         """Start it and wait for its readiness line."""
-        cmd = [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            [*cmd, "--database", self.database_url],
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.output.append(line)
-                if "ready on" in line:
-                    ready.set()
-
-        self._pump = threading.Thread(target=pump, daemon=True)
-        self._pump.start()
-        deadline = time.monotonic() + timeout
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise BenchError("server did not start:\n" + "".join(self.output[-40:]))
+        try:
+            self.launch(timeout)
+        except RuntimeError as exc:
+            raise BenchError(str(exc)) from None
 
     def start_for(self, store: str) -> None:
         """Start it, then check that it runs on the expected store."""
@@ -114,20 +73,7 @@ class Server:
 
     def stop(self) -> int | None:
         """SIGTERM, wait, SIGKILL if it hangs; returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self._pump is not None:
-            self._pump.join(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        return self.proc.returncode
+        return super().stop(grace=20.0)
 
     def findings(self, drop_timestamps: bool = False) -> list[str]:
         """Problems in the log: ERROR/WARNING lines and each traceback's exception, counted."""

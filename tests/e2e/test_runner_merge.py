@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from adapters import git
-from tests.support import ALICE, BOB, ROOT, RUNNER, Server, make_repo
+from tests.serve import ROOT
+from tests.support import ALICE, BOB, RUNNER, Server, make_repo
 
 
 @pytest.fixture

@@ -1,0 +1,94 @@
+"""`runledger serve` in a subprocess on a free port, its output kept: the one launcher of the
+tests and the benchmarks (so it imports neither pytest nor anything of theirs)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServeProcess:
+    """One `runledger serve` process at a time on a fixed port (restartable)."""
+
+    def __init__(self, database_url: str, env: dict[str, str]) -> None:
+        self.database_url = database_url
+        self.env = env
+        self.port = free_port()
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+        self._pump: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def launch(self, timeout: float) -> None:
+        """Start it and wait for its readiness line (RuntimeError, with its output, if not)."""
+        cmd = [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            [*cmd, "--database", self.database_url],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        ready = threading.Event()
+        proc = self.proc
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                self.output.append(line)
+                if "ready on" in line:
+                    ready.set()
+
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.05):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server did not start:\n" + "".join(self.output[-40:]))
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._reap()
+
+    def stop(self, grace: float = 15.0) -> int | None:
+        """SIGTERM, wait, SIGKILL if it hangs; the exit code (None if never started)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._reap()
+        return self.proc.returncode
+
+    def _reap(self) -> None:
+        if self._pump is not None:
+            self._pump.join(10)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
