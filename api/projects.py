@@ -19,13 +19,13 @@ from api.requests import (
     idempotent,
     parse,
     path_id,
+    read_model_doc,
     read_position,
     wait_for_read_models,
     with_position,
 )
 from api.runs import command_body, list_runs, submission_options
 from domain.engine import Appended, Engine
-from domain.errors import NotFound
 from domain.projects import Project
 from projections.projects import project_view
 
@@ -86,16 +86,11 @@ async def list_projects(request: Request) -> Response:
 async def get_project(request: Request) -> Response:
     owner = auth.user(request)
     project_id = path_id(request, "project_id")
-    position = await read_position(request)
-
-    def read() -> dict[str, Any] | None:
-        with request.app.state.db.reading() as cur:
-            return readmodels.get_project(cur, str(project_id), owner)
-
-    doc = await run_in_threadpool(read)
-    if doc is None:
-        raise NotFound("No such project.")
-    return with_position(doc, position)
+    return await read_model_doc(
+        request,
+        lambda cur: readmodels.get_project(cur, str(project_id), owner),
+        "No such project.",
+    )
 
 
 async def update_project(request: Request) -> Response:

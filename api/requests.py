@@ -16,8 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.db import Database
+from adapters.db import Cursor, Database
 from api.errors import JSON, ApiError, from_validation, invalid
+from domain.errors import NotFound
 
 M = TypeVar("M", bound=BaseModel)
 IDEMPOTENCY_TTL = 24 * 3600
@@ -143,6 +144,23 @@ async def wait_for_read_models(request: Request, wanted: int) -> int:
         await asyncio.sleep(0.005)
         position = await run_in_threadpool(state.read_models_position)
     return position
+
+
+async def read_model_doc(
+    request: Request, read: Callable[[Cursor], dict[str, Any] | None], missing: str
+) -> Response:
+    """One read-model document (404 `missing` without it), once the read models reach the
+    caller's min_position, with X-Position."""
+    position = await read_position(request)
+
+    def fetch() -> dict[str, Any] | None:
+        with request.app.state.db.reading() as cur:
+            return read(cur)
+
+    doc = await run_in_threadpool(fetch)
+    if doc is None:
+        raise NotFound(missing)
+    return with_position(doc, position)
 
 
 def with_position(body: Any, position: int, status: int = 200) -> Response:

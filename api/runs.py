@@ -21,6 +21,7 @@ from api.requests import (
     int_param,
     parse,
     path_id,
+    read_model_doc,
     read_position,
     with_position,
 )
@@ -189,16 +190,9 @@ async def get_run(request: Request) -> Response:
             return run_view(engine.get_run(run_id, owner, version=at))
 
         return JSON(await run_in_threadpool(historic))
-    position = await read_position(request)
-
-    def read() -> dict[str, Any] | None:
-        with request.app.state.db.reading() as cur:
-            return readmodels.get_run(cur, str(run_id), owner)
-
-    doc = await run_in_threadpool(read)
-    if doc is None:
-        raise NotFound("No such run.")
-    return with_position(doc, position)
+    return await read_model_doc(
+        request, lambda cur: readmodels.get_run(cur, str(run_id), owner), "No such run."
+    )
 
 
 async def list_runs(request: Request, project_id: str | None = None) -> Response:

@@ -122,8 +122,8 @@ def assert_invalid(
 
 
 @dataclass(frozen=True)
-class Case:
-    """One request that must be refused."""
+class Probe:
+    """One request of the contract suites; its path may name {main}, {done} or {fresh}."""
 
     name: str
     method: str
@@ -133,6 +133,22 @@ class Case:
     content: bytes | None = None
     params: dict[str, Any] | None = None
     headers: dict[str, str] | None = None
+
+    def arguments(self, world: World, fresh: str | None = None) -> tuple[str, dict[str, Any]]:
+        """The path and the httpx keyword arguments to send it with."""
+        path = self.path.format(main=world.main, done=world.done, fresh=fresh)
+        kwargs: dict[str, Any] = {"params": self.params, "headers": self.headers}
+        if self.content is not None:
+            kwargs["content"] = self.content
+        elif self.json is not None:
+            kwargs["json"] = fill(self.json, world)
+        return path, kwargs
+
+
+@dataclass(frozen=True)
+class Case(Probe):
+    """One request that must be refused."""
+
     field: str | None = None
     status: int = 400
     error: str = "invalid_request"
@@ -140,12 +156,7 @@ class Case:
 
 def send(world: World, case: Case, fresh: str | None = None) -> tuple[int, str, httpx.Headers]:
     """Send a case on its own connection; never waits on an event stream's body."""
-    path = case.path.format(main=world.main, done=world.done, fresh=fresh)
-    kwargs: dict[str, Any] = {"params": case.params, "headers": case.headers}
-    if case.content is not None:
-        kwargs["content"] = case.content
-    elif case.json is not None:
-        kwargs["json"] = fill(case.json, world)
+    path, kwargs = case.arguments(world, fresh)
     with (
         world.client(case.key) as client,
         client.stream(case.method, path, timeout=15, **kwargs) as response,

@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.contract_helpers import EV, HUGE, LOG, REPORT, RUN, R, World, assert_error, fill
+from tests.e2e.contract_helpers import EV, HUGE, LOG, REPORT, RUN, Probe, R, World, assert_error
 from tests.support import ALICE, RUNNER
 
 MiB = 1024 * 1024
@@ -24,18 +22,8 @@ MiB = 1024 * 1024
 # -- numbers and characters the store cannot take: never a 500 ---------------------------------
 
 
-@dataclass(frozen=True)
-class Edge:
-    """A request the server may accept or refuse (the contract allows either), but not crash on."""
-
-    name: str
-    method: str
-    path: str
-    key: str = ALICE
-    json: Any = None
-    content: bytes | None = None
-    params: dict[str, Any] | None = None
-    headers: dict[str, str] | None = None
+# A request the server may accept or refuse (the contract allows either), but not crash on.
+Edge = Probe
 
 
 EDGES = [
@@ -106,12 +94,7 @@ def read_briefly(response: httpx.Response) -> str:
 @pytest.mark.parametrize("edge", EDGES, ids=[e.name for e in EDGES])
 def test_out_of_range_numbers_and_odd_characters_never_give_a_500(world: World, edge: Edge) -> None:
     before = world.snapshot()
-    path = edge.path.format(main=world.main, done=world.done)
-    kwargs: dict[str, Any] = {"params": edge.params, "headers": edge.headers}
-    if edge.content is not None:
-        kwargs["content"] = edge.content
-    elif edge.json is not None:
-        kwargs["json"] = fill(edge.json, world)
+    path, kwargs = edge.arguments(world)
     timeout = httpx.Timeout(15, read=3)
     with (
         world.client(edge.key) as client,

@@ -62,13 +62,18 @@ def wait_for_status(client: httpx.Client, run_id: str, status: str, timeout: flo
     raise AssertionError(f"run {run_id} never reached {status}: {run}")
 
 
+def demo_project(alice: httpx.Client, repo: Path) -> str:
+    """A project on the test repository; its id."""
+    project = alice.post("/api/projects", json={"name": "demo", "repository_path": str(repo)})
+    assert project.status_code == 201, project.text
+    return str(project.json()["project_id"])
+
+
 def test_the_runner_edits_a_file_and_the_approved_run_is_merged(
     server: Server, repo: Path, tmp_path: Path
 ) -> None:
     with server.client(ALICE) as alice:
-        project = alice.post("/api/projects", json={"name": "demo", "repository_path": str(repo)})
-        assert project.status_code == 201, project.text
-        project_id = project.json()["project_id"]
+        project_id = demo_project(alice, repo)
         submitted = alice.post(f"/api/projects/{project_id}/runs", json={"task": "shout two"})
         assert submitted.status_code == 202, submitted.text
         run_id = submitted.json()["run_id"]
@@ -112,9 +117,7 @@ def test_two_runs_editing_the_same_line_the_second_fails_to_merge(
     server: Server, repo: Path, tmp_path: Path
 ) -> None:
     with server.client(ALICE) as alice:
-        project_id = alice.post(
-            "/api/projects", json={"name": "demo", "repository_path": str(repo)}
-        ).json()["project_id"]
+        project_id = demo_project(alice, repo)
         first, second = (
             alice.post(f"/api/projects/{project_id}/runs", json={"task": task}).json()["run_id"]
             for task in ("A", "B")
@@ -143,9 +146,7 @@ def test_a_dirty_checkout_keeps_the_run_in_review_until_approved_again(
     server: Server, repo: Path, tmp_path: Path
 ) -> None:
     with server.client(ALICE) as alice:
-        project_id = alice.post(
-            "/api/projects", json={"name": "demo", "repository_path": str(repo)}
-        ).json()["project_id"]
+        project_id = demo_project(alice, repo)
         run_id = alice.post(f"/api/projects/{project_id}/runs", json={"task": "x"}).json()["run_id"]
         with runner(server, tmp_path / "work", "echo new > new.txt", "--once"):
             wait_for_status(alice, run_id, "awaiting_review")
@@ -162,9 +163,7 @@ def test_a_dirty_checkout_keeps_the_run_in_review_until_approved_again(
 def test_the_diff_endpoints_refuse_what_they_cannot_show(server: Server, repo: Path) -> None:
     with server.client(ALICE) as alice, server.client(BOB) as bob:
         plain = alice.post("/api/runs", json={"task": "t"}).json()["run_id"]
-        project_id = alice.post(
-            "/api/projects", json={"name": "demo", "repository_path": str(repo)}
-        ).json()["project_id"]
+        project_id = demo_project(alice, repo)
         unstarted = alice.post(f"/api/projects/{project_id}/runs", json={"task": "t"}).json()
         cases = [
             (alice, "/api/runs/not-a-uuid/files", 400),
