@@ -22,11 +22,19 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    InterfaceError,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier, Literal
 
+from domain.receipts import Receipt, ReceiptTakenOver
+
 APPEND_ATTEMPTS = 10  # as the library retries its own insert
+TAKEN_OVER = "RL409"  # the SQLSTATE of an append whose idempotency receipt was taken over
 
 
 class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
@@ -41,12 +49,18 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
             SQL(
                 "CREATE OR REPLACE FUNCTION {schema}.{function}("
                 "id uuid, first_version bigint, topics text[], states bytea[], "
+                "r_owner text, r_key text, r_attempt text, r_result text, "
                 "OUT first_position bigint, OUT aligned boolean) "
                 "LANGUAGE plpgsql AS $$ BEGIN "
                 "IF EXISTS (SELECT FROM {schema}.{table} "
                 "WHERE originator_id = id AND originator_version = first_version) THEN "
                 "RAISE unique_violation USING MESSAGE = 'version ' || first_version || "
                 "' of ' || id || ' is already stored'; END IF; "
+                "IF r_key IS NOT NULL THEN "
+                "UPDATE {schema}.idempotency_keys SET result = r_result "
+                "WHERE owner = r_owner AND key = r_key AND attempt = r_attempt; "
+                "IF NOT FOUND THEN RAISE EXCEPTION 'idempotency key % was taken over', r_key "
+                "USING ERRCODE = '{taken_over}'; END IF; END IF; "
                 "SET LOCAL lock_timeout = '{lock_timeout}s'; "
                 "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
                 "WITH ins AS (INSERT INTO {schema}.{table} "
@@ -64,10 +78,12 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
                 table=table,
                 lock_timeout=self.datastore.lock_timeout,
                 channel=Literal(self.channel_name),
+                taken_over=SQL(TAKEN_OVER),
             )
         )
         self.append_statement = SQL(
-            "SELECT first_position, aligned FROM {schema}.{function}(%b, %b, %b, %b)"
+            "SELECT first_position, aligned "
+            "FROM {schema}.{function}(%b, %b, %b, %b, %b, %b, %b, %b)"
         ).format(schema=schema, function=function)
         self.stored_statement = SQL(
             "SELECT notification_id, topic, state FROM {schema}.{table} "
@@ -76,9 +92,15 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
         ).format(schema=schema, table=table)
 
     def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        receipt: Receipt | None = None,
+        result: str | None = None,
+        **kwargs: Any,
     ) -> Sequence[int] | None:
-        """Append the events in one transaction; their positions, in order.
+        """Append the events in one transaction (with the idempotency receipt's result, if
+        any, see domain/receipts.py); their positions, in order.
 
         When the connection fails mid-call the append may or may not have committed:
         before trying again, look for the events themselves, so that a lost answer never
@@ -93,6 +115,7 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
             or e.originator_version != version + i
             for i, e in enumerate(stored_events)
         ):  # not one aggregate's next events: the library's way
+            assert receipt is None, "a receipt goes with one aggregate's events"
             return super().insert_events(stored_events, **kwargs)
         for attempt in range(APPEND_ATTEMPTS):
             try:
@@ -100,14 +123,16 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
                     stored = self._stored_positions(stored_events)
                     if stored is not None:
                         return stored
-                return self._append(stored_events)
+                return self._append(stored_events, receipt, result)
             except (InterfaceError, OperationalError):
                 if attempt + 1 == APPEND_ATTEMPTS:
                     raise
                 time.sleep(0.2)
         raise AssertionError("unreachable")
 
-    def _append(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+    def _append(
+        self, stored_events: Sequence[StoredEvent], receipt: Receipt | None, result: str | None
+    ) -> list[int]:
         """One call of the append function.
 
         Under the table lock one INSERT takes consecutive positions, in version order, so
@@ -117,13 +142,20 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
         first = stored_events[0]
         topics = [e.topic for e in stored_events]
         states = [e.state for e in stored_events]
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(
-                self.append_statement,
-                (first.originator_id, first.originator_version, topics, states),
-                prepare=True,
-            )
-            row = curs.fetchone()
+        owner, key, attempt = (
+            (receipt.owner, receipt.key, receipt.attempt) if receipt else (None, None, None)
+        )
+        args = (first.originator_id, first.originator_version, topics, states)
+        try:
+            with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                curs.execute(
+                    self.append_statement, (*args, owner, key, attempt, result), prepare=True
+                )
+                row = curs.fetchone()
+        except PersistenceError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) == TAKEN_OVER:
+                raise ReceiptTakenOver(str(exc.__cause__)) from None
+            raise
         assert row is not None
         if row["aligned"]:
             start = row["first_position"]

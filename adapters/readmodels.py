@@ -1,4 +1,4 @@
-"""The SQL of the read models, their tracking positions and the idempotency records."""
+"""The SQL of the read models and their tracking positions."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from adapters import idempotency
 from adapters.db import Cursor, Database
 
 # Read models are disposable: when their layout changes, bump this and they are rebuilt.
@@ -52,15 +53,6 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS leases_view_lease ON leases_view (lease_id)",
     "CREATE INDEX IF NOT EXISTS leases_view_expiry ON leases_view (expires_at)",
-    """CREATE TABLE IF NOT EXISTS idempotency_keys (
-        owner TEXT NOT NULL,
-        key TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        status INTEGER,
-        body TEXT,
-        PRIMARY KEY (owner, key)
-    )""",
 ]
 
 
@@ -87,6 +79,7 @@ def create_schema(db: Database) -> None:
             )
         for statement in SCHEMA[2:]:
             cur.execute(statement)
+        idempotency.create_table(cur, db.postgres)
 
 
 # -- tracking ---------------------------------------------------------------------------

@@ -147,7 +147,11 @@ class StoreSettings:
         if self.kind == "sqlite":
             assert self.sqlite_path is not None
             Path(self.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
-            env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=self.sqlite_path)
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.sqlite",
+                APPLICATION_RECORDER_TOPIC="adapters.sqliterecorder:ReceiptSQLiteApplicationRecorder",
+                SQLITE_DBNAME=self.sqlite_path,
+            )
             env["SQLITE_LOCK_TIMEOUT"] = "10"
         else:
             env.update(

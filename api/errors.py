@@ -59,7 +59,8 @@ async def handle_api_error(_: Request, exc: Exception) -> Response:
     return exc.response()
 
 
-async def handle_domain_error(_: Request, exc: Exception) -> Response:
+def domain_error_response(exc: Exception) -> Response:
+    """The answer for a domain error (a 500 for one this mapping does not know)."""
     if isinstance(exc, NotFound):
         return ApiError(404, "not_found", str(exc)).response()
     if isinstance(exc, Conflict):
@@ -68,7 +69,12 @@ async def handle_domain_error(_: Request, exc: Exception) -> Response:
         return ApiError(409, "stale_lease", str(exc)).response()
     if isinstance(exc, Invalid):
         return invalid(str(exc), exc.field).response()
-    return await handle_internal(_, exc)
+    log.error("internal error", exc_info=exc)
+    return JSON({"error": "internal"}, status_code=500)
+
+
+async def handle_domain_error(_: Request, exc: Exception) -> Response:
+    return domain_error_response(exc)
 
 
 async def handle_http_error(_: Request, exc: Exception) -> Response:

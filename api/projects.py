@@ -24,7 +24,7 @@ from api.requests import (
     wait_for_read_models,
     with_position,
 )
-from api.runs import command_body, list_runs, submission_options
+from api.runs import answer_with, list_runs, submission_options
 from domain.engine import Appended, Engine
 from domain.projects import Project
 from projections.projects import project_view
@@ -56,20 +56,24 @@ def project_answer(request: Request, project: Project, appended: Appended) -> di
 
 async def create_project(request: Request) -> Response:
     owner = auth.user(request)
+    engine: Engine = request.app.state.engine
 
-    async def handle() -> Response:
+    async def command() -> Appended:
         body = await parse(request, schemas.CreateProject)
-        engine: Engine = request.app.state.engine
 
-        def create() -> dict[str, Any]:
+        def create() -> Appended:
             path = check_repository(request, body.repository_path)
             check_branch(body.default_branch)
-            project, appended = engine.create_project(owner, body.name, path, body.default_branch)
-            return project_answer(request, project, appended)
+            _, appended = engine.create_project(owner, body.name, path, body.default_branch)
+            return appended
 
-        return JSON(await run_in_threadpool(create), status_code=201)
+        return await run_in_threadpool(create)
 
-    return await idempotent(request, owner, handle)
+    def answer(appended: Appended) -> Response:
+        project = engine.get_project(appended.run_id, version=appended.sequence)
+        return JSON(project_answer(request, project, appended), status_code=201)
+
+    return await idempotent(request, owner, command, answer)
 
 
 async def list_projects(request: Request) -> Response:
@@ -129,18 +133,17 @@ async def submit_project_run(request: Request) -> Response:
     owner = auth.user(request)
     project_id = path_id(request, "project_id")
 
-    async def handle() -> Response:
+    async def command() -> Appended:
         body = await parse(request, schemas.SubmitProjectRun)
         engine: Engine = request.app.state.engine
 
-        def submit() -> dict[str, Any]:
+        def submit() -> Appended:
             options = submission_options(engine, owner, body)
-            appended = engine.submit_project_run(project_id, owner, body.task, **options)
-            return command_body(request, appended)
+            return engine.submit_project_run(project_id, owner, body.task, **options)
 
-        return JSON(await run_in_threadpool(submit), status_code=202)
+        return await run_in_threadpool(submit)
 
-    return await idempotent(request, owner, handle)
+    return await idempotent(request, owner, command, answer_with(request, 202))
 
 
 async def project_runs(request: Request) -> Response:

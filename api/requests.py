@@ -7,6 +7,7 @@ import hashlib
 import re
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -16,13 +17,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.db import Cursor, Database
-from api.errors import JSON, ApiError, from_validation, invalid
-from domain.errors import NotFound
+from adapters.db import Cursor
+from adapters.idempotency import Idempotency
+from api.errors import JSON, ApiError, domain_error_response, from_validation, invalid
+from domain.engine import Appended
+from domain.errors import DomainError, NotFound
+from domain.receipts import CURRENT_RECEIPT, Receipt, ReceiptTakenOver
 
 M = TypeVar("M", bound=BaseModel)
-IDEMPOTENCY_TTL = 24 * 3600
-RESERVATION_TIMEOUT = 60.0  # longer than any request may take
 DIGITS = re.compile(r"[0-9]{1,19}")
 # Integers of fewer than 19 digits always fit in 64 bits; to look for longer digit runs
 # fast (re is ~8x slower here), every digit becomes "0" and everything else a space.
@@ -172,75 +174,91 @@ def with_position(body: Any, position: int, status: int = 200) -> Response:
 
 
 async def idempotent(
-    request: Request, owner: str, handle: Callable[[], Awaitable[Response]]
+    request: Request,
+    owner: str,
+    command: Callable[[], Awaitable[Appended]],
+    answer: Callable[[Appended], Response],
 ) -> Response:
-    """Run a POST once per (owner, Idempotency-Key) for 24 h; repeats get the first answer."""
+    """Run a POST's command once per (owner, Idempotency-Key) for 24 h; repeats get the
+    first answer, built by `answer` from what the command appended.
+
+    The command runs under a receipt: its saves record what they appended in their own
+    transactions, so a retry after a crash answers from that and never runs it twice.
+    """
     key = request.headers.get("idempotency-key")
     if key is None:
-        return await handle()
+        return await run_in_threadpool(answer, await command())
     if not 1 <= len(key) <= 255:
         raise invalid("Idempotency-Key must be 1 to 255 characters.", "Idempotency-Key")
     body = await body_bytes(request)
     fingerprint = hashlib.sha256(
         b"%s %s\n%s" % (request.method.encode(), request.url.path.encode(), body)
     ).hexdigest()
-    db: Database = request.app.state.db
-    stored = await run_in_threadpool(_reserve, db, owner, key, fingerprint)
-    if stored is not None:
-        status, content, their_fingerprint = stored
-        if their_fingerprint != fingerprint:
-            raise invalid("This Idempotency-Key was used for a different request.")
-        if status is None:
-            raise ApiError(
-                409,
-                "conflict",
-                "A request with this Idempotency-Key is in progress.",
-                status="in_progress",
-            )
-        return Response(
-            content,
-            status_code=status,
-            media_type="application/json",
-            headers={"Idempotent-Replayed": "true"},
-        )
+    records: Idempotency = request.app.state.runtime.idempotency
+    found = await run_in_threadpool(records.reserve, owner, key, fingerprint)
+    if found.mismatch:
+        raise invalid("This Idempotency-Key was used for a different request.")
+    if found.in_progress:
+        raise in_progress("A request with this Idempotency-Key is in progress.")
+    if found.answer is not None:
+        return _replayed(Response(found.answer[1], found.answer[0], media_type=JSON.media_type))
+    if found.result is not None:  # the first attempt died after committing: answer for it
+        assert found.taken_from is not None
+        result = found.result
+        appended = Appended(UUID(result["id"]), result["status"], result["sequence"], None)
+        response = await run_in_threadpool(answer, appended)
+        await _record(records, owner, key, found.taken_from, response)
+        return _replayed(response)
+    assert found.attempt is not None
+    return await _first_attempt(request, records, owner, key, found.attempt, command, answer)
+
+
+async def _first_attempt(
+    request: Request,
+    records: Idempotency,
+    owner: str,
+    key: str,
+    attempt: str,
+    command: Callable[[], Awaitable[Appended]],
+    answer: Callable[[Appended], Response],
+) -> Response:
+    """Run the command under the attempt's receipt and record its answer (or its failure,
+    when it failed after committing something)."""
+    receipt = CURRENT_RECEIPT.set(Receipt(owner, key, attempt))
     try:
-        response = await handle()
-    except BaseException:
-        await run_in_threadpool(_release, db, owner, key)
+        response = await run_in_threadpool(answer, await command())
+    except ReceiptTakenOver:
+        records.running.discard(attempt)
+        raise in_progress("A retry with this Idempotency-Key took this request over.") from None
+    except (ApiError, DomainError) as exc:
+        failure = exc.response() if isinstance(exc, ApiError) else domain_error_response(exc)
+        if not await run_in_threadpool(records.release, owner, key, attempt):
+            await _record(records, owner, key, attempt, failure)
         raise
-    await run_in_threadpool(_record, db, owner, key, response.status_code, bytes(response.body))
+    except BaseException:
+        records.running.discard(attempt)
+        with suppress(Exception):  # the database may be the reason: the row then lapses
+            await run_in_threadpool(records.release, owner, key, attempt)
+        raise
+    finally:
+        CURRENT_RECEIPT.reset(receipt)
+    await _record(records, owner, key, attempt, response)
     return response
 
 
-def _reserve(db: Database, owner: str, key: str, fingerprint: str) -> tuple[Any, ...] | None:
-    now = time.time()
-    with db.transaction() as cur:
-        cur.execute(  # expired answers, and reservations whose request died with its process
-            "DELETE FROM idempotency_keys WHERE owner = ? AND key = ? "
-            "AND (created_at < ? OR (status IS NULL AND created_at < ?))",
-            (owner, key, now - IDEMPOTENCY_TTL, now - RESERVATION_TIMEOUT),
-        )
-        cur.execute(
-            "INSERT INTO idempotency_keys (owner, key, fingerprint, created_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (owner, key) DO NOTHING",
-            (owner, key, fingerprint, now),
-        )
-        if cur.rowcount == 1:
-            return None
-        return cur.execute(
-            "SELECT status, body, fingerprint FROM idempotency_keys WHERE owner = ? AND key = ?",
-            (owner, key),
-        ).fetchone()
+async def _record(
+    records: Idempotency, owner: str, key: str, attempt: str, response: Response
+) -> None:
+    await run_in_threadpool(
+        records.record, owner, key, attempt, response.status_code, bytes(response.body)
+    )
 
 
-def _release(db: Database, owner: str, key: str) -> None:
-    with db.transaction() as cur:
-        cur.execute("DELETE FROM idempotency_keys WHERE owner = ? AND key = ?", (owner, key))
+def _replayed(response: Response) -> Response:
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
-def _record(db: Database, owner: str, key: str, status: int, body: bytes) -> None:
-    with db.transaction() as cur:
-        cur.execute(
-            "UPDATE idempotency_keys SET status = ?, body = ? WHERE owner = ? AND key = ?",
-            (status, body.decode(), owner, key),
-        )
+def in_progress(detail: str) -> ApiError:
+    """409: another attempt of this idempotent request is running."""
+    return ApiError(409, "conflict", detail, status="in_progress")

@@ -15,8 +15,8 @@ from adapters import git, readmodels
 from api import auth, schemas
 from api.errors import JSON, invalid
 from api.requests import idempotent, parse, path_id
-from api.runs import command_body
-from domain.engine import Engine
+from api.runs import answer_with, command_body
+from domain.engine import Appended, Engine
 from domain.errors import Conflict, NotFound, StaleLease
 from domain.timestamps import format_timestamp
 
@@ -87,23 +87,26 @@ async def append_events(request: Request) -> Response:
     name = auth.runner(request)
     run_id = path_id(request)
 
-    async def handle() -> Response:
+    async def command() -> Appended:
         body = await parse(request, schemas.RunnerEvents)
         events = [(e.type, e.data) for e in body.events]
         engine: Engine = request.app.state.engine
-        appended = await run_in_threadpool(
+        return await run_in_threadpool(
             engine.record_output, run_id, name, body.fencing_token, events
         )
-        return JSON({"sequence": appended.sequence, "position": appended.position})
 
-    return await idempotent(request, name, handle)
+    def answer(appended: Appended) -> Response:
+        body = command_body(request, appended)
+        return JSON({"sequence": body["sequence"], "position": body["position"]})
+
+    return await idempotent(request, name, command, answer)
 
 
 async def report(request: Request) -> Response:
     name = auth.runner(request)
     run_id = path_id(request)
 
-    async def handle() -> Response:
+    async def command() -> Appended:
         body = await parse(request, schemas.Report)
         if body.branch is not None and not await run_in_threadpool(
             git.valid_branch_name, body.branch
@@ -111,12 +114,11 @@ async def report(request: Request) -> Response:
             raise invalid("branch is not a valid git branch name.", "branch")
         details = body.model_dump(exclude={"fencing_token", "outcome"})
         engine: Engine = request.app.state.engine
-        appended = await run_in_threadpool(
+        return await run_in_threadpool(
             lambda: engine.report_outcome(run_id, name, body.fencing_token, body.outcome, **details)
         )
-        return JSON(await run_in_threadpool(command_body, request, appended))
 
-    return await idempotent(request, name, handle)
+    return await idempotent(request, name, command, answer_with(request))
 
 
 async def heartbeat(request: Request) -> Response:

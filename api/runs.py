@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -46,29 +47,36 @@ def command_body(request: Request, appended: Appended, **extra: Any) -> dict[str
     }
 
 
+def answer_with(
+    request: Request, status: int = 200, **extra: Any
+) -> Callable[[Appended], Response]:
+    """How a run command answers, from what it appended (also for a replay after a crash)."""
+
+    def answer(appended: Appended) -> Response:
+        return JSON(command_body(request, appended, **extra), status_code=status)
+
+    return answer
+
+
 async def submit_run(request: Request) -> Response:
     owner = auth.user(request)
 
-    async def handle() -> Response:
+    async def command() -> Appended:
         body = await parse(request, schemas.SubmitRun)
         engine: Engine = request.app.state.engine
 
-        def submit() -> dict[str, Any]:
+        def submit() -> Appended:
             options = submission_options(engine, owner, body)
-            if body.project_id is not None:
-                try:
-                    appended = engine.submit_project_run(
-                        body.project_id, owner, body.task, **options
-                    )
-                except NotFound:
-                    raise invalid("No such project.", "project_id") from None
-            else:
-                appended = engine.submit_run(owner, body.task, **options)
-            return command_body(request, appended)
+            if body.project_id is None:
+                return engine.submit_run(owner, body.task, **options)
+            try:
+                return engine.submit_project_run(body.project_id, owner, body.task, **options)
+            except NotFound:
+                raise invalid("No such project.", "project_id") from None
 
-        return JSON(await run_in_threadpool(submit), status_code=202)
+        return await run_in_threadpool(submit)
 
-    return await idempotent(request, owner, handle)
+    return await idempotent(request, owner, command, answer_with(request, 202))
 
 
 def submission_options(
@@ -100,19 +108,14 @@ def _command(method: str, body_model: type[schemas.Body] | None = None, status: 
         owner = auth.user(request)
         run_id = path_id(request)
 
-        async def handle() -> Response:
+        async def command() -> Appended:
             kwargs: dict[str, Any] = {}
             if body_model is not None:
                 kwargs = (await parse(request, body_model, optional=True)).model_dump()
             engine: Engine = request.app.state.engine
+            return await run_in_threadpool(getattr(engine, method), run_id, owner, **kwargs)
 
-            def run() -> dict[str, Any]:
-                appended = getattr(engine, method)(run_id, owner, **kwargs)
-                return command_body(request, appended)
-
-            return JSON(await run_in_threadpool(run), status_code=status)
-
-        return await idempotent(request, owner, handle)
+        return await idempotent(request, owner, command, answer_with(request, status))
 
     return endpoint
 
@@ -121,12 +124,12 @@ async def review_run(request: Request) -> Response:
     owner = auth.user(request)
     run_id = path_id(request)
 
-    async def handle() -> Response:
+    async def command() -> Appended:
         body = await parse(request, schemas.Review)
         state = request.app.state
         engine: Engine = state.engine
 
-        def review() -> dict[str, Any]:
+        def review() -> Appended:
             run = engine.get_run(run_id, owner)
             if body.approved and run.status == AWAITING_REVIEW and run.repository_path:
                 refusal = git.merge_refusal(run.repository_path, run.originating_branch or "main")
@@ -145,25 +148,24 @@ async def review_run(request: Request) -> Response:
                 appended = Appended(run.id, run.status, run.version, None)
             elif appended.status == DECLINED:
                 remove_worktree(engine.get_run(run_id))
-            return command_body(request, appended)
+            return appended
 
-        return JSON(await run_in_threadpool(review))
+        return await run_in_threadpool(review)
 
-    return await idempotent(request, owner, handle)
+    return await idempotent(request, owner, command, answer_with(request))
 
 
 async def retry_run(request: Request) -> Response:
     owner = auth.user(request)
     run_id = path_id(request)
 
-    async def handle() -> Response:
+    async def command() -> Appended:
         await parse(request, schemas.NoBody, optional=True)
         engine: Engine = request.app.state.engine
-        appended = await run_in_threadpool(engine.retry_run, run_id, owner)
-        body = await run_in_threadpool(command_body, request, appended)
-        return JSON({**body, "retried_from": str(run_id)}, status_code=201)
+        return await run_in_threadpool(engine.retry_run, run_id, owner)
 
-    return await idempotent(request, owner, handle)
+    answer = answer_with(request, 201, retried_from=str(run_id))
+    return await idempotent(request, owner, command, answer)
 
 
 async def delete_run(request: Request) -> Response:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from uuid import uuid4
 
 from adapters import readmodels
 from adapters.db import Database, StoredRow, startup_lock
+from adapters.idempotency import Idempotency
+from adapters.locks import Instance, instance_alive
 from adapters.store import StoreSettings
 from api.config import Config
 from domain.engine import Engine
@@ -44,6 +47,13 @@ class Runtime:
                 retry_backoff=config.retry_backoff,
             )
         self.db.attach_event_store(self.engine.recorder.events_table_name)
+        # This process, alive to the others while it holds its instance lock: idempotency
+        # reservations name it, so a retry knows at once when their request died with it.
+        self.instance = Instance(self.settings)
+        self.idempotency = Idempotency(
+            self.db, self.instance.token, partial(instance_alive, self.settings)
+        )
+        self.keeping = Loop("instance", self.instance.keep, 1.0)
         default_poll = 0.1 if self.settings.kind == "sqlite" else 1.0
         self.poll_interval = config.poll_interval or default_poll
         # The runs and projects read models, and the lease policy's own leases view.
@@ -77,6 +87,7 @@ class Runtime:
 
     def start(self) -> None:
         """Follow the log and run the policies in background threads."""
+        self.keeping.start()
         self.projection.start()
         self.projection.on_rows.append(self._wake_policies)
         for policy in self.policies:
@@ -97,8 +108,10 @@ class Runtime:
         for policy in self.policies:
             policy.stop()
         self.projection.stop()
+        self.keeping.stop()
 
     def close(self) -> None:
         """Release the database connections."""
         self.engine.close()
         self.db.close()
+        self.instance.close()

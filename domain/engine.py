@@ -12,12 +12,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from domain.errors import Conflict, DomainError, NotFound
 from domain.events import StoredRow
 from domain.projects import Project
+from domain.receipts import CURRENT_RECEIPT
 from domain.runs import FAILED, MERGE_FAILED, Run
 from domain.timestamps import format_timestamp
 
@@ -270,10 +272,12 @@ class Engine(Application[UUID]):
 
     # -- projects -------------------------------------------------------------------------
 
-    def get_project(self, project_id: UUID, user: str | None = None) -> Project:
-        """The project; NotFound unless it exists for `user`."""
+    def get_project(
+        self, project_id: UUID, user: str | None = None, version: int | None = None
+    ) -> Project:
+        """The project (as it stood after `version`); NotFound unless it exists for `user`."""
         try:
-            project = self.repository.get(project_id)
+            project = self.repository.get(project_id, version=version)
         except AggregateNotFoundError:
             raise NotFound("No such project.") from None
         if not isinstance(project, Project):
@@ -397,7 +401,8 @@ class Engine(Application[UUID]):
     def _save(self, aggregate: Run | Project) -> Appended:
         """Store the aggregate's new events in one transaction and hand them, in commit
         order, to the followers; the library's save() minus what runledger does not use
-        (snapshots, process events), which costs a few objects per event."""
+        (snapshots, process events), which costs a few objects per event. Under an
+        idempotent request's receipt, the same transaction records what was appended."""
         if isinstance(aggregate, Run):
             status = aggregate.status
         else:
@@ -406,8 +411,13 @@ class Engine(Application[UUID]):
         if not events:
             return Appended(aggregate.id, status, aggregate.version, None, aggregate)
         stored = [self.mapper.to_stored_event(event) for event in events]
+        receipt = CURRENT_RECEIPT.get()
+        extra: dict[str, Any] = {}
+        if receipt is not None:  # recorded with the events, in their transaction
+            result = {"id": str(aggregate.id), "status": status, "sequence": aggregate.version}
+            extra = {"receipt": receipt, "result": orjson.dumps(result).decode()}
         with self._save_lock:
-            positions = self.recorder.insert_events(stored)
+            positions = self.recorder.insert_events(stored, **extra)
             assert positions is not None and len(positions) == len(stored)
             rows = [
                 StoredRow(position, s.originator_id, s.originator_version, s.topic, s.state)

@@ -1,4 +1,4 @@
-"""Policies and idempotency records on both stores, driven in-process against a real database."""
+"""Policies on both stores, driven in-process against a real database."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from adapters import readmodels
-from api import requests
 from api.runtime import Runtime
 from projections.policies import LeaseExpiry
 from tests.support import open_runtime
@@ -73,18 +72,3 @@ def test_the_lease_policy_expires_a_lapsed_lease_once_however_often_it_runs(
     assert (run.status, run.attempt) == ("pending", 2)
     with runtime.db.reading() as cur:
         assert readmodels.expired_leases(cur, time.time()) == []
-
-
-def test_a_reservation_left_by_a_crashed_request_can_be_taken_over(runtime: Runtime) -> None:
-    db = runtime.db
-    assert requests._reserve(db, OWNER, "k", "f1") is None  # reserved, then the process died
-    stored = requests._reserve(db, OWNER, "k", "f1")
-    assert stored is not None and stored[0] is None  # still in progress for a while
-    with db.transaction() as cur:
-        cur.execute(
-            "UPDATE idempotency_keys SET created_at = ? WHERE owner = ? AND key = ?",
-            (time.time() - requests.RESERVATION_TIMEOUT - 1, OWNER, "k"),
-        )
-    assert requests._reserve(db, OWNER, "k", "f1") is None  # taken over
-    requests._record(db, OWNER, "k", 201, b"{}")
-    assert requests._reserve(db, OWNER, "k", "f1") == (201, "{}", "f1")

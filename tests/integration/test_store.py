@@ -310,13 +310,13 @@ class TestPostgresStore(StoreContract):
         append = recorder._append
         calls: list[int] = []
 
-        def drop_the_answer(stored_events: Any) -> Any:
+        def drop_the_answer(stored_events: Any, *receipt: Any) -> Any:
             calls.append(len(stored_events))
             if len(calls) == 1:
                 if committed:
-                    append(stored_events)
+                    append(stored_events, *receipt)
                 raise OperationalError("server closed the connection unexpectedly")
-            return append(stored_events)
+            return append(stored_events, *receipt)
 
         monkeypatch.setattr(recorder, "_append", drop_the_answer)
         monkeypatch.setattr("adapters.pgrecorder.time.sleep", lambda _: None)
