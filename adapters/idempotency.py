@@ -48,11 +48,14 @@ def create_table(cur: Cursor, postgres: bool) -> None:
     """Create the table, or add the columns an older layout lacks."""
     cur.execute(TABLE)
     if postgres:
-        for name, kind in COLUMNS.items():
-            cur.execute(f"ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS {name} {kind}")
-        return
-    have = {row[1] for row in cur.execute("PRAGMA table_info(idempotency_keys)").fetchall()}
-    for name, kind in COLUMNS.items():
+        rows = cur.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'idempotency_keys'"
+        ).fetchall()
+    else:
+        rows = [r[1:] for r in cur.execute("PRAGMA table_info(idempotency_keys)").fetchall()]
+    have = {row[0] for row in rows}
+    for name, kind in COLUMNS.items():  # ALTER only when needed: it locks the whole table
         if name not in have:
             cur.execute(f"ALTER TABLE idempotency_keys ADD COLUMN {name} {kind}")
 
