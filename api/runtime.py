@@ -7,7 +7,7 @@ from uuid import uuid4
 
 from adapters import readmodels
 from adapters.db import Database, StoredRow, startup_lock
-from adapters.store import StoreSettings
+from adapters.outage import guard_event_store
 from api.config import Config
 from domain.engine import Engine
 from domain.projects import Project
@@ -32,7 +32,7 @@ class Runtime:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.settings = StoreSettings.from_url(config.database_url)
+        self.settings = config.store_settings()
         with startup_lock(self.settings):
             self.db = Database(self.settings)
             readmodels.create_schema(self.db)
@@ -44,6 +44,7 @@ class Runtime:
                 retry_backoff=config.retry_backoff,
             )
         self.db.attach_event_store(self.engine.recorder.events_table_name)
+        guard_event_store(self.engine.recorder, self.settings)
         default_poll = 0.1 if self.settings.kind == "sqlite" else 1.0
         self.poll_interval = config.poll_interval or default_poll
         # The runs and projects read models, and the lease policy's own leases view.
