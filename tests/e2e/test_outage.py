@@ -115,6 +115,7 @@ def endpoint_calls(
         ),
         "run events": lambda: alice.get(f"/api/runs/{run_id}/events"),
         "global events": lambda: alice.get("/api/events"),
+        "run stream": lambda: alice.get(f"/api/runs/{run_id}/stream", timeout=8),
         "diagnostics": lambda: alice.get("/api/diagnostics"),
         "submit": lambda: alice.post("/api/runs", json={"task": "during the outage"}),
         "claim": lambda: runner.post("/api/runner/claim", json={"runner_id": "r9"}),
