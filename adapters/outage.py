@@ -112,6 +112,30 @@ def guard_pool(pool: Any, settings: StoreSettings) -> None:
 
     pool._connect = watched_connect
     pool.getconn = guarded_getconn
+    pool.putconn = _sweeping_putconn(pool, pool.putconn)
+
+
+def _sweeping_putconn(pool: Any, putconn: Any) -> Any:
+    """A putconn that, when a connection comes back broken, has the pool check its idle
+    ones (in the background): a database restart or killed backends break them all at
+    once, and otherwise each would fail one more request before the pool noticed."""
+    sweeping = threading.Lock()
+
+    def sweep() -> None:
+        try:
+            pool.check()
+        except Exception:  # the pool is closing, or the database is away again
+            log.debug("pool check failed", exc_info=True)
+        finally:
+            sweeping.release()
+
+    def sweeping_putconn(conn: Any) -> None:
+        broken = conn.broken or conn.closed
+        putconn(conn)
+        if broken and sweeping.acquire(blocking=False):
+            threading.Thread(target=sweep, name="pool-sweep", daemon=True).start()
+
+    return sweeping_putconn
 
 
 def session_options(settings: StoreSettings) -> str:

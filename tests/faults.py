@@ -96,6 +96,10 @@ class TcpProxy:
         if self._listener is not None:
             self._listener.close()  # from now on, connecting is refused
             self._listener = None
+        self.drop()
+
+    def drop(self) -> None:
+        """Every open connection is closed (as when backends are killed); new ones work."""
         with self._lock:
             sockets = list(self._open)
         for sock in sockets:

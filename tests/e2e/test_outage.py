@@ -331,3 +331,30 @@ def test_a_busy_sqlite_file_answers_503_unavailable(tmp_path: Path) -> None:
         server.kill()
     assert answer.status == 503 and '"error":"unavailable"' in answer.body, answer
     assert answer.retry_after is not None
+
+
+@on_postgres
+def test_killed_connections_answer_503_or_succeed_and_never_500(tmp_path: Path) -> None:
+    with postgres_schema() as url:
+        target = StoreSettings.from_url(PG_URL)
+        proxy = TcpProxy(target.pg_host, target.pg_port)
+        server = Server(proxy.proxied_url(url), tmp_path / "data")
+        answers: list[Answer] = []
+        try:
+            server.start()
+            with server.client(ALICE) as alice, server.client(RUNNER) as runner:
+                run = alice.post("/api/runs", json={"task": "its connections are killed"})
+                claim = runner.post(
+                    "/api/runner/claim", json={"runner_id": "r1", "wait_seconds": 5}
+                ).json()
+                calls = endpoint_calls(alice, runner, run.json()["run_id"], claim)
+                calls.pop("report")  # keep the run going
+                calls.pop("run get (min_position)")  # waits on purpose
+                calls.pop("run stream")  # stays open while the database is up
+                for _ in range(3):
+                    proxy.drop()  # the backends are killed; the database stays up
+                    answers += [call(name, send) for name, send in calls.items()]
+        finally:
+            server.kill()
+            proxy.close()
+    assert not [a for a in answers if a.error or (a.status >= 500 and a.status != 503)]
