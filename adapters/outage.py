@@ -155,6 +155,7 @@ def guard_event_store(recorder: Any, settings: StoreSettings) -> None:
     if isinstance(pool.kwargs, dict):
         # Its insert sets its own lock timeout; this bounds every other statement.
         pool.kwargs["options"] = f"-c statement_timeout={int(settings.statement_timeout * 1000)}"
+        pool.drain()  # the connections opened while creating tables get the options too
 
 
 class Backoff:
