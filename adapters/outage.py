@@ -57,13 +57,16 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
-def describe(exc: BaseException) -> str:
-    """A short, secret-free reason for an outage, for a 503 body or a log line."""
+def describe(exc: BaseException, public: bool = False) -> str:
+    """A short reason for an outage: for a log line, or (`public`) for an answer, which
+    names the error's kind but not the driver's message (it names hosts and ports)."""
     current: BaseException | None = exc
     while current is not None:
         if isinstance(current, DatabaseUnavailable):
             return str(current)
         if _driver_unavailable(current):
+            if public:
+                return type(current).__name__
             first_line = (str(current).strip().splitlines() or [""])[0]
             return f"{type(current).__name__}: {first_line[:200]}"
         current = current.__cause__ or current.__context__

@@ -87,7 +87,8 @@ async def handle_http_error(_: Request, exc: Exception) -> Response:
 
 def unavailable(exc: BaseException) -> ApiError:
     """A 503 for a database that cannot be reached right now (a retry will do)."""
-    return ApiError(503, "unavailable", f"The database is unavailable ({describe(exc)}).")
+    reason = describe(exc, public=True)
+    return ApiError(503, "unavailable", f"The database is unavailable ({reason}).")
 
 
 async def handle_database_error(request: Request, exc: Exception) -> Response:
