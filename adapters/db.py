@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from adapters.outage import guard_pool, session_options
 from adapters.store import StoreSettings
 from domain.events import StoredRow
 
@@ -90,15 +91,17 @@ class Database:
             from psycopg_pool import ConnectionPool
 
             self._ensure_schema()
+            options = f"-c search_path={settings.pg_schema} {session_options(settings)}"
             self._pool = ConnectionPool(
                 settings.pg_conninfo,
                 min_size=1,
                 max_size=settings.pool_size,
                 # Autocommit: a lone read needs no BEGIN/COMMIT round trips; writes open
                 # an explicit transaction.
-                kwargs={"options": f"-c search_path={settings.pg_schema}", "autocommit": True},
+                kwargs={"options": options, "autocommit": True},
                 open=True,
             )
+            guard_pool(self._pool, settings)
         self.events_table = ""
         self.events_channel = ""
 
@@ -113,17 +116,26 @@ class Database:
     def _ensure_schema(self) -> None:
         import psycopg
 
-        with psycopg.connect(self.settings.pg_conninfo, autocommit=True) as conn:
+        timeout = max(2, round(self.settings.connect_timeout))
+        with psycopg.connect(
+            self.settings.pg_conninfo, autocommit=True, connect_timeout=timeout
+        ) as conn:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.settings.pg_schema}"')
 
     def _sqlite(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             assert self.settings.sqlite_path is not None
+            # A busy file waits at most the lock timeout, then answers "database is locked",
+            # which the API turns into a 503.
+            busy = self.settings.lock_timeout
             conn = sqlite3.connect(
-                self.settings.sqlite_path, timeout=30, isolation_level=None, check_same_thread=False
+                self.settings.sqlite_path,
+                timeout=busy,
+                isolation_level=None,
+                check_same_thread=False,
             )
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
             # WAL is a property of the file: switch once, not on every connection.
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -165,6 +177,15 @@ class Database:
         finally:
             conn.rollback()
             cur.close()
+
+    def ping(self, timeout: float) -> None:
+        """One round trip to the database, waiting at most `timeout` for a connection."""
+        if self.postgres:
+            with self._pool.connection(timeout=timeout) as conn:
+                conn.execute("SELECT 1")
+            return
+        with self.reading() as cur:
+            cur.execute("SELECT 1")
 
     def close(self) -> None:
         """Close every pooled connection."""

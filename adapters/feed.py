@@ -10,14 +10,13 @@ has, or the timer. Either way it delivers every event after the last delivered p
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import deque
 from collections.abc import Callable
 
 from adapters.db import Database, StoredRow
+from adapters.outage import Backoff
 
-log = logging.getLogger("runledger.feed")
 BATCH = 500
 
 
@@ -44,6 +43,8 @@ class ChangeFeed:
         self._offered: deque[list[StoredRow]] = deque()
         self._announced = start_after  # the highest position a NOTIFY named
         self._unsure = True  # something may have been committed that nobody named
+        self._read_backoff = Backoff("change feed")
+        self._listen_backoff = Backoff("change feed LISTEN")
 
     def offer(self, rows: list[StoredRow]) -> None:
         """Events this process just committed, in commit order: delivered without a read
@@ -71,6 +72,11 @@ class ChangeFeed:
         for thread in self._threads:
             thread.join(timeout=5)
 
+    @property
+    def failing(self) -> bool:
+        """True while the feed cannot read the store (or, on PostgreSQL, cannot LISTEN)."""
+        return self._read_backoff.failing or self._listen_backoff.failing
+
     def _read_loop(self) -> None:
         while not self._stop.is_set():
             if not self._wake.wait(self.poll_interval):
@@ -78,10 +84,12 @@ class ChangeFeed:
             self._wake.clear()
             try:
                 self.pump()
-            except Exception:
-                log.exception("change feed read failed; retrying")
+            except Exception as exc:
                 self._unsure = True
-                self._stop.wait(0.5)
+                self._stop.wait(self._read_backoff.failed(exc))
+                self._wake.set()  # try again after the pause, not after a poll interval
+            else:
+                self._read_backoff.succeeded()
 
     def pump(self) -> None:
         """Deliver everything after the last delivered position."""
@@ -124,8 +132,13 @@ class ChangeFeed:
 
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.db.settings.pg_conninfo, autocommit=True) as conn:
+                settings = self.db.settings
+                timeout = max(2, round(settings.connect_timeout))
+                with psycopg.connect(
+                    settings.pg_conninfo, autocommit=True, connect_timeout=timeout
+                ) as conn:
                     conn.execute(f'LISTEN "{self.db.events_channel}"')
+                    self._listen_backoff.succeeded()
                     self._unsure = True  # anything committed while we were not listening
                     self._wake.set()
                     while not self._stop.is_set():
@@ -135,6 +148,6 @@ class ChangeFeed:
                             else:
                                 self._unsure = True
                             self._wake.set()
-            except Exception:
-                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
-                self._stop.wait(1.0)
+            except Exception as exc:
+                self._unsure = True
+                self._stop.wait(self._listen_backoff.failed(exc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,6 +78,11 @@ class LeanMapper(Mapper[UUID]):
         return stored
 
 
+def _whole_seconds(seconds: float) -> int:
+    """The library reads its timeouts as whole seconds: round up, at least 1."""
+    return max(1, math.ceil(seconds))
+
+
 def _encode_default(obj: Any) -> Any:
     if isinstance(obj, datetime):
         return format_timestamp(obj)
@@ -96,6 +102,12 @@ class StoreSettings:
     pg_dbname: str = "postgres"
     pg_schema: str = "public"
     pool_size: int = 8
+    # An outage must answer in seconds, not hang requests: how long to wait for a pooled
+    # connection, to open a new one, for one statement, and for a lock (SQLite: a busy file).
+    pool_timeout: float = 2.0
+    connect_timeout: float = 2.0
+    statement_timeout: float = 5.0
+    lock_timeout: float = 5.0
 
     @classmethod
     def from_url(cls, url: str) -> StoreSettings:
@@ -152,7 +164,7 @@ class StoreSettings:
                 APPLICATION_RECORDER_TOPIC="adapters.sqliterecorder:ReceiptSQLiteApplicationRecorder",
                 SQLITE_DBNAME=self.sqlite_path,
             )
-            env["SQLITE_LOCK_TIMEOUT"] = "10"
+            env["SQLITE_LOCK_TIMEOUT"] = str(_whole_seconds(self.lock_timeout))
         else:
             env.update(
                 PERSISTENCE_MODULE="eventsourcing.postgres",
@@ -165,8 +177,11 @@ class StoreSettings:
                 POSTGRES_SCHEMA=self.pg_schema,
                 POSTGRES_POOL_SIZE=str(self.pool_size),
                 POSTGRES_MAX_OVERFLOW="8",
-                POSTGRES_LOCK_TIMEOUT="10",
+                POSTGRES_LOCK_TIMEOUT=str(_whole_seconds(self.lock_timeout)),
                 POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT="10",
+                # The library's pool timeout (whole seconds here; the exact value, and the
+                # rest of its outage settings, are set by adapters.outage.guard_event_store).
+                POSTGRES_CONNECT_TIMEOUT=str(_whole_seconds(self.pool_timeout)),
             )
         return env
 

@@ -117,6 +117,7 @@ def create_app(config: Config) -> Starlette:
             errors.ApiError: errors.handle_api_error,
             DomainError: errors.handle_domain_error,
             HTTPException: errors.handle_http_error,
+            **dict.fromkeys(errors.DATABASE_ERRORS, errors.handle_database_error),
             Exception: errors.handle_internal,
         },
     )

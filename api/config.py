@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from adapters.store import StoreSettings
 
 DEFAULT_BODY_LIMIT = 1024 * 1024
 
@@ -25,6 +27,11 @@ class Config:
     retry_backoff: float = 2.0
     subscriber_buffer: int = 10_000
     allowed_roots: tuple[str, ...] = ()
+    # Database outages answer 503 in seconds instead of hanging (see docs/operations.md).
+    db_pool_timeout: float = 2.0
+    db_connect_timeout: float = 2.0
+    db_statement_timeout: float = 5.0
+    db_lock_timeout: float = 5.0
 
     @classmethod
     def from_env(
@@ -53,4 +60,18 @@ class Config:
                 r for r in env.get("RUNLEDGER_ALLOWED_ROOTS", "").split(os.pathsep) if r
             ),
             subscriber_buffer=int(env.get("RUNLEDGER_SUBSCRIBER_BUFFER", 10_000)),
+            db_pool_timeout=float(env.get("RUNLEDGER_DB_POOL_TIMEOUT", 2)),
+            db_connect_timeout=float(env.get("RUNLEDGER_DB_CONNECT_TIMEOUT", 2)),
+            db_statement_timeout=float(env.get("RUNLEDGER_DB_STATEMENT_TIMEOUT", 5)),
+            db_lock_timeout=float(env.get("RUNLEDGER_DB_LOCK_TIMEOUT", 5)),
+        )
+
+    def store_settings(self) -> StoreSettings:
+        """The database URL's settings, with the outage timeouts configured here."""
+        return replace(
+            StoreSettings.from_url(self.database_url),
+            pool_timeout=self.db_pool_timeout,
+            connect_timeout=self.db_connect_timeout,
+            statement_timeout=self.db_statement_timeout,
+            lock_timeout=self.db_lock_timeout,
         )

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import psycopg
+from eventsourcing.persistence import PersistenceError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters.outage import RETRY_AFTER_SECONDS, DatabaseUnavailable, describe, is_unavailable
 from domain.errors import Conflict, Invalid, NotFound, StaleLease
 
 log = logging.getLogger("runledger.api")
@@ -35,6 +40,8 @@ class ApiError(Exception):
     def response(self) -> Response:
         """The error as an HTTP response."""
         headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        if self.status == 503:  # the clients' cue to come back, not to give up
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         body = {"error": self.error, "detail": self.detail, **self.extra}
         return JSON(body, status_code=self.status, headers=headers)
 
@@ -84,6 +91,47 @@ async def handle_http_error(_: Request, exc: Exception) -> Response:
     return JSON({"error": error, "detail": str(exc.detail)}, status_code=exc.status_code)
 
 
-async def handle_internal(_: Request, exc: Exception) -> Response:
+def unavailable(exc: BaseException) -> ApiError:
+    """A 503 for a database that cannot be reached right now (a retry will do)."""
+    reason = describe(exc, public=True)
+    return ApiError(503, "unavailable", f"The database is unavailable ({reason}).")
+
+
+async def handle_database_error(request: Request, exc: Exception) -> Response:
+    """A database that is away is a 503 with Retry-After; any other database error a 500."""
+    if is_unavailable(exc):
+        return unavailable(exc).response()
+    return await handle_internal(request, exc)
+
+
+# Database errors handled before the catch-all, so an outage is neither a 500 nor a
+# traceback per request in the log.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    DatabaseUnavailable,
+    psycopg.Error,
+    sqlite3.Error,
+    PersistenceError,
+)
+
+
+async def handle_internal(request: Request, exc: Exception) -> Response:
+    if is_unavailable(exc):
+        return unavailable(exc).response()
     log.error("internal error", exc_info=exc)
     return JSON({"error": "internal"}, status_code=500)
+
+
+async def ending_on_outage(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A stream that ends cleanly when the database goes away: once it has started it can
+    no longer answer 503, and its client resumes after the last id it received."""
+    try:
+        async for frame in frames:
+            yield frame
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        log.warning("a stream ended: %s", describe(exc))
+    finally:
+        close = getattr(frames, "aclose", None)
+        if close is not None:  # its own clean-up (unsubscribing) now, not when collected
+            await close()

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from api import auth
 from api.envelopes import Envelope
-from api.errors import JSON, invalid
+from api.errors import JSON, ending_on_outage, invalid
 from api.requests import DIGITS, MAX_INT, int_param, path_id
 from api.streams import global_stream, run_stream
 from domain.engine import Engine
@@ -38,7 +38,7 @@ def _resume_point(request: Request) -> int:
 def _sse(request: Request, frames: AsyncIterator[bytes]) -> Response:
     config = request.app.state.config
     return EventSourceResponse(
-        frames,
+        ending_on_outage(frames),
         headers=SSE_HEADERS,
         ping=config.ping_interval,
         ping_message_factory=lambda: ServerSentEvent(comment="ping"),
@@ -56,7 +56,9 @@ async def run_events(request: Request) -> Response:
     db = request.app.state.db
     run = await run_in_threadpool(engine.get_run, run_id, owner)
     if "application/x-ndjson" in request.headers.get("accept", ""):
-        return StreamingResponse(_ndjson(db, run_id, after), media_type="application/x-ndjson")
+        return StreamingResponse(
+            ending_on_outage(_ndjson(db, run_id, after)), media_type="application/x-ndjson"
+        )
     rows = await run_in_threadpool(db.run_events, run_id, after, limit)
     events = [Envelope.from_row(r).as_dict() for r in rows]
     last = max(run.version, events[-1]["sequence"] if events else 0)

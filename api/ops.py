@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -9,20 +11,32 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from adapters.outage import RETRY_AFTER_SECONDS, is_unavailable
 from api import auth
 from api.errors import JSON
 
 VERSION = "0.1.0"
+HEALTH_TIMEOUT = 1.0  # seconds: an outage shows on /health well within 2 s
+log = logging.getLogger("runledger.api")
 
 
 async def health(request: Request) -> Response:
-    state = request.app.state
+    """Public: ok, or degraded within HEALTH_TIMEOUT when the database does not answer.
+
+    It says nothing else (positions and lag are in the keyed /api/diagnostics). The probe
+    runs on the event loop's own executor, not the request thread pool, so requests stuck
+    on the database cannot delay it.
+    """
+    db = request.app.state.db
     try:
-        head = await run_in_threadpool(state.db.head)
-    except Exception as exc:  # the database is down: say so, never a 500
-        return JSON({"status": "degraded", "database": f"unreachable: {type(exc).__name__}"}, 503)
-    lag = head - state.projection.position
-    return JSON({"status": "ok", "head": head, "read_model_lag": lag})
+        await asyncio.wait_for(asyncio.to_thread(db.ping, HEALTH_TIMEOUT), HEALTH_TIMEOUT + 0.5)
+    except Exception as exc:  # the database is away: say so, never a 500
+        if not isinstance(exc, TimeoutError) and not is_unavailable(exc):
+            log.error("health probe failed", exc_info=exc)
+        body = {"status": "degraded", "detail": "The database is unavailable."}
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return JSON(body, status_code=503, headers=headers)
+    return JSON({"status": "ok"})
 
 
 async def server_info(request: Request) -> Response:

@@ -139,6 +139,8 @@ async def wait_for_read_models(request: Request, wanted: int) -> int:
     position = await run_in_threadpool(state.read_models_position)
     deadline = time.monotonic() + READ_WAIT_SECONDS
     while position < wanted:
+        if state.feed.failing:  # the database is away: the read models cannot move now
+            raise ApiError(503, "unavailable", "The database is unavailable; retry shortly.")
         if time.monotonic() >= deadline:
             raise ApiError(
                 503, "not_caught_up", f"The read models reached {position}, not {wanted}, in time."

@@ -10,7 +10,7 @@ from adapters import readmodels
 from adapters.db import Database, StoredRow, startup_lock
 from adapters.idempotency import Idempotency
 from adapters.locks import Instance, instance_alive
-from adapters.store import StoreSettings
+from adapters.outage import guard_event_store
 from api.config import Config
 from domain.engine import Engine
 from domain.projects import Project
@@ -35,7 +35,7 @@ class Runtime:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.settings = StoreSettings.from_url(config.database_url)
+        self.settings = config.store_settings()
         with startup_lock(self.settings):
             self.db = Database(self.settings)
             readmodels.create_schema(self.db)
@@ -47,6 +47,7 @@ class Runtime:
                 retry_backoff=config.retry_backoff,
             )
         self.db.attach_event_store(self.engine.recorder.events_table_name)
+        guard_event_store(self.engine.recorder, self.settings)
         # This process, alive to the others while it holds its instance lock: idempotency
         # reservations name it, so a retry knows at once when their request died with it.
         self.instance = Instance(self.settings)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 
-log = logging.getLogger("runledger.loop")
+from adapters.outage import Backoff
 
 
 class Loop:
@@ -17,6 +16,7 @@ class Loop:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._backoff = Backoff(name)
 
     def wake(self, _position: int | None = None) -> None:
         """Look now."""
@@ -34,13 +34,21 @@ class Loop:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    @property
+    def failing(self) -> bool:
+        """True while the last tick failed (the database is away, say)."""
+        return self._backoff.failing
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 delay = self.tick()
-            except Exception:
-                log.exception("%s failed; retrying", self.name)
-                delay = 1.0
+            except Exception as exc:
+                # Back off (0.1 s doubling to 2 s) rather than hammer a database that is
+                # away, and say so once, not on every attempt. Waking does not cut it short.
+                self._stop.wait(self._backoff.failed(exc))
+                continue
+            self._backoff.succeeded()
             wait = self.interval if delay is None else max(0.0, min(delay, self.interval))
             self._wake.wait(wait)
             self._wake.clear()
