@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,15 +122,16 @@ def locked(repo: str | Path) -> Iterator[Locked]:
 def merge_refusal(repo: str | Path, target: str) -> str | None:
     """Why a merge into `target` cannot happen now (its checkout is dirty), or None; an
     older runledger's interrupted `git merge` found there is aborted first."""
-    with locked(repo) as g:
-        if not branch_exists(repo, target):
-            return None
-        checkout = checkout_of(g, target)
-        if checkout is None:
-            return None
-        clear_stale_locks(g, target, checkout)
-        abort_legacy_merge(g, checkout)
-        return _refusal(g, target, checkout)
+    try:
+        with locked(repo) as g:
+            checkout = checkout_of(g, target) if branch_exists(repo, target) else None
+            if checkout is None:
+                return None
+            with suppress(GitError):  # then the checkout is dirty, and says so below
+                abort_legacy_merge(g, checkout)
+            return _refusal(g, target, checkout)
+    except GitError:
+        return None  # not a repository (any more): the merge itself will say so
 
 
 def merge(
@@ -146,13 +147,28 @@ def merge(
     if not branch_exists(g.path, target):
         return MergeOutcome(failed=f"The target branch {target} does not exist.")
     checkout = checkout_of(g, target)
-    clear_stale_locks(g, target, checkout)
     if checkout:
         abort_legacy_merge(g, checkout)
     if started is not None and started.target == target:
+        clear_stale_locks(g, target, checkout)  # what the gits of the killed merge left
         finished = _resume(g, started, checkout)
         if finished is not None:
             return finished
+    planned = _plan(g, branch, target, expected_tree, checkout)
+    if isinstance(planned, MergeOutcome):
+        return planned
+    record(planned)
+    moved = g.run("update-ref", f"refs/heads/{target}", planned.merge_commit, planned.old_commit)
+    if moved.returncode != 0:  # the branch moved under us (a push): merge again later
+        raise GitBusy(f"{target} moved during the merge: {moved.stderr.strip()[:300]}")
+    _bring_along(g, checkout, planned)
+    return MergeOutcome(commit=planned.merge_commit)
+
+
+def _plan(
+    g: Locked, branch: str, target: str, expected_tree: str | None, checkout: str | None
+) -> MergeStart | MergeOutcome:
+    """The merge commit, made in the object store; or why there is nothing to publish."""
     if not branch_exists(g.path, branch):
         return MergeOutcome(failed=f"The run's branch {branch} no longer exists.")
     if expected_tree is not None and g.git("rev-parse", f"{branch}^{{tree}}") != expected_tree:
@@ -164,6 +180,7 @@ def merge(
     refusal = _refusal(g, target, checkout)
     if refusal:
         return MergeOutcome(refused=refusal)
+    clear_stale_locks(g, target, checkout)  # and wait for fresh ones, before anything moves
     probe = g.run("merge-tree", "--write-tree", "--name-only", "--no-messages", head, tip)
     if probe.returncode == 1:
         files = tuple(f for f in probe.stdout.splitlines()[1:] if f)
@@ -173,26 +190,29 @@ def merge(
     message = f"Merge {branch} into {target} (runledger)"
     tree = probe.stdout.splitlines()[0]
     commit = g.git("commit-tree", tree, "-p", head, "-p", tip, "-m", message)
-    start = MergeStart(target, head, tip, commit)
-    record(start)
-    moved = g.run("update-ref", f"refs/heads/{target}", commit, head)
-    if moved.returncode != 0:  # the branch moved under us (a push): merge again later
-        raise GitBusy(f"{target} moved during the merge: {moved.stderr.strip()[:300]}")
-    if checkout:
-        bring_checkout(g, checkout, head, commit)
-    return MergeOutcome(commit=commit)
+    return MergeStart(target, head, tip, commit)
 
 
 def _resume(g: Locked, started: MergeStart, checkout: str | None) -> MergeOutcome | None:
     """Finish a recorded merge whose ref moved; None when it must be done again."""
     head = g.git("rev-parse", f"refs/heads/{started.target}")
     if head == started.merge_commit:
-        if checkout:
-            bring_checkout(g, checkout, started.old_commit, started.merge_commit)
+        _bring_along(g, checkout, started)
         return MergeOutcome(commit=head)
     if g.run("merge-base", "--is-ancestor", started.merge_commit, head).returncode == 0:
         return MergeOutcome(commit=started.merge_commit)  # published, and built upon since
     return None  # never published (the ref is where it was, or elsewhere): merge again
+
+
+def _bring_along(g: Locked, checkout: str | None, start: MergeStart) -> None:
+    """Bring the target's checkout (if any) to the published merge; GitBusy if git cannot
+    now, so the merge is tried again (as a resume) rather than failed."""
+    if checkout is None:
+        return
+    try:
+        bring_checkout(g, checkout, start.old_commit, start.merge_commit)
+    except GitError as exc:
+        raise GitBusy(f"{start.target} is merged; its checkout is not yet: {exc}") from exc
 
 
 def published(repo: str | Path, started: dict[str, str]) -> bool:

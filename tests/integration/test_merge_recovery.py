@@ -9,6 +9,7 @@ import pytest
 
 from adapters import git, merges
 from api.runtime import Runtime
+from projections.policies import MERGE_TRIES
 from tests.integration.merge_helpers import (
     in_step,
     killed_after_publishing,
@@ -129,3 +130,19 @@ def test_the_recorded_start_reads_back_in_another_process(
     }
     second_runtime.merger.tick()  # the other process finishes it
     assert runtime.engine.get_run(run_id).status == "merged"
+
+
+def test_a_published_merge_whose_checkout_stays_busy_still_ends_merged(
+    runtime: Runtime, repo: Path, tmp_path: Path
+) -> None:
+    run_id = merging_run(runtime, repo, tmp_path)
+    start = killed_after_publishing(repo, "runledger/a")
+    record(runtime, run_id, start)
+    lock = repo / ".git" / "index.lock"
+
+    for _ in range(MERGE_TRIES):
+        lock.write_text("")  # someone's git, at work in the checkout every time we look
+        runtime.merger.merge(run_id)
+
+    run = runtime.engine.get_run(run_id)
+    assert (run.status, run.merge_result) == ("merged", f"merged:{start.merge_commit}")

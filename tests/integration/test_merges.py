@@ -219,3 +219,9 @@ def test_a_git_started_under_the_merge_lock_holds_it_until_it_exits(repo: Path) 
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.kill(sleeper, signal.SIGKILL)
+
+
+def test_a_path_that_is_no_repository_refuses_nothing_and_leaves_the_merge_to_say_why(
+    tmp_path: Path,
+) -> None:
+    assert merges.merge_refusal(tmp_path / "gone", "main") is None
