@@ -64,6 +64,17 @@ class Slowness:
         self.slow.unlink(missing_ok=True)
 
 
+# What a kill of the whole process group at each mark leaves in the repository.
+LEFT_BEHIND = {
+    "prepared": lambda repo, before: (repo / ".git/refs/heads/main.lock").exists(),
+    "committed": lambda repo, before: (
+        git.git(repo, "rev-parse", "main") != before
+        and git.git(repo, "status", "--porcelain") != ""
+    ),
+    "checkout": lambda repo, before: (repo / ".git/index.lock").exists(),
+}
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo")
@@ -162,11 +173,14 @@ def test_a_merge_killed_midway_ends_merged_after_a_restart_and_the_next_merge_wo
     with server.client(ALICE) as alice, server.client(RUNNER) as runner:
         run_id = reviewed_run(alice, runner, repo, first)
         next_run = reviewed_run(alice, runner, repo, second)
+    before = git.git(repo, "rev-parse", "main")
     approval = approve_in_background(server, run_id)
     slowness.wait_for(mark)
 
     server.kill_group() if kill == "group" else server.kill()
     approval.join(30)
+    if kill == "group":  # the state the killed merge left is the one this case is about
+        assert LEFT_BEHIND[mark](repo, before), git.git(repo, "status", "--porcelain")
     slowness.stop()
     server.start()
 
@@ -177,8 +191,9 @@ def test_a_merge_killed_midway_ends_merged_after_a_restart_and_the_next_merge_wo
         assert (repo / "app.py").read_text() == "one\nTWO\nthree\n"
         assert (repo / "slow.txt").read_text() == "s\n"
         assert_checkout_in_step(repo)
-        types = [e["type"] for e in ok(alice.get(f"/api/runs/{run_id}/events"))["events"]]
-        assert types[-2:] == ["merge.started", "merge.completed"]
+        events = ok(alice.get(f"/api/runs/{run_id}/events"))["events"]
+        assert [e["type"] for e in events[-2:]] == ["merge.started", "merge.completed"]
+        assert events[-2]["data"]["merge_commit"] == run["merge_result"].removeprefix("merged:")
 
         approved = ok(alice.post(f"/api/runs/{next_run}/review", json={"approved": True}))
         assert approved["status"] == "merged"
