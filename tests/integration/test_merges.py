@@ -225,3 +225,33 @@ def test_a_path_that_is_no_repository_refuses_nothing_and_leaves_the_merge_to_sa
     tmp_path: Path,
 ) -> None:
     assert merges.merge_refusal(tmp_path / "gone", "main") is None
+
+
+def test_finishing_a_merge_leaves_a_checkout_with_someone_elses_staged_changes_alone(
+    repo: Path, tmp_path: Path
+) -> None:
+    branch = run_branch(repo, tmp_path, "a", SHOUT)
+    start = killed_after_publishing(repo, branch)
+    (repo / "mine.txt").write_text("mine\n")
+    git.git(repo, "add", "mine.txt")
+    outcome = merge(repo, branch, started=start)
+    assert outcome.commit == start.merge_commit
+    assert "A  mine.txt" in git.git(repo, "status", "--porcelain").splitlines()
+    assert (repo / "app.py").read_text() == "one\ntwo\nthree\n"  # not brought along
+
+
+def test_a_symlink_the_merge_changes_is_brought_along_after_a_crash(
+    repo: Path, tmp_path: Path
+) -> None:
+    (repo / "link").symlink_to("app.py")
+    git.commit_all(repo, "a link")
+    worktree = tmp_path / "wt-link"
+    git.add_worktree(repo, worktree, "runledger/link", "main")
+    (worktree / "link").unlink()
+    (worktree / "link").symlink_to("docs")
+    git.commit_all(worktree, "retarget the link")
+    git.remove_worktree(repo, worktree)
+    start = killed_after_publishing(repo, "runledger/link")
+    outcome = merge(repo, "runledger/link", started=start)
+    assert outcome.commit == start.merge_commit
+    assert os.readlink(repo / "link") == "docs" and in_step(repo)
