@@ -318,9 +318,8 @@ def local_edits(g: Locked, checkout: str, old: str, new: str) -> list[str]:
         blobs = {old_blob, new_blob} - ZERO
         file = Path(checkout) / path
         if not os.path.lexists(file):
-            if not ({old_blob, new_blob} & ZERO):
-                edited.append(path)
-        elif file.is_symlink():  # git stores a link as a blob of its target
+            continue  # git unlinks a file before it writes the new one: nothing to lose
+        if file.is_symlink():  # git stores a link as a blob of its target
             hashed = g.git("hash-object", "--stdin", cwd=checkout, input=os.readlink(file))
             if hashed not in blobs:
                 edited.append(path)

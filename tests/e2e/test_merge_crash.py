@@ -167,7 +167,9 @@ def test_a_merge_killed_midway_ends_merged_after_a_restart_and_the_next_merge_wo
     crashing_server: Server, repo: Path, tmp_path: Path, mark: str, kill: str
 ) -> None:
     server = crashing_server
-    first = run_branch(repo, tmp_path, "a", {"app.py": "one\nTWO\nthree\n", "slow.txt": "s\n"})
+    (repo / "slow.txt").write_text("s\n")  # git unlinks it, then smudges its new version
+    git.commit_all(repo, "a file the merge changes slowly")
+    first = run_branch(repo, tmp_path, "a", {"app.py": "one\nTWO\nthree\n", "slow.txt": "S\n"})
     second = run_branch(repo, tmp_path, "b", {"b.txt": "b\n"})
     slowness = Slowness(repo, tmp_path)
     with server.client(ALICE) as alice, server.client(RUNNER) as runner:
@@ -189,7 +191,7 @@ def test_a_merge_killed_midway_ends_merged_after_a_restart_and_the_next_merge_wo
         assert run["status"] == "merged", run
         assert git.git(repo, "rev-parse", "main") == run["merge_result"].removeprefix("merged:")
         assert (repo / "app.py").read_text() == "one\nTWO\nthree\n"
-        assert (repo / "slow.txt").read_text() == "s\n"
+        assert (repo / "slow.txt").read_text() == "S\n"
         assert_checkout_in_step(repo)
         events = ok(alice.get(f"/api/runs/{run_id}/events"))["events"]
         assert [e["type"] for e in events[-2:]] == ["merge.started", "merge.completed"]

@@ -143,6 +143,18 @@ def test_a_merge_killed_halfway_through_the_checkout_update_is_finished(
     assert (repo / "docs" / "new.txt").read_text() == "new\n" and in_step(repo)
 
 
+def test_a_merge_killed_while_git_rewrote_a_file_brings_that_file_back(
+    repo: Path, tmp_path: Path
+) -> None:
+    branch = run_branch(repo, tmp_path, "a", SHOUT)
+    start = killed_after_publishing(repo, branch)
+    (repo / "app.py").unlink()  # git removes the old file, then dies before writing the new
+    stale(repo / ".git" / "index.lock")
+    outcome = merge(repo, branch, started=start)
+    assert outcome.commit == start.merge_commit
+    assert (repo / "app.py").read_text() == "one\nTWO\nthree\n" and in_step(repo)
+
+
 def test_lock_files_left_by_a_killed_update_ref_are_removed(repo: Path, tmp_path: Path) -> None:
     branch = run_branch(repo, tmp_path, "a", SHOUT)
     start = killed_after_recording(repo, branch)
