@@ -331,5 +331,22 @@ def local_edits(g: Locked, checkout: str, old: str, new: str) -> list[str]:
     for start in range(0, len(paths), 200):
         batch = paths[start : start + 200]
         hashes = g.git("hash-object", "--", *batch, cwd=checkout).split("\n")
-        edited += [p for p, h in zip(batch, hashes, strict=True) if h not in regular[p]]
+        edited += [
+            p
+            for p, h in zip(batch, hashes, strict=True)
+            if h not in regular[p] and not _partly_written(g, checkout, new, p)
+        ]
     return edited
+
+
+def _partly_written(g: Locked, checkout: str, new: str, path: str) -> bool:
+    """True if the file holds the start of its new version: git died while writing it."""
+    written = (Path(checkout) / path).read_bytes()
+    wanted = subprocess.run(
+        ["git", "-C", checkout, "cat-file", "--filters", f"{new}:{path}"],
+        capture_output=True,
+        env={**os.environ, **GIT_ENV},
+        timeout=120,
+        pass_fds=(g.lock_fd,),
+    )
+    return wanted.returncode == 0 and wanted.stdout.startswith(written)

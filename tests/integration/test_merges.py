@@ -155,6 +155,17 @@ def test_a_merge_killed_while_git_rewrote_a_file_brings_that_file_back(
     assert (repo / "app.py").read_text() == "one\nTWO\nthree\n" and in_step(repo)
 
 
+def test_a_file_git_was_killed_halfway_through_writing_is_written_again(
+    repo: Path, tmp_path: Path
+) -> None:
+    branch = run_branch(repo, tmp_path, "a", SHOUT)
+    start = killed_after_publishing(repo, branch)
+    (repo / "app.py").write_text("one\nTW")  # the first bytes of the new version
+    outcome = merge(repo, branch, started=start)
+    assert outcome.commit == start.merge_commit
+    assert (repo / "app.py").read_text() == "one\nTWO\nthree\n" and in_step(repo)
+
+
 def test_lock_files_left_by_a_killed_update_ref_are_removed(repo: Path, tmp_path: Path) -> None:
     branch = run_branch(repo, tmp_path, "a", SHOUT)
     start = killed_after_recording(repo, branch)
