@@ -1,20 +1,9 @@
-"""Git, through the git CLI: repositories, run worktrees, diffs, and the real merge.
-
-The merge never touches a working tree it does not own: `git merge-tree --write-tree`
-computes the result (or the conflicting files) in the object store, `commit-tree` makes
-the merge commit, and `update-ref` moves the branch only if it still points where it did.
-When the target branch is checked out, the merge runs in that (clean) working tree instead,
-so the checkout stays in step with its branch.
-"""
+"""Git, through the git CLI: repositories, run worktrees and diffs (the merge: merges.py)."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,26 +14,10 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "runledger",
     "GIT_COMMITTER_EMAIL": "runledger@localhost",
 }
-_repo_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
 
 
 class GitError(Exception):
     """A git command failed, or the repository is not in a state we can work with."""
-
-
-class GitBusy(GitError):
-    """Someone else moved the branch or holds the repository's lock: try again later."""
-
-
-@dataclass(frozen=True)
-class MergeOutcome:
-    """What a merge did: a commit, or the files that conflicted, or why it was refused."""
-
-    commit: str | None = None
-    conflicting_files: tuple[str, ...] = ()
-    refused: str | None = None  # a reason the run should stay in review (dirty checkout)
-    failed: str | None = None  # a reason the merge failed for good (tree changed, …)
 
 
 @dataclass(frozen=True)
@@ -129,83 +102,6 @@ def branch_exists(repo: str | Path, branch: str) -> bool:
 def tree_of(repo: str | Path, ref: str) -> str:
     """The tree id of a commit-ish."""
     return git(repo, "rev-parse", f"{ref}^{{tree}}")
-
-
-def _checkout_of(repo: str | Path, branch: str) -> str | None:
-    """The working tree that has `branch` checked out, if any."""
-    current: str | None = None
-    for line in git(repo, "worktree", "list", "--porcelain").splitlines():
-        if line.startswith("worktree "):
-            current = line[len("worktree ") :]
-        elif line == f"branch refs/heads/{branch}":
-            return current
-    return None
-
-
-@contextmanager
-def _merge_lock(repo: str | Path) -> Iterator[None]:
-    """One merge at a time per repository: across threads, and across processes (a file
-    lock in the repository's git directory), whatever store the processes share."""
-    key = str(Path(repo).resolve())
-    with _locks_guard:
-        lock = _repo_locks.setdefault(key, threading.Lock())
-    common = Path(git(repo, "rev-parse", "--git-common-dir"))
-    if not common.is_absolute():
-        common = Path(repo) / common
-    with lock, (common / "runledger-merge.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def merge_refusal(repo: str | Path, target: str) -> str | None:
-    """Why a merge into `target` cannot happen now (its checkout is dirty), or None."""
-    if not branch_exists(repo, target):
-        return None
-    checkout = _checkout_of(repo, target)
-    if checkout and git(checkout, "status", "--porcelain", "--untracked-files=no"):
-        return f"The branch {target} is checked out at {checkout} with uncommitted changes."
-    return None
-
-
-def merge(repo: str | Path, branch: str, target: str, expected_tree: str | None) -> MergeOutcome:
-    """Merge `branch` into `target` (serialised per repository); idempotent if already done."""
-    with _merge_lock(repo):
-        if not branch_exists(repo, branch):
-            return MergeOutcome(failed=f"The run's branch {branch} no longer exists.")
-        if not branch_exists(repo, target):
-            return MergeOutcome(failed=f"The target branch {target} does not exist.")
-        if expected_tree is not None and tree_of(repo, branch) != expected_tree:
-            return MergeOutcome(failed="The branch changed after it was reviewed.")
-        head = git(repo, "rev-parse", f"refs/heads/{target}")
-        tip = git(repo, "rev-parse", f"refs/heads/{branch}")
-        if _run(repo, "merge-base", "--is-ancestor", tip, head).returncode == 0:
-            return MergeOutcome(commit=head)  # merged before (a retry after a crash)
-        refusal = merge_refusal(repo, target)
-        if refusal:
-            return MergeOutcome(refused=refusal)
-        probe = _run(repo, "merge-tree", "--write-tree", "--name-only", "--no-messages", head, tip)
-        if probe.returncode == 1:
-            files = tuple(f for f in probe.stdout.splitlines()[1:] if f)
-            return MergeOutcome(conflicting_files=files)
-        if probe.returncode != 0:
-            raise GitError(f"git merge-tree failed: {probe.stderr.strip()[:500]}")
-        message = f"Merge {branch} into {target} (runledger)"
-        checkout = _checkout_of(repo, target)
-        if checkout:
-            done = _run(checkout, "merge", "--no-ff", "--no-edit", "-m", message, tip)
-            if done.returncode != 0:
-                _run(checkout, "merge", "--abort")
-                raise GitBusy(f"git merge did not complete: {done.stderr.strip()[:300]}")
-            return MergeOutcome(commit=git(checkout, "rev-parse", "HEAD"))
-        tree = probe.stdout.splitlines()[0]
-        commit = git(repo, "commit-tree", tree, "-p", head, "-p", tip, "-m", message)
-        moved = _run(repo, "update-ref", f"refs/heads/{target}", commit, head)
-        if moved.returncode != 0:  # the branch moved under us (a push): merge again later
-            raise GitBusy(f"{target} moved during the merge: {moved.stderr.strip()[:300]}")
-        return MergeOutcome(commit=commit)
 
 
 def changed_files(repo: str | Path, base: str, branch: str) -> list[ChangedFile]:

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters import git, readmodels
+from adapters import git, merges, readmodels
 from api import auth, schemas
 from api.errors import JSON, invalid
 from api.requests import (
@@ -132,7 +132,8 @@ async def review_run(request: Request) -> Response:
         def review() -> Appended:
             run = engine.get_run(run_id, owner)
             if body.approved and run.status == AWAITING_REVIEW and run.repository_path:
-                refusal = git.merge_refusal(run.repository_path, run.originating_branch or "main")
+                target = run.originating_branch or "main"
+                refusal = merges.merge_refusal(run.repository_path, target)
                 if refusal:
                     raise Conflict(f"The merge cannot start: {refusal}", run.status)
             appended = engine.review_run(

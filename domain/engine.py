@@ -250,6 +250,18 @@ class Engine(Application[UUID]):
             ),
         )
 
+    def start_merge(
+        self, run_id: UUID, target: str, old_commit: str, tip: str, merge_commit: str
+    ) -> Appended:
+        """Record the merge about to move `target` from `old_commit` to `merge_commit`."""
+        return self._update(
+            run_id,
+            None,
+            lambda run, now: run.start_merge(
+                target=target, old_commit=old_commit, tip=tip, merge_commit=merge_commit, now=now
+            ),
+        )
+
     def complete_merge(self, run_id: UUID, merge_result: str) -> Appended:
         """Record a merge commit."""
         return self._update(

@@ -50,6 +50,7 @@ INITIAL_STATE: dict[str, Any] = {
         None,
     ),
     **dict.fromkeys(("diff_stats", "branch", "merge_result", "archived_at", "lease"), None),
+    "merge_started": None,
     "not_before": None,
     "attempt": 1,
     "revision": 0,

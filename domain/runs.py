@@ -198,6 +198,7 @@ class Run(Aggregate):
         def apply(self, run: Run) -> None:
             run.status = MERGING
             run.review = review_record("approved", self.actor, self.comment, self.timestamp)
+            run.merge_started = None
 
     class Declined(Event):
         TYPE = "review.declined"
@@ -218,6 +219,24 @@ class Run(Aggregate):
             run.review = review_record(
                 "changes_requested", self.actor, self.comment, self.timestamp
             )
+
+    class MergeStarted(Event):
+        """The merge commit exists and the target is about to move to it: recorded before
+        any ref or checkout changes, so a crash leaves enough to finish or redo the merge."""
+
+        TYPE = "merge.started"
+        target: str
+        old_commit: str
+        tip: str
+        merge_commit: str
+
+        def apply(self, run: Run) -> None:
+            run.merge_started = {
+                "target": self.target,
+                "old_commit": self.old_commit,
+                "tip": self.tip,
+                "merge_commit": self.merge_commit,
+            }
 
     class MergeCompleted(Event):
         TYPE = "merge.completed"
@@ -515,6 +534,16 @@ class Run(Aggregate):
         self._fail_attempt(
             "runner-transient", "The runner's lease expired.", "engine", now, retry_backoff
         )
+
+    def start_merge(
+        self, *, target: str, old_commit: str, tip: str, merge_commit: str, now: datetime
+    ) -> None:
+        """Record the merge about to be published (a repeat of the latest is a no-op)."""
+        self._require(MERGING, "The run is not merging.")
+        started = {"target": target, "old_commit": old_commit, "tip": tip}
+        if self.merge_started == {**started, "merge_commit": merge_commit}:
+            return
+        self._trigger(self.MergeStarted, now, "engine", **started, merge_commit=merge_commit)
 
     def complete_merge(self, *, merge_result: str, now: datetime) -> None:
         """Record the merge commit."""

@@ -14,7 +14,7 @@ from contextlib import suppress
 from pathlib import Path
 from uuid import UUID
 
-from adapters import git, readmodels
+from adapters import git, merges, readmodels
 from adapters.db import Database
 from domain.engine import Engine
 from domain.errors import DomainError
@@ -63,29 +63,53 @@ class Merger:
         return 1.0 if self.busy else None
 
     def merge(self, run_id: UUID) -> None:
-        """Merge one run, if it is still merging; record the outcome as an event."""
+        """Merge one run if it is still merging, or finish the merge a crash interrupted;
+        record the outcome as an event."""
         run = self.engine.get_run(run_id)
         if run.status != MERGING or run.repository_path is None:
             return
-        branch = run.branch or f"runledger/{run.id}"
-        target = run.originating_branch or "main"
         try:
-            outcome = git.merge(run.repository_path, branch, target, run.tree_hash)
-        except (git.GitBusy, subprocess.TimeoutExpired) as exc:
+            with merges.locked(run.repository_path) as repo:
+                outcome = self._merge_locked(repo, run_id)
+        except (merges.GitBusy, subprocess.TimeoutExpired) as exc:
             tries = self.busy[run_id] = self.busy.get(run_id, 0) + 1
             if tries < MERGE_TRIES:
                 log.info("run %s: merge postponed (%s)", run_id, exc)
                 return  # still merging: the next tick tries again
-            outcome = git.MergeOutcome(failed=f"git kept failing: {exc}")
+            outcome = give_up(self.engine.get_run(run_id), f"git kept failing: {exc}")
         except (git.GitError, OSError, ValueError) as exc:
-            outcome = git.MergeOutcome(failed=f"git failed: {exc}")
+            outcome = give_up(self.engine.get_run(run_id), f"git failed: {exc}")
         self.busy.pop(run_id, None)
+        if outcome is not None:
+            self._record(run_id, outcome)
+
+    def _merge_locked(self, repo: merges.Locked, run_id: UUID) -> merges.MergeOutcome | None:
+        """The merge, with the run read afresh under the repository's lock (another
+        process may have merged it, or started and recorded its merge, meanwhile)."""
+        run = self.engine.get_run(run_id)
+        if run.status != MERGING:
+            return None
+        started = merges.MergeStart(**run.merge_started) if run.merge_started else None
+
+        def record(start: merges.MergeStart) -> None:
+            self.engine.start_merge(
+                run_id, start.target, start.old_commit, start.tip, start.merge_commit
+            )
+
+        branch = run.branch or f"runledger/{run.id}"
+        target = run.originating_branch or "main"
+        try:
+            return merges.merge(repo, branch, target, run.tree_hash, started, record)
+        except DomainError:
+            return None  # the run stopped merging before anything moved
+
+    def _record(self, run_id: UUID, outcome: merges.MergeOutcome) -> None:
         try:
             if outcome.refused:
                 self.engine.refuse_merge(run_id, outcome.refused)
             elif outcome.commit:
                 self.engine.complete_merge(run_id, f"merged:{outcome.commit}")
-                remove_worktree(run)
+                remove_worktree(self.engine.get_run(run_id))
             elif outcome.conflicting_files:
                 self.engine.fail_merge(
                     run_id, "The branch conflicts with its target.", list(outcome.conflicting_files)
@@ -94,6 +118,15 @@ class Merger:
                 self.engine.fail_merge(run_id, outcome.failed or "The merge failed.", [])
         except DomainError:
             pass  # another process recorded the outcome first
+
+
+def give_up(run: Run, reason: str) -> merges.MergeOutcome:
+    """The outcome of a merge git keeps failing: merged if its recorded start was
+    published after all (only the checkout lags), failed otherwise."""
+    started = run.merge_started
+    if started and run.repository_path and merges.published(run.repository_path, started):
+        return merges.MergeOutcome(commit=started["merge_commit"])
+    return merges.MergeOutcome(failed=reason)
 
 
 def remove_worktree(run: Run) -> None:

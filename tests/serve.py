@@ -3,6 +3,7 @@ tests and the benchmarks (so it imports neither pytest nor anything of theirs)."
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ class ServeProcess:
         self.env = env
         self.port = free_port()
         self.proc: subprocess.Popen[str] | None = None
+        self.new_session = False  # its own process group, to kill it with its children
         self.output: list[str] = []
         self._pump: threading.Thread | None = None
 
@@ -48,6 +50,7 @@ class ServeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=self.new_session,
         )
         ready = threading.Event()
         proc = self.proc
@@ -70,6 +73,14 @@ class ServeProcess:
         """SIGKILL: no shutdown code runs."""
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
+            self.proc.wait(10)
+        self._reap()
+
+    def kill_group(self) -> None:
+        """SIGKILL its whole process group (it and the gits it started); needs new_session."""
+        assert self.new_session, "the server shares the tests' process group"
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         self._reap()
 

@@ -10,6 +10,7 @@ STORED_TOPICS = {
     "runledger:merge.completed": "merge.completed",
     "runledger:merge.failed": "merge.failed",
     "runledger:merge.refused": "merge.refused",
+    "runledger:merge.started": "merge.started",
     "runledger:project.created": "project.created",
     "runledger:project.deleted": "project.deleted",
     "runledger:project.updated": "project.updated",
