@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_BODY_LIMIT = 1024 * 1024
+ROLES = ("all", "api", "worker")
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,17 @@ class Config:
     retry_backoff: float = 2.0
     subscriber_buffer: int = 10_000
     allowed_roots: tuple[str, ...] = ()
+    role: str = "all"  # api: HTTP only; worker: projections and policies; all: both
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, database_url: str | None = None
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        database_url: str | None = None,
+        role: str | None = None,
     ) -> Config:
-        """Read RUNLEDGER_* variables; `database_url` (the --database flag) wins."""
+        """Read RUNLEDGER_* variables; `database_url` and `role` (the flags) win."""
         env = os.environ if env is None else env
         data_dir = Path(env.get("RUNLEDGER_DATA_DIR", ".runledger"))
         url = (
@@ -53,4 +59,5 @@ class Config:
                 r for r in env.get("RUNLEDGER_ALLOWED_ROOTS", "").split(os.pathsep) if r
             ),
             subscriber_buffer=int(env.get("RUNLEDGER_SUBSCRIBER_BUFFER", 10_000)),
+            role=role or env.get("RUNLEDGER_ROLE", "all"),
         )
