@@ -17,10 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+import pytest
 
 from adapters import readmodels
+from adapters.locks import ADVISORY_NAMESPACE, advisory_key
+from adapters.store import StoreSettings
+from api.leadership import LOCK_NAME
 from tests.e2e.helpers import read_model, submit, wait_for
-from tests.support import ALICE, RUNNER, Server, open_runtime
+from tests.support import ALICE, RUNNER, Server, open_runtime, postgres_schema
 
 
 def worker_state(server: Server) -> dict[str, Any]:
@@ -135,3 +140,27 @@ def test_a_waiting_claim_in_an_api_process_is_woken_by_a_submission_through_anot
         waiting.join(30)
         assert answers and answers[0].status_code == 200, answers
         assert answers[0].json()["run"]["run_id"] == run_id
+
+
+@pytest.mark.postgres
+def test_a_leader_that_loses_its_lock_connection_stops_and_one_process_leads_again(
+    tmp_path: Path,
+) -> None:
+    with postgres_schema() as url, servers(url, tmp_path, "all", "all") as (first, second):
+        settings = StoreSettings.from_url(url)
+        key = advisory_key(settings, LOCK_NAME) & 0xFFFFFFFF
+        with psycopg.connect(settings.pg_conninfo, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND classid = %s AND objid = %s AND granted",
+                (ADVISORY_NAMESPACE, key),
+            )
+        wait_for(
+            lambda: any("lost the worker lock" in line for line in first.output),
+            10,
+            "the leader to notice",
+        )
+        wait_for(lambda: leads(first) != leads(second), 10, "exactly one leader again")
+        with second.client(ALICE) as b:
+            created = submit(b, "after the lock was lost")
+            read_model(b, created["run_id"], created["position"])
