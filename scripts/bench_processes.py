@@ -2,7 +2,8 @@
 """Benchmark several `runledger serve` processes on one PostgreSQL schema under a submit load.
 
 For each set of processes (by default: 1 `all` process, the baseline; 2 and 3 `all`
-processes; an `api` and a `worker` process), in one run, on a fresh schema:
+processes; an `api` and a `worker` process; an `api` and two `worker` processes), in one
+run, each on a fresh schema:
 
 1. load: `--rate` submits/s (`POST /api/runs`) for `--duration` s, paced and spread round
    robin over the processes that serve the API; every 10th submit is followed by a read of
@@ -45,7 +46,7 @@ from benchload import STOP, BenchError
 from benchreport import DEFAULT_PG_URL, handle_signals, postgres_schema, progress
 from benchserver import USER_KEY, Server
 
-DEFAULT_SETS = ["all", "all,all", "all,all,all", "api,worker"]
+DEFAULT_SETS = ["all", "all,all", "all,all,all", "api,worker", "api,worker,worker"]
 LIMITS = {"lag": 2000, "catch_up": 10.0, "takeover": 5.0}
 THREADS = 16
 READ_EVERY = 10
