@@ -9,9 +9,10 @@ second of the holder's death.
 
 What makes a takeover safe is not the lock but the store: every projection batch moves its
 tracking position conditionally, in the same transaction as its rows, and every policy
-command is idempotent (keyed by the event that caused it). During the second or so in which
-an old holder may not yet know it lost the lock, both may work: one of two projection
-batches rolls back, and a repeated command changes nothing.
+command is idempotent (a lease is expired by its fencing token, a run merged only while it
+is merging). During the second or so in which an old holder may not yet know it lost the
+lock, both may work: one of two projection batches rolls back, and a repeated command
+changes nothing.
 """
 
 from __future__ import annotations

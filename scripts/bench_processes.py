@@ -39,15 +39,16 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import orjson
 from benchload import STOP, BenchError
 from benchreport import DEFAULT_PG_URL, handle_signals, postgres_schema, progress
-from benchserver import USER_KEY, Server
+from benchserver import RUNNER_KEY, USER_KEY, Server
 
 DEFAULT_SETS = ["all", "all,all", "all,all,all", "api,worker", "api,worker,worker"]
-LIMITS = {"lag": 2000, "catch_up": 10.0, "takeover": 5.0}
+LIMITS = {"lag": 2000, "catch_up": 10.0, "takeover": 5.0, "wake": 0.2}
 THREADS = 16
 READ_EVERY = 10
 
@@ -55,10 +56,10 @@ READ_EVERY = 10
 class Conn:
     """One keep-alive HTTP connection with the user's key (reconnects after an error)."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, key: str = USER_KEY) -> None:
         self.server = server
         self._conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        self._headers = {"Authorization": f"Bearer {USER_KEY}", "Content-Type": "application/json"}
+        self._headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
         """One request; (status, JSON body or None), (0, None) when the connection failed."""
@@ -216,6 +217,35 @@ def takeover(servers: list[Server], rate: float, seconds: float) -> tuple[float,
     return found[0] if found else float("inf"), load, catch_up_seconds(others)
 
 
+def claim_wakes(claim_at: Server, submit_at: Server, repeats: int = 20) -> list[float]:
+    """A claim waits in `claim_at` (which does not project); a run is submitted through
+    `submit_at`: seconds from the submit's answer to the claim's, per repetition."""
+    runner, user = Conn(claim_at, RUNNER_KEY), Conn(submit_at)
+    found: list[float] = []
+
+    def wait(answered: list[float]) -> None:
+        body = b'{"runner_id": "bench", "wait_seconds": 10}'
+        status, _ = runner.request("POST", "/api/runner/claim", body)
+        answered.append(time.perf_counter() if status == 200 else float("inf"))
+
+    try:
+        for _ in range(repeats):
+            answered: list[float] = []
+            waiting = threading.Thread(target=wait, args=(answered,), daemon=True)
+            waiting.start()
+            time.sleep(0.2)  # the claim is parked
+            status, _ = user.request("POST", "/api/runs", b'{"task": "wake a runner"}')
+            acked = time.perf_counter()
+            waiting.join(15)
+            if status != 202 or not answered:
+                raise BenchError(f"claim wake: submit {status}, claim {answered}")
+            found.append(answered[0] - acked)
+    finally:
+        runner.close()
+        user.close()
+    return found
+
+
 def read_models(url: str, data_dir: Path) -> list[list[tuple[Any, ...]]]:
     """Every row of every read model, table by table."""
     from adapters import readmodels
@@ -263,10 +293,17 @@ def measure(pg_url: str, roles: list[str], args: argparse.Namespace) -> dict[str
             srv.start()
             servers.append(srv)
         api = [s for s in servers if s.env["RUNLEDGER_ROLE"] != "worker"]
+        leader = leader_of(servers)
+        followers = [s for s in api if s is not leader]
+        wakes = None
+        if followers:  # before the load: the queue must be empty for the claims to wait
+            progress(f"{'+'.join(roles)}: claims waiting in a process that does not project")
+            wakes = claim_wakes(followers[0], next((s for s in api if s is leader), api[0]))
         progress(f"{'+'.join(roles)}: {args.rate}/s for {args.duration} s")
         load = loaded(servers, api, args.rate, args.duration)
         result: dict[str, Any] = {"load": load, "catch_up": catch_up_seconds(servers)}
-        accepted = load.accepted
+        result["wakes"] = wakes
+        accepted = load.accepted + len(wakes or [])
         if sum(r != "api" for r in roles) >= 2:
             progress(f"{'+'.join(roles)}: killing the leader under load")
             result["takeover"], kill_load, result["kill_catch_up"] = takeover(
@@ -307,12 +344,15 @@ def line(label: str, r: dict[str, Any]) -> tuple[str, bool]:
         and r["runs_rows_ok"]
         and (take is None or take < LIMITS["takeover"])
     )
+    wakes = r["wakes"]
+    ok = ok and (wakes is None or median(wakes) < LIMITS["wake"])
+    wake_text = "-" if wakes is None else f"{1000 * median(wakes):.0f}/{1000 * max(wakes):.0f} ms"
     take_text = "-" if take is None else f"{take:5.2f} s (catch-up {r['kill_catch_up']:.2f} s)"
     text = (
-        f"{label:<14} {load.accepted / load.seconds:7.1f}/s {p99(load.latencies):7.0f} ms "
+        f"{label:<18} {load.accepted / load.seconds:7.1f}/s {p99(load.latencies):7.0f} ms "
         f"{load.failed:4d} "
         f"{load.max_lag:8d} {r['catch_up']:8.2f} s {r['deadlocks']:5d} {r['resyncs']:6d} "
-        f"{load.reads_ok:5d}/{load.reads_bad:<3d} {take_text:<26} "
+        f"{load.reads_ok:5d}/{load.reads_bad:<3d} {wake_text:>13} {take_text:<26} "
         f"{'equal' if r['rebuild_equal'] and r['runs_rows_ok'] else 'DIFFERENT':<9} "
         f"{'ok' if ok else 'FAIL'}"
     )
@@ -333,11 +373,13 @@ def main() -> int:
     print(
         f"# {args.rate}/s submits for {args.duration} s over the API processes; limits: lag "
         f"< {LIMITS['lag']}, catch-up < {LIMITS['catch_up']} s, takeover < "
-        f"{LIMITS['takeover']} s, 0 deadlocks, 0 resyncs, 0 failed reads"
+        f"{LIMITS['takeover']} s, claim wake p50 < {1000 * LIMITS['wake']:.0f} ms (a claim "
+        f"re-checks every 500 ms anyway), 0 deadlocks, 0 resyncs, 0 failed reads"
     )
     print(
-        f"{'processes':<14} {'submits':>9} {'p99':>10} {'fail':>4} {'max lag':>8} {'catch-up':>10} "
-        f"{'dlock':>5} {'resync':>6} {'reads ok/bad':>9} {'takeover':<26} {'rebuild':<9} check"
+        f"{'processes':<18} {'submits':>9} {'p99':>10} {'fail':>4} {'max lag':>8} "
+        f"{'catch-up':>10} {'dlock':>5} {'resync':>6} {'reads ok/bad':>9} "
+        f"{'wake p50/max':>13} {'takeover':<26} {'rebuild':<9} check"
     )
     print(f"# load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     all_ok = True
