@@ -91,6 +91,12 @@ def tracked_position(cur: Cursor, name: str) -> int:
     return int(row[0]) if row else 0
 
 
+def tracked_positions(cur: Cursor) -> dict[str, int]:
+    """Every projection's tracked position, in one read."""
+    rows = cur.execute("SELECT name, position FROM projection_tracking").fetchall()
+    return {str(name): int(position) for name, position in rows}
+
+
 def advance_tracking_all(cur: Cursor, expected: dict[str, int], position: int) -> bool:
     """Move several projections to `position` at once; False if any was not where expected.
 

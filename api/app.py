@@ -19,10 +19,11 @@ from api import metrics as metrics_routes
 from api.config import Config
 from api.envelopes import Envelope, RunDirectory, wire_type
 from api.metrics import CommandTimer, Metrics
-from api.runtime import Runtime
+from api.runtime import ReadModelProgress, Runtime
 from api.streams import Hub
 from domain.errors import DomainError
 from domain.runs import Run
+from projections.tracking import PositionWatch
 
 log = logging.getLogger("runledger")
 CLAIMABLE_TOPICS = frozenset(
@@ -54,10 +55,20 @@ def create_app(config: Config) -> Starlette:
         hub.loop = asyncio.get_running_loop()
         directory = RunDirectory(runtime.db)
         projection = runtime.projection
-        await asyncio.to_thread(runtime.catch_up)
+        await asyncio.to_thread(runtime.lead_if_free)  # and catch up, before serving
+        # Waiting claims read the runs view: wake them once it holds a new claimable run.
+        # The leader knows when it wrote one; other processes see it go by on the change
+        # feed and watch the tracking table until the leader has projected it.
+        watch = PositionWatch(runtime.read_models_position, hub.notify_threadsafe)
+
+        def wake_claims(rows: list[StoredRow]) -> None:
+            if any(row.topic in CLAIMABLE_TOPICS for row in rows):
+                hub.notify_threadsafe()
 
         def deliver(rows: list[StoredRow]) -> None:
-            projection.offer(feed.position, rows)  # the feed has not moved past them yet
+            projection.offer(feed.position, rows)  # (when leading) the feed is not past them
+            if not runtime.leading and any(row.topic in CLAIMABLE_TOPICS for row in rows):
+                watch.expect(rows[-1].position)
             metrics.count_events([wire_type(r) for r in rows])
             if hub.subscribers:  # a stream that subscribes later replays these from the store
                 hub.publish_threadsafe([directory.stamp(Envelope.from_row(r)) for r in rows])
@@ -80,15 +91,10 @@ def create_app(config: Config) -> Starlette:
             directory,
         )
         state.read_models_position = runtime.read_models_position
-        state.feed, state.projection = feed, projection
-
-        def wake_claims(rows: list[StoredRow]) -> None:
-            # Waiting claims read the runs view: wake them once it holds a new claimable run.
-            if any(row.topic in CLAIMABLE_TOPICS for row in rows):
-                hub.notify_threadsafe()
-
+        state.feed, state.projection = feed, ReadModelProgress(runtime)
         projection.on_rows.append(wake_claims)
         runtime.start()
+        watch.start()
         feed.start()
         # Long-lived start-up objects leave the collector's view: with many open streams,
         # full collections otherwise stall every stream at once.
@@ -99,18 +105,17 @@ def create_app(config: Config) -> Starlette:
         finally:
             hub.close_all()
             feed.stop()
+            watch.stop()
             runtime.stop()
             await asyncio.to_thread(runtime.close)
 
+    # A worker process answers only the operations routes: it is not behind the balancer.
+    api_routes = [*projects.routes, *runs.routes, *runners.routes, *events.routes, *files.routes]
     app = Starlette(
         routes=[
             *ops.routes,
             *metrics_routes.routes,
-            *projects.routes,
-            *runs.routes,
-            *runners.routes,
-            *events.routes,
-            *files.routes,
+            *(api_routes if config.role != "worker" else []),
         ],
         lifespan=lifespan,
         exception_handlers={

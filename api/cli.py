@@ -16,7 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
-from api.config import Config
+from api.config import ROLES, Config
 
 log = logging.getLogger("runledger")
 
@@ -29,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--database", help="sqlite:///path.db or postgresql://user@host:port/db")
+    serve.add_argument(
+        "--role",
+        choices=ROLES,
+        help="api: HTTP only; worker: projections and policies (one process at a time "
+        "does them); all: both (default, or RUNLEDGER_ROLE)",
+    )
     agent = commands.add_parser("runner", help="claim runs and do them with a command")
     agent.add_argument(
         "--server", default=os.environ.get("RUNLEDGER_SERVER", "http://127.0.0.1:8000")
@@ -52,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.subcommand == "runner":
         return _runner(parser, args)
-    config = Config.from_env(database_url=args.database)
+    config = Config.from_env(database_url=args.database, role=getattr(args, "role", None))
+    if config.role not in ROLES:
+        parser.error(f"RUNLEDGER_ROLE must be one of {', '.join(ROLES)}; not {config.role!r}")
     if args.subcommand == "serve":
         return _serve(config, args.host, args.port)
     return _rebuild(config)
@@ -80,8 +88,9 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             host, port = self.config.host, self.config.port
-            store = self.config.app.state.runtime.settings.describe()
-            print(f"runledger: ready on http://{host}:{port} ({store})", flush=True)
+            runtime = self.config.app.state.runtime
+            store, role = runtime.settings.describe(), runtime.config.role
+            print(f"runledger: ready on http://{host}:{port} ({store}, role {role})", flush=True)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

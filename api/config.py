@@ -10,6 +10,7 @@ from pathlib import Path
 from adapters.store import StoreSettings
 
 DEFAULT_BODY_LIMIT = 1024 * 1024
+ROLES = ("all", "api", "worker")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Config:
     retry_backoff: float = 2.0
     subscriber_buffer: int = 10_000
     allowed_roots: tuple[str, ...] = ()
+    role: str = "all"  # api: HTTP only; worker: projections and policies; all: both
     # Database outages answer 503 in seconds instead of hanging (see docs/operations.md).
     db_pool_timeout: float = 2.0
     db_connect_timeout: float = 2.0
@@ -35,9 +37,13 @@ class Config:
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, database_url: str | None = None
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        database_url: str | None = None,
+        role: str | None = None,
     ) -> Config:
-        """Read RUNLEDGER_* variables; `database_url` (the --database flag) wins."""
+        """Read RUNLEDGER_* variables; `database_url` and `role` (the flags) win."""
         env = os.environ if env is None else env
         data_dir = Path(env.get("RUNLEDGER_DATA_DIR", ".runledger"))
         url = (
@@ -60,6 +66,7 @@ class Config:
                 r for r in env.get("RUNLEDGER_ALLOWED_ROOTS", "").split(os.pathsep) if r
             ),
             subscriber_buffer=int(env.get("RUNLEDGER_SUBSCRIBER_BUFFER", 10_000)),
+            role=role or env.get("RUNLEDGER_ROLE", "all"),
             db_pool_timeout=float(env.get("RUNLEDGER_DB_POOL_TIMEOUT", 2)),
             db_connect_timeout=float(env.get("RUNLEDGER_DB_CONNECT_TIMEOUT", 2)),
             db_statement_timeout=float(env.get("RUNLEDGER_DB_STATEMENT_TIMEOUT", 5)),

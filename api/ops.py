@@ -56,6 +56,7 @@ async def diagnostics(request: Request) -> Response:
         "change_feed": {"position": state.feed.position, "lag": head - state.feed.position},
         "subscribers": len(state.hub.subscribers),
         "subscribers_dropped": state.hub.dropped,
+        "worker": {"role": state.config.role, "leader": state.runtime.leading},
     }
     return JSON(body)
 

@@ -132,7 +132,7 @@ async def heartbeat(request: Request) -> Response:
             # Maybe the claim is newer than the leases view: let it catch up once.
             head = state.db.head()
             deadline = time.monotonic() + 5
-            while state.runtime.projection.position < head and time.monotonic() < deadline:
+            while state.read_models_position() < head and time.monotonic() < deadline:
                 time.sleep(0.005)
             run_id = _run_of_lease(state, lease_id)
         if run_id is None:

@@ -1,4 +1,8 @@
-"""The runtime behind the API (and the CLI): store, engine, read models and policies."""
+"""The runtime behind the API (and the CLI): store, engine, read models and policies.
+
+The projections and the policies run only while this process leads (api/leadership.py);
+a process that does not lead reads how far the read models are from their tracking table.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from uuid import uuid4
 from adapters import readmodels
 from adapters.db import Database, StoredRow, startup_lock
 from adapters.idempotency import Idempotency
-from adapters.locks import Instance, instance_alive
+from adapters.locks import Instance, ProcessLock, instance_alive
 from adapters.outage import guard_event_store
 from api.config import Config
+from api.leadership import LOCK_NAME, Leadership
 from domain.engine import Engine
 from domain.projects import Project
 from domain.runs import Run
@@ -20,6 +25,7 @@ from projections.policies import LeaseExpiry, Merger, ProjectCleanup
 from projections.projects import ProjectsProjection
 from projections.runner import ProjectionRunner
 from projections.runs import LeasesProjection, RunsProjection
+from projections.tracking import TrackedPosition
 
 LEASE_TOPICS = frozenset({Run.Claimed.TOPIC, Run.LeaseRenewed.TOPIC})
 CLEANUP_TOPICS = frozenset({Project.Deleted.TOPIC, Run.Submitted.TOPIC})
@@ -67,16 +73,28 @@ class Runtime:
             ],
             poll_interval=self.poll_interval,
         )
-        self.lease_expiry = Loop("lease-expiry", LeaseExpiry(self.db, self.engine).tick, 1.0)
+        self.tracked = TrackedPosition(self.db, [p.name for p in self.projection.projections])
+        self.lease_policy = LeaseExpiry(self.db, self.engine)
         self.merger = Merger(self.db, self.engine)
-        self.merging = Loop("merger", self.merger.tick, 5.0)
         self.cleanup = ProjectCleanup(self.db, self.engine)
-        self.cleaning = Loop("project-cleanup", self.cleanup.tick, 30.0)
-        self.policies = [self.lease_expiry, self.merging, self.cleaning]
+        self.policies: list[Loop] = []  # running while this process leads
+        self.leadership = (
+            None
+            if config.role == "api"
+            else Leadership(ProcessLock(self.settings, LOCK_NAME), self._promote, self._demote)
+        )
+
+    @property
+    def leading(self) -> bool:
+        """True while this process runs the projections and policies."""
+        return self.leadership is not None and self.leadership.leading
 
     def read_models_position(self) -> int:
-        """The position every read model has reached."""
-        return self.projection.position
+        """The position every read model has reached (anywhere: also if another process
+        projects them)."""
+        if self.leading:
+            return self.projection.position
+        return self.tracked.get()
 
     def catch_up(self) -> int:
         """Bring every read model up to the head of the log."""
@@ -86,16 +104,39 @@ class Runtime:
         """Rebuild every read model from the whole log."""
         return self.projection.rebuild()
 
+    def lead_if_free(self) -> bool:
+        """Take the worker lock now if it is free, and catch the read models up (at start,
+        before serving); True if this process leads."""
+        return self.leadership is not None and self.leadership.try_lead()
+
     def start(self) -> None:
-        """Follow the log and run the policies in background threads."""
+        """Lead or stand by in a background thread (role `api`: neither)."""
         self.keeping.start()
-        self.projection.start()
         self.projection.on_rows.append(self._wake_policies)
+        if self.leadership is not None:
+            self.leadership.start()
+
+    def _promote(self) -> None:
+        self.projection.reload()
+        self.projection.catch_up()
+        self.projection.start()
+        self.lease_expiry = Loop("lease-expiry", self.lease_policy.tick, 1.0)
+        self.merging = Loop("merger", self.merger.tick, 5.0)
+        self.cleaning = Loop("project-cleanup", self.cleanup.tick, 30.0)
+        self.policies = [self.lease_expiry, self.merging, self.cleaning]
         for policy in self.policies:
             policy.start()
 
+    def _demote(self) -> None:
+        policies, self.policies = self.policies, []
+        for policy in policies:
+            policy.stop()
+        self.projection.stop()
+
     def _wake_policies(self, rows: list[StoredRow]) -> None:
         """Wake a policy only for the events it acts on (each also runs on a timer)."""
+        if not self.policies:
+            return
         topics = {row.topic for row in rows}
         if Run.Approved.TOPIC in topics:
             self.merging.wake()
@@ -105,10 +146,9 @@ class Runtime:
             self.cleaning.wake()
 
     def stop(self) -> None:
-        """Stop the background threads."""
-        for policy in self.policies:
-            policy.stop()
-        self.projection.stop()
+        """Stop the background threads (and let the worker lock go)."""
+        if self.leadership is not None:
+            self.leadership.stop()
         self.keeping.stop()
 
     def close(self) -> None:
@@ -116,3 +156,15 @@ class Runtime:
         self.engine.close()
         self.db.close()
         self.instance.close()
+
+
+class ReadModelProgress:
+    """How far the read models are, as `.position` (what the operations routes read)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    @property
+    def position(self) -> int:
+        """The position every read model has reached."""
+        return self._runtime.read_models_position()

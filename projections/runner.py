@@ -4,6 +4,9 @@ One batch of the log is read once and applied to every projection in one transac
 projection writes its rows and moves its own tracking position there, and the move is
 conditional on the position the runner expected. So a crash, a rebuild or a second
 process can never make an event count twice: the loser rolls back and resyncs.
+
+In a server only the worker leader (api/leadership.py) runs it; it can be stopped when the
+leadership is lost and started again when it is regained, each time from the tracking table.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class ProjectionRunner:
         self.positions = self._load_positions()
         self.on_advance: list[Callable[[int], None]] = []
         self.on_rows: list[Callable[[list[StoredRow]], None]] = []
-        self._loop = Loop("projections", self._step, poll_interval)
+        self._loop: Loop | None = None  # while following the log
         self._offered: deque[tuple[int, list[StoredRow]]] = deque()
 
     @property
@@ -60,9 +63,10 @@ class ProjectionRunner:
     def offer(self, after: int, rows: list[StoredRow]) -> None:
         """The log's events right after position `after`, as the change feed read them:
         applied without another read when they follow on from where the projections are."""
-        if rows:
+        loop = self._loop
+        if rows and loop is not None:  # not following: nothing to hand the rows to
             self._offered.append((after, rows))
-            self._loop.wake()
+            loop.wake()
 
     def catch_up(self) -> int:
         """Apply every event after the tracking positions; returns the position reached."""
@@ -123,17 +127,35 @@ class ProjectionRunner:
         self.positions = dict.fromkeys(self.positions, 0)
         return self.catch_up()
 
+    def reload(self) -> None:
+        """Start again from the tracking table (another process may have moved it)."""
+        self._offered.clear()
+        self._forget()
+        self.positions = self._load_positions()
+
     def wake(self, _position: int | None = None) -> None:
         """Something was appended: look now rather than at the next poll."""
-        self._loop.wake()
+        if self._loop is not None:
+            self._loop.wake()
+
+    @property
+    def running(self) -> bool:
+        """True while following the log."""
+        return self._loop is not None
 
     def start(self) -> None:
-        """Follow the log in a daemon thread."""
-        self._loop.start()
+        """Follow the log in a daemon thread (after a `reload` if another process may have
+        moved the tracking positions meanwhile)."""
+        if self._loop is None:
+            self._loop = Loop("projections", self._step, self.poll_interval)
+            self._loop.start()
 
     def stop(self) -> None:
         """Stop following the log and wait for the thread."""
-        self._loop.stop()
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop()
+        self._offered.clear()
 
     def _step(self) -> None:
         # The change feed offers every event it delivers, in order: while its offers follow
