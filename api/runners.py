@@ -18,6 +18,7 @@ from api.requests import idempotent, parse, path_id
 from api.runs import command_body
 from domain.engine import Engine
 from domain.errors import Conflict, NotFound, StaleLease
+from domain.runs import Run
 from domain.timestamps import format_timestamp
 
 CANDIDATES = 20
@@ -105,10 +106,8 @@ async def report(request: Request) -> Response:
 
     async def handle() -> Response:
         body = await parse(request, schemas.Report)
-        if body.branch is not None and not await run_in_threadpool(
-            git.valid_branch_name, body.branch
-        ):
-            raise invalid("branch is not a valid git branch name.", "branch")
+        if body.branch is not None:
+            await run_in_threadpool(_check_branch, request, run_id, name, body)
         details = body.model_dump(exclude={"fencing_token", "outcome"})
         engine: Engine = request.app.state.engine
         appended = await run_in_threadpool(
@@ -117,6 +116,41 @@ async def report(request: Request) -> Response:
         return JSON(await run_in_threadpool(command_body, request, appended))
 
     return await idempotent(request, name, handle)
+
+
+def branch_refusal(run: Run, branch: str) -> str | None:
+    """Why a runner may not report `branch` as the run's branch, or None.
+
+    The branch is what a review diffs and a merge merges: it must be a plain branch
+    name that is neither the run's target nor another run's own branch.
+    """
+    if branch.startswith("refs/") or branch in ("@", "HEAD") or branch.endswith("_HEAD"):
+        return "branch must be a plain branch name, not a ref, HEAD or @."
+    if branch == (run.originating_branch or "main"):
+        return "branch is the run's originating branch, which the run merges into."
+    head, _, tail = branch.partition("/")
+    if head == "runledger" and tail and tail != str(run.id):
+        try:
+            UUID(tail)
+        except ValueError:
+            return None
+        return "branch is another run's branch."
+    return None
+
+
+def _check_branch(request: Request, run_id: UUID, runner: str, body: schemas.Report) -> None:
+    """400 for a branch the runner may not report (only asked of the lease's holder, so a
+    refused branch tells nothing about someone else's run)."""
+    assert body.branch is not None
+    if not git.valid_branch_name(body.branch):
+        raise invalid("branch is not a valid git branch name.", "branch")
+    run: Run = request.app.state.engine.get_run(run_id)
+    lease = run.lease or {}
+    if lease.get("runner") != runner or run.fencing_token != body.fencing_token:
+        return  # the report itself is refused (stale lease) without a word on the branch
+    refusal = branch_refusal(run, body.branch)
+    if refusal is not None:
+        raise invalid(refusal, "branch")
 
 
 async def heartbeat(request: Request) -> Response:
