@@ -25,6 +25,7 @@ class Config:
     retry_backoff: float = 2.0
     subscriber_buffer: int = 10_000
     allowed_roots: tuple[str, ...] = ()
+    metrics_public: bool = False  # /metrics without a key (off: it needs a user key)
 
     @classmethod
     def from_env(
@@ -53,4 +54,5 @@ class Config:
                 r for r in env.get("RUNLEDGER_ALLOWED_ROOTS", "").split(os.pathsep) if r
             ),
             subscriber_buffer=int(env.get("RUNLEDGER_SUBSCRIBER_BUFFER", 10_000)),
+            metrics_public=env.get("RUNLEDGER_METRICS_PUBLIC", "").lower() in ("true", "1"),
         )
