@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from typing import Any
 from uuid import UUID
@@ -22,6 +24,7 @@ from domain.runs import Run
 from domain.timestamps import format_timestamp
 
 CANDIDATES = 20
+IDLE_POLL = 5.0  # a safety net: claimable runs normally wake the waiters at once
 
 
 def _try_claim(request: Request, runner_id: str, runner: str) -> dict[str, Any] | None:
@@ -59,29 +62,73 @@ def _try_claim(request: Request, runner_id: str, runner: str) -> dict[str, Any] 
     return None
 
 
-def _next_claimable_in(request: Request) -> float:
+class ClaimBoard:
+    """One look at the runs view shared by every waiting claim of a process.
+
+    Idle long-polls cost nothing per waiter: the view is read again only after news (the
+    hub's generation moved), when a retry backoff ends, or every IDLE_POLL seconds; and only
+    as many waiters as there were claimable runs go on to try, so one new run does not send
+    hundreds of waiters to the store at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._generation = -1
+        self._valid_until = 0.0  # monotonic
+        self._tickets = 0
+
+    async def look(self, request: Request, generation: int) -> tuple[bool, float]:
+        """(whether this waiter should try to claim now, seconds until the next look)."""
+        async with self._lock:
+            now = time.monotonic()
+            if generation != self._generation or now >= self._valid_until:
+                count, backoff_in = await run_in_threadpool(_probe, request)
+                now = time.monotonic()
+                self._generation, self._tickets = generation, count
+                self._valid_until = now + min(IDLE_POLL, backoff_in)
+            go = self._tickets > 0
+            self._tickets -= go
+            return go, max(self._valid_until - now, 0.0)
+
+
+def _probe(request: Request) -> tuple[int, float]:
+    """(claimable runs now, up to CANDIDATES; seconds until the next retry backoff ends)."""
+    now = time.time()
     with request.app.state.db.reading() as cur:
-        at = readmodels.next_claimable_at(cur, time.time())
-    return float("inf") if at is None else max(at - time.time(), 0.0)
+        count = len(readmodels.claimable_runs(cur, CANDIDATES, now))
+        at = readmodels.next_claimable_at(cur, now)
+    return count, math.inf if at is None else max(at - now, 0.0)
+
+
+def _board(request: Request) -> ClaimBoard:
+    state = request.app.state
+    board: ClaimBoard | None = getattr(state, "claim_board", None)
+    if board is None:  # made on first use: one per app, on its event loop
+        board = state.claim_board = ClaimBoard()
+    return board
 
 
 async def claim(request: Request) -> Response:
     name = auth.runner(request)
     body = await parse(request, schemas.Claim)
     deadline = time.monotonic() + body.wait_seconds
-    hub = request.app.state.hub
+    hub, board = request.app.state.hub, _board(request)
+    seen = hub.generation  # before looking, so news during the look is not lost
+    go = True  # a new claim looks for itself once
     while True:
-        seen = hub.generation  # before looking, so news during the look is not lost
-        claimed = await run_in_threadpool(_try_claim, request, body.runner_id, name)
-        if claimed is not None:
-            return JSON(claimed)
+        if go:
+            claimed = await run_in_threadpool(_try_claim, request, body.runner_id, name)
+            if claimed is not None:
+                return JSON(claimed)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return Response(status_code=204)
-        # Woken when the read models move, or when a run's retry backoff ends; the 0.5 s
-        # cap covers read models moved by another process.
-        backoff_ends = await run_in_threadpool(_next_claimable_in, request)
-        await hub.wait_for_news(min(remaining, 0.5, backoff_ends), since=seen)
+        go, look_again = await board.look(request, seen)
+        if not go:
+            # Woken when the runs view gains a claimable run (app.wake_claims) or anything
+            # is published; the board's next look covers backoffs and the idle poll.
+            await hub.wait_for_news(min(remaining, look_again), since=seen)
+            seen = hub.generation
 
 
 async def append_events(request: Request) -> Response:
