@@ -9,6 +9,7 @@ index and the request: the same seed replays it.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from adapters import git
 from tests.e2e.fuzzing import Generator, Sender, World
 from tests.support import ALICE, BOB, RUNNER, Server, make_repo
 
-REQUESTS = 4000
-SEED = 20261202
+# Another seed or more requests explore further: RUNLEDGER_FUZZ_SEED=7 RUNLEDGER_FUZZ_REQUESTS=20000
+REQUESTS = int(os.environ.get("RUNLEDGER_FUZZ_REQUESTS", 4000))
+SEED = int(os.environ.get("RUNLEDGER_FUZZ_SEED", 20261202))
 
 
 def give_branch(repo: Path, tmp_path: Path, run_id: str) -> None:
