@@ -176,13 +176,13 @@ def branch_refusal(run: Run, branch: str) -> str | None:
     if branch == (run.originating_branch or "main"):
         return "branch is the run's originating branch, which the run merges into."
     head, _, tail = branch.partition("/")
-    if head == "runledger" and tail and tail != str(run.id):
-        try:
-            UUID(tail)
-        except ValueError:
-            return None
-        return "branch is another run's branch."
-    return None
+    if head != "runledger":
+        return None
+    try:
+        other = UUID(tail)
+    except ValueError:
+        return None
+    return None if other == run.id else "branch is another run's branch (runledger/<run id>)."
 
 
 def _check_branch(request: Request, run_id: UUID, runner: str, body: schemas.Report) -> None:
