@@ -44,11 +44,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def serve(root: Path, url: str, data_dir: Path) -> Iterator[tuple[int, int]]:
+def serve(root: Path, url: str, data_dir: Path, keys: str = KEYS) -> Iterator[tuple[int, int]]:
     """`runledger serve` from the code at `root`; yields (pid, port)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLEDGER_")}
-    env.update(RUNLEDGER_API_KEYS=KEYS, RUNLEDGER_DATA_DIR=str(data_dir))
+    env.update(RUNLEDGER_API_KEYS=keys, RUNLEDGER_DATA_DIR=str(data_dir))
     proc = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--database", url],
         cwd=root,
