@@ -92,6 +92,15 @@ ODD_IDS = [
 FILES = ["app.py", "a.txt", "*", "..%2f..%2fetc%2fpasswd", "%00", "a%09b", "dir/../app.py", "%22q"]
 INTS = ["0", "1", "2", "7", "50", "-1", "+5", "%205", "1_000", "%D9%A5", "1e3", "1.5", "", "x"]
 HUGE = ["9" * 25, "18446744073709551616", "9223372036854775807", "9223372036854775808"]
+VALID = {
+    "limit": ["1", "10", "500"],
+    "after": ["0", "3", "10"],
+    "at_sequence": ["1", "2", "3"],
+    "status": ["pending", "in_progress", "cancelled"],
+    "archived": ["true", "false"],
+    "confirm": ["true"],
+    "type": ["run.*", "run.submitted", "log"],
+}
 WORDS = ["pending", "in_progress", "true", "false", "review.*", "*", "run.submitted", "%00"]
 
 
@@ -156,9 +165,9 @@ class Generator:
         self.world = world
         self.idempotency_keys: list[str] = []
 
-    def _id(self, real: list[str]) -> str:
+    def _id(self, real: list[str], share: float = 0.6) -> str:
         rng = self.rng
-        if real and rng.random() < 0.6:
+        if real and rng.random() < share:
             return rng.choice(real)
         if rng.random() < 0.3:
             return str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -169,10 +178,11 @@ class Generator:
             odd = odd % quote(text)
         return odd
 
-    def _path(self, template: str) -> str:
+    def _path(self, method: str, template: str) -> str:
+        share = 0.05 if method == "DELETE" else 0.6  # the world's runs should last a while
         return (
-            template.replace("{run}", self._id(self.world.runs))
-            .replace("{project}", self._id(self.world.projects))
+            template.replace("{run}", self._id(self.world.runs, share))
+            .replace("{project}", self._id(self.world.projects, share))
             .replace("{lease}", self._id(self.world.leases))
             .replace("{file}", self.rng.choice(FILES))
         )
@@ -185,6 +195,8 @@ class Generator:
             return quote(self._id(self.world.projects), safe="%")
         if name == "min_position":  # a valid one beyond the head would wait 5 s for its 503
             return rng.choice([*(v for v in INTS if v != "50"), HUGE[0], HUGE[1]])
+        if rng.random() < 0.5 and name in VALID:
+            return rng.choice(VALID[name])
         return rng.choice([*INTS, *HUGE, *WORDS])
 
     def _query(self, names: list[str]) -> str:
@@ -200,13 +212,16 @@ class Generator:
             pairs += [f"{name}={self._value(name)}", f"{name}={self._value(name)}"]
         return "?" + "&".join(pairs) if pairs else ""
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, role: str) -> dict[str, str]:
         rng = self.rng
         headers: dict[str, str] = {}
         roll = rng.random()
-        if roll < 0.85:
-            key = rng.choice(KEYS[:4]) if rng.random() < 0.8 else rng.choice(KEYS)
-            scheme = "Bearer" if rng.random() < 0.9 else rng.choice(SCHEMES)
+        if roll < 0.75:  # the route's role, mostly the owner of the world's runs
+            key = rng.choice(["ka", "ka", "ka", "kb"] if role == "user" else ["kr", "kr", "kr2"])
+            headers["Authorization"] = f"Bearer {key}"
+        elif roll < 0.95:
+            key = rng.choice(KEYS)
+            scheme = "Bearer" if rng.random() < 0.7 else rng.choice(SCHEMES)
             headers["Authorization"] = f"{scheme} {key}".strip()
         if rng.random() < 0.15:
             headers["Idempotency-Key"] = self._idempotency_key()
@@ -244,11 +259,11 @@ class Generator:
     def _body(self, valid: Any) -> bytes | None:
         rng = self.rng
         roll = rng.random()
-        if roll < 0.45 and isinstance(valid, dict):
+        if roll < 0.55 and isinstance(valid, dict):
             return json.dumps(self._mutate(valid)).encode()
-        if roll < 0.65:
+        if roll < 0.7:
             return json.dumps(random_json(rng)).encode()
-        if roll < 0.8:
+        if roll < 0.82:
             return rng.choice(
                 [
                     b"",
@@ -262,7 +277,7 @@ class Generator:
                     bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64))),
                 ]
             )
-        if roll < 0.82:
+        if roll < 0.835:
             return b'{"task": "' + b"x" * (1024 * 1024 + 10) + b'"}'  # over the body limit
         return None
 
@@ -271,7 +286,7 @@ class Generator:
         body = json.loads(
             json.dumps(valid)
             .replace("{project}", self._id(self.world.projects))
-            .replace('"fencing_token": 1', f'"fencing_token": {rng.choice([1, 2, 3, 0, -1])}')
+            .replace('"fencing_token": 1', f'"fencing_token": {rng.choice([1, 1, 1, 2, 0, -1])}')
         )
         for _ in range(rng.randint(0, 2)):
             choice = rng.random()
@@ -297,13 +312,15 @@ class Generator:
         method, template, params, valid = rng.choice(ROUTES)
         if rng.random() < 0.15:
             method = rng.choice(METHODS)
-        path = self._path(template) + self._query(params)
+        path = self._path(method, template) + self._query(params)
         body = (
             self._body(valid) if method in ("POST", "PATCH", "PUT") or rng.random() < 0.05 else None
         )
         if body is not None and '"wait_seconds"' in body.decode("utf-8", "replace"):
             body = self._tame_claim(body)
-        return Request(method, path, self._headers(), body)
+        runner = template.startswith("/api/runner") or template.endswith(("/events", "/report"))
+        role = "runner" if runner and method == "POST" else "user"
+        return Request(method, path, self._headers(role), body)
 
     def _tame_claim(self, body: bytes) -> bytes:
         """A claim found in random JSON must not wait long either."""
@@ -350,7 +367,7 @@ class Sender:
             conn.request(request.method, request.path, request.body, request.headers)
             response = conn.getresponse()
             if response.status == 200 and conn.sock is not None:
-                conn.sock.settimeout(0.2)  # a live stream: a few frames at most, then hang up
+                conn.sock.settimeout(0.05)  # a live stream: a few frames at most, then hang up
                 with contextlib.suppress(TimeoutError):
                     if request.method != "HEAD":
                         response.read1(4096)
