@@ -228,6 +228,8 @@ def _git_bytes(repo: str | Path, *args: str) -> bytes:
 
 def _commit(repo: str | Path, rev: str, what: str) -> str:
     """The commit id `rev` names (MissingRevision when it names none)."""
+    if "\x00" in rev:  # no revision has one, and subprocess would refuse the argument
+        raise MissingRevision(f"The {what} does not exist.")
     found = _run(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
     if found.returncode != 0 or not found.stdout.strip():
         raise MissingRevision(f"The {what} {rev} does not exist.")

@@ -68,6 +68,11 @@ def test_a_base_that_looks_like_an_option_is_a_missing_revision(repo: Path, tmp_
         git.changed_files(repo, "--output=/tmp/x", branch)
 
 
+def test_a_revision_with_a_nul_character_is_a_missing_revision(repo: Path) -> None:
+    with pytest.raises(git.MissingRevision):
+        git.changed_files(repo, "refs/heads/main\x00x", "refs/heads/main")
+
+
 def test_a_branch_sharing_no_history_with_its_base_is_a_missing_revision(repo: Path) -> None:
     git.git(repo, "checkout", "--quiet", "--orphan", "lonely")
     git.commit_all(repo, "unrelated")
