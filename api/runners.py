@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import math
 import time
 from typing import Any
 from uuid import UUID
@@ -14,121 +12,36 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters import git, readmodels
-from api import auth, schemas
+from api import auth, claims, schemas
 from api.errors import JSON, invalid
 from api.requests import idempotent, parse, path_id
 from api.runs import command_body
 from domain.engine import Engine
-from domain.errors import Conflict, NotFound, StaleLease
+from domain.errors import StaleLease
 from domain.runs import Run
 from domain.timestamps import format_timestamp
-
-CANDIDATES = 20
-IDLE_POLL = 5.0  # a safety net: claimable runs normally wake the waiters at once
-
-
-def _try_claim(request: Request, runner_id: str, runner: str) -> dict[str, Any] | None:
-    """Claim the oldest claimable run; None when there is none (losers of a race move on)."""
-    state = request.app.state
-    engine: Engine = state.engine
-    with state.db.reading() as cur:
-        candidates = readmodels.claimable_runs(cur, CANDIDATES, time.time())
-    for candidate in candidates:
-        try:
-            appended, lease = engine.claim_run(UUID(candidate), runner_id, runner)
-        except (Conflict, NotFound):
-            continue
-        run = appended.aggregate
-        return {
-            "lease_id": lease.lease_id,
-            "fencing_token": lease.fencing_token,
-            "lease_expires_at": format_timestamp(lease.expires_at),
-            "run": {
-                "run_id": str(run.id),
-                "task": run.task,
-                "attempt": run.attempt,
-                "revision": run.revision,
-                "comment": run.comment,
-                "repository_path": run.repository_path,
-                "originating_branch": run.originating_branch,
-                "agent": run.agent,
-                "model": run.model,
-                "max_attempts": run.max_attempts,
-                "auto_approve_tools": run.auto_approve_tools,
-                "sequence": appended.sequence,
-                "position": appended.position,
-            },
-        }
-    return None
-
-
-class ClaimBoard:
-    """One look at the runs view shared by every waiting claim of a process.
-
-    Idle long-polls cost nothing per waiter: the view is read again only after news (the
-    hub's generation moved), when a retry backoff ends, or every IDLE_POLL seconds; and only
-    as many waiters as there were claimable runs go on to try, so one new run does not send
-    hundreds of waiters to the store at once.
-    """
-
-    def __init__(self) -> None:
-        self._lock = asyncio.Lock()
-        self._generation = -1
-        self._valid_until = 0.0  # monotonic
-        self._tickets = 0
-
-    async def look(self, request: Request, generation: int) -> tuple[bool, float]:
-        """(whether this waiter should try to claim now, seconds until the next look)."""
-        async with self._lock:
-            now = time.monotonic()
-            if generation != self._generation or now >= self._valid_until:
-                count, backoff_in = await run_in_threadpool(_probe, request)
-                now = time.monotonic()
-                self._generation, self._tickets = generation, count
-                self._valid_until = now + min(IDLE_POLL, backoff_in)
-            go = self._tickets > 0
-            self._tickets -= go
-            return go, max(self._valid_until - now, 0.0)
-
-
-def _probe(request: Request) -> tuple[int, float]:
-    """(claimable runs now, up to CANDIDATES; seconds until the next retry backoff ends)."""
-    now = time.time()
-    with request.app.state.db.reading() as cur:
-        count = len(readmodels.claimable_runs(cur, CANDIDATES, now))
-        at = readmodels.next_claimable_at(cur, now)
-    return count, math.inf if at is None else max(at - now, 0.0)
-
-
-def _board(request: Request) -> ClaimBoard:
-    state = request.app.state
-    board: ClaimBoard | None = getattr(state, "claim_board", None)
-    if board is None:  # made on first use: one per app, on its event loop
-        board = state.claim_board = ClaimBoard()
-    return board
 
 
 async def claim(request: Request) -> Response:
     name = auth.runner(request)
     body = await parse(request, schemas.Claim)
     deadline = time.monotonic() + body.wait_seconds
-    hub, board = request.app.state.hub, _board(request)
+    hub, board = request.app.state.hub, claims.board(request)
     seen = hub.generation  # before looking, so news during the look is not lost
-    go = True  # a new claim looks for itself once
-    while True:
-        if go:
-            claimed = await run_in_threadpool(_try_claim, request, body.runner_id, name)
-            if claimed is not None:
-                return JSON(claimed)
+    claimed = await run_in_threadpool(claims.try_claim, request, body.runner_id, name)
+    while claimed is None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return Response(status_code=204)
-        go, look_again = await board.look(request, seen)
-        if not go:
+        claimed, go, look_again = await board.look(request, seen, body.runner_id, name)
+        if claimed is None and go:
+            claimed = await run_in_threadpool(claims.try_claim, request, body.runner_id, name)
+        elif claimed is None:
             # Woken when the runs view gains a claimable run (app.wake_claims) or anything
             # is published; the board's next look covers backoffs and the idle poll.
             await hub.wait_for_news(min(remaining, look_again), since=seen)
             seen = hub.generation
+    return JSON(claimed)
 
 
 async def append_events(request: Request) -> Response:
