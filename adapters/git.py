@@ -104,26 +104,84 @@ def tree_of(repo: str | Path, ref: str) -> str:
     return git(repo, "rev-parse", f"{ref}^{{tree}}")
 
 
+class MissingRevision(GitError):
+    """A branch or commit a diff needs does not exist (or shares no history with the other)."""
+
+
+def _git_bytes(repo: str | Path, *args: str) -> bytes:
+    """Run git in `repo` for machine-readable output: raw bytes, names never quoted."""
+    result = subprocess.run(
+        ["git", "-C", str(repo), "--literal-pathspecs", "-c", "core.quotePath=false", *args],
+        capture_output=True,
+        env={**os.environ, **GIT_ENV},
+        timeout=120,
+    )
+    if result.returncode != 0:
+        stderr = result.stderr.decode(errors="replace").strip()[:500]
+        raise GitError(f"git {' '.join(args[:2])} failed: {stderr}")
+    return result.stdout
+
+
+def _commit(repo: str | Path, rev: str, what: str) -> str:
+    """The commit id `rev` names (MissingRevision when it names none)."""
+    if "\x00" in rev:  # no revision has one, and subprocess would refuse the argument
+        raise MissingRevision(f"The {what} does not exist.")
+    found = _run(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+    if found.returncode != 0 or not found.stdout.strip():
+        raise MissingRevision(f"The {what} {rev} does not exist.")
+    return found.stdout.strip()
+
+
+def _fork_point(repo: str | Path, base: str, branch: str) -> tuple[str, str]:
+    """(merge base, branch tip) as commit ids: where `branch` left `base`, and where it is."""
+    base_commit = _commit(repo, base, "base")
+    tip = _commit(repo, branch, "branch")
+    found = _run(repo, "merge-base", base_commit, tip)
+    if found.returncode != 0 or not found.stdout.strip():
+        raise MissingRevision(f"The branch {branch} shares no history with {base}.")
+    return found.stdout.strip(), tip
+
+
+def _name(raw: bytes) -> str:
+    # A name that is not UTF-8 is listed with replacement characters (its diff then 404s).
+    return raw.decode("utf-8", errors="replace")
+
+
 def changed_files(repo: str | Path, base: str, branch: str) -> list[ChangedFile]:
-    """The files `branch` changed since it left `base`, with line counts."""
+    """The files `branch` changed since it left `base`, with line counts.
+
+    `base` and `branch` are revisions (`refs/heads/x`, `<commit>^1`); either missing, or the
+    two unrelated, raises MissingRevision. Output is NUL-separated, so no name is quoted.
+    """
     statuses = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed", "T": "modified"}
-    merge_base = git(repo, "merge-base", base, branch)
+    merge_base, tip = _fork_point(repo, base, branch)
     counts: dict[str, tuple[int, int]] = {}
-    for line in git(repo, "diff", "--numstat", "--no-renames", merge_base, branch).splitlines():
-        added, removed, path = line.split("\t", 2)
-        counts[path] = (int(added) if added != "-" else 0, int(removed) if removed != "-" else 0)
+    numstat = _git_bytes(repo, "diff", "--numstat", "-z", "--no-renames", merge_base, tip)
+    for record in numstat.split(b"\0"):
+        if not record:
+            continue
+        added, removed, path = record.split(b"\t", 2)
+        counts[_name(path)] = (
+            int(added) if added != b"-" else 0,
+            int(removed) if removed != b"-" else 0,
+        )
+    fields = _git_bytes(repo, "diff", "--name-status", "-z", "--no-renames", merge_base, tip)
+    parts = fields.split(b"\0")
     files = []
-    for line in git(repo, "diff", "--name-status", "--no-renames", merge_base, branch).splitlines():
-        code, path = line.split("\t", 1)
+    for code, raw_path in zip(parts[0::2], parts[1::2], strict=False):
+        if not code:
+            continue
+        path = _name(raw_path)
         added, removed = counts.get(path, (0, 0))
-        files.append(ChangedFile(path, statuses.get(code[0], "modified"), added, removed))
+        files.append(ChangedFile(path, statuses.get(code[:1].decode(), "modified"), added, removed))
     return files
 
 
 def file_diff(repo: str | Path, base: str, branch: str, path: str) -> str:
-    """The unified diff of one file on `branch` since it left `base`."""
-    merge_base = git(repo, "merge-base", base, branch)
-    return git(repo, "diff", "--no-renames", merge_base, branch, "--", path)
+    """The unified diff of one file on `branch` since it left `base` (`path` taken literally)."""
+    merge_base, tip = _fork_point(repo, base, branch)
+    diff = _git_bytes(repo, "diff", "--no-renames", "--no-ext-diff", merge_base, tip, "--", path)
+    return diff.decode("utf-8", errors="replace")
 
 
 def add_worktree(repo: str | Path, path: str | Path, branch: str, start: str) -> None:

@@ -12,7 +12,7 @@ from adapters.db import Cursor, Database
 
 # Read models are disposable: when their layout changes, bump this and they are rebuilt.
 READ_MODEL_VERSION = 2
-READ_MODEL_TABLES = ("runs_view", "projects_view", "leases_view")
+READ_MODEL_TABLES = ("runs_view", "projects_view", "leases_view", "owners_view")
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS projection_tracking (
@@ -53,6 +53,10 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS leases_view_lease ON leases_view (lease_id)",
     "CREATE INDEX IF NOT EXISTS leases_view_expiry ON leases_view (expires_at)",
+    """CREATE TABLE IF NOT EXISTS owners_view (
+        owner TEXT PRIMARY KEY,
+        first_position BIGINT NOT NULL
+    )""",
 ]
 
 
@@ -343,3 +347,24 @@ def next_lease_expiry(cur: Cursor) -> float | None:
     """The earliest lease expiry (epoch seconds), if any lease is held."""
     row = cur.execute("SELECT MIN(expires_at) FROM leases_view").fetchone()
     return float(row[0]) if row and row[0] is not None else None
+
+
+# -- owners view (where each user's data starts in the log) -------------------------------
+
+
+def note_owner(cur: Cursor, owner: str, position: int) -> None:
+    """Remember `position` as the owner's first, unless an earlier one is known."""
+    cur.execute(
+        "INSERT INTO owners_view (owner, first_position) VALUES (?, ?) "
+        "ON CONFLICT (owner) DO NOTHING",
+        (owner, position),
+    )
+
+
+def owner_start(cur: Cursor, owner: str) -> int:
+    """A position before which the log holds none of the owner's events: just before their
+    first one, or, for an owner not seen yet, the position the owners view has reached."""
+    # The tracking first: an owner absent after it was read was absent when it was written.
+    reached = tracked_position(cur, "owners")
+    row = cur.execute("SELECT first_position FROM owners_view WHERE owner = ?", (owner,)).fetchone()
+    return reached if row is None else int(row[0]) - 1

@@ -28,6 +28,7 @@ class Config:
     retry_backoff: float = 2.0
     subscriber_buffer: int = 10_000
     allowed_roots: tuple[str, ...] = ()
+    metrics_public: bool = False  # /metrics without a key (off: it needs a user key)
     role: str = "all"  # api: HTTP only; worker: projections and policies; all: both
     # Database outages answer 503 in seconds instead of hanging (see docs/operations.md).
     db_pool_timeout: float = 2.0
@@ -66,6 +67,7 @@ class Config:
                 r for r in env.get("RUNLEDGER_ALLOWED_ROOTS", "").split(os.pathsep) if r
             ),
             subscriber_buffer=int(env.get("RUNLEDGER_SUBSCRIBER_BUFFER", 10_000)),
+            metrics_public=env.get("RUNLEDGER_METRICS_PUBLIC", "").lower() in ("true", "1"),
             role=role or env.get("RUNLEDGER_ROLE", "all"),
             db_pool_timeout=float(env.get("RUNLEDGER_DB_POOL_TIMEOUT", 2)),
             db_connect_timeout=float(env.get("RUNLEDGER_DB_CONNECT_TIMEOUT", 2)),

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from adapters import readmodels
 from api import auth
 from api.envelopes import Envelope
 from api.errors import JSON, ending_on_outage, invalid
@@ -132,8 +133,12 @@ async def global_events(request: Request) -> Response:
     state = request.app.state
 
     def scan() -> tuple[list[dict[str, Any]], int]:
+        # Start no earlier than the caller's own first event: a user with little or no
+        # data does not pay for everyone else's history.
+        with state.db.reading() as cur:
+            start = readmodels.owner_start(cur, owner)
         found: list[dict[str, Any]] = []
-        position, scanned = after, 0
+        position, scanned = max(after, start), 0
         while scanned < SCAN_LIMIT:
             rows = state.db.events_after(position, 1000)
             for row in rows:

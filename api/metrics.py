@@ -12,6 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import auth
+
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -89,7 +91,11 @@ class CommandTimer:
 
 
 async def metrics_endpoint(request: Request) -> Response:
+    """The exposition text; a user key is needed unless RUNLEDGER_METRICS_PUBLIC=true (the
+    counts are global, across every user's runs)."""
     state = request.app.state
+    if not state.config.metrics_public:
+        auth.user(request)
     lag = max(state.feed.position - state.projection.position, 0)
     text = state.metrics.render(len(state.hub.subscribers), lag)
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")

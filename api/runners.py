@@ -12,75 +12,36 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters import git, readmodels
-from api import auth, schemas
+from api import auth, claims, schemas
 from api.errors import JSON, invalid
 from api.requests import idempotent, parse, path_id
 from api.runs import answer_with, command_body
 from domain.engine import Appended, Engine
-from domain.errors import Conflict, NotFound, StaleLease
+from domain.errors import StaleLease
+from domain.runs import Run
 from domain.timestamps import format_timestamp
-
-CANDIDATES = 20
-
-
-def _try_claim(request: Request, runner_id: str, runner: str) -> dict[str, Any] | None:
-    """Claim the oldest claimable run; None when there is none (losers of a race move on)."""
-    state = request.app.state
-    engine: Engine = state.engine
-    with state.db.reading() as cur:
-        candidates = readmodels.claimable_runs(cur, CANDIDATES, time.time())
-    for candidate in candidates:
-        try:
-            appended, lease = engine.claim_run(UUID(candidate), runner_id, runner)
-        except (Conflict, NotFound):
-            continue
-        run = appended.aggregate
-        return {
-            "lease_id": lease.lease_id,
-            "fencing_token": lease.fencing_token,
-            "lease_expires_at": format_timestamp(lease.expires_at),
-            "run": {
-                "run_id": str(run.id),
-                "task": run.task,
-                "attempt": run.attempt,
-                "revision": run.revision,
-                "comment": run.comment,
-                "repository_path": run.repository_path,
-                "originating_branch": run.originating_branch,
-                "agent": run.agent,
-                "model": run.model,
-                "max_attempts": run.max_attempts,
-                "auto_approve_tools": run.auto_approve_tools,
-                "sequence": appended.sequence,
-                "position": appended.position,
-            },
-        }
-    return None
-
-
-def _next_claimable_in(request: Request) -> float:
-    with request.app.state.db.reading() as cur:
-        at = readmodels.next_claimable_at(cur, time.time())
-    return float("inf") if at is None else max(at - time.time(), 0.0)
 
 
 async def claim(request: Request) -> Response:
     name = auth.runner(request)
     body = await parse(request, schemas.Claim)
     deadline = time.monotonic() + body.wait_seconds
-    hub = request.app.state.hub
-    while True:
-        seen = hub.generation  # before looking, so news during the look is not lost
-        claimed = await run_in_threadpool(_try_claim, request, body.runner_id, name)
-        if claimed is not None:
-            return JSON(claimed)
+    hub, board = request.app.state.hub, claims.board(request)
+    seen = hub.generation  # before looking, so news during the look is not lost
+    claimed = await run_in_threadpool(claims.try_claim, request, body.runner_id, name)
+    while claimed is None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return Response(status_code=204)
-        # Woken when the read models move, or when a run's retry backoff ends; the 0.5 s
-        # cap covers read models moved by another process.
-        backoff_ends = await run_in_threadpool(_next_claimable_in, request)
-        await hub.wait_for_news(min(remaining, 0.5, backoff_ends), since=seen)
+        claimed, go, look_again = await board.look(request, seen, body.runner_id, name)
+        if claimed is None and go:
+            claimed = await run_in_threadpool(claims.try_claim, request, body.runner_id, name)
+        elif claimed is None:
+            # Woken when the runs view gains a claimable run (app.wake_claims) or anything
+            # is published; the board's next look covers backoffs and the idle poll.
+            await hub.wait_for_news(min(remaining, look_again), since=seen)
+            seen = hub.generation
+    return JSON(claimed)
 
 
 async def append_events(request: Request) -> Response:
@@ -108,10 +69,8 @@ async def report(request: Request) -> Response:
 
     async def command() -> Appended:
         body = await parse(request, schemas.Report)
-        if body.branch is not None and not await run_in_threadpool(
-            git.valid_branch_name, body.branch
-        ):
-            raise invalid("branch is not a valid git branch name.", "branch")
+        if body.branch is not None:
+            await run_in_threadpool(_check_branch, request, run_id, name, body)
         details = body.model_dump(exclude={"fencing_token", "outcome"})
         engine: Engine = request.app.state.engine
         return await run_in_threadpool(
@@ -119,6 +78,41 @@ async def report(request: Request) -> Response:
         )
 
     return await idempotent(request, name, command, answer_with(request))
+
+
+def branch_refusal(run: Run, branch: str) -> str | None:
+    """Why a runner may not report `branch` as the run's branch, or None.
+
+    The branch is what a review diffs and a merge merges: it must be a plain branch
+    name that is neither the run's target nor another run's own branch.
+    """
+    if branch.startswith("refs/") or branch in ("@", "HEAD") or branch.endswith("_HEAD"):
+        return "branch must be a plain branch name, not a ref, HEAD or @."
+    if branch == (run.originating_branch or "main"):
+        return "branch is the run's originating branch, which the run merges into."
+    head, _, tail = branch.partition("/")
+    if head != "runledger":
+        return None
+    try:
+        other = UUID(tail)
+    except ValueError:
+        return None
+    return None if other == run.id else "branch is another run's branch (runledger/<run id>)."
+
+
+def _check_branch(request: Request, run_id: UUID, runner: str, body: schemas.Report) -> None:
+    """400 for a branch the runner may not report (only asked of the lease's holder, so a
+    refused branch tells nothing about someone else's run)."""
+    assert body.branch is not None
+    if not git.valid_branch_name(body.branch):
+        raise invalid("branch is not a valid git branch name.", "branch")
+    run: Run = request.app.state.engine.get_run(run_id)
+    lease = run.lease or {}
+    if lease.get("runner") != runner or run.fencing_token != body.fencing_token:
+        return  # the report itself is refused (stale lease) without a word on the branch
+    refusal = branch_refusal(run, body.branch)
+    if refusal is not None:
+        raise invalid(refusal, "branch")
 
 
 async def heartbeat(request: Request) -> Response:

@@ -255,6 +255,8 @@ def _decode_cursor(cursor: str | None) -> int | None:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if not text.startswith("p") or not DIGITS.fullmatch(text[1:]) or int(text[1:]) > MAX_INT:
             raise ValueError(text)
+        if _encode_cursor(int(text[1:])) != cursor:  # b64decode skips stray characters
+            raise ValueError(cursor)
         return int(text[1:])
     except ValueError:
         raise invalid("The cursor is not one this server gave out.", "cursor") from None

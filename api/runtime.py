@@ -21,6 +21,7 @@ from domain.engine import Engine
 from domain.projects import Project
 from domain.runs import Run
 from projections.loop import Loop
+from projections.owners import OwnersProjection
 from projections.policies import LeaseExpiry, Merger, ProjectCleanup
 from projections.projects import ProjectsProjection
 from projections.runner import ProjectionRunner
@@ -70,6 +71,7 @@ class Runtime:
                 RunsProjection(self.engine),
                 ProjectsProjection(self.engine),
                 LeasesProjection(),
+                OwnersProjection(),
             ],
             poll_interval=self.poll_interval,
         )

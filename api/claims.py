@@ -1,0 +1,128 @@
+"""Claiming work: the oldest claimable run under a fresh lease, and the board that lets many
+idle long-poll claims wait on one look at the runs view."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+from uuid import UUID
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from adapters import readmodels
+from domain.engine import Engine
+from domain.errors import Conflict, NotFound
+from domain.timestamps import format_timestamp
+
+CANDIDATES = 20
+IDLE_POLL = 5.0  # a safety net: claimable runs normally wake the waiters at once
+
+Claimed = dict[str, Any]
+
+
+def try_claim(request: Request, runner_id: str, runner: str) -> Claimed | None:
+    """Claim the oldest claimable run; None when there is none (losers of a race move on)."""
+    candidates, _ = _claimable(request)
+    return _claim_first(request, candidates, runner_id, runner)[0]
+
+
+def _claimable(request: Request) -> tuple[list[str], float]:
+    """(claimable runs, oldest first; seconds until the next retry backoff ends)."""
+    now = time.time()
+    with request.app.state.db.reading() as cur:
+        candidates = readmodels.claimable_runs(cur, CANDIDATES, now)
+        at = readmodels.next_claimable_at(cur, now)
+    return candidates, math.inf if at is None else max(at - now, 0.0)
+
+
+def _claim_first(
+    request: Request, candidates: list[str], runner_id: str, runner: str
+) -> tuple[Claimed | None, int]:
+    """(the first candidate this runner could claim, how many candidates that used up)."""
+    engine: Engine = request.app.state.engine
+    for used, candidate in enumerate(candidates, 1):
+        try:
+            appended, lease = engine.claim_run(UUID(candidate), runner_id, runner)
+        except (Conflict, NotFound):
+            continue
+        run = appended.aggregate
+        return {
+            "lease_id": lease.lease_id,
+            "fencing_token": lease.fencing_token,
+            "lease_expires_at": format_timestamp(lease.expires_at),
+            "run": {
+                "run_id": str(run.id),
+                "task": run.task,
+                "attempt": run.attempt,
+                "revision": run.revision,
+                "comment": run.comment,
+                "repository_path": run.repository_path,
+                "originating_branch": run.originating_branch,
+                "agent": run.agent,
+                "model": run.model,
+                "max_attempts": run.max_attempts,
+                "auto_approve_tools": run.auto_approve_tools,
+                "sequence": appended.sequence,
+                "position": appended.position,
+            },
+        }, used
+    return None, len(candidates)
+
+
+def _look_and_claim(
+    request: Request, runner_id: str, runner: str
+) -> tuple[Claimed | None, int, float]:
+    """One look at the view, and a claim by the waiter who took it, in one thread hop:
+    (its claim, claimable runs left for others, seconds until the next backoff ends)."""
+    candidates, backoff_in = _claimable(request)
+    claimed, used = _claim_first(request, candidates, runner_id, runner)
+    return claimed, len(candidates) - used, backoff_in
+
+
+class ClaimBoard:
+    """One look at the runs view shared by every waiting claim of a process.
+
+    Idle long-polls cost nothing per waiter: the view is read again only after news (the
+    hub's generation moved), when a retry backoff ends, or every IDLE_POLL seconds, by the
+    first waiter to ask, who claims at once; then only as many other waiters as there were
+    claimable runs left go on to try, so one new run does not send hundreds of waiters to
+    the store at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._generation = -1
+        self._valid_until = 0.0  # monotonic
+        self._tickets = 0
+
+    async def look(
+        self, request: Request, generation: int, runner_id: str, runner: str
+    ) -> tuple[Claimed | None, bool, float]:
+        """(a claim made for this waiter, or whether it should try one itself; seconds
+        until the next look)."""
+        async with self._lock:
+            if generation != self._generation or time.monotonic() >= self._valid_until:
+                claimed, left, backoff_in = await run_in_threadpool(
+                    _look_and_claim, request, runner_id, runner
+                )
+                self._generation, self._tickets = generation, left
+                self._valid_until = time.monotonic() + min(IDLE_POLL, backoff_in)
+                return claimed, False, self._wait()
+            go = self._tickets > 0
+            self._tickets -= go
+            return None, go, self._wait()
+
+    def _wait(self) -> float:
+        return max(self._valid_until - time.monotonic(), 0.0)
+
+
+def board(request: Request) -> ClaimBoard:
+    """The app's claim board (made on first use, on the app's event loop)."""
+    state = request.app.state
+    found: ClaimBoard | None = getattr(state, "claim_board", None)
+    if found is None:
+        found = state.claim_board = ClaimBoard()
+    return found
