@@ -24,6 +24,7 @@ class Config:
     lease_seconds: float = 30.0
     retry_backoff: float = 2.0
     subscriber_buffer: int = 10_000
+    max_streams_per_key: int = 100
     allowed_roots: tuple[str, ...] = ()
 
     @classmethod
@@ -53,4 +54,5 @@ class Config:
                 r for r in env.get("RUNLEDGER_ALLOWED_ROOTS", "").split(os.pathsep) if r
             ),
             subscriber_buffer=int(env.get("RUNLEDGER_SUBSCRIBER_BUFFER", 10_000)),
+            max_streams_per_key=int(env.get("RUNLEDGER_MAX_STREAMS_PER_KEY", 100)),
         )
