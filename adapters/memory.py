@@ -1,10 +1,11 @@
-"""Giving freed heap memory back to the operating system: glibc's malloc_trim and mallopt.
+"""Giving freed heap memory back to the operating system (glibc's malloc_trim).
 
-After a burst (a thousand streams replaying at once) the memory Python frees stays in
-glibc's heaps, scattered between live blocks, so the heap cannot shrink from its top and
-RSS stays at the peak. `malloc_trim(0)` hands every free page back (madvise), in every
-arena. Elsewhere (musl, macOS) these are no-ops. And before that, a cancelled stream's task,
-frames and exception reference each other: only the cyclic collector frees them.
+After a burst (a thousand streams replaying at once) two things keep RSS at its peak. A
+cancelled stream's task, frames and exception reference each other, so only the cyclic
+collector frees them, and it may not run a full pass for a long time. And what is freed
+stays in glibc's heaps, scattered between live blocks, so a heap cannot shrink from its
+top; `malloc_trim(0)` hands every free page back (madvise), in every arena. Elsewhere
+(musl, macOS) the trim is a no-op.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import ctypes
 import gc
 import sys
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -27,7 +26,6 @@ def _libc() -> ctypes.CDLL | None:
 
 _LIBC = _libc()
 _TRIM = getattr(_LIBC, "malloc_trim", None)
-_MALLOPT = getattr(_LIBC, "mallopt", None)
 
 
 def trim() -> bool:
@@ -35,13 +33,6 @@ def trim() -> bool:
     if _TRIM is None:
         return False
     return bool(_TRIM(0))
-
-
-def limit_arenas(count: int) -> bool:
-    """Cap glibc's malloc arenas (one per thread, up to 8 per core, by default)."""
-    if _MALLOPT is None:
-        return False
-    return bool(_MALLOPT(M_ARENA_MAX, count))
 
 
 def release() -> None:
