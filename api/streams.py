@@ -2,8 +2,11 @@
 
 Flows (each its own task or thread):
   feed thread ──call_soon_threadsafe──► Hub.publish ──► each Subscriber's bounded buffer
-  stream task: register ─► replay stored events after N ─► drain live, skipping seen ids
+  request: take one of the key's stream slots (429 when none is left) ─► stream task
+  stream task: register ─► replay stored events after N, a page at a time (read and
+    encoded on a replay thread) ─► drain live, skipping seen ids ─► give the slot back
   sse-starlette: `: ping` every 15 s; client disconnect or server shutdown cancels the task
+  after a wave of streams ended: collect cycles and trim the heap, on a replay thread
 A subscriber whose buffer overflows is dropped: its stream ends, it reconnects with
 Last-Event-ID and loses nothing, and nobody else waits for it.
 """
