@@ -27,6 +27,7 @@ class Config:
     lease_seconds: float = 30.0
     retry_backoff: float = 2.0
     subscriber_buffer: int = 10_000
+    max_streams_per_key: int = 100
     allowed_roots: tuple[str, ...] = ()
     metrics_public: bool = False  # /metrics without a key (off: it needs a user key)
     role: str = "all"  # api: HTTP only; worker: projections and policies; all: both
@@ -67,6 +68,7 @@ class Config:
                 r for r in env.get("RUNLEDGER_ALLOWED_ROOTS", "").split(os.pathsep) if r
             ),
             subscriber_buffer=int(env.get("RUNLEDGER_SUBSCRIBER_BUFFER", 10_000)),
+            max_streams_per_key=int(env.get("RUNLEDGER_MAX_STREAMS_PER_KEY", 100)),
             metrics_public=env.get("RUNLEDGER_METRICS_PUBLIC", "").lower() in ("true", "1"),
             role=role or env.get("RUNLEDGER_ROLE", "all"),
             db_pool_timeout=float(env.get("RUNLEDGER_DB_POOL_TIMEOUT", 2)),

@@ -22,6 +22,7 @@ from domain.engine import Engine
 
 SCAN_LIMIT = 20_000
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+STREAM_RETRY_AFTER = 5  # seconds: a slot frees as soon as one of the key's streams closes
 
 
 def _resume_point(request: Request) -> int:
@@ -36,9 +37,34 @@ def _resume_point(request: Request) -> int:
     return after
 
 
+class _SlottedStream(EventSourceResponse):
+    """An SSE response that gives its key's stream slot back however it ends."""
+
+    def __init__(self, release: Callable[[], None], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
+
+
 def _sse(request: Request, frames: AsyncIterator[bytes]) -> Response:
+    """The stream, if the caller's key has a slot left; else 429 (and no stream starts)."""
     config = request.app.state.config
-    return EventSourceResponse(
+    slots = request.app.state.hub.slots
+    key = request.headers.get("authorization", "").partition(" ")[2].strip()  # checked already
+    if not slots.take(key, config.max_streams_per_key):
+        detail = (
+            f"This API key already has {config.max_streams_per_key} open streams "
+            "(RUNLEDGER_MAX_STREAMS_PER_KEY); close one or retry later."
+        )
+        headers = {"Retry-After": str(STREAM_RETRY_AFTER)}
+        return JSON({"error": "too_many_streams", "detail": detail}, 429, headers=headers)
+    return _SlottedStream(
+        lambda: slots.give_back(key),
         ending_on_outage(frames),
         headers=SSE_HEADERS,
         ping=config.ping_interval,
@@ -81,8 +107,9 @@ async def run_sse(request: Request) -> Response:
     run_id = path_id(request)
     after = _resume_point(request)
     engine: Engine = request.app.state.engine
-    run = await run_in_threadpool(engine.get_run, run_id, owner)
     state = request.app.state
+    # On the streams' threads: a thousand reconnecting clients rebuild a thousand runs.
+    run = await state.hub.off_loop(engine.get_run, run_id, owner)
     return _sse(request, run_stream(state.hub, state.db, run_id, after, run.is_terminal))
 
 

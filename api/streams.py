@@ -2,8 +2,11 @@
 
 Flows (each its own task or thread):
   feed thread ──call_soon_threadsafe──► Hub.publish ──► each Subscriber's bounded buffer
-  stream task: register ─► replay stored events after N ─► drain live, skipping seen ids
+  request: take one of the key's stream slots (429 when none is left) ─► stream task
+  stream task: register ─► replay stored events after N, a page at a time (read and
+    encoded on a replay thread) ─► drain live, skipping seen ids ─► give the slot back
   sse-starlette: `: ping` every 15 s; client disconnect or server shutdown cancels the task
+  after a wave of streams ended: collect cycles and trim the heap, on a replay thread
 A subscriber whose buffer overflows is dropped: its stream ends, it reconnects with
 Last-Event-ID and loses nothing, and nobody else waits for it.
 """
@@ -11,16 +14,30 @@ Last-Event-ID and loses nothing, and nobody else waits for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 
-from starlette.concurrency import run_in_threadpool
-
+from adapters import memory
 from adapters.db import Database
 from api.envelopes import DONE_FRAME, Envelope, RunDirectory
 
-REPLAY_BATCH = 1000
+T = TypeVar("T")
+# A replay reads this many events at a time and writes them in chunks of about this size:
+# what a stream holds at once (encoded, in flight) is bounded, however long the history.
+REPLAY_PAGE = 200
+CHUNK_BYTES = 32 * 1024
+# Replays read on a few threads of their own: on the shared worker pool a thousand streams
+# starting together (clients reconnecting after a restart) ran on all 40 workers, and each
+# of them kept a SQLite connection with its page cache and schema (about 1 MB) for good.
+REPLAY_THREADS = 4
+# Freed memory goes back to the OS this long after streams end, once RELEASE_AFTER of them
+# ended or none is left: a full collection costs the loop tens of ms on a large heap.
+RELEASE_DELAY = 1.0
+RELEASE_AFTER = 32
 
 
 class Subscriber:
@@ -56,6 +73,27 @@ class Subscriber:
         return batch
 
 
+class StreamSlots:
+    """How many streams each key holds open, so that one key cannot take them all."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, int] = {}
+
+    def take(self, key: str, limit: int) -> bool:
+        """Count one more stream for the key; False (and nothing counted) at the limit."""
+        held = self.open.get(key, 0)
+        if held >= limit:
+            return False
+        self.open[key] = held + 1
+        return True
+
+    def give_back(self, key: str) -> None:
+        """A stream of the key ended: its slot is free at once."""
+        held = self.open.pop(key, 0) - 1
+        if held > 0:
+            self.open[key] = held
+
+
 class Hub:
     """Hands every new event to the subscribers that want it; lives on the event loop."""
 
@@ -66,6 +104,10 @@ class Hub:
         self.dropped = 0
         self.waiters: set[asyncio.Event] = set()
         self.generation = 0  # moves on every publish or notify: a waiter can't miss one
+        self.slots = StreamSlots()
+        self.readers = ThreadPoolExecutor(REPLAY_THREADS, thread_name_prefix="replay")
+        self._ended = 0  # streams that ended since memory was last given back
+        self._release_pending = False
 
     def subscribe(self, accepts: Callable[[Envelope], bool]) -> Subscriber:
         """Register for live events (before replaying stored ones)."""
@@ -74,8 +116,24 @@ class Hub:
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
-        """Forget a subscriber."""
+        """Forget a subscriber (its stream ended); give memory back after a wave of ends."""
         self.subscribers.discard(sub)
+        self._ended += 1
+        wave = self._ended >= RELEASE_AFTER or not self.subscribers
+        if wave and not self._release_pending and self.loop and not self.loop.is_closed():
+            self._release_pending = True  # one release for a wave, not one per stream
+            self.loop.call_later(RELEASE_DELAY, self._release)
+
+    async def off_loop(self, read: Callable[..., T], *args: Any) -> T:
+        """Run a stream's blocking read on the streams' own few threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.readers, read, *args)
+
+    def _release(self) -> None:
+        self._release_pending, self._ended = False, 0
+        if not self.loop or self.loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # shutting down: all goes back soon anyway
+            self.loop.run_in_executor(self.readers, memory.release)
 
     def publish(self, envelopes: Iterable[Envelope]) -> None:
         """Deliver a batch in position order (called on the loop thread)."""
@@ -136,10 +194,14 @@ async def run_stream(
     try:
         last = after
         while True:  # replay, and catch up again if live delivery ever shows a gap
-            async for batch in _replay(db, run_id, last):
-                yield b"".join(env.sse(env.sequence) for env in batch)
-                last = batch[-1].sequence
-                finished = finished or any(env.is_terminal for env in batch)
+            while True:
+                page = await hub.off_loop(_run_page, db, run_id, last)
+                for chunk in page.chunks:
+                    yield chunk
+                last, finished = page.last, finished or page.terminal
+                if page.count < REPLAY_PAGE:
+                    break
+            del page  # nothing of the replay stays with the stream while it waits
             if finished:
                 yield DONE_FRAME
                 return
@@ -148,7 +210,7 @@ async def run_stream(
                 batch = await sub.take()
                 if not batch:
                     return
-                frames = []  # one write per batch, however many events it holds
+                frames = []
                 for env in batch:
                     if env.sequence <= last:
                         continue
@@ -161,23 +223,54 @@ async def run_stream(
                         frames.append(DONE_FRAME)
                         ended = True
                         break
-                if frames:
-                    yield b"".join(frames)
+                del batch  # the envelopes are shared: let them go once every stream sent them
+                for chunk in _chunked(frames):
+                    yield chunk
             if ended:
                 return
     finally:
         hub.unsubscribe(sub)
 
 
-async def _replay(db: Database, run_id: UUID, after: int) -> AsyncIterator[list[Envelope]]:
-    """A run's stored events after `after`, in batches (never an empty one)."""
-    while True:
-        rows = await run_in_threadpool(db.run_events, run_id, after, REPLAY_BATCH)
-        if rows:
-            yield [Envelope.from_row(row) for row in rows]
-        if len(rows) < REPLAY_BATCH:
-            return
-        after = rows[-1].sequence
+class Page(NamedTuple):
+    """One page of replay, already encoded: the stream keeps no envelope of it."""
+
+    chunks: list[bytes]
+    last: int  # the id of the page's last event (the resume point when it is empty)
+    count: int  # rows read: fewer than REPLAY_PAGE means the replay reached the end
+    terminal: bool = False
+
+
+def _run_page(db: Database, run_id: UUID, after: int) -> Page:
+    """Up to REPLAY_PAGE of a run's stored events after a sequence, as SSE writes."""
+    rows = db.run_events(run_id, after, REPLAY_PAGE)
+    frames, terminal = [], False
+    for row in rows:
+        env = Envelope.from_row(row)
+        frames.append(env.sse(row.sequence))
+        terminal = terminal or env.is_terminal
+    last = rows[-1].sequence if rows else after
+    return Page(_chunked(frames), last, len(rows), terminal)
+
+
+def _chunked(frames: list[bytes]) -> list[bytes]:
+    """Frames joined into writes of at most about CHUNK_BYTES (fewer writes, bounded size).
+
+    sse-starlette keeps the last write of a stream referenced while the stream waits for
+    the next one: a whole replay joined into one write stayed with every open stream.
+    """
+    chunks: list[bytes] = []
+    pending: list[bytes] = []
+    size = 0
+    for frame in frames:
+        if pending and size + len(frame) > CHUNK_BYTES:
+            chunks.append(b"".join(pending))
+            pending, size = [], 0
+        pending.append(frame)
+        size += len(frame)
+    if pending:
+        chunks.append(b"".join(pending))
+    return chunks
 
 
 async def global_stream(
@@ -192,14 +285,13 @@ async def global_stream(
     try:
         last = after
         while True:
-            rows = await run_in_threadpool(_stamped_after, db, directory, last)
-            frames = [env.sse(env.position) for env in rows if accepts(env)]
-            if frames:
-                yield b"".join(frames)
-            if rows:
-                last = rows[-1].position
-            if len(rows) < REPLAY_BATCH:
+            page = await hub.off_loop(_global_page, db, directory, last, accepts)
+            for chunk in page.chunks:
+                yield chunk
+            last = page.last
+            if page.count < REPLAY_PAGE:
                 break
+        del page
         while True:
             batch = await sub.take()
             if not batch:
@@ -209,11 +301,22 @@ async def global_stream(
                 if env.position > last:
                     frames.append(env.sse(env.position))
                     last = env.position
-            if frames:
-                yield b"".join(frames)
+            del batch
+            for chunk in _chunked(frames):
+                yield chunk
     finally:
         hub.unsubscribe(sub)
 
 
-def _stamped_after(db: Database, directory: RunDirectory, position: int) -> list[Envelope]:
-    return [directory.stamp(Envelope.from_row(r)) for r in db.events_after(position, REPLAY_BATCH)]
+def _global_page(
+    db: Database, directory: RunDirectory, position: int, accepts: Callable[[Envelope], bool]
+) -> Page:
+    """The accepted events among the next REPLAY_PAGE stored after a position, as writes."""
+    rows = db.events_after(position, REPLAY_PAGE)
+    frames = []
+    for row in rows:
+        env = directory.stamp(Envelope.from_row(row))
+        if accepts(env):
+            frames.append(env.sse(env.position))
+    last = rows[-1].position if rows else position
+    return Page(_chunked(frames), last, len(rows))

@@ -25,8 +25,9 @@ def free_port() -> int:
 class ServeProcess:
     """One `runledger serve` process at a time on a fixed port (restartable)."""
 
-    def __init__(self, database_url: str, env: dict[str, str]) -> None:
+    def __init__(self, database_url: str, env: dict[str, str], root: Path = ROOT) -> None:
         self.database_url = database_url
+        self.root = root  # the checkout to run (a benchmark's baseline runs an older one)
         self.env = env
         self.port = free_port()
         self.proc: subprocess.Popen[str] | None = None
@@ -44,7 +45,7 @@ class ServeProcess:
         cmd = [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)]
         self.proc = subprocess.Popen(
             [*cmd, "--database", self.database_url],
-            cwd=ROOT,
+            cwd=self.root,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
