@@ -53,6 +53,8 @@ class Run(Aggregate):
 
     class Submitted(Event, Aggregate.Created):
         TYPE = "run.submitted"
+        MAKES_CLAIMABLE = True
+        WAKES = ("project-cleanup",)  # a run may land in a project being deleted
         owner: str
         task: str
         project_id: str | None
@@ -89,6 +91,7 @@ class Run(Aggregate):
         key's name) apart from the instance it said it was (`runner_id`)."""
 
         TYPE = "run.claimed"
+        WAKES = ("lease-expiry",)
         class_version = 2
         runner_id: str
         lease_id: str
@@ -115,18 +118,21 @@ class Run(Aggregate):
 
     class Paused(Event):
         TYPE = "run.paused"
+        KEEPS_LEASE = True
 
         def apply(self, run: Run) -> None:
             run.status = PAUSED
 
     class Resumed(Event):
         TYPE = "run.resumed"
+        KEEPS_LEASE = True
 
         def apply(self, run: Run) -> None:
             run.status = IN_PROGRESS
 
     class Cancelled(Event):
         TYPE = "run.cancelled"
+        ENDS_RUN = True
         reason: str | None
 
         def apply(self, run: Run) -> None:
@@ -136,6 +142,7 @@ class Run(Aggregate):
         """Runner output (agent messages, tool calls, steps, logs): its wire type is `kind`."""
 
         TOPIC = "runledger:run.output"
+        KEEPS_LEASE = True
         kind: str
         data: dict[str, Any]
 
@@ -174,6 +181,7 @@ class Run(Aggregate):
 
     class Completed(Event):
         TYPE = "run.completed"
+        ENDS_RUN = True
 
         def apply(self, run: Run) -> None:
             run.result = "no_changes"
@@ -182,6 +190,7 @@ class Run(Aggregate):
 
     class Failed(Event):
         TYPE = "run.failed"
+        ENDS_RUN = True
         category: str
         message: str
 
@@ -193,6 +202,7 @@ class Run(Aggregate):
 
     class Approved(Event):
         TYPE = "review.approved"
+        WAKES = ("merger",)
         comment: str | None
 
         def apply(self, run: Run) -> None:
@@ -202,6 +212,7 @@ class Run(Aggregate):
 
     class Declined(Event):
         TYPE = "review.declined"
+        ENDS_RUN = True
         comment: str | None
 
         def apply(self, run: Run) -> None:
@@ -210,6 +221,7 @@ class Run(Aggregate):
 
     class ChangesRequested(Event):
         TYPE = "review.changes_requested"
+        MAKES_CLAIMABLE = True
         comment: str | None
 
         def apply(self, run: Run) -> None:
@@ -240,6 +252,7 @@ class Run(Aggregate):
 
     class MergeCompleted(Event):
         TYPE = "merge.completed"
+        ENDS_RUN = True
         merge_result: str | None
 
         def apply(self, run: Run) -> None:
@@ -248,6 +261,7 @@ class Run(Aggregate):
 
     class LeaseRenewed(Event):
         TYPE = "lease.renewed"
+        WAKES = ("lease-expiry",)
         lease_id: str
         lease_expires_at: str
 
@@ -266,6 +280,7 @@ class Run(Aggregate):
         """An attempt failed for a transient reason: back to pending, after a backoff."""
 
         TYPE = "run.retry_scheduled"
+        MAKES_CLAIMABLE = True
         attempt: int
         not_before: str
         category: str
@@ -280,6 +295,7 @@ class Run(Aggregate):
 
     class MergeFailed(Event):
         TYPE = "merge.failed"
+        ENDS_RUN = True
         reason: str
         conflicting_files: list[str]
 
@@ -299,6 +315,7 @@ class Run(Aggregate):
 
     class Archived(Event):
         TYPE = "run.archived"
+        KEEPS_LEASE = True
 
         def apply(self, run: Run) -> None:
             run.archived_at = self.timestamp
