@@ -9,7 +9,8 @@ from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 from uuid import UUID
 
 import orjson
@@ -25,6 +26,7 @@ from domain.timestamps import format_timestamp
 
 SAVE_ATTEMPTS = 20
 RUN_LOCK_STRIPES = 256
+A = TypeVar("A", Run, Project)
 
 
 @dataclass(frozen=True)
@@ -330,16 +332,12 @@ class Engine(Application[UUID]):
     def _update_project(
         self, project_id: UUID, user: str, decide: Callable[[Project, datetime], None]
     ) -> tuple[Project, Appended]:
-        """Load, decide, save a project, with the same turn-taking and retries as runs."""
-        with self._run_locks[hash(project_id) % RUN_LOCK_STRIPES]:
-            for attempt in range(SAVE_ATTEMPTS):
-                project = self.get_project(project_id, user)
-                decide(project, self.clock())
-                try:
-                    return project, self._save(project)
-                except IntegrityError:
-                    time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise Conflict("The project is changing too fast; try again.", "active")
+        """Load, decide, save a project (always read from the store)."""
+        too_fast = Conflict("The project is changing too fast; try again.", "active")
+        load = partial(self.get_project, project_id, user)
+        return self._load_decide_save(
+            project_id, user, lambda: None, load, decide, lambda: too_fast
+        )
 
     def submit_project_run(
         self, project_id: UUID, owner: str, task: str, **options: Any
@@ -371,33 +369,53 @@ class Engine(Application[UUID]):
     def _update(
         self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
     ) -> Appended:
+        """Load, decide, save a run, first on the run as this process last saw it."""
+        seen, load = partial(self._cached_run, run_id), partial(self.get_run, run_id, user)
+
+        def too_fast() -> Conflict:
+            status = self.get_run(run_id).status
+            return Conflict("The run is changing too fast; try again.", status)
+
+        return self._load_decide_save(run_id, user, seen, load, decide, too_fast)[1]
+
+    def _load_decide_save(
+        self,
+        aggregate_id: UUID,
+        user: str | None,
+        seen: Callable[[], A | None],
+        load: Callable[[], A],
+        decide: Callable[[A, datetime], None],
+        too_fast: Callable[[], Conflict],
+    ) -> tuple[A, Appended]:
         """Load, decide, save; on a version conflict (another process) reload and decide again.
 
-        The first decision is taken on the run as this process last saw it, without asking
-        the store: if it appends and the save succeeds, the run was current (another
+        Commands on one aggregate take turns in this process. The first decision is taken
+        on the aggregate as this process last saw it (`seen`, when it has one) without
+        asking the store: if it appends and the save succeeds, it was current (another
         process's event would have taken that sequence number). Any other outcome (a
-        refusal, nothing to append, a conflict) is decided again on the run read afresh.
+        refusal, nothing to append, a conflict) is decided again on the aggregate read
+        afresh (`load`), and a conflict then waits a little before the next try.
         """
-        with self._run_locks[hash(run_id) % RUN_LOCK_STRIPES]:
-            run = self._cached_run(run_id)
+        with self._run_locks[hash(aggregate_id) % RUN_LOCK_STRIPES]:
+            aggregate = seen()
             for attempt in range(SAVE_ATTEMPTS):
-                fresh = run is None
+                fresh = aggregate is None
                 try:
-                    if run is None:
-                        run = self.get_run(run_id, user)
+                    if aggregate is None:
+                        aggregate = load()
                     elif user is not None:
-                        run.check_visible_to(user)
-                    decide(run, self.clock())
-                    if run.pending_events or fresh:
-                        return self._save(run)
+                        aggregate.check_visible_to(user)
+                    decide(aggregate, self.clock())
+                    if aggregate.pending_events or fresh:
+                        return aggregate, self._save(aggregate)
                 except DomainError:
                     if fresh:
                         raise
                 except IntegrityError:
                     if fresh:
                         time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-                run = None
-        raise Conflict("The run is changing too fast; try again.", self.get_run(run_id).status)
+                aggregate = None
+        raise too_fast()
 
     def _cached_run(self, run_id: UUID) -> Run | None:
         """A copy of the run as this process last saw it, without reading the store."""
