@@ -133,8 +133,7 @@ async def review_run(request: Request) -> Response:
         def review() -> Appended:
             run = engine.get_run(run_id, owner)
             if body.approved and run.status == AWAITING_REVIEW and run.repository_path:
-                target = run.originating_branch or "main"
-                refusal = merges.merge_refusal(run.repository_path, target)
+                refusal = merges.merge_refusal(run.repository_path, run.target_branch)
                 if refusal:
                     raise Conflict(f"The merge cannot start: {refusal}", run.status)
             appended = engine.review_run(

@@ -40,6 +40,19 @@ from domain.run_states import (  # noqa: F401 - re-exported: the run's vocabular
 )
 from domain.timestamps import format_timestamp, parse_timestamp
 
+OWN_BRANCH_PREFIX = "runledger/"
+DEFAULT_TARGET = "main"
+
+
+def own_branch(run_id: object) -> str:
+    """The branch a run's work goes on unless its runner names another: runledger/<run id>."""
+    return f"{OWN_BRANCH_PREFIX}{run_id}"
+
+
+def merge_target(originating_branch: str | None) -> str:
+    """The branch a run merges into: the one it started from, main when none was given."""
+    return originating_branch or DEFAULT_TARGET
+
 
 class Run(Aggregate):
     """An agent run: submitted, claimed by a runner, reported, reviewed, merged."""
@@ -375,6 +388,16 @@ class Run(Aggregate):
     def is_terminal(self) -> bool:
         """True once the run reached a status it never leaves."""
         return self.status in TERMINAL
+
+    @property
+    def branch_name(self) -> str:
+        """The branch holding the run's work: the one its runner reported, or its own."""
+        return self.branch or own_branch(self.id)
+
+    @property
+    def target_branch(self) -> str:
+        """The branch the run merges into."""
+        return merge_target(self.originating_branch)
 
     @property
     def is_claimable(self) -> bool:

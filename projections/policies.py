@@ -96,10 +96,10 @@ class Merger:
                 run_id, start.target, start.old_commit, start.tip, start.merge_commit
             )
 
-        branch = run.branch or f"runledger/{run.id}"
-        target = run.originating_branch or "main"
         try:
-            return merges.merge(repo, branch, target, run.tree_hash, started, record)
+            return merges.merge(
+                repo, run.branch_name, run.target_branch, run.tree_hash, started, record
+            )
         except DomainError:
             return None  # the run stopped merging before anything moved
 
@@ -133,7 +133,7 @@ def remove_worktree(run: Run) -> None:
     """Remove the run's worktree (the reference runner's), keeping its branch for audit."""
     if run.repository_path is None or not Path(run.repository_path).exists():
         return
-    branch = f"refs/heads/{run.branch or f'runledger/{run.id}'}"
+    branch = f"refs/heads/{run.branch_name}"
     try:
         listing = git.git(run.repository_path, "worktree", "list", "--porcelain")
     except git.GitError:
