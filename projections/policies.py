@@ -138,11 +138,8 @@ def remove_worktree(run: Run) -> None:
         listing = git.git(run.repository_path, "worktree", "list", "--porcelain")
     except git.GitError:
         return
-    path = None
-    for line in listing.splitlines():
-        if line.startswith("worktree "):
-            path = line[len("worktree ") :]
-        elif line == f"branch {branch}" and path and Path(path) != Path(run.repository_path):
+    for path, head in git.worktree_branches(listing):
+        if head == branch and Path(path) != Path(run.repository_path):
             git.remove_worktree(run.repository_path, path)
 
 
