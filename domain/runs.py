@@ -28,6 +28,7 @@ from domain.run_states import (  # noqa: F401 - re-exported: the run's vocabular
     MERGING,
     OUTCOMES,
     OUTPUT_TYPES,
+    OWN_BRANCH_PREFIX,
     PAUSED,
     PENDING,
     STATUSES,
@@ -35,23 +36,12 @@ from domain.run_states import (  # noqa: F401 - re-exported: the run's vocabular
     TRANSIENT,
     check_output,
     decision_took_effect,
+    merge_target,
+    own_branch,
     retry_delay,
     review_record,
 )
 from domain.timestamps import format_timestamp, parse_timestamp
-
-OWN_BRANCH_PREFIX = "runledger/"
-DEFAULT_TARGET = "main"
-
-
-def own_branch(run_id: object) -> str:
-    """The branch a run's work goes on unless its runner names another: runledger/<run id>."""
-    return f"{OWN_BRANCH_PREFIX}{run_id}"
-
-
-def merge_target(originating_branch: str | None) -> str:
-    """The branch a run merges into: the one it started from, main when none was given."""
-    return originating_branch or DEFAULT_TARGET
 
 
 class Run(Aggregate):
