@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from types import MappingProxyType
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -37,18 +38,17 @@ class Appended:
     status: str
     sequence: int
     position: int | None  # None when the command appended nothing
-    # The aggregate as the command left it: the engine's cached copy, to read at once and
-    # never to change (a later read may fast-forward it in place).
-    aggregate: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Lease:
-    """A runner's hold on a run: only its fencing token may report."""
+    """A runner's hold on a run: only its fencing token may report. `run` is the work it
+    was given (Run.assignment, read-only): values, not the engine's cached run."""
 
     lease_id: str
     fencing_token: int
     expires_at: datetime
+    run: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Engine(Application[UUID]):
@@ -179,7 +179,7 @@ class Engine(Application[UUID]):
         lease_id = str(self.new_id())
         now = self.clock()
         expires = now + timedelta(seconds=self.lease_seconds)
-        appended = self._update(
+        run, appended = self._update_run(
             run_id,
             None,
             lambda run, now: run.claim(
@@ -190,7 +190,8 @@ class Engine(Application[UUID]):
                 runner=runner,
             ),
         )
-        return appended, Lease(lease_id, appended.aggregate.fencing_token, expires)
+        work = MappingProxyType(run.assignment())
+        return appended, Lease(lease_id, run.fencing_token, expires, work)
 
     def record_output(
         self, run_id: UUID, runner: str, fencing_token: int, events: list[tuple[str, dict]]
@@ -370,13 +371,20 @@ class Engine(Application[UUID]):
         self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
     ) -> Appended:
         """Load, decide, save a run, first on the run as this process last saw it."""
+        return self._update_run(run_id, user, decide)[1]
+
+    def _update_run(
+        self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
+    ) -> tuple[Run, Appended]:
+        """_update, and the run as the command left it (the cached copy: not to be changed
+        or kept, since a later read may fast-forward it in place)."""
         seen, load = partial(self._cached_run, run_id), partial(self.get_run, run_id, user)
 
         def too_fast() -> Conflict:
             status = self.get_run(run_id).status
             return Conflict("The run is changing too fast; try again.", status)
 
-        return self._load_decide_save(run_id, user, seen, load, decide, too_fast)[1]
+        return self._load_decide_save(run_id, user, seen, load, decide, too_fast)
 
     def _load_decide_save(
         self,
@@ -439,7 +447,7 @@ class Engine(Application[UUID]):
             status = "deleted" if aggregate.deleted else "active"
         events = aggregate.collect_events()
         if not events:
-            return Appended(aggregate.id, status, aggregate.version, None, aggregate)
+            return Appended(aggregate.id, status, aggregate.version, None)
         stored = [self.mapper.to_stored_event(event) for event in events]
         receipt = CURRENT_RECEIPT.get()
         extra: dict[str, Any] = {}
@@ -460,7 +468,7 @@ class Engine(Application[UUID]):
             # read, so the next command would re-apply this one's events: keep the saved
             # state instead (the next read still fast-forwards past other processes' events).
             self.repository.cache.put(aggregate.id, aggregate)
-        return Appended(aggregate.id, status, aggregate.version, positions[-1], aggregate)
+        return Appended(aggregate.id, status, aggregate.version, positions[-1])
 
     def settle(self, timeout: float = 0.05) -> bool:
         """Wait (a little) until every save in flight in this process has reached the

@@ -396,6 +396,22 @@ class Run(Aggregate):
             self.status == PENDING or (self.status == IN_PROGRESS and self.lease is None)
         )
 
+    def assignment(self) -> dict[str, Any]:
+        """What a runner is given with its claim: the run's work, as plain values."""
+        return {
+            "run_id": str(self.id),
+            "task": self.task,
+            "attempt": self.attempt,
+            "revision": self.revision,
+            "comment": self.comment,
+            "repository_path": self.repository_path,
+            "originating_branch": self.originating_branch,
+            "agent": self.agent,
+            "model": self.model,
+            "max_attempts": self.max_attempts,
+            "auto_approve_tools": self.auto_approve_tools,
+        }
+
     def check_visible_to(self, user: str) -> None:
         """Raise NotFound unless the run exists for this user (not deleted, theirs)."""
         if self.deleted or self.owner != user:
