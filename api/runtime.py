@@ -14,12 +14,12 @@ from adapters import readmodels
 from adapters.db import Database, StoredRow, startup_lock
 from adapters.idempotency import Idempotency
 from adapters.locks import Instance, ProcessLock, instance_alive
+from adapters.loop import Loop
 from adapters.outage import guard_event_store
 from api.config import Config
 from api.leadership import LOCK_NAME, Leadership
 from domain.engine import Engine
 from domain.topics import WAKING_TOPICS
-from projections.loop import Loop
 from projections.owners import OwnersProjection
 from projections.policies import LeaseExpiry, Merger, ProjectCleanup
 from projections.projects import ProjectsProjection
