@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 
 from adapters.db import Database, StoredRow
+from adapters.loop import Loop
 from adapters.outage import Backoff
 
 BATCH = 500
@@ -37,13 +38,17 @@ class ChangeFeed:
         self.poll_interval = poll_interval
         self.position = start_after
         self.settle = settle  # waits (briefly) until this process's commits were offered
-        self._wake = threading.Event()
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        # The reader is a Loop like every other background step; on PostgreSQL its first
+        # look waits for LISTEN (or the timer), so that nothing committed before the
+        # LISTEN goes unread. The LISTEN connection has a thread of its own: it blocks on
+        # its socket for as long as the connection lives, and it is healthy from the moment
+        # it listens, not when a step ends, which is not the shape of a Loop's tick.
+        self._reader = Loop("change feed", self._tick, poll_interval, at_once=not db.postgres)
+        self._listener: threading.Thread | None = None
         self._offered: deque[list[StoredRow]] = deque()
         self._announced = start_after  # the highest position a NOTIFY named
         self._unsure = True  # something may have been committed that nobody named
-        self._read_backoff = Backoff("change feed")
         self._listen_backoff = Backoff("change feed LISTEN")
 
     def offer(self, rows: list[StoredRow]) -> None:
@@ -51,45 +56,38 @@ class ChangeFeed:
         when they follow on from the last delivered position, read from the store if not."""
         if rows:
             self._offered.append(rows)
-            self._wake.set()
+            self._reader.wake()
 
     def start(self) -> None:
         """Start the reader (and on PostgreSQL the LISTEN connection)."""
-        if not self.db.postgres:
-            self._wake.set()  # a first look at once (on PostgreSQL, once it listens)
-        self._threads.append(threading.Thread(target=self._read_loop, name="feed", daemon=True))
+        self._reader.start()
         if self.db.postgres:
-            self._threads.append(
-                threading.Thread(target=self._listen_loop, name="feed-listen", daemon=True)
+            self._listener = threading.Thread(
+                target=self._listen_loop, name="feed-listen", daemon=True
             )
-        for thread in self._threads:
-            thread.start()
+            self._listener.start()
 
     def stop(self) -> None:
         """Stop both threads."""
         self._stop.set()
-        self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
+        self._reader.stop()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
 
     @property
     def failing(self) -> bool:
         """True while the feed cannot read the store (or, on PostgreSQL, cannot LISTEN)."""
-        return self._read_backoff.failing or self._listen_backoff.failing
+        return self._reader.failing or self._listen_backoff.failing
 
-    def _read_loop(self) -> None:
-        while not self._stop.is_set():
-            if not self._wake.wait(self.poll_interval):
-                self._unsure = True  # the timer: look for other processes' commits
-            self._wake.clear()
-            try:
-                self.pump()
-            except Exception as exc:
-                self._unsure = True
-                self._stop.wait(self._read_backoff.failed(exc))
-                self._wake.set()  # try again after the pause, not after a poll interval
-            else:
-                self._read_backoff.succeeded()
+    def _tick(self) -> None:
+        """One look: after a failure (the Loop backs off) the next look reads the store."""
+        if self._reader.timed_out:
+            self._unsure = True  # the timer: look for other processes' commits
+        try:
+            self.pump()
+        except Exception:
+            self._unsure = True
+            raise
 
     def pump(self) -> None:
         """Deliver everything after the last delivered position."""
@@ -140,14 +138,14 @@ class ChangeFeed:
                     conn.execute(f'LISTEN "{self.db.events_channel}"')
                     self._listen_backoff.succeeded()
                     self._unsure = True  # anything committed while we were not listening
-                    self._wake.set()
+                    self._reader.wake()
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0, stop_after=1):
                             if note.payload.isdigit():
                                 self._announced = max(self._announced, int(note.payload))
                             else:
                                 self._unsure = True
-                            self._wake.set()
+                            self._reader.wake()
             except Exception as exc:
                 self._unsure = True
                 self._stop.wait(self._listen_backoff.failed(exc))

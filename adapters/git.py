@@ -30,31 +30,46 @@ class ChangedFile:
     removed: int
 
 
-def git(repo: str | Path, *args: str, check: bool = True, input: str | None = None) -> str:
-    """Run git in `repo`; its stdout (stripped of the final newline)."""
-    if any("\x00" in arg for arg in (str(repo), *args)):
-        raise GitError("A git argument contains a NUL character.")
-    result = subprocess.run(
+def run(
+    repo: str | Path, *args: str, input: str | None = None, pass_fds: tuple[int, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run git in `repo`: the finished process, whatever its exit status."""
+    return subprocess.run(
         ["git", "-C", str(repo), *args],
         capture_output=True,
         text=True,
         input=input,
         env={**os.environ, **GIT_ENV},
         timeout=120,
+        pass_fds=pass_fds,
     )
-    if check and result.returncode != 0:
+
+
+def output(result: subprocess.CompletedProcess[str], args: tuple[str, ...]) -> str:
+    """A finished git's stdout without the final newline (GitError if it failed)."""
+    if result.returncode != 0:
         raise GitError(f"git {' '.join(args[:2])} failed: {result.stderr.strip()[:500]}")
     return result.stdout.rstrip("\n")
 
 
-def _run(repo: str | Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **GIT_ENV},
-        timeout=120,
-    )
+def git(repo: str | Path, *args: str, check: bool = True, input: str | None = None) -> str:
+    """Run git in `repo`; its stdout (stripped of the final newline)."""
+    if any("\x00" in arg for arg in (str(repo), *args)):
+        raise GitError("A git argument contains a NUL character.")
+    result = run(repo, *args, input=input)
+    return output(result, args) if check else result.stdout.rstrip("\n")
+
+
+def worktree_branches(listing: str) -> list[tuple[str, str]]:
+    """(path, branch ref) of each worktree on a branch, from `git worktree list --porcelain`."""
+    found: list[tuple[str, str]] = []
+    path = None
+    for line in listing.splitlines():
+        if line.startswith("worktree "):
+            path = line[len("worktree ") :]
+        elif line.startswith("branch ") and path:
+            found.append((path, line[len("branch ") :]))
+    return found
 
 
 def repository_error(path: str, allowed_roots: list[str]) -> str | None:
@@ -78,7 +93,7 @@ def repository_error(path: str, allowed_roots: list[str]) -> str | None:
         return "repository_path does not exist."
     if not real.is_dir():
         return "repository_path is not a directory."
-    top = _run(real, "rev-parse", "--show-toplevel")
+    top = run(real, "rev-parse", "--show-toplevel")
     if top.returncode != 0 or Path(top.stdout.strip()).resolve() != real:
         return "repository_path is not the top of a git repository."
     return None
@@ -96,7 +111,7 @@ def valid_branch_name(name: str) -> bool:
 
 def branch_exists(repo: str | Path, branch: str) -> bool:
     """True if refs/heads/<branch> exists."""
-    return _run(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}").returncode == 0
+    return run(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}").returncode == 0
 
 
 def tree_of(repo: str | Path, ref: str) -> str:
@@ -126,7 +141,7 @@ def _commit(repo: str | Path, rev: str, what: str) -> str:
     """The commit id `rev` names (MissingRevision when it names none)."""
     if "\x00" in rev:  # no revision has one, and subprocess would refuse the argument
         raise MissingRevision(f"The {what} does not exist.")
-    found = _run(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+    found = run(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
     if found.returncode != 0 or not found.stdout.strip():
         raise MissingRevision(f"The {what} {rev} does not exist.")
     return found.stdout.strip()
@@ -136,7 +151,7 @@ def _fork_point(repo: str | Path, base: str, branch: str) -> tuple[str, str]:
     """(merge base, branch tip) as commit ids: where `branch` left `base`, and where it is."""
     base_commit = _commit(repo, base, "base")
     tip = _commit(repo, branch, "branch")
-    found = _run(repo, "merge-base", base_commit, tip)
+    found = run(repo, "merge-base", base_commit, tip)
     if found.returncode != 0 or not found.stdout.strip():
         raise MissingRevision(f"The branch {branch} shares no history with {base}.")
     return found.stdout.strip(), tip
@@ -194,14 +209,14 @@ def add_worktree(repo: str | Path, path: str | Path, branch: str, start: str) ->
 
 def remove_worktree(repo: str | Path, path: str | Path) -> None:
     """Remove a worktree (and prune stale entries); quiet if it is already gone."""
-    _run(repo, "worktree", "remove", "--force", str(path))
-    _run(repo, "worktree", "prune")
+    run(repo, "worktree", "remove", "--force", str(path))
+    run(repo, "worktree", "prune")
 
 
 def commit_all(worktree: str | Path, message: str) -> bool:
     """Commit every change in a worktree; False when there was nothing to commit."""
     git(worktree, "add", "--all")
-    if _run(worktree, "diff", "--cached", "--quiet").returncode == 0:
+    if run(worktree, "diff", "--cached", "--quiet").returncode == 0:
         return False
     git(worktree, "commit", "--quiet", "--no-verify", "-m", message)
     return True

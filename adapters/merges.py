@@ -26,6 +26,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters import git
 from adapters.git import GIT_ENV, GitError, branch_exists
 
 log = logging.getLogger("runledger.merges")
@@ -70,22 +71,11 @@ class Locked:
         self, *args: str, cwd: str | Path | None = None, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run git in the repository (or in one of its worktrees); never raises on failure."""
-        return subprocess.run(
-            ["git", "-C", str(cwd or self.path), *args],
-            capture_output=True,
-            text=True,
-            input=input,
-            env={**os.environ, **GIT_ENV},
-            timeout=120,
-            pass_fds=(self.lock_fd,),
-        )
+        return git.run(cwd or self.path, *args, input=input, pass_fds=(self.lock_fd,))
 
     def git(self, *args: str, cwd: str | Path | None = None, input: str | None = None) -> str:
         """Run git; its stdout without the final newline (GitError if it fails)."""
-        result = self.run(*args, cwd=cwd, input=input)
-        if result.returncode != 0:
-            raise GitError(f"git {' '.join(args[:2])} failed: {result.stderr.strip()[:500]}")
-        return result.stdout.rstrip("\n")
+        return git.output(self.run(*args, cwd=cwd, input=input), args)
 
     def git_dir(self, cwd: str | Path | None = None, common: bool = False) -> Path:
         """The (common) git directory of the repository or of one of its worktrees."""
@@ -241,13 +231,9 @@ def _refusal(g: Locked, target: str, checkout: str | None) -> str | None:
 
 def checkout_of(g: Locked, branch: str) -> str | None:
     """The working tree that has `branch` checked out, if any."""
-    current: str | None = None
-    for line in g.git("worktree", "list", "--porcelain").splitlines():
-        if line.startswith("worktree "):
-            current = line[len("worktree ") :]
-        elif line == f"branch refs/heads/{branch}":
-            return current
-    return None
+    listing = g.git("worktree", "list", "--porcelain")
+    ref = f"refs/heads/{branch}"
+    return next((path for path, head in git.worktree_branches(listing) if head == ref), None)
 
 
 def clear_stale_locks(g: Locked, target: str, checkout: str | None) -> None:

@@ -22,13 +22,10 @@ from api.metrics import CommandTimer, Metrics
 from api.runtime import ReadModelProgress, Runtime
 from api.streams import Hub
 from domain.errors import DomainError
-from domain.runs import Run
+from domain.topics import CLAIMABLE_TOPICS
 from projections.tracking import PositionWatch
 
 log = logging.getLogger("runledger")
-CLAIMABLE_TOPICS = frozenset(
-    {Run.Submitted.TOPIC, Run.RetryScheduled.TOPIC, Run.ChangesRequested.TOPIC}
-)
 
 
 def load_keyring(config: Config) -> tuple[KeyRing, str | None]:

@@ -48,26 +48,11 @@ def _claim_first(
             appended, lease = engine.claim_run(UUID(candidate), runner_id, runner)
         except (Conflict, NotFound):
             continue
-        run = appended.aggregate
         return {
             "lease_id": lease.lease_id,
             "fencing_token": lease.fencing_token,
             "lease_expires_at": format_timestamp(lease.expires_at),
-            "run": {
-                "run_id": str(run.id),
-                "task": run.task,
-                "attempt": run.attempt,
-                "revision": run.revision,
-                "comment": run.comment,
-                "repository_path": run.repository_path,
-                "originating_branch": run.originating_branch,
-                "agent": run.agent,
-                "model": run.model,
-                "max_attempts": run.max_attempts,
-                "auto_approve_tools": run.auto_approve_tools,
-                "sequence": appended.sequence,
-                "position": appended.position,
-            },
+            "run": {**lease.run, "sequence": appended.sequence, "position": appended.position},
         }, used
     return None, len(candidates)
 

@@ -10,20 +10,10 @@ import orjson
 
 from adapters.db import StoredRow
 from domain.runs import Run
-from domain.topics import FIRST_TOPICS, PROJECT_TOPICS, TYPES_BY_TOPIC
+from domain.topics import FIRST_TOPICS, PROJECT_TOPICS, TERMINAL_TYPES, TYPES_BY_TOPIC
 
 _BASE_KEYS = frozenset({"timestamp", "actor", "originator_topic", "class_version", "kind"})
 OUTPUT_TOPIC = Run.OutputRecorded.TOPIC
-TERMINAL_TYPES = frozenset(
-    {
-        Run.Completed.TYPE,
-        Run.Failed.TYPE,
-        Run.Cancelled.TYPE,
-        Run.Declined.TYPE,
-        Run.MergeCompleted.TYPE,
-        Run.MergeFailed.TYPE,
-    }
-)
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ from adapters import readmodels
 from api import auth
 from api.envelopes import Envelope
 from api.errors import JSON, ending_on_outage, invalid
-from api.requests import DIGITS, MAX_INT, int_param, path_id
+from api.requests import DIGITS, MAX_INT, int_param, path_id, uuid_param
 from api.streams import global_stream, run_stream
 from domain.engine import Engine
 
@@ -115,8 +115,8 @@ async def run_sse(request: Request) -> Response:
 
 def _filter(request: Request, owner: str) -> Callable[[Envelope], bool]:
     """The global log's filters: run_id, project_id, type (repeatable, `prefix.*`)."""
-    run_id = _uuid(request, "run_id")
-    project_id = _uuid(request, "project_id")
+    run_id = uuid_param(request, "run_id")
+    project_id = uuid_param(request, "project_id")
     exact, prefixes = set(), []
     for t in request.query_params.getlist("type"):
         if not t or len(t) > 200:
@@ -139,16 +139,6 @@ def _filter(request: Request, owner: str) -> Callable[[Envelope], bool]:
         return True
 
     return accepts
-
-
-def _uuid(request: Request, name: str) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    try:
-        return str(UUID(raw))
-    except ValueError:
-        raise invalid(f"{name} is not a UUID.", name) from None
 
 
 async def global_events(request: Request) -> Response:

@@ -26,13 +26,13 @@ def _branch_and_base(run: Run) -> tuple[str, str, str]:
     first parent, any other against its originating branch."""
     if run.repository_path is None:
         raise NotFound("The run has no repository.")
-    branch = run.branch or f"runledger/{run.id}"
+    branch = run.branch_name
     try:
         if not git.branch_exists(run.repository_path, branch):
             raise NotFound("The run's branch does not exist.")
     except (git.GitError, OSError):
         raise NotFound("The run's repository cannot be read.") from None
-    base = f"refs/heads/{run.originating_branch or 'main'}"
+    base = f"refs/heads/{run.target_branch}"
     if run.merge_result and run.merge_result.startswith("merged:"):
         base = run.merge_result.removeprefix("merged:") + "^1"
     return run.repository_path, f"refs/heads/{branch}", base

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 
 from adapters.locks import ProcessLock
-from projections.loop import Loop
+from adapters.loop import Loop
 
 log = logging.getLogger("runledger.leadership")
 LOCK_NAME = "worker"

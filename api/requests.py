@@ -84,6 +84,18 @@ def path_id(request: Request, name: str = "run_id") -> UUID:
         raise invalid(f"{name} is not a UUID.", name) from None
 
 
+def uuid_param(request: Request, name: str) -> str | None:
+    """A UUID query parameter in its canonical form, or None when absent (400 when it is
+    not a UUID)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return str(UUID(raw))
+    except ValueError:
+        raise invalid(f"{name} is not a UUID.", name) from None
+
+
 MAX_INT = 2**63 - 1
 
 

@@ -18,7 +18,7 @@ from api.requests import idempotent, parse, path_id
 from api.runs import answer_with, command_body
 from domain.engine import Appended, Engine
 from domain.errors import StaleLease
-from domain.runs import Run
+from domain.runs import OWN_BRANCH_PREFIX, Run
 from domain.timestamps import format_timestamp
 
 
@@ -88,13 +88,12 @@ def branch_refusal(run: Run, branch: str) -> str | None:
     """
     if branch.startswith("refs/") or branch in ("@", "HEAD") or branch.endswith("_HEAD"):
         return "branch must be a plain branch name, not a ref, HEAD or @."
-    if branch == (run.originating_branch or "main"):
+    if branch == run.target_branch:
         return "branch is the run's originating branch, which the run merges into."
-    head, _, tail = branch.partition("/")
-    if head != "runledger":
+    if not branch.startswith(OWN_BRANCH_PREFIX):
         return None
     try:
-        other = UUID(tail)
+        other = UUID(branch.removeprefix(OWN_BRANCH_PREFIX))
     except ValueError:
         return None
     return None if other == run.id else "branch is another run's branch (runledger/<run id>)."

@@ -24,6 +24,7 @@ from api.requests import (
     path_id,
     read_model_doc,
     read_position,
+    uuid_param,
     with_position,
 )
 from domain.engine import Appended, Engine
@@ -132,8 +133,7 @@ async def review_run(request: Request) -> Response:
         def review() -> Appended:
             run = engine.get_run(run_id, owner)
             if body.approved and run.status == AWAITING_REVIEW and run.repository_path:
-                target = run.originating_branch or "main"
-                refusal = merges.merge_refusal(run.repository_path, target)
+                refusal = merges.merge_refusal(run.repository_path, run.target_branch)
                 if refusal:
                     raise Conflict(f"The merge cannot start: {refusal}", run.status)
             appended = engine.review_run(
@@ -207,8 +207,8 @@ async def list_runs(request: Request, project_id: str | None = None) -> Response
     limit = int_param(request, "limit", 50, 1, 500)
     assert limit is not None
     before = _decode_cursor(request.query_params.get("cursor"))
-    project_id = project_id or _uuid_param(request, "project_id")
-    parent_run_id = _uuid_param(request, "parent_run_id")
+    project_id = project_id or uuid_param(request, "project_id")
+    parent_run_id = uuid_param(request, "parent_run_id")
     archived = bool_param(request, "archived", False)
     position = await read_position(request)
 
@@ -230,18 +230,6 @@ async def list_runs(request: Request, project_id: str | None = None) -> Response
     rows = rows[:limit]
     next_cursor = _encode_cursor(rows[-1][0]) if more else None
     return with_position({"items": [doc for _, doc in rows], "next_cursor": next_cursor}, position)
-
-
-def _uuid_param(request: Request, name: str) -> str | None:
-    from uuid import UUID
-
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    try:
-        return str(UUID(raw))
-    except ValueError:
-        raise invalid(f"{name} is not a UUID.", name) from None
 
 
 def _encode_cursor(position: int) -> str:

@@ -14,22 +14,18 @@ from adapters import readmodels
 from adapters.db import Database, StoredRow, startup_lock
 from adapters.idempotency import Idempotency
 from adapters.locks import Instance, ProcessLock, instance_alive
+from adapters.loop import Loop
 from adapters.outage import guard_event_store
 from api.config import Config
 from api.leadership import LOCK_NAME, Leadership
 from domain.engine import Engine
-from domain.projects import Project
-from domain.runs import Run
-from projections.loop import Loop
+from domain.topics import WAKING_TOPICS
 from projections.owners import OwnersProjection
 from projections.policies import LeaseExpiry, Merger, ProjectCleanup
 from projections.projects import ProjectsProjection
 from projections.runner import ProjectionRunner
 from projections.runs import LeasesProjection, RunsProjection
 from projections.tracking import TrackedPosition
-
-LEASE_TOPICS = frozenset({Run.Claimed.TOPIC, Run.LeaseRenewed.TOPIC})
-CLEANUP_TOPICS = frozenset({Project.Deleted.TOPIC, Run.Submitted.TOPIC})
 
 
 def utc_now() -> datetime:
@@ -136,16 +132,15 @@ class Runtime:
         self.projection.stop()
 
     def _wake_policies(self, rows: list[StoredRow]) -> None:
-        """Wake a policy only for the events it acts on (each also runs on a timer)."""
-        if not self.policies:
+        """Wake a policy only for the events it acts on (each also runs on a timer); the
+        events name the policies they wake by their loops' names (domain/topics.py)."""
+        policies = self.policies
+        if not policies:
             return
         topics = {row.topic for row in rows}
-        if Run.Approved.TOPIC in topics:
-            self.merging.wake()
-        if topics & LEASE_TOPICS:
-            self.lease_expiry.wake()
-        if topics & CLEANUP_TOPICS:
-            self.cleaning.wake()
+        for policy in policies:
+            if not topics.isdisjoint(WAKING_TOPICS.get(policy.name, ())):
+                policy.wake()
 
     def stop(self) -> None:
         """Stop the background threads (and let the worker lock go)."""

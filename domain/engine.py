@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from types import MappingProxyType
+from typing import Any, TypeVar
 from uuid import UUID
 
 import orjson
@@ -25,6 +27,7 @@ from domain.timestamps import format_timestamp
 
 SAVE_ATTEMPTS = 20
 RUN_LOCK_STRIPES = 256
+A = TypeVar("A", Run, Project)
 
 
 @dataclass(frozen=True)
@@ -35,18 +38,17 @@ class Appended:
     status: str
     sequence: int
     position: int | None  # None when the command appended nothing
-    # The aggregate as the command left it: the engine's cached copy, to read at once and
-    # never to change (a later read may fast-forward it in place).
-    aggregate: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Lease:
-    """A runner's hold on a run: only its fencing token may report."""
+    """A runner's hold on a run: only its fencing token may report. `run` is the work it
+    was given (Run.assignment, read-only): values, not the engine's cached run."""
 
     lease_id: str
     fencing_token: int
     expires_at: datetime
+    run: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Engine(Application[UUID]):
@@ -177,7 +179,7 @@ class Engine(Application[UUID]):
         lease_id = str(self.new_id())
         now = self.clock()
         expires = now + timedelta(seconds=self.lease_seconds)
-        appended = self._update(
+        run, appended = self._update_run(
             run_id,
             None,
             lambda run, now: run.claim(
@@ -188,7 +190,8 @@ class Engine(Application[UUID]):
                 runner=runner,
             ),
         )
-        return appended, Lease(lease_id, appended.aggregate.fencing_token, expires)
+        work = MappingProxyType(run.assignment())
+        return appended, Lease(lease_id, run.fencing_token, expires, work)
 
     def record_output(
         self, run_id: UUID, runner: str, fencing_token: int, events: list[tuple[str, dict]]
@@ -330,16 +333,12 @@ class Engine(Application[UUID]):
     def _update_project(
         self, project_id: UUID, user: str, decide: Callable[[Project, datetime], None]
     ) -> tuple[Project, Appended]:
-        """Load, decide, save a project, with the same turn-taking and retries as runs."""
-        with self._run_locks[hash(project_id) % RUN_LOCK_STRIPES]:
-            for attempt in range(SAVE_ATTEMPTS):
-                project = self.get_project(project_id, user)
-                decide(project, self.clock())
-                try:
-                    return project, self._save(project)
-                except IntegrityError:
-                    time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise Conflict("The project is changing too fast; try again.", "active")
+        """Load, decide, save a project (always read from the store)."""
+        too_fast = Conflict("The project is changing too fast; try again.", "active")
+        load = partial(self.get_project, project_id, user)
+        return self._load_decide_save(
+            project_id, user, lambda: None, load, decide, lambda: too_fast
+        )
 
     def submit_project_run(
         self, project_id: UUID, owner: str, task: str, **options: Any
@@ -371,33 +370,60 @@ class Engine(Application[UUID]):
     def _update(
         self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
     ) -> Appended:
+        """Load, decide, save a run, first on the run as this process last saw it."""
+        return self._update_run(run_id, user, decide)[1]
+
+    def _update_run(
+        self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
+    ) -> tuple[Run, Appended]:
+        """_update, and the run as the command left it (the cached copy: not to be changed
+        or kept, since a later read may fast-forward it in place)."""
+        seen, load = partial(self._cached_run, run_id), partial(self.get_run, run_id, user)
+
+        def too_fast() -> Conflict:
+            status = self.get_run(run_id).status
+            return Conflict("The run is changing too fast; try again.", status)
+
+        return self._load_decide_save(run_id, user, seen, load, decide, too_fast)
+
+    def _load_decide_save(
+        self,
+        aggregate_id: UUID,
+        user: str | None,
+        seen: Callable[[], A | None],
+        load: Callable[[], A],
+        decide: Callable[[A, datetime], None],
+        too_fast: Callable[[], Conflict],
+    ) -> tuple[A, Appended]:
         """Load, decide, save; on a version conflict (another process) reload and decide again.
 
-        The first decision is taken on the run as this process last saw it, without asking
-        the store: if it appends and the save succeeds, the run was current (another
+        Commands on one aggregate take turns in this process. The first decision is taken
+        on the aggregate as this process last saw it (`seen`, when it has one) without
+        asking the store: if it appends and the save succeeds, it was current (another
         process's event would have taken that sequence number). Any other outcome (a
-        refusal, nothing to append, a conflict) is decided again on the run read afresh.
+        refusal, nothing to append, a conflict) is decided again on the aggregate read
+        afresh (`load`), and a conflict then waits a little before the next try.
         """
-        with self._run_locks[hash(run_id) % RUN_LOCK_STRIPES]:
-            run = self._cached_run(run_id)
+        with self._run_locks[hash(aggregate_id) % RUN_LOCK_STRIPES]:
+            aggregate = seen()
             for attempt in range(SAVE_ATTEMPTS):
-                fresh = run is None
+                fresh = aggregate is None
                 try:
-                    if run is None:
-                        run = self.get_run(run_id, user)
+                    if aggregate is None:
+                        aggregate = load()
                     elif user is not None:
-                        run.check_visible_to(user)
-                    decide(run, self.clock())
-                    if run.pending_events or fresh:
-                        return self._save(run)
+                        aggregate.check_visible_to(user)
+                    decide(aggregate, self.clock())
+                    if aggregate.pending_events or fresh:
+                        return aggregate, self._save(aggregate)
                 except DomainError:
                     if fresh:
                         raise
                 except IntegrityError:
                     if fresh:
                         time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-                run = None
-        raise Conflict("The run is changing too fast; try again.", self.get_run(run_id).status)
+                aggregate = None
+        raise too_fast()
 
     def _cached_run(self, run_id: UUID) -> Run | None:
         """A copy of the run as this process last saw it, without reading the store."""
@@ -421,7 +447,7 @@ class Engine(Application[UUID]):
             status = "deleted" if aggregate.deleted else "active"
         events = aggregate.collect_events()
         if not events:
-            return Appended(aggregate.id, status, aggregate.version, None, aggregate)
+            return Appended(aggregate.id, status, aggregate.version, None)
         stored = [self.mapper.to_stored_event(event) for event in events]
         receipt = CURRENT_RECEIPT.get()
         extra: dict[str, Any] = {}
@@ -442,7 +468,7 @@ class Engine(Application[UUID]):
             # read, so the next command would re-apply this one's events: keep the saved
             # state instead (the next read still fast-forwards past other processes' events).
             self.repository.cache.put(aggregate.id, aggregate)
-        return Appended(aggregate.id, status, aggregate.version, positions[-1], aggregate)
+        return Appended(aggregate.id, status, aggregate.version, positions[-1])
 
     def settle(self, timeout: float = 0.05) -> bool:
         """Wait (a little) until every save in flight in this process has reached the

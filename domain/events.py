@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 from uuid import UUID
 
 E = TypeVar("E")
@@ -12,9 +12,16 @@ E = TypeVar("E")
 class WireNamed:
     """Mixin for event classes: `TYPE` is the dotted wire name, never renamed once stored;
     the stored topic is `runledger:<TYPE>` unless a class sets `TOPIC` itself. Topics do not
-    depend on module or class names, so moving code never orphans a stored event."""
+    depend on module or class names, so moving code never orphans a stored event.
+
+    What an event means to the rest of the engine is declared here too, once per class
+    (domain/topics.py gathers them into the sets the API and the policies use)."""
 
     TYPE = ""
+    MAKES_CLAIMABLE: ClassVar[bool] = False  # a runner may claim the run after it
+    ENDS_RUN: ClassVar[bool] = False  # the run's last status change: streams end on it
+    KEEPS_LEASE: ClassVar[bool] = False  # the run's lease is as it was before the event
+    WAKES: ClassVar[tuple[str, ...]] = ()  # the policies (by loop name) that act on it
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

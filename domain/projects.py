@@ -48,6 +48,7 @@ class Project(Aggregate):
 
     class Deleted(Event):
         TYPE = "project.deleted"
+        WAKES = ("project-cleanup",)
 
         def apply(self, project: Project) -> None:
             project.deleted = True

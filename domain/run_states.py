@@ -39,6 +39,20 @@ def check_output(events: list[tuple[str, Any]]) -> None:
             raise Invalid("A gate.opened event needs a gate_id.", "events")
 
 
+OWN_BRANCH_PREFIX = "runledger/"
+DEFAULT_TARGET = "main"
+
+
+def own_branch(run_id: object) -> str:
+    """The branch a run's work goes on unless its runner names another: runledger/<run id>."""
+    return f"{OWN_BRANCH_PREFIX}{run_id}"
+
+
+def merge_target(originating_branch: str | None) -> str:
+    """The branch a run merges into: the one it started from, main when none was given."""
+    return originating_branch or DEFAULT_TARGET
+
+
 OUTCOMES = ("changes", "no_changes", "failed")
 FAILURE_CATEGORIES = ("network", "flaky-test", "runner-transient", "agent", "other")
 TRANSIENT = frozenset({"network", "flaky-test", "runner-transient"})

@@ -28,6 +28,7 @@ from domain.run_states import (  # noqa: F401 - re-exported: the run's vocabular
     MERGING,
     OUTCOMES,
     OUTPUT_TYPES,
+    OWN_BRANCH_PREFIX,
     PAUSED,
     PENDING,
     STATUSES,
@@ -35,6 +36,8 @@ from domain.run_states import (  # noqa: F401 - re-exported: the run's vocabular
     TRANSIENT,
     check_output,
     decision_took_effect,
+    merge_target,
+    own_branch,
     retry_delay,
     review_record,
 )
@@ -53,6 +56,8 @@ class Run(Aggregate):
 
     class Submitted(Event, Aggregate.Created):
         TYPE = "run.submitted"
+        MAKES_CLAIMABLE = True
+        WAKES = ("project-cleanup",)  # a run may land in a project being deleted
         owner: str
         task: str
         project_id: str | None
@@ -89,6 +94,7 @@ class Run(Aggregate):
         key's name) apart from the instance it said it was (`runner_id`)."""
 
         TYPE = "run.claimed"
+        WAKES = ("lease-expiry",)
         class_version = 2
         runner_id: str
         lease_id: str
@@ -115,18 +121,21 @@ class Run(Aggregate):
 
     class Paused(Event):
         TYPE = "run.paused"
+        KEEPS_LEASE = True
 
         def apply(self, run: Run) -> None:
             run.status = PAUSED
 
     class Resumed(Event):
         TYPE = "run.resumed"
+        KEEPS_LEASE = True
 
         def apply(self, run: Run) -> None:
             run.status = IN_PROGRESS
 
     class Cancelled(Event):
         TYPE = "run.cancelled"
+        ENDS_RUN = True
         reason: str | None
 
         def apply(self, run: Run) -> None:
@@ -136,6 +145,7 @@ class Run(Aggregate):
         """Runner output (agent messages, tool calls, steps, logs): its wire type is `kind`."""
 
         TOPIC = "runledger:run.output"
+        KEEPS_LEASE = True
         kind: str
         data: dict[str, Any]
 
@@ -174,6 +184,7 @@ class Run(Aggregate):
 
     class Completed(Event):
         TYPE = "run.completed"
+        ENDS_RUN = True
 
         def apply(self, run: Run) -> None:
             run.result = "no_changes"
@@ -182,6 +193,7 @@ class Run(Aggregate):
 
     class Failed(Event):
         TYPE = "run.failed"
+        ENDS_RUN = True
         category: str
         message: str
 
@@ -193,6 +205,7 @@ class Run(Aggregate):
 
     class Approved(Event):
         TYPE = "review.approved"
+        WAKES = ("merger",)
         comment: str | None
 
         def apply(self, run: Run) -> None:
@@ -202,6 +215,7 @@ class Run(Aggregate):
 
     class Declined(Event):
         TYPE = "review.declined"
+        ENDS_RUN = True
         comment: str | None
 
         def apply(self, run: Run) -> None:
@@ -210,6 +224,7 @@ class Run(Aggregate):
 
     class ChangesRequested(Event):
         TYPE = "review.changes_requested"
+        MAKES_CLAIMABLE = True
         comment: str | None
 
         def apply(self, run: Run) -> None:
@@ -240,6 +255,7 @@ class Run(Aggregate):
 
     class MergeCompleted(Event):
         TYPE = "merge.completed"
+        ENDS_RUN = True
         merge_result: str | None
 
         def apply(self, run: Run) -> None:
@@ -248,6 +264,7 @@ class Run(Aggregate):
 
     class LeaseRenewed(Event):
         TYPE = "lease.renewed"
+        WAKES = ("lease-expiry",)
         lease_id: str
         lease_expires_at: str
 
@@ -266,6 +283,7 @@ class Run(Aggregate):
         """An attempt failed for a transient reason: back to pending, after a backoff."""
 
         TYPE = "run.retry_scheduled"
+        MAKES_CLAIMABLE = True
         attempt: int
         not_before: str
         category: str
@@ -280,6 +298,7 @@ class Run(Aggregate):
 
     class MergeFailed(Event):
         TYPE = "merge.failed"
+        ENDS_RUN = True
         reason: str
         conflicting_files: list[str]
 
@@ -299,6 +318,7 @@ class Run(Aggregate):
 
     class Archived(Event):
         TYPE = "run.archived"
+        KEEPS_LEASE = True
 
         def apply(self, run: Run) -> None:
             run.archived_at = self.timestamp
@@ -360,11 +380,37 @@ class Run(Aggregate):
         return self.status in TERMINAL
 
     @property
+    def branch_name(self) -> str:
+        """The branch holding the run's work: the one its runner reported, or its own."""
+        return self.branch or own_branch(self.id)
+
+    @property
+    def target_branch(self) -> str:
+        """The branch the run merges into."""
+        return merge_target(self.originating_branch)
+
+    @property
     def is_claimable(self) -> bool:
         """True while the run waits for a runner: pending, or sent back for changes."""
         return not self.deleted and (
             self.status == PENDING or (self.status == IN_PROGRESS and self.lease is None)
         )
+
+    def assignment(self) -> dict[str, Any]:
+        """What a runner is given with its claim: the run's work, as plain values."""
+        return {
+            "run_id": str(self.id),
+            "task": self.task,
+            "attempt": self.attempt,
+            "revision": self.revision,
+            "comment": self.comment,
+            "repository_path": self.repository_path,
+            "originating_branch": self.originating_branch,
+            "agent": self.agent,
+            "model": self.model,
+            "max_attempts": self.max_attempts,
+            "auto_approve_tools": self.auto_approve_tools,
+        }
 
     def check_visible_to(self, user: str) -> None:
         """Raise NotFound unless the run exists for this user (not deleted, theirs)."""

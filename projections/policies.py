@@ -96,10 +96,10 @@ class Merger:
                 run_id, start.target, start.old_commit, start.tip, start.merge_commit
             )
 
-        branch = run.branch or f"runledger/{run.id}"
-        target = run.originating_branch or "main"
         try:
-            return merges.merge(repo, branch, target, run.tree_hash, started, record)
+            return merges.merge(
+                repo, run.branch_name, run.target_branch, run.tree_hash, started, record
+            )
         except DomainError:
             return None  # the run stopped merging before anything moved
 
@@ -133,16 +133,13 @@ def remove_worktree(run: Run) -> None:
     """Remove the run's worktree (the reference runner's), keeping its branch for audit."""
     if run.repository_path is None or not Path(run.repository_path).exists():
         return
-    branch = f"refs/heads/{run.branch or f'runledger/{run.id}'}"
+    branch = f"refs/heads/{run.branch_name}"
     try:
         listing = git.git(run.repository_path, "worktree", "list", "--porcelain")
     except git.GitError:
         return
-    path = None
-    for line in listing.splitlines():
-        if line.startswith("worktree "):
-            path = line[len("worktree ") :]
-        elif line == f"branch {branch}" and path and Path(path) != Path(run.repository_path):
+    for path, head in git.worktree_branches(listing):
+        if head == branch and Path(path) != Path(run.repository_path):
             git.remove_worktree(run.repository_path, path)
 
 

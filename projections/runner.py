@@ -18,7 +18,7 @@ from typing import Protocol
 
 from adapters import readmodels
 from adapters.db import Cursor, Database, StoredRow
-from projections.loop import Loop
+from adapters.loop import Loop
 
 log = logging.getLogger("runledger.projections")
 BATCH = 500

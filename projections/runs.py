@@ -12,7 +12,7 @@ from adapters.db import Cursor, StoredRow
 from domain.engine import Engine
 from domain.runs import Run
 from domain.timestamps import format_timestamp, parse_timestamp
-from domain.topics import RUN_TOPICS
+from domain.topics import LEASE_KEEPING_TOPICS, RUN_TOPICS
 from projections.folding import Folder
 
 
@@ -90,11 +90,9 @@ class RunsProjection:
                 readmodels.upsert_run(cur, view, created.get(key, 0), run.is_claimable, not_before)
 
 
-# Events that leave a run's lease as it was; claims and renewals set it; any other run
-# event either ends the lease or happens when the run holds none.
-_LEASE_KEEPING = frozenset(
-    {Run.OutputRecorded.TOPIC, Run.Paused.TOPIC, Run.Resumed.TOPIC, Run.Archived.TOPIC}
-)
+# Events that leave a run's lease as it was (their KEEPS_LEASE fact); claims and renewals
+# set it; any other run event either ends the lease or happens when the run holds none.
+_LEASE_KEEPING = LEASE_KEEPING_TOPICS
 
 
 class LeasesProjection:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from adapters import readmodels
 from adapters.db import Database
-from projections.loop import Loop
+from adapters.loop import Loop
 
 FRESH_FOR = 0.005  # read-your-writes polls every 5 ms: one query per poll, not one per caller
 WATCH_POLL = 0.01

@@ -50,3 +50,17 @@ def test_allowed_roots_are_checked_after_resolving_symlinks(repo: Path, tmp_path
     assert git.repository_error(str(repo), [str(repo.parent)]) is None
     error = git.repository_error(str(root / "escape"), [str(root)])
     assert error is not None and "outside the allowed roots" in error
+
+
+def test_the_worktree_listing_names_each_branch_checked_out_and_where(
+    repo: Path, tmp_path: Path
+) -> None:
+    git.add_worktree(repo, tmp_path / "wt", "runledger/x", "main")
+    git.git(repo, "worktree", "add", "--detach", str(tmp_path / "detached"), "main")
+
+    listing = git.worktree_branches(git.git(repo, "worktree", "list", "--porcelain"))
+
+    assert [(Path(path).resolve(), ref) for path, ref in listing] == [
+        (repo.resolve(), "refs/heads/main"),
+        ((tmp_path / "wt").resolve(), "refs/heads/runledger/x"),
+    ]

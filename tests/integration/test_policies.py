@@ -72,3 +72,13 @@ def test_the_lease_policy_expires_a_lapsed_lease_once_however_often_it_runs(
     assert (run.status, run.attempt) == ("pending", 2)
     with runtime.db.reading() as cur:
         assert readmodels.expired_leases(cur, time.time()) == []
+
+
+def test_every_policy_an_event_wakes_is_one_the_leader_runs(runtime: Runtime) -> None:
+    from domain.topics import WAKING_TOPICS
+
+    assert runtime.lead_if_free()
+    try:
+        assert set(WAKING_TOPICS) <= {policy.name for policy in runtime.policies}
+    finally:
+        runtime.stop()

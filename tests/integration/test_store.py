@@ -340,3 +340,17 @@ class TestPostgresStore(StoreContract):
 
         positions = [r.position for r in all_events(runtime.db)]
         assert positions == list(range(1, len(positions) + 1))
+
+
+def test_a_claim_hands_over_the_runs_work_as_values_that_cannot_change_the_engines_run(
+    runtime: Runtime,
+) -> None:
+    engine = runtime.engine
+    run_id = engine.submit_run(OWNER, "fix it").run_id
+    _, lease = engine.claim_run(run_id, RUNNER)
+
+    with pytest.raises(TypeError):
+        lease.run["task"] = "something else"  # type: ignore[index]
+
+    assert lease.run["run_id"] == str(run_id) and lease.run["task"] == "fix it"
+    assert engine.get_run(run_id).task == "fix it"

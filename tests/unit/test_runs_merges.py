@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from domain.errors import Conflict
-from domain.runs import AWAITING_REVIEW, MERGED, MERGING, Run
-from tests.unit.helpers import LATER, NOW, appended, given, review
+from domain.runs import AWAITING_REVIEW, IN_PROGRESS, MERGED, MERGING, Run
+from tests.unit.helpers import LATER, NOW, appended, given, report, review, submit
 
 START = {"target": "main", "old_commit": "a" * 40, "tip": "b" * 40, "merge_commit": "c" * 40}
 
@@ -76,3 +76,27 @@ def test_a_completed_merge_keeps_the_start_it_published() -> None:
     run.complete_merge(merge_result=f"merged:{'c' * 40}", now=LATER)
 
     assert (run.status, run.merge_started) == (MERGED, START)
+
+
+def test_a_run_merges_into_the_branch_it_started_from() -> None:
+    assert submit(originating_branch="develop").target_branch == "develop"
+
+
+def test_a_run_with_no_originating_branch_merges_into_main() -> None:
+    assert submit().target_branch == "main"
+
+
+def test_a_run_whose_runner_named_no_branch_has_its_work_on_its_own_branch() -> None:
+    run = given(IN_PROGRESS)
+
+    report(run, "changes", tree_hash="t" * 40)
+
+    assert run.branch_name == f"runledger/{run.id}"
+
+
+def test_a_run_whose_runner_named_a_branch_has_its_work_there() -> None:
+    run = given(IN_PROGRESS)
+
+    report(run, "changes", tree_hash="t" * 40, branch="feature/x")
+
+    assert run.branch_name == "feature/x"

@@ -1,4 +1,7 @@
-"""A background loop: run a step when woken, or at least every so often; survive errors."""
+"""A background loop: run a step when woken, or at least every so often; survive errors.
+
+Every background thread of runledger that works in steps runs on one: the projections, the
+policies, leadership, the instance lock's upkeep and the change feed's reader."""
 
 from __future__ import annotations
 
@@ -9,10 +12,24 @@ from adapters.outage import Backoff
 
 
 class Loop:
-    """A daemon thread that runs `tick` when woken, or after at most `interval` seconds."""
+    """A daemon thread that runs `tick` when woken, or after at most `interval` seconds.
 
-    def __init__(self, name: str, tick: Callable[[], float | None], interval: float) -> None:
+    The first tick comes at once, or with `at_once=False` after the first wake or interval.
+    `timed_out` says whether the wait before the current tick ran its course (nobody woke
+    the loop), for a tick that looks further afield when nobody named what is new.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tick: Callable[[], float | None],
+        interval: float,
+        *,
+        at_once: bool = True,
+    ) -> None:
         self.name, self.tick, self.interval = name, tick, interval
+        self.at_once = at_once
+        self.timed_out = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -40,6 +57,8 @@ class Loop:
         return self._backoff.failing
 
     def _run(self) -> None:
+        if not self.at_once:
+            self._pause(self.interval)
         while not self._stop.is_set():
             try:
                 delay = self.tick()
@@ -49,6 +68,8 @@ class Loop:
                 self._stop.wait(self._backoff.failed(exc))
                 continue
             self._backoff.succeeded()
-            wait = self.interval if delay is None else max(0.0, min(delay, self.interval))
-            self._wake.wait(wait)
-            self._wake.clear()
+            self._pause(self.interval if delay is None else max(0.0, min(delay, self.interval)))
+
+    def _pause(self, seconds: float) -> None:
+        self.timed_out = not self._wake.wait(seconds)
+        self._wake.clear()

@@ -1,0 +1,60 @@
+"""What each event means to the rest of the engine, declared on its class: pinned here so a
+change to a fact (or a new event without its facts) is a visible decision."""
+
+from __future__ import annotations
+
+from domain.topics import (
+    CLAIMABLE_TOPICS,
+    LEASE_KEEPING_TOPICS,
+    TERMINAL_TYPES,
+    TYPES_BY_TOPIC,
+    WAKING_TOPICS,
+)
+
+
+def types(topics: frozenset[str]) -> set[str]:
+    return {TYPES_BY_TOPIC[topic] or topic for topic in topics}
+
+
+def test_a_run_is_claimable_after_it_is_submitted_retried_or_sent_back() -> None:
+    assert types(CLAIMABLE_TOPICS) == {
+        "run.submitted",
+        "run.retry_scheduled",
+        "review.changes_requested",
+    }
+
+
+def test_a_run_ends_with_a_completion_failure_cancellation_decline_or_merge_outcome() -> None:
+    assert set(TERMINAL_TYPES) == {
+        "run.completed",
+        "run.failed",
+        "run.cancelled",
+        "review.declined",
+        "merge.completed",
+        "merge.failed",
+    }
+
+
+def test_output_pauses_resumes_and_archiving_leave_the_lease_as_it_was() -> None:
+    assert types(LEASE_KEEPING_TOPICS) == {
+        "runledger:run.output",
+        "run.paused",
+        "run.resumed",
+        "run.archived",
+    }
+
+
+def test_each_policy_is_woken_by_the_events_it_acts_on() -> None:
+    assert {policy: types(topics) for policy, topics in WAKING_TOPICS.items()} == {
+        "merger": {"review.approved"},
+        "lease-expiry": {"run.claimed", "lease.renewed"},
+        "project-cleanup": {"project.deleted", "run.submitted"},
+    }
+
+
+def test_no_event_both_ends_a_run_and_makes_it_claimable() -> None:
+    assert not types(CLAIMABLE_TOPICS) & TERMINAL_TYPES
+
+
+def test_no_event_that_ends_a_run_keeps_its_lease() -> None:
+    assert not types(LEASE_KEEPING_TOPICS) & TERMINAL_TYPES
