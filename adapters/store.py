@@ -68,7 +68,7 @@ class LeanMapper(Mapper[UUID]):
             # the library's steps (which upcast by the same class methods).
             return super().to_domain_event(stored_event)
         originator_id = stored_event.originator_id
-        if not isinstance(originator_id, UUID):  # SQLite's recorder gives the id as text
+        if not isinstance(originator_id, UUID):  # a recorder may give the id as text
             originator_id = UUID(str(originator_id))
         state = current_state(stored_event.topic, stored_event.state)
         return domain_event(cls, originator_id, stored_event.originator_version, state)

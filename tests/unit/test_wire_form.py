@@ -48,7 +48,7 @@ def run_claimed_by_a_version_1_claim() -> list[StoredRow]:
 
 
 def as_read_by_the_repository(row: StoredRow) -> StoredEvent:
-    """A row as the repository gets it from the recorder (SQLite's gives the id as text)."""
+    """A row as the repository may get it from a recorder: the id as text."""
     return StoredEvent(str(row.run_id), row.sequence, row.topic, row.state)
 
 
