@@ -1,4 +1,8 @@
-"""The event envelope clients see, built straight from stored rows and encoded once."""
+"""The event envelope clients see, built straight from stored rows and encoded once.
+
+Its data comes from adapters.stored.current_state, the one reading of a stored event:
+clients see every event at its class's current version, as the domain does.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from uuid import UUID
 import orjson
 
 from adapters.db import StoredRow
+from adapters.stored import current_state
 from domain.runs import Run
 from domain.topics import FIRST_TOPICS, PROJECT_TOPICS, TERMINAL_TYPES, TYPES_BY_TOPIC
 
@@ -36,8 +41,8 @@ class Envelope:
 
     @classmethod
     def from_row(cls, row: StoredRow) -> Envelope:
-        """Decode a stored row without building the domain event."""
-        state = orjson.loads(row.state)
+        """Decode a stored row (upcast) without building the domain event."""
+        state = current_state(row.topic, row.state)
         if row.topic == OUTPUT_TOPIC:
             kind, data = state["kind"], state["data"]
         else:
@@ -107,7 +112,7 @@ DONE_FRAME = b"event: done\ndata: {}\n\n"
 def wire_type(row: StoredRow) -> str:
     """A stored event's wire type (only runner output needs its state read)."""
     if row.topic == OUTPUT_TOPIC:
-        return orjson.loads(row.state)["kind"]
+        return current_state(row.topic, row.state)["kind"]
     return TYPES_BY_TOPIC.get(row.topic, row.topic)
 
 

@@ -6,21 +6,11 @@ from collections import OrderedDict
 from typing import Any
 from uuid import UUID
 
-import orjson
 from eventsourcing.persistence import StoredEvent
 
 from adapters.db import StoredRow
+from adapters.stored import EVENT_CLASSES, current_state, domain_event
 from domain.engine import Engine
-from domain.projects import Project
-from domain.runs import Run
-from domain.timestamps import parse_timestamp
-
-EVENT_CLASSES: dict[str, type] = {
-    cls.TOPIC: cls
-    for aggregate in (Run, Project)
-    for cls in vars(aggregate).values()
-    if isinstance(cls, type) and issubclass(cls, aggregate.Event) and getattr(cls, "TOPIC", None)
-}
 
 
 class Folder:
@@ -36,25 +26,18 @@ class Folder:
         self._cache: OrderedDict[UUID, Any] = OrderedDict()
 
     def _event(self, row: StoredRow, plain: bool) -> Any:
-        """The domain event of a row: what the library's mapper does, without its generic
-        steps (cipher, compressor, id conversion) when they do not apply (`plain`);
-        upcasting and anything unusual still go through the mapper."""
+        """The domain event of a row, read (and upcast) by current_state as the mapper
+        reads it, without making the StoredEvent the mapper takes; a stored form that
+        current_state does not read (`plain` false) goes through the mapper."""
         cls = EVENT_CLASSES.get(row.topic)
-        state = orjson.loads(row.state) if cls is not None and plain else None
-        if state is None or state.get("class_version", 1) != getattr(cls, "class_version", 1):
+        if cls is None or not plain:
             return self.engine.mapper.to_domain_event(
                 StoredEvent(row.run_id, row.sequence, row.topic, row.state)
             )
-        state["timestamp"] = parse_timestamp(state["timestamp"])
-        state["originator_id"] = row.run_id
-        state["originator_version"] = row.sequence
-        event = object.__new__(cls)
-        object.__setattr__(event, "__dict__", state)
-        return event
+        return domain_event(cls, row.run_id, row.sequence, current_state(row.topic, row.state))
 
     def _plain(self) -> bool:
-        mapper = self.engine.mapper
-        return mapper.cipher is None and mapper.compressor is None
+        return bool(getattr(self.engine.mapper, "plain", False))
 
     def forget(self) -> None:
         """Drop everything (after a failed transaction or a rewind)."""

@@ -8,10 +8,9 @@ since their events stay in the owner's log.
 
 from __future__ import annotations
 
-import orjson
-
 from adapters import readmodels
 from adapters.db import Cursor, StoredRow
+from adapters.stored import current_state
 from domain.topics import FIRST_TOPICS
 
 
@@ -31,4 +30,5 @@ class OwnersProjection:
         """Note the owner of every run or project created in this batch."""
         for row in rows:
             if row.topic in FIRST_TOPICS:
-                readmodels.note_owner(cur, orjson.loads(row.state)["owner"], row.position)
+                owner = current_state(row.topic, row.state)["owner"]
+                readmodels.note_owner(cur, owner, row.position)

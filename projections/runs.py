@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from adapters import readmodels
 from adapters.db import Cursor, StoredRow
+from adapters.stored import current_state
 from domain.engine import Engine
 from domain.runs import Run
 from domain.timestamps import format_timestamp, parse_timestamp
@@ -118,13 +117,13 @@ class LeasesProjection:
                 continue
             run_id = str(row.run_id)
             if row.topic == Run.Claimed.TOPIC:
-                state = orjson.loads(row.state)
+                state = current_state(row.topic, row.state)
                 expires = parse_timestamp(state["lease_expires_at"]).timestamp()
                 readmodels.upsert_lease(
                     cur, run_id, state["lease_id"], state["fencing_token"], expires
                 )
             elif row.topic == Run.LeaseRenewed.TOPIC:
-                state = orjson.loads(row.state)
+                state = current_state(row.topic, row.state)
                 expires = parse_timestamp(state["lease_expires_at"]).timestamp()
                 readmodels.renew_lease(cur, run_id, state["lease_id"], expires)
             else:

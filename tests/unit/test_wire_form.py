@@ -1,0 +1,112 @@
+"""One reading of stored events: clients, projections and the domain see each event alike,
+at its class's current version, also when an older version of the class stored it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import StoredEvent
+
+from adapters.db import StoredRow
+from adapters.store import LeanMapper, OrjsonTranscoder
+from adapters.stored import current_state
+from api.envelopes import Envelope
+from domain.runs import Run
+from projections.folding import Folder
+from tests.unit.helpers import RUNNER, claim, submit
+from tests.unit.test_stored_form import every_kind_of_event
+
+MAPPER = LeanMapper(transcoder=OrjsonTranscoder())
+# What a build before `run.claimed` v2 stored: no `runner` (the instance was the runner),
+# no `class_version`.
+V1_CLAIM: dict[str, Any] = {
+    "timestamp": "2024-05-01T12:00:00.000000Z",
+    "actor": RUNNER,
+    "runner_id": RUNNER,
+    "lease_id": "lease-1",
+    "fencing_token": 1,
+    "lease_expires_at": "2024-05-01T12:00:30.000000Z",
+}
+V1_DATA = {k: v for k, v in V1_CLAIM.items() if k not in ("timestamp", "actor")}
+
+
+def row_of(stored: Any, position: int) -> StoredRow:
+    """A stored event as the log hands it out."""
+    return StoredRow(
+        position, stored.originator_id, stored.originator_version, stored.topic, stored.state
+    )
+
+
+def run_claimed_by_a_version_1_claim() -> list[StoredRow]:
+    """A submitted run's stored row, then a version-1 `run.claimed`."""
+    (submitted,) = submit().collect_events()
+    first = row_of(MAPPER.to_stored_event(submitted), 1)
+    v1 = StoredRow(2, first.run_id, 2, Run.Claimed.TOPIC, orjson.dumps(V1_CLAIM))
+    return [first, v1]
+
+
+def as_read_by_the_repository(row: StoredRow) -> StoredEvent:
+    """A row as the repository may get it from a recorder: the id as text."""
+    return StoredEvent(str(row.run_id), row.sequence, row.topic, row.state)
+
+
+def domain_fields(event: Any) -> dict[str, Any]:
+    """A domain event's own fields: what its envelope's data should hold."""
+    base = {"originator_id", "originator_version", "timestamp", "actor", "originator_topic"}
+    return {k: v for k, v in vars(event).items() if k not in base}
+
+
+def test_a_version_1_claim_reads_as_the_current_version() -> None:
+    state = current_state(Run.Claimed.TOPIC, orjson.dumps(V1_CLAIM))
+
+    assert state == {**V1_CLAIM, "runner": RUNNER}
+
+
+def test_a_current_claim_reads_without_its_stored_class_version() -> None:
+    run = submit()
+    claim(run)
+    stored = MAPPER.to_stored_event(run.collect_events()[-1])
+    assert orjson.loads(stored.state)["class_version"] == 2
+
+    assert "class_version" not in current_state(stored.topic, stored.state)
+
+
+def test_the_envelope_of_a_version_1_claim_carries_the_current_versions_data() -> None:
+    claimed = run_claimed_by_a_version_1_claim()[1]
+
+    envelope = Envelope.from_row(claimed)
+
+    assert (envelope.type, envelope.data) == ("run.claimed", {**V1_DATA, "runner": RUNNER})
+
+
+def test_the_mapper_reads_a_version_1_claim_as_the_current_version() -> None:
+    claimed = run_claimed_by_a_version_1_claim()[1]
+
+    event = MAPPER.to_domain_event(as_read_by_the_repository(claimed))
+
+    assert domain_fields(event) == {**V1_DATA, "runner": RUNNER}
+    assert (event.originator_id, event.originator_version) == (claimed.run_id, 2)
+
+
+def test_the_folded_run_of_a_version_1_claim_holds_the_runners_lease() -> None:
+    rows = run_claimed_by_a_version_1_claim()
+    folder = Folder(SimpleNamespace(mapper=MAPPER, repository=None))  # type: ignore[arg-type]
+
+    run = folder.fold(rows)[rows[0].run_id]
+
+    assert run.lease["runner"] == RUNNER and run.lease["lease_id"] == "lease-1"
+
+
+def test_every_kind_of_event_shows_clients_the_fields_the_domain_reads() -> None:
+    for position, event in enumerate(every_kind_of_event(), start=1):
+        stored = MAPPER.to_stored_event(event)
+
+        envelope = Envelope.from_row(row_of(stored, position))
+        fields = domain_fields(MAPPER.to_domain_event(stored))
+
+        if isinstance(event, Run.OutputRecorded):
+            assert (envelope.type, envelope.data) == (fields["kind"], fields["data"])
+        else:
+            assert envelope.data == fields, envelope.type
