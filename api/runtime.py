@@ -18,10 +18,10 @@ from adapters.loop import Loop
 from adapters.outage import guard_event_store
 from api.config import Config
 from api.leadership import LOCK_NAME, Leadership
-from domain.engine import Engine
+from api.service.engine import Engine
+from api.service.policies import LeaseExpiry, Merger, ProjectCleanup
 from domain.topics import WAKING_TOPICS
 from projections.owners import OwnersProjection
-from projections.policies import LeaseExpiry, Merger, ProjectCleanup
 from projections.projects import ProjectsProjection
 from projections.runner import ProjectionRunner
 from projections.runs import LeasesProjection, RunsProjection
