@@ -20,11 +20,11 @@ import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
+from adapters.stored import StoredRow
 from api.service.project_commands import ProjectCommands
 from api.service.results import Appended, Lease
 from api.service.run_commands import RunCommands
 from domain.errors import Conflict, DomainError, NotFound
-from domain.events import StoredRow
 from domain.projects import Project
 from domain.receipts import CURRENT_RECEIPT
 from domain.runs import Run
