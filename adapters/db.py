@@ -16,7 +16,7 @@ from uuid import UUID
 
 from adapters.outage import guard_pool, session_options
 from adapters.store import StoreSettings
-from domain.events import StoredRow
+from adapters.stored import StoredRow
 
 __all__ = ["Cursor", "Database", "StoredRow", "startup_lock"]
 

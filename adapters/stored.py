@@ -1,4 +1,5 @@
-"""The one way to read a stored event: its state at its class's current version.
+"""Stored events: the row the log holds (`StoredRow`), and the one way to read one: its
+state at its class's current version.
 
 Clients (envelopes, streams, event lists), the projections and the domain (the mapper, the
 folder) all read stored events through `current_state`, so an event stored by an older
@@ -9,7 +10,7 @@ transcoder's (adapters/store.py): plain JSON, the timestamp as RFC 3339 text.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import orjson
@@ -17,6 +18,18 @@ import orjson
 from domain.projects import Project
 from domain.runs import Run
 from domain.timestamps import parse_timestamp
+
+
+class StoredRow(NamedTuple):
+    """One stored event as the log holds it: its global position, aggregate, sequence,
+    topic and encoded state. The engine hands these to its followers as it commits them."""
+
+    position: int
+    run_id: UUID
+    sequence: int
+    topic: str
+    state: bytes
+
 
 EVENT_CLASSES: dict[str, type] = {
     cls.TOPIC: cls

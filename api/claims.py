@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from adapters import readmodels
-from domain.engine import Engine
+from api.service.engine import Engine
 from domain.errors import Conflict, NotFound
 from domain.timestamps import format_timestamp
 

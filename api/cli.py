@@ -115,7 +115,7 @@ class _Server(uvicorn.Server):
 
 def _runner(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from adapters.runner_agent import DEFAULT_EXIT_CATEGORIES, RunnerConfig, serve_forever
-    from domain.run_states import FAILURE_CATEGORIES
+    from domain.runs.states import FAILURE_CATEGORIES
 
     if not args.key:
         parser.error("runner needs --key (or RUNLEDGER_RUNNER_KEY): a key with the runner role")

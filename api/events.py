@@ -17,8 +17,8 @@ from api import auth
 from api.envelopes import Envelope
 from api.errors import JSON, ending_on_outage, invalid
 from api.requests import DIGITS, MAX_INT, int_param, path_id, uuid_param
+from api.service.engine import Engine
 from api.streams import global_stream, run_stream
-from domain.engine import Engine
 
 SCAN_LIMIT = 20_000
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -14,7 +14,7 @@ from adapters import git
 from api import auth
 from api.errors import JSON
 from api.requests import path_id
-from domain.engine import Engine
+from api.service.engine import Engine
 from domain.errors import NotFound
 from domain.runs import Run
 

@@ -25,7 +25,7 @@ from api.requests import (
     with_position,
 )
 from api.runs import answer_with, list_runs, submission_options
-from domain.engine import Appended, Engine
+from api.service.engine import Appended, Engine
 from domain.projects import Project
 from projections.projects import project_view
 

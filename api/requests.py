@@ -20,7 +20,7 @@ from starlette.responses import Response
 from adapters.db import Cursor
 from adapters.idempotency import Idempotency
 from api.errors import JSON, ApiError, domain_error_response, from_validation, invalid
-from domain.engine import Appended
+from api.service.engine import Appended
 from domain.errors import DomainError, NotFound
 from domain.receipts import CURRENT_RECEIPT, Receipt, ReceiptTakenOver
 

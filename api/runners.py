@@ -16,7 +16,7 @@ from api import auth, claims, schemas
 from api.errors import JSON, invalid
 from api.requests import idempotent, parse, path_id
 from api.runs import answer_with, command_body
-from domain.engine import Appended, Engine
+from api.service.engine import Appended, Engine
 from domain.errors import StaleLease
 from domain.runs import OWN_BRANCH_PREFIX, Run
 from domain.timestamps import format_timestamp

@@ -27,10 +27,10 @@ from api.requests import (
     uuid_param,
     with_position,
 )
-from domain.engine import Appended, Engine
+from api.service.engine import Appended, Engine
+from api.service.policies import remove_worktree
 from domain.errors import Conflict, NotFound
 from domain.runs import AWAITING_REVIEW, DECLINED, MERGING, STATUSES
-from projections.policies import remove_worktree
 from projections.runs import run_view
 
 

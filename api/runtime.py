@@ -18,12 +18,12 @@ from adapters.loop import Loop
 from adapters.outage import guard_event_store
 from api.config import Config
 from api.leadership import LOCK_NAME, Leadership
-from domain.engine import Engine
+from api.service.engine import Engine
+from api.service.policies import LeaseExpiry, Merger, ProjectCleanup
 from domain.topics import WAKING_TOPICS
+from projections.feeding import ProjectionFeeder
 from projections.owners import OwnersProjection
-from projections.policies import LeaseExpiry, Merger, ProjectCleanup
 from projections.projects import ProjectsProjection
-from projections.runner import ProjectionRunner
 from projections.runs import LeasesProjection, RunsProjection
 from projections.tracking import TrackedPosition
 
@@ -61,7 +61,7 @@ class Runtime:
         default_poll = 0.1 if self.settings.kind == "sqlite" else 1.0
         self.poll_interval = config.poll_interval or default_poll
         # The runs and projects read models, and the lease policy's own leases view.
-        self.projection = ProjectionRunner(
+        self.projection = ProjectionFeeder(
             self.db,
             [
                 RunsProjection(self.engine),

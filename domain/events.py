@@ -1,9 +1,9 @@
-"""What every stored event of runledger shares: a wire name, a topic from it, a stored row."""
+"""What every event of runledger shares: a wire name, a topic from it, its facts."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 E = TypeVar("E")
@@ -31,17 +31,6 @@ class WireNamed:
     def wire_type(self) -> str:
         """The event's dotted name on the wire (`run.submitted`)."""
         return self.TYPE
-
-
-class StoredRow(NamedTuple):
-    """One stored event as the log holds it: its global position, aggregate, sequence,
-    topic and encoded state. The engine hands these to its followers as it commits them."""
-
-    position: int
-    run_id: UUID
-    sequence: int
-    topic: str
-    state: bytes
 
 
 def make_event(

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.application import Repository
+from eventsourcing.persistence import Mapper, StoredEvent
 
 from adapters.db import StoredRow
 from adapters.stored import EVENT_CLASSES, current_state, domain_event
-from domain.engine import Engine
+
+
+class Loader(Protocol):
+    """What folding needs of the application (the engine is one): its mapper, to read a
+    stored form current_state does not, and its repository, for an aggregate at a version.
+    Projections depend on this, not on the engine, which lives in the layer above them."""
+
+    @property
+    def mapper(self) -> Mapper[UUID]: ...
+
+    @property
+    def repository(self) -> Repository[UUID]: ...
 
 
 class Folder:
@@ -20,7 +32,7 @@ class Folder:
     before the event, so the result is always exactly the state after that event.
     """
 
-    def __init__(self, engine: Engine, capacity: int = 5000) -> None:
+    def __init__(self, engine: Loader, capacity: int = 5000) -> None:
         self.engine = engine
         self.capacity = capacity
         self._cache: OrderedDict[UUID, Any] = OrderedDict()

@@ -6,11 +6,10 @@ from typing import Any
 
 from adapters import readmodels
 from adapters.db import Cursor, StoredRow
-from domain.engine import Engine
 from domain.projects import Project
 from domain.timestamps import format_timestamp
 from domain.topics import PROJECT_TOPICS
-from projections.folding import Folder
+from projections.folding import Folder, Loader
 
 
 def project_view(project: Project) -> dict[str, Any]:
@@ -33,7 +32,7 @@ class ProjectsProjection:
 
     name = "projects"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Loader) -> None:
         self.folder = Folder(engine)
 
     def forget(self) -> None:

@@ -8,11 +8,10 @@ from typing import Any
 from adapters import readmodels
 from adapters.db import Cursor, StoredRow
 from adapters.stored import current_state
-from domain.engine import Engine
 from domain.runs import Run
 from domain.timestamps import format_timestamp, parse_timestamp
 from domain.topics import LEASE_KEEPING_TOPICS, RUN_TOPICS
-from projections.folding import Folder
+from projections.folding import Folder, Loader
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -65,7 +64,7 @@ class RunsProjection:
 
     name = "runs"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Loader) -> None:
         self.folder = Folder(engine)
 
     def forget(self) -> None:

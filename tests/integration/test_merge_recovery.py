@@ -9,7 +9,7 @@ import pytest
 
 from adapters import git, merges
 from api.runtime import Runtime
-from projections.policies import MERGE_TRIES
+from api.service.policies import MERGE_TRIES
 from tests.integration.merge_helpers import (
     in_step,
     killed_after_publishing,

@@ -10,7 +10,7 @@ import pytest
 
 from adapters import readmodels
 from api.runtime import Runtime
-from projections.policies import LeaseExpiry
+from api.service.policies import LeaseExpiry
 from tests.support import open_runtime
 
 OWNER, RUNNER = "alice", "runner-1"

@@ -19,8 +19,8 @@ from adapters.db import Database, StoredRow
 from api.config import Config
 from api.envelopes import Envelope, RunDirectory
 from api.runtime import Runtime
+from api.service.engine import Engine
 from api.streams import Hub, run_stream
-from domain.engine import Engine
 from tests.support import postgres_schema
 
 OWNER, RUNNER = "alice", "runner-1"

@@ -1,12 +1,13 @@
-"""Runs the projections: catch up from their tracking positions, follow the log, rebuild.
+"""Feeds the projections: catch up from their tracking positions, follow the log, rebuild.
 
 One batch of the log is read once and applied to every projection in one transaction; each
 projection writes its rows and moves its own tracking position there, and the move is
-conditional on the position the runner expected. So a crash, a rebuild or a second
+conditional on the position the feeder expected. So a crash, a rebuild or a second
 process can never make an event count twice: the loser rolls back and resyncs.
 
 In a server only the worker leader (api/leadership.py) runs it; it can be stopped when the
 leadership is lost and started again when it is regained, each time from the tracking table.
+(A feeder, not a "runner": runners are the agents that claim runs.)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ BATCH = 500
 
 
 class Projection(Protocol):
-    """What the runner needs of a projection."""
+    """What the feeder needs of a projection."""
 
     name: str
 
@@ -36,7 +37,7 @@ class Projection(Protocol):
     def reset(self, cur: Cursor) -> None: ...
 
 
-class ProjectionRunner:
+class ProjectionFeeder:
     """Feeds the event log to a set of projections, in a background thread or on demand."""
 
     def __init__(
@@ -165,4 +166,4 @@ class ProjectionRunner:
 
 
 class _Moved(Exception):
-    """A tracking position was not where this runner left it."""
+    """A tracking position was not where this feeder left it."""

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from adapters import git, merges, readmodels
 from adapters.db import Database
-from domain.engine import Engine
+from api.service.engine import Engine
 from domain.errors import DomainError
 from domain.runs import MERGING, Run
 

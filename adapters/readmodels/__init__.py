@@ -1,0 +1,76 @@
+"""The SQL of the read models and their tracking positions, one module per view:
+runs.py, projects.py, leases.py, owners.py, tracking.py; schema.py creates them all.
+
+Callers use the package (`readmodels.get_run(cur, …)`): every query is re-exported here.
+"""
+
+from adapters.readmodels.leases import (
+    delete_lease,
+    expired_leases,
+    next_lease_expiry,
+    renew_lease,
+    run_of_lease,
+    upsert_lease,
+)
+from adapters.readmodels.owners import note_owner, owner_start
+from adapters.readmodels.projects import (
+    delete_project,
+    get_project,
+    list_projects,
+    upsert_project,
+)
+from adapters.readmodels.runs import (
+    active_runs_of_project,
+    all_runs,
+    claimable_runs,
+    delete_run,
+    get_run,
+    list_runs,
+    next_claimable_at,
+    runs_in_status,
+    runs_of_missing_projects,
+    upsert_run,
+)
+from adapters.readmodels.schema import (
+    READ_MODEL_TABLES,
+    READ_MODEL_VERSION,
+    create_schema,
+    reset,
+)
+from adapters.readmodels.tracking import (
+    advance_tracking_all,
+    tracked_position,
+    tracked_positions,
+)
+
+__all__ = [
+    "READ_MODEL_TABLES",
+    "READ_MODEL_VERSION",
+    "active_runs_of_project",
+    "advance_tracking_all",
+    "all_runs",
+    "claimable_runs",
+    "create_schema",
+    "delete_lease",
+    "delete_project",
+    "delete_run",
+    "expired_leases",
+    "get_project",
+    "get_run",
+    "list_projects",
+    "list_runs",
+    "next_claimable_at",
+    "next_lease_expiry",
+    "note_owner",
+    "owner_start",
+    "renew_lease",
+    "reset",
+    "run_of_lease",
+    "runs_in_status",
+    "runs_of_missing_projects",
+    "tracked_position",
+    "tracked_positions",
+    "upsert_lease",
+    "upsert_project",
+    "upsert_run",
+]

@@ -1,0 +1,54 @@
+"""The read models' tables, created (or, after a layout change, rebuilt) in one place."""
+
+from __future__ import annotations
+
+from adapters import idempotency
+from adapters.db import Cursor, Database
+from adapters.readmodels import leases, owners, projects, runs, tracking
+
+# Read models are disposable: when their layout changes, bump this and they are rebuilt.
+READ_MODEL_VERSION = 2
+READ_MODEL_TABLES = ("runs_view", "projects_view", "leases_view", "owners_view")
+
+META = [
+    """CREATE TABLE IF NOT EXISTS readmodel_meta (
+        id INTEGER PRIMARY KEY,
+        version INTEGER NOT NULL
+    )""",
+]
+# The tracking table and the layout's version survive a layout change; the views do not.
+KEPT = [*tracking.SCHEMA, *META]
+VIEWS = [*runs.SCHEMA, *projects.SCHEMA, *leases.SCHEMA, *owners.SCHEMA]
+
+
+def create_schema(db: Database) -> None:
+    """Create the read-model tables; safe to repeat, also from two processes at once.
+
+    Read models from an older layout are dropped (with their tracking) and rebuilt by the
+    projections' catch-up from position 0.
+    """
+    with db.transaction() as cur:
+        if db.postgres:
+            # Serialise concurrent first starts: CREATE … IF NOT EXISTS can still race.
+            cur.execute("SELECT pg_advisory_xact_lock(7341)")
+        for statement in KEPT:
+            cur.execute(statement)
+        row = cur.execute("SELECT version FROM readmodel_meta WHERE id = 1").fetchone()
+        if row is None or int(row[0]) != READ_MODEL_VERSION:
+            for table in READ_MODEL_TABLES:
+                cur.execute(f"DROP TABLE IF EXISTS {table}")
+            cur.execute("DELETE FROM projection_tracking")
+            cur.execute("DELETE FROM readmodel_meta")
+            cur.execute(
+                "INSERT INTO readmodel_meta (id, version) VALUES (1, ?)", (READ_MODEL_VERSION,)
+            )
+        for statement in VIEWS:
+            cur.execute(statement)
+        idempotency.create_table(cur, db.postgres)
+
+
+def reset(cur: Cursor, table: str, name: str) -> None:
+    """Empty a view and rewind its tracking, for a rebuild."""
+    assert table in READ_MODEL_TABLES
+    cur.execute(f"DELETE FROM {table}")
+    cur.execute("DELETE FROM projection_tracking WHERE name = ?", (name,))

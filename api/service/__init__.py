@@ -1,0 +1,1 @@
+"""The application layer: the engine, the use cases, the policies."""

@@ -1,0 +1,192 @@
+"""The engine: the one eventsourcing Application, one method per command (load, decide, save).
+
+The commands are in run_commands.py and project_commands.py; here are the reads, the
+load-decide-save loop and the one save that every command goes through.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from copy import deepcopy
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
+from uuid import UUID
+
+import orjson
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from adapters.stored import StoredRow
+from api.service.project_commands import ProjectCommands
+from api.service.results import Appended, Lease
+from api.service.run_commands import RunCommands
+from domain.errors import Conflict, DomainError, NotFound
+from domain.projects import Project
+from domain.receipts import CURRENT_RECEIPT
+from domain.runs import Run
+
+SAVE_ATTEMPTS = 20
+RUN_LOCK_STRIPES = 256
+A = TypeVar("A", Run, Project)
+
+__all__ = ["Appended", "Engine", "Lease"]
+
+
+class Engine(RunCommands, ProjectCommands, Application[UUID]):
+    """Runs commands against aggregates; the clock and id source are injected."""
+
+    name = "runledger"
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        clock: Callable[[], datetime],
+        new_id: Callable[[], UUID],
+        lease_seconds: float = 30.0,
+        retry_backoff: float = 2.0,
+    ) -> None:
+        super().__init__(env=env)
+        self.clock = clock
+        self.new_id = new_id
+        self.lease_seconds = lease_seconds
+        self.retry_backoff = retry_backoff
+        self.followers: list[Callable[[list[StoredRow]], None]] = []
+        # Commands on one run take turns in this process (no version-conflict storms), and
+        # saves take turns too: the store serialises writers anyway, and a thread waiting
+        # here holds no database lock while it waits for the interpreter.
+        self._run_locks = [threading.Lock() for _ in range(RUN_LOCK_STRIPES)]
+        self._save_lock = threading.Lock()
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get_run(self, run_id: UUID, user: str | None = None, version: int | None = None) -> Run:
+        """The run as it stands (or stood after `version`); NotFound unless visible to user."""
+        try:
+            run = self.repository.get(run_id, version=version)
+        except AggregateNotFoundError:
+            raise NotFound("No such run.") from None
+        if not isinstance(run, Run):
+            raise NotFound("No such run.")
+        if user is not None:
+            # Visibility follows the run's latest state: a deleted run is gone at every version.
+            latest = run if version is None else self.get_run(run_id)
+            latest.check_visible_to(user)
+        return run
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _update(
+        self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
+    ) -> Appended:
+        """Load, decide, save a run, first on the run as this process last saw it."""
+        return self._update_run(run_id, user, decide)[1]
+
+    def _update_run(
+        self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
+    ) -> tuple[Run, Appended]:
+        """_update, and the run as the command left it (the cached copy: not to be changed
+        or kept, since a later read may fast-forward it in place)."""
+        seen, load = partial(self._cached_run, run_id), partial(self.get_run, run_id, user)
+
+        def too_fast() -> Conflict:
+            status = self.get_run(run_id).status
+            return Conflict("The run is changing too fast; try again.", status)
+
+        return self._load_decide_save(run_id, user, seen, load, decide, too_fast)
+
+    def _load_decide_save(
+        self,
+        aggregate_id: UUID,
+        user: str | None,
+        seen: Callable[[], A | None],
+        load: Callable[[], A],
+        decide: Callable[[A, datetime], None],
+        too_fast: Callable[[], Conflict],
+    ) -> tuple[A, Appended]:
+        """Load, decide, save; on a version conflict (another process) reload and decide again.
+
+        Commands on one aggregate take turns in this process. The first decision is taken
+        on the aggregate as this process last saw it (`seen`, when it has one) without
+        asking the store: if it appends and the save succeeds, it was current (another
+        process's event would have taken that sequence number). Any other outcome (a
+        refusal, nothing to append, a conflict) is decided again on the aggregate read
+        afresh (`load`), and a conflict then waits a little before the next try.
+        """
+        with self._run_locks[hash(aggregate_id) % RUN_LOCK_STRIPES]:
+            aggregate = seen()
+            for attempt in range(SAVE_ATTEMPTS):
+                fresh = aggregate is None
+                try:
+                    if aggregate is None:
+                        aggregate = load()
+                    elif user is not None:
+                        aggregate.check_visible_to(user)
+                    decide(aggregate, self.clock())
+                    if aggregate.pending_events or fresh:
+                        return aggregate, self._save(aggregate)
+                except DomainError:
+                    if fresh:
+                        raise
+                except IntegrityError:
+                    if fresh:
+                        time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                aggregate = None
+        raise too_fast()
+
+    def _cached_run(self, run_id: UUID) -> Run | None:
+        """A copy of the run as this process last saw it, without reading the store."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            run = cache.get(run_id)
+        except KeyError:
+            return None
+        return deepcopy(run) if isinstance(run, Run) else None
+
+    def _save(self, aggregate: Run | Project) -> Appended:
+        """Store the aggregate's new events in one transaction and hand them, in commit
+        order, to the followers; the library's save() minus what runledger does not use
+        (snapshots, process events), which costs a few objects per event. Under an
+        idempotent request's receipt, the same transaction records what was appended."""
+        if isinstance(aggregate, Run):
+            status = aggregate.status
+        else:
+            status = "deleted" if aggregate.deleted else "active"
+        events = aggregate.collect_events()
+        if not events:
+            return Appended(aggregate.id, status, aggregate.version, None)
+        stored = [self.mapper.to_stored_event(event) for event in events]
+        receipt = CURRENT_RECEIPT.get()
+        extra: dict[str, Any] = {}
+        if receipt is not None:  # recorded with the events, in their transaction
+            result = {"id": str(aggregate.id), "status": status, "sequence": aggregate.version}
+            extra = {"receipt": receipt, "result": orjson.dumps(result).decode()}
+        with self._save_lock:
+            positions = self.recorder.insert_events(stored, **extra)
+            assert positions is not None and len(positions) == len(stored)
+            rows = [
+                StoredRow(position, s.originator_id, s.originator_version, s.topic, s.state)
+                for position, s in zip(positions, stored, strict=True)
+            ]
+            for follower in self.followers:  # still in commit order
+                follower(rows)
+        if self.repository.cache is not None:
+            # With fast-forwarding on, the library leaves the cache at the version it last
+            # read, so the next command would re-apply this one's events: keep the saved
+            # state instead (the next read still fast-forwards past other processes' events).
+            self.repository.cache.put(aggregate.id, aggregate)
+        return Appended(aggregate.id, status, aggregate.version, positions[-1])
+
+    def settle(self, timeout: float = 0.05) -> bool:
+        """Wait (a little) until every save in flight in this process has reached the
+        followers; False if one is still going (it may be waiting for a database lock)."""
+        if not self._save_lock.acquire(timeout=timeout):
+            return False
+        self._save_lock.release()
+        return True

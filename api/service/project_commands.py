@@ -1,0 +1,100 @@
+"""The engine's project commands, and submitting a run in a project.
+
+Mixed into the Engine (api/service/engine.py), which loads, decides and saves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from api.service.results import Appended
+from domain.errors import Conflict, NotFound
+from domain.projects import Project
+
+
+class ProjectCommands:
+    """One method per command on a project."""
+
+    def get_project(
+        self, project_id: UUID, user: str | None = None, version: int | None = None
+    ) -> Project:
+        """The project (as it stood after `version`); NotFound unless it exists for `user`."""
+        try:
+            project = self.repository.get(project_id, version=version)
+        except AggregateNotFoundError:
+            raise NotFound("No such project.") from None
+        if not isinstance(project, Project):
+            raise NotFound("No such project.")
+        if user is not None:
+            project.check_visible_to(user)
+        return project
+
+    def create_project(
+        self, owner: str, name: str, repository_path: str | None, default_branch: str
+    ) -> tuple[Project, Appended]:
+        """Create a project."""
+        project = Project.create(
+            project_id=self.new_id(),
+            owner=owner,
+            name=name,
+            repository_path=repository_path,
+            default_branch=default_branch,
+            now=self.clock(),
+        )
+        return project, self._save(project)
+
+    def update_project(
+        self, project_id: UUID, user: str, changes: dict[str, Any]
+    ) -> tuple[Project, Appended]:
+        """Rename a project, change its default branch or settings."""
+        return self._update_project(
+            project_id, user, lambda p, now: p.update(changes=changes, actor=user, now=now)
+        )
+
+    def delete_project(self, project_id: UUID, user: str) -> int | None:
+        """Delete a project; returns the deletion's position (its runs are cancelled after)."""
+        _, appended = self._update_project(
+            project_id, user, lambda p, now: p.delete(actor=user, now=now)
+        )
+        return appended.position
+
+    def _update_project(
+        self, project_id: UUID, user: str, decide: Callable[[Project, datetime], None]
+    ) -> tuple[Project, Appended]:
+        """Load, decide, save a project (always read from the store)."""
+        too_fast = Conflict("The project is changing too fast; try again.", "active")
+        load = partial(self.get_project, project_id, user)
+        return self._load_decide_save(
+            project_id, user, lambda: None, load, decide, lambda: too_fast
+        )
+
+    def submit_project_run(
+        self, project_id: UUID, owner: str, task: str, **options: Any
+    ) -> Appended:
+        """Submit a run in a project: its repository, and its default branch unless given.
+
+        A project deleted while the run was being saved gets the run cancelled at once
+        (and NotFound): its deletion only cancels the runs it can already see.
+        """
+        project = self.get_project(project_id, owner)
+        options.setdefault("originating_branch", None)
+        options["originating_branch"] = options["originating_branch"] or project.default_branch
+        appended = self.submit_run(
+            owner,
+            task,
+            project_id=str(project.id),
+            repository_path=project.repository_path,
+            **options,
+        )
+        try:
+            self.get_project(project_id, owner)
+        except NotFound:
+            self.cancel_run(appended.run_id, owner, reason="project deleted")
+            raise
+        return appended

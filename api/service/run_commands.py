@@ -1,0 +1,213 @@
+"""The engine's run commands: load the run, let it decide, save what it appended.
+
+Mixed into the Engine (api/service/engine.py), whose `_update` / `_update_run` / `_save`
+do the loading and saving; each method here is one command of the Run aggregate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+from uuid import UUID
+
+from api.service.results import Appended, Lease
+from domain.errors import Conflict, NotFound
+from domain.runs import FAILED, MERGE_FAILED, Run
+from domain.timestamps import format_timestamp
+
+
+class RunCommands:
+    """One method per command on a run: the user's, the runner's, and the merger's."""
+
+    # -- user commands --------------------------------------------------------------------
+
+    def submit_run(self, owner: str, task: str, **options: Any) -> Appended:
+        """Submit a new run; it waits, pending, for a runner."""
+        run = Run.submit(run_id=self.new_id(), owner=owner, task=task, now=self.clock(), **options)
+        return self._save(run)
+
+    def pause_run(self, run_id: UUID, user: str) -> Appended:
+        """Pause a run in progress."""
+        return self._update(run_id, user, lambda run, now: run.pause(actor=user, now=now))
+
+    def resume_run(self, run_id: UUID, user: str) -> Appended:
+        """Resume a paused run."""
+        return self._update(run_id, user, lambda run, now: run.resume(actor=user, now=now))
+
+    def cancel_run(self, run_id: UUID, user: str, reason: str | None = None) -> Appended:
+        """Cancel a run that has not ended."""
+        return self._update(
+            run_id, user, lambda run, now: run.cancel(actor=user, now=now, reason=reason)
+        )
+
+    def review_run(
+        self,
+        run_id: UUID,
+        user: str,
+        *,
+        approved: bool,
+        request_changes: bool = False,
+        comment: str | None = None,
+    ) -> Appended:
+        """Record a review decision (approve, decline or request changes)."""
+        return self._update(
+            run_id,
+            user,
+            lambda run, now: run.decide_review(
+                approved=approved,
+                request_changes=request_changes,
+                comment=comment,
+                actor=user,
+                now=now,
+            ),
+        )
+
+    def archive_run(self, run_id: UUID, user: str) -> Appended:
+        """Hide a run from default listings."""
+        return self._update(run_id, user, lambda run, now: run.archive(actor=user, now=now))
+
+    def delete_run(self, run_id: UUID, user: str) -> Appended:
+        """Delete a run from the read models; its events stay."""
+        return self._update(run_id, user, lambda run, now: run.delete(actor=user, now=now))
+
+    def retry_run(self, run_id: UUID, user: str) -> Appended:
+        """Start a new run linked to a failed one; the source run is not changed."""
+        source = self.get_run(run_id, user)
+        if source.status not in (FAILED, MERGE_FAILED):
+            raise Conflict("Only a failed run can be retried.", source.status)
+        options = {
+            "parent_run_id": source.parent_run_id,
+            "retried_from": str(source.id),
+            "originating_branch": source.originating_branch,
+            "agent": source.agent,
+            "model": source.model,
+            "max_attempts": source.max_attempts,
+            "auto_approve_tools": source.auto_approve_tools,
+        }
+        if source.project_id is None:
+            return self.submit_run(source.owner, source.task, **options)
+        try:  # in its project, which must still exist
+            return self.submit_project_run(
+                UUID(source.project_id), source.owner, source.task, **options
+            )
+        except NotFound:
+            raise Conflict("The run's project was deleted.", source.status) from None
+
+    # -- runner commands ------------------------------------------------------------------
+
+    def claim_run(
+        self, run_id: UUID, runner_id: str, runner: str | None = None
+    ) -> tuple[Appended, Lease]:
+        """Give a claimable run to a runner under a fresh lease (Conflict if another won).
+
+        `runner` is who holds the lease (the runner key's name); `runner_id` the instance.
+        """
+        lease_id = str(self.new_id())
+        now = self.clock()
+        expires = now + timedelta(seconds=self.lease_seconds)
+        run, appended = self._update_run(
+            run_id,
+            None,
+            lambda run, now: run.claim(
+                runner_id=runner_id,
+                lease_id=lease_id,
+                lease_expires_at=format_timestamp(expires),
+                now=now,
+                runner=runner,
+            ),
+        )
+        work = MappingProxyType(run.assignment())
+        return appended, Lease(lease_id, run.fencing_token, expires, work)
+
+    def record_output(
+        self, run_id: UUID, runner: str, fencing_token: int, events: list[tuple[str, dict]]
+    ) -> Appended:
+        """Append a batch of runner output events in one transaction."""
+        filled = [
+            (kind, {**data, "gate_id": str(self.new_id())})
+            if kind == "gate.opened" and "gate_id" not in data
+            else (kind, data)
+            for kind, data in events
+        ]
+        return self._update(
+            run_id,
+            None,
+            lambda run, now: run.record_output(
+                fencing_token=fencing_token, events=filled, actor=runner, now=now
+            ),
+        )
+
+    def report_outcome(
+        self, run_id: UUID, runner: str, fencing_token: int, outcome: str, **details: Any
+    ) -> Appended:
+        """Record how the runner's attempt ended (a transient failure may schedule a retry)."""
+        return self._update(
+            run_id,
+            None,
+            lambda run, now: run.report(
+                fencing_token=fencing_token,
+                outcome=outcome,
+                actor=runner,
+                now=now,
+                retry_backoff=self.retry_backoff,
+                **details,
+            ),
+        )
+
+    def renew_lease(self, run_id: UUID, lease_id: str, runner: str) -> tuple[Appended, datetime]:
+        """Extend a runner's own lease by the lease duration from now."""
+        expires = self.clock() + timedelta(seconds=self.lease_seconds)
+        appended = self._update(
+            run_id,
+            None,
+            lambda run, now: run.renew_lease(
+                lease_id=lease_id,
+                lease_expires_at=format_timestamp(expires),
+                runner=runner,
+                now=now,
+            ),
+        )
+        return appended, expires
+
+    def expire_lease(self, run_id: UUID, fencing_token: int) -> Appended:
+        """Expire a lapsed lease (idempotent: a renewed, replaced or gone lease is left alone)."""
+        return self._update(
+            run_id,
+            None,
+            lambda run, now: run.expire_lease(
+                fencing_token=fencing_token, now=now, retry_backoff=self.retry_backoff
+            ),
+        )
+
+    def start_merge(
+        self, run_id: UUID, target: str, old_commit: str, tip: str, merge_commit: str
+    ) -> Appended:
+        """Record the merge about to move `target` from `old_commit` to `merge_commit`."""
+        return self._update(
+            run_id,
+            None,
+            lambda run, now: run.start_merge(
+                target=target, old_commit=old_commit, tip=tip, merge_commit=merge_commit, now=now
+            ),
+        )
+
+    def complete_merge(self, run_id: UUID, merge_result: str) -> Appended:
+        """Record a merge commit."""
+        return self._update(
+            run_id, None, lambda run, now: run.complete_merge(merge_result=merge_result, now=now)
+        )
+
+    def fail_merge(self, run_id: UUID, reason: str, conflicting_files: list[str]) -> Appended:
+        """Record a merge that failed for good."""
+        return self._update(
+            run_id,
+            None,
+            lambda run, now: run.fail_merge(
+                reason=reason, conflicting_files=conflicting_files, now=now
+            ),
+        )
+
+    def refuse_merge(self, run_id: UUID, reason: str) -> Appended:
+        """Send a run back to review because its merge cannot start now."""
+        return self._update(run_id, None, lambda run, now: run.refuse_merge(reason=reason, now=now))
