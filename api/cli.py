@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(config: Config, host: str, port: int) -> int:
-    from api.app import create_app, load_keyring
+    from api.http.app import create_app, load_keyring
 
     _, generated = load_keyring(config)
     if generated is not None:
@@ -144,7 +144,7 @@ def _runner(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _rebuild(config: Config) -> int:
-    from api.runtime import Runtime
+    from api.service.runtime import Runtime
 
     runtime = Runtime(replace(config))
     try:

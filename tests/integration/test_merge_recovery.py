@@ -8,7 +8,7 @@ from uuid import UUID
 import pytest
 
 from adapters import git, merges
-from api.runtime import Runtime
+from api.service.runtime import Runtime
 from projections.policies import MERGE_TRIES
 from tests.integration.merge_helpers import (
     in_step,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from adapters import readmodels
-from api.runtime import Runtime
+from api.service.runtime import Runtime
 from projections.policies import LeaseExpiry
 from tests.support import open_runtime
 

@@ -13,7 +13,7 @@ import pytest
 
 from adapters import readmodels
 from adapters.db import Cursor, StoredRow
-from api.runtime import Runtime
+from api.service.runtime import Runtime
 from domain.engine import Engine
 from domain.runs import Run
 from projections.runs import RunsProjection, run_view

@@ -17,7 +17,7 @@ from eventsourcing.persistence import OperationalError
 from adapters.db import Database, StoredRow
 from adapters.store import OrjsonTranscoder
 from api.envelopes import Envelope
-from api.runtime import Runtime
+from api.service.runtime import Runtime
 from domain.engine import Engine
 from domain.errors import Conflict, StaleLease
 from tests.support import open_runtime

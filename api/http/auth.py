@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from adapters.keys import KeyRing, Principal
-from api.errors import ApiError
+from api.http.errors import ApiError
 
 
 def principal(request: Request, role: str) -> Principal:

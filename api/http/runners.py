@@ -12,10 +12,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters import git, readmodels
-from api import auth, claims, schemas
-from api.errors import JSON, invalid
-from api.requests import idempotent, parse, path_id
-from api.runs import answer_with, command_body
+from api.http import auth, schemas
+from api.http.errors import JSON, invalid
+from api.http.requests import idempotent, parse, path_id
+from api.http.runs import answer_with, command_body
+from api.service import claims
 from domain.engine import Appended, Engine
 from domain.errors import StaleLease
 from domain.runs import OWN_BRANCH_PREFIX, Run

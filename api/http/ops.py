@@ -12,8 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters.outage import RETRY_AFTER_SECONDS, is_unavailable
-from api import auth
-from api.errors import JSON
+from api.http import auth
+from api.http.errors import JSON
 
 VERSION = "0.1.0"
 HEALTH_TIMEOUT = 1.0  # seconds: an outage shows on /health well within 2 s

@@ -14,13 +14,13 @@ from starlette.exceptions import HTTPException
 from adapters.db import StoredRow
 from adapters.feed import ChangeFeed
 from adapters.keys import KeyRing, generated_key, load_keys
-from api import errors, events, files, ops, projects, runners, runs
-from api import metrics as metrics_routes
 from api.config import Config
 from api.envelopes import Envelope, RunDirectory, wire_type
-from api.metrics import CommandTimer, Metrics
-from api.runtime import ReadModelProgress, Runtime
-from api.streams import Hub
+from api.http import errors, events, files, ops, projects, runners, runs
+from api.http import metrics as metrics_routes
+from api.http.metrics import CommandTimer, Metrics
+from api.http.streams import Hub
+from api.service.runtime import ReadModelProgress, Runtime
 from domain.errors import DomainError
 from domain.topics import CLAIMABLE_TOPICS
 from projections.tracking import PositionWatch

@@ -17,7 +17,7 @@ from adapters.locks import Instance, ProcessLock, instance_alive
 from adapters.loop import Loop
 from adapters.outage import guard_event_store
 from api.config import Config
-from api.leadership import LOCK_NAME, Leadership
+from api.service.leadership import LOCK_NAME, Leadership
 from domain.engine import Engine
 from domain.topics import WAKING_TOPICS
 from projections.owners import OwnersProjection

@@ -12,9 +12,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters import git, merges, readmodels
-from api import auth, schemas
-from api.errors import JSON, invalid
-from api.requests import (
+from api.http import auth, schemas
+from api.http.errors import JSON, invalid
+from api.http.requests import (
     DIGITS,
     MAX_INT,
     bool_param,

@@ -13,11 +13,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from adapters import readmodels
-from api import auth
 from api.envelopes import Envelope
-from api.errors import JSON, ending_on_outage, invalid
-from api.requests import DIGITS, MAX_INT, int_param, path_id, uuid_param
-from api.streams import global_stream, run_stream
+from api.http import auth
+from api.http.errors import JSON, ending_on_outage, invalid
+from api.http.requests import DIGITS, MAX_INT, int_param, path_id, uuid_param
+from api.http.streams import global_stream, run_stream
 from domain.engine import Engine
 
 SCAN_LIMIT = 20_000

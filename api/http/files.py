@@ -11,9 +11,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters import git
-from api import auth
-from api.errors import JSON
-from api.requests import path_id
+from api.http import auth
+from api.http.errors import JSON
+from api.http.requests import path_id
 from domain.engine import Engine
 from domain.errors import NotFound
 from domain.runs import Run

@@ -12,9 +12,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters import git, readmodels
-from api import auth, schemas
-from api.errors import JSON, ApiError, invalid
-from api.requests import (
+from api.http import auth, schemas
+from api.http.errors import JSON, ApiError, invalid
+from api.http.requests import (
     bool_param,
     idempotent,
     parse,
@@ -24,7 +24,7 @@ from api.requests import (
     wait_for_read_models,
     with_position,
 )
-from api.runs import answer_with, list_runs, submission_options
+from api.http.runs import answer_with, list_runs, submission_options
 from domain.engine import Appended, Engine
 from domain.projects import Project
 from projections.projects import project_view

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from adapters.db import Cursor
 from adapters.idempotency import Idempotency
-from api.errors import JSON, ApiError, domain_error_response, from_validation, invalid
+from api.http.errors import JSON, ApiError, domain_error_response, from_validation, invalid
 from domain.engine import Appended
 from domain.errors import DomainError, NotFound
 from domain.receipts import CURRENT_RECEIPT, Receipt, ReceiptTakenOver

@@ -1,0 +1,1 @@
+"""The application layer: use cases, policies and the wiring, under every interface."""
