@@ -1,6 +1,6 @@
 """The runtime behind the API (and the CLI): store, engine, read models and policies.
 
-The projections and the policies run only while this process leads (api/leadership.py);
+The projections and the policies run only while this process leads (api/service/leadership.py);
 a process that does not lead reads how far the read models are from their tracking table.
 """
 

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from adapters.db import Database, StoredRow
 from api.config import Config
 from api.envelopes import Envelope, RunDirectory
-from api.http.streams import Hub, run_stream
+from api.http.streams import run_stream
+from api.service.hub import Hub
 from api.service.runtime import Runtime
 from domain.engine import Engine
 from tests.support import postgres_schema

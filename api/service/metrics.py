@@ -1,0 +1,63 @@
+"""The process's Prometheus counters: events by type, command latency (rendered by
+api/http/metrics.py with the live gauges)."""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections import Counter
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """Counters kept in process memory (each process exports its own)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events = Counter[str]()
+        self.latency_buckets = [0] * (len(BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.latency_count = 0
+
+    def count_events(self, types: list[str]) -> None:
+        """Events the change feed saw appended (by any process)."""
+        with self._lock:
+            self.events.update(types)
+
+    def observe_command(self, seconds: float) -> None:
+        """One command's latency (a POST, PATCH or DELETE under /api)."""
+        with self._lock:
+            self.latency_buckets[bisect_left(BUCKETS, seconds)] += 1
+            self.latency_sum += seconds
+            self.latency_count += 1
+
+    def render(self, subscribers: int, lag: int) -> str:
+        """The exposition text."""
+        lines = [
+            "# HELP runledger_events_total Events appended, by type (seen since start).",
+            "# TYPE runledger_events_total counter",
+        ]
+        with self._lock:
+            for kind, count in sorted(self.events.items()):
+                lines.append(f'runledger_events_total{{type="{kind}"}} {count}')
+            lines += [
+                "# HELP runledger_command_seconds Latency of commands (POST/PATCH/DELETE).",
+                "# TYPE runledger_command_seconds histogram",
+            ]
+            total = 0
+            for bound, count in zip((*BUCKETS, float("inf")), self.latency_buckets, strict=True):
+                total += count
+                le = "+Inf" if bound == float("inf") else repr(bound)
+                lines.append(f'runledger_command_seconds_bucket{{le="{le}"}} {total}')
+            lines.append(f"runledger_command_seconds_sum {self.latency_sum:.6f}")
+            lines.append(f"runledger_command_seconds_count {self.latency_count}")
+        lines += [
+            "# HELP runledger_sse_subscribers Open SSE streams in this process.",
+            "# TYPE runledger_sse_subscribers gauge",
+            f"runledger_sse_subscribers {subscribers}",
+            "# HELP runledger_read_model_lag_positions How far the read models trail the log.",
+            "# TYPE runledger_read_model_lag_positions gauge",
+            f"runledger_read_model_lag_positions {lag}",
+        ]
+        return "\n".join(lines) + "\n"
