@@ -24,6 +24,7 @@ from api.http.requests import (
 )
 from api.http.runs import answer_with, list_runs, run_options
 from api.service import projects as use_cases
+from api.service import queries
 from api.service import runs as run_use_cases
 from domain.engine import Appended
 from domain.projects import Project
@@ -63,12 +64,8 @@ async def create_project(request: Request) -> Response:
 async def list_projects(request: Request) -> Response:
     owner = auth.user(request)
     position = await read_position(request)
-
-    def read() -> list[dict[str, Any]]:
-        with services(request).db.reading() as cur:
-            return readmodels.list_projects(cur, owner)
-
-    return with_position({"items": await run_in_threadpool(read)}, position)
+    items = await run_in_threadpool(queries.list_projects, services(request), owner)
+    return with_position({"items": items}, position)
 
 
 async def get_project(request: Request) -> Response:

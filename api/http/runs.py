@@ -28,6 +28,7 @@ from api.http.requests import (
     uuid_param,
     with_position,
 )
+from api.service import queries
 from api.service import runs as use_cases
 from domain.engine import Appended
 from domain.runs import STATUSES
@@ -169,21 +170,18 @@ async def list_runs(request: Request, project_id: str | None = None) -> Response
     parent_run_id = uuid_param(request, "parent_run_id")
     archived = bool_param(request, "archived", False)
     position = await read_position(request)
-
-    def read() -> list[tuple[int, dict[str, Any]]]:
-        with services(request).db.reading() as cur:
-            return readmodels.list_runs(
-                cur,
-                owner,
-                project_id=project_id,
-                statuses=statuses,
-                parent_run_id=parent_run_id,
-                archived=archived,
-                before=before,
-                limit=limit + 1,
-            )
-
-    rows = await run_in_threadpool(read)
+    rows = await run_in_threadpool(
+        lambda: queries.list_runs(
+            services(request),
+            owner,
+            project_id=project_id,
+            statuses=statuses,
+            parent_run_id=parent_run_id,
+            archived=archived,
+            before=before,
+            limit=limit + 1,
+        )
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = _encode_cursor(rows[-1][0]) if more else None
