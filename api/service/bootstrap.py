@@ -68,7 +68,6 @@ async def start(config: Config, metrics: Metrics) -> Services:
     hub = Hub(config.subscriber_buffer)
     hub.loop = asyncio.get_running_loop()
     directory = RunDirectory(runtime.db)
-    projection = runtime.projection
     await asyncio.to_thread(runtime.lead_if_free)  # and catch up, before serving
     # Waiting claims read the runs view: wake them once it holds a new claimable run.
     # The leader knows when it wrote one; other processes see it go by on the change
@@ -79,21 +78,8 @@ async def start(config: Config, metrics: Metrics) -> Services:
         if any(row.topic in CLAIMABLE_TOPICS for row in rows):
             hub.notify_threadsafe()
 
-    def deliver(rows: list[StoredRow]) -> None:
-        projection.offer(feed.position, rows)  # (when leading) the feed is not past them
-        if not runtime.leading and any(row.topic in CLAIMABLE_TOPICS for row in rows):
-            watch.expect(rows[-1].position)
-        metrics.count_events([wire_type(r) for r in rows])
-        if hub.subscribers:  # a stream that subscribes later replays these from the store
-            hub.publish_threadsafe([directory.stamp(Envelope.from_row(r)) for r in rows])
-
-    feed = ChangeFeed(
-        runtime.db,
-        deliver,
-        poll_interval=runtime.poll_interval,
-        start_after=await asyncio.to_thread(runtime.db.head),
-        settle=runtime.engine.settle,
-    )
+    head = await asyncio.to_thread(runtime.db.head)
+    feed = _change_feed(runtime, head, hub, directory, metrics, watch)
     runtime.engine.followers.append(feed.offer)
     services = Services(
         config=config,
@@ -107,7 +93,7 @@ async def start(config: Config, metrics: Metrics) -> Services:
         claim_board=ClaimBoard(),
         watch=watch,
     )
-    projection.on_rows.append(wake_claims)
+    runtime.projection.on_rows.append(wake_claims)
     runtime.start()
     watch.start()
     feed.start()
@@ -116,6 +102,36 @@ async def start(config: Config, metrics: Metrics) -> Services:
     gc.collect()
     gc.freeze()
     return services
+
+
+def _change_feed(
+    runtime: Runtime,
+    head: int,
+    hub: Hub,
+    directory: RunDirectory,
+    metrics: Metrics,
+    watch: PositionWatch,
+) -> ChangeFeed:
+    """The process's change feed from `head`: each batch goes to the read models (when
+    leading), the claims' watch, the metrics and the hub."""
+    projection = runtime.projection
+
+    def deliver(rows: list[StoredRow]) -> None:
+        projection.offer(feed.position, rows)  # (when leading) the feed is not past them
+        if not runtime.leading and any(row.topic in CLAIMABLE_TOPICS for row in rows):
+            watch.expect(rows[-1].position)
+        metrics.count_events([wire_type(r) for r in rows])
+        if hub.subscribers:  # a stream that subscribes later replays these from the store
+            hub.publish_threadsafe([directory.stamp(Envelope.from_row(r)) for r in rows])
+
+    feed = ChangeFeed(
+        runtime.db,
+        deliver,
+        poll_interval=runtime.poll_interval,
+        start_after=head,
+        settle=runtime.engine.settle,
+    )
+    return feed
 
 
 async def stop(services: Services) -> None:
