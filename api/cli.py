@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(config: Config, host: str, port: int) -> int:
-    from api.app import create_app, load_keyring
+    from api.http.app import create_app
+    from api.service.bootstrap import load_keyring
 
     _, generated = load_keyring(config)
     if generated is not None:
@@ -88,7 +89,7 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             host, port = self.config.host, self.config.port
-            runtime = self.config.app.state.runtime
+            runtime = self.config.app.state.services.runtime
             store, role = runtime.settings.describe(), runtime.config.role
             print(f"runledger: ready on http://{host}:{port} ({store}, role {role})", flush=True)
 
@@ -107,7 +108,8 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: object) -> None:
-        hub = getattr(self.config.app.state, "hub", None)
+        services = getattr(self.config.app.state, "services", None)
+        hub = services.hub if services is not None else None
         if hub is not None and hub.loop is not None:
             hub.loop.call_soon_threadsafe(hub.close_all)
         super().handle_exit(sig, frame)
@@ -144,7 +146,7 @@ def _runner(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _rebuild(config: Config) -> int:
-    from api.runtime import Runtime
+    from api.service.runtime import Runtime
 
     runtime = Runtime(replace(config))
     try:

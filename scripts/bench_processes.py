@@ -255,7 +255,7 @@ def read_models(url: str, data_dir: Path) -> list[list[tuple[Any, ...]]]:
     """Every row of every read model, table by table."""
     from adapters import readmodels
     from api.config import Config
-    from api.runtime import Runtime
+    from api.service.runtime import Runtime
 
     runtime = Runtime(Config(database_url=url, data_dir=data_dir))
     try:
@@ -271,7 +271,7 @@ def read_models(url: str, data_dir: Path) -> list[list[tuple[Any, ...]]]:
 def rebuild(url: str, data_dir: Path) -> None:
     """`runledger projections rebuild`, in this process."""
     from api.config import Config
-    from api.runtime import Runtime
+    from api.service.runtime import Runtime
 
     runtime = Runtime(Config(database_url=url, data_dir=data_dir))
     try:

@@ -90,7 +90,7 @@ class Server(ServeProcess):
 def open_runtime(url: str, data_dir: Path, **config: Any) -> Any:
     """An in-process runtime on the given database, as one server process would build it."""
     from api.config import Config
-    from api.runtime import Runtime
+    from api.service.runtime import Runtime
 
     return Runtime(Config(database_url=url, data_dir=data_dir, **config))
 

@@ -1,1 +1,2 @@
-"""The application layer: the engine, the use cases, the policies."""
+"""The application layer: the engine, the use cases, the policies and the wiring, under
+every interface (HTTP, CLI)."""

@@ -23,7 +23,7 @@ import pytest
 from adapters import readmodels
 from adapters.locks import ADVISORY_NAMESPACE, advisory_key
 from adapters.store import StoreSettings
-from api.leadership import LOCK_NAME
+from api.service.leadership import LOCK_NAME
 from tests.e2e.helpers import read_model, submit, wait_for
 from tests.support import ALICE, RUNNER, Server, open_runtime, postgres_schema
 

@@ -11,7 +11,7 @@ import pytest
 
 from adapters.db import StoredRow
 from adapters.feed import ChangeFeed
-from api.runtime import Runtime
+from api.service.runtime import Runtime
 from tests.integration.test_store import OWNER, RUNNER, all_events, claimed_run
 
 

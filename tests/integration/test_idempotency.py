@@ -10,7 +10,7 @@ import pytest
 
 from adapters.idempotency import RESERVATION_TIMEOUT, Idempotency
 from adapters.locks import Instance, instance_alive
-from api.runtime import Runtime
+from api.service.runtime import Runtime
 from domain.receipts import CURRENT_RECEIPT, Receipt, ReceiptTakenOver
 
 OWNER = "alice"

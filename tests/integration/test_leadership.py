@@ -9,7 +9,7 @@ import pytest
 
 from adapters.locks import ProcessLock
 from adapters.store import StoreSettings
-from api.leadership import LOCK_NAME, Leadership
+from api.service.leadership import LOCK_NAME, Leadership
 from tests.support import open_runtime, postgres_schema
 
 

@@ -8,8 +8,8 @@ from uuid import UUID
 import pytest
 
 from adapters import git, merges
-from api.runtime import Runtime
 from api.service.policies import MERGE_TRIES
+from api.service.runtime import Runtime
 from tests.integration.merge_helpers import (
     in_step,
     killed_after_publishing,

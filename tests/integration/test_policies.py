@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from adapters import readmodels
-from api.runtime import Runtime
 from api.service.policies import LeaseExpiry
+from api.service.runtime import Runtime
 from tests.support import open_runtime
 
 OWNER, RUNNER = "alice", "runner-1"

@@ -13,8 +13,8 @@ import pytest
 
 from adapters import readmodels
 from adapters.db import Cursor, StoredRow
-from api.runtime import Runtime
 from api.service.engine import Engine
+from api.service.runtime import Runtime
 from domain.runs import Run
 from projections.runs import RunsProjection, run_view
 from tests.support import open_runtime

@@ -17,8 +17,8 @@ from eventsourcing.persistence import OperationalError
 from adapters.db import Database, StoredRow
 from adapters.store import OrjsonTranscoder
 from api.envelopes import Envelope
-from api.runtime import Runtime
 from api.service.engine import Engine
+from api.service.runtime import Runtime
 from domain.errors import Conflict, StaleLease
 from tests.support import open_runtime
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from adapters import readmodels
 from api.config import Config
-from api.runtime import Runtime
+from api.service.runtime import Runtime
 from domain.errors import DomainError
 from domain.runs import (
     AWAITING_REVIEW,

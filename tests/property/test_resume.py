@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from adapters.db import Database, StoredRow
 from api.config import Config
 from api.envelopes import Envelope, RunDirectory
-from api.runtime import Runtime
+from api.http.streams import run_stream
 from api.service.engine import Engine
-from api.streams import Hub, run_stream
+from api.service.hub import Hub
+from api.service.runtime import Runtime
 from tests.support import postgres_schema
 
 OWNER, RUNNER = "alice", "runner-1"

@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters import git, merges, readmodels
-from api import auth, schemas
-from api.errors import JSON, invalid
-from api.requests import (
+from adapters import readmodels
+from api.http import auth, schemas
+from api.http.errors import JSON, invalid
+from api.http.requests import (
     DIGITS,
     MAX_INT,
     bool_param,
@@ -24,21 +24,21 @@ from api.requests import (
     path_id,
     read_model_doc,
     read_position,
+    services,
     uuid_param,
     with_position,
 )
-from api.service.engine import Appended, Engine
-from api.service.policies import remove_worktree
-from domain.errors import Conflict, NotFound
-from domain.runs import AWAITING_REVIEW, DECLINED, MERGING, STATUSES
-from projections.runs import run_view
+from api.service import queries
+from api.service import runs as use_cases
+from api.service.engine import Appended
+from domain.runs import STATUSES
 
 
 def command_body(request: Request, appended: Appended, **extra: Any) -> dict[str, Any]:
     """The common answer of a command: ids, status, sequence and global position."""
     position = appended.position
     if position is None:  # nothing appended: point at the run's latest event
-        position = request.app.state.db.position_of(appended.run_id, appended.sequence)
+        position = services(request).db.position_of(appended.run_id, appended.sequence)
     return {
         "run_id": str(appended.run_id),
         "status": appended.status,
@@ -59,47 +59,30 @@ def answer_with(
     return answer
 
 
-async def submit_run(request: Request) -> Response:
-    owner = auth.user(request)
-
-    async def command() -> Appended:
-        body = await parse(request, schemas.SubmitRun)
-        engine: Engine = request.app.state.engine
-
-        def submit() -> Appended:
-            options = submission_options(engine, owner, body)
-            if body.project_id is None:
-                return engine.submit_run(owner, body.task, **options)
-            try:
-                return engine.submit_project_run(body.project_id, owner, body.task, **options)
-            except NotFound:
-                raise invalid("No such project.", "project_id") from None
-
-        return await run_in_threadpool(submit)
-
-    return await idempotent(request, owner, command, answer_with(request, 202))
-
-
-def submission_options(
-    engine: Engine, owner: str, body: schemas.SubmitProjectRun
-) -> dict[str, Any]:
-    """The engine's options for a new run (a parent must be one of the owner's runs)."""
-    if body.originating_branch is not None and not git.valid_branch_name(body.originating_branch):
-        raise invalid("originating_branch is not a valid git branch name.", "originating_branch")
-    parent = None
-    if body.parent_run_id is not None:
-        try:
-            parent = str(engine.get_run(body.parent_run_id, owner).id)
-        except NotFound:
-            raise invalid("No such parent run.", "parent_run_id") from None
+def run_options(body: schemas.SubmitProjectRun) -> dict[str, Any]:
+    """The options of a new run, as the submission use cases take them."""
     return {
-        "parent_run_id": parent,
         "originating_branch": body.originating_branch,
+        "parent_run_id": body.parent_run_id,
         "agent": body.agent,
         "model": body.model,
         "max_attempts": body.max_attempts,
         "auto_approve_tools": body.auto_approve_tools,
     }
+
+
+async def submit_run(request: Request) -> Response:
+    owner = auth.user(request)
+
+    async def command() -> Appended:
+        body = await parse(request, schemas.SubmitRun)
+        return await run_in_threadpool(
+            lambda: use_cases.submit_run(
+                services(request), owner, body.task, body.project_id, **run_options(body)
+            )
+        )
+
+    return await idempotent(request, owner, command, answer_with(request, 202))
 
 
 def _command(method: str, body_model: type[schemas.Body] | None = None, status: int = 200):
@@ -113,7 +96,7 @@ def _command(method: str, body_model: type[schemas.Body] | None = None, status: 
             kwargs: dict[str, Any] = {}
             if body_model is not None:
                 kwargs = (await parse(request, body_model, optional=True)).model_dump()
-            engine: Engine = request.app.state.engine
+            engine = services(request).engine
             return await run_in_threadpool(getattr(engine, method), run_id, owner, **kwargs)
 
         return await idempotent(request, owner, command, answer_with(request, status))
@@ -127,31 +110,16 @@ async def review_run(request: Request) -> Response:
 
     async def command() -> Appended:
         body = await parse(request, schemas.Review)
-        state = request.app.state
-        engine: Engine = state.engine
-
-        def review() -> Appended:
-            run = engine.get_run(run_id, owner)
-            if body.approved and run.status == AWAITING_REVIEW and run.repository_path:
-                refusal = merges.merge_refusal(run.repository_path, run.target_branch)
-                if refusal:
-                    raise Conflict(f"The merge cannot start: {refusal}", run.status)
-            appended = engine.review_run(
+        return await run_in_threadpool(
+            lambda: use_cases.review_run(
+                services(request),
                 run_id,
                 owner,
                 approved=body.approved,
                 request_changes=body.request_changes,
                 comment=body.comment,
             )
-            if appended.status == MERGING:
-                state.runtime.merger.merge(run_id)  # now, rather than at the next tick
-                run = engine.get_run(run_id)
-                appended = Appended(run.id, run.status, run.version, None)
-            elif appended.status == DECLINED:
-                remove_worktree(engine.get_run(run_id))
-            return appended
-
-        return await run_in_threadpool(review)
+        )
 
     return await idempotent(request, owner, command, answer_with(request))
 
@@ -162,8 +130,7 @@ async def retry_run(request: Request) -> Response:
 
     async def command() -> Appended:
         await parse(request, schemas.NoBody, optional=True)
-        engine: Engine = request.app.state.engine
-        return await run_in_threadpool(engine.retry_run, run_id, owner)
+        return await run_in_threadpool(services(request).engine.retry_run, run_id, owner)
 
     answer = answer_with(request, 201, retried_from=str(run_id))
     return await idempotent(request, owner, command, answer)
@@ -172,7 +139,7 @@ async def retry_run(request: Request) -> Response:
 async def delete_run(request: Request) -> Response:
     owner = auth.user(request)
     run_id = path_id(request)
-    appended = await run_in_threadpool(request.app.state.engine.delete_run, run_id, owner)
+    appended = await run_in_threadpool(services(request).engine.delete_run, run_id, owner)
     body = await run_in_threadpool(command_body, request, appended)
     # No body on a 204: the sequence and position travel as headers (read-your-writes).
     headers = {"X-Sequence": str(body["sequence"]), "X-Position": str(body["position"])}
@@ -183,16 +150,8 @@ async def get_run(request: Request) -> Response:
     owner = auth.user(request)
     run_id = path_id(request)
     at = int_param(request, "at_sequence", None, 1)
-    engine: Engine = request.app.state.engine
     if at is not None:
-
-        def historic() -> dict[str, Any]:
-            run = engine.get_run(run_id, owner)
-            if at > run.version:
-                raise NotFound(f"The run has no event {at}.")
-            return run_view(engine.get_run(run_id, owner, version=at))
-
-        return JSON(await run_in_threadpool(historic))
+        return JSON(await run_in_threadpool(use_cases.run_at, services(request), run_id, owner, at))
     return await read_model_doc(
         request, lambda cur: readmodels.get_run(cur, str(run_id), owner), "No such run."
     )
@@ -211,21 +170,18 @@ async def list_runs(request: Request, project_id: str | None = None) -> Response
     parent_run_id = uuid_param(request, "parent_run_id")
     archived = bool_param(request, "archived", False)
     position = await read_position(request)
-
-    def read() -> list[tuple[int, dict[str, Any]]]:
-        with request.app.state.db.reading() as cur:
-            return readmodels.list_runs(
-                cur,
-                owner,
-                project_id=project_id,
-                statuses=statuses,
-                parent_run_id=parent_run_id,
-                archived=archived,
-                before=before,
-                limit=limit + 1,
-            )
-
-    rows = await run_in_threadpool(read)
+    rows = await run_in_threadpool(
+        lambda: queries.list_runs(
+            services(request),
+            owner,
+            project_id=project_id,
+            statuses=statuses,
+            parent_run_id=parent_run_id,
+            archived=archived,
+            before=before,
+            limit=limit + 1,
+        )
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = _encode_cursor(rows[-1][0]) if more else None

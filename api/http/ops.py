@@ -12,8 +12,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters.outage import RETRY_AFTER_SECONDS, is_unavailable
-from api import auth
-from api.errors import JSON
+from api.http import auth
+from api.http.errors import JSON
+from api.http.requests import services
 
 VERSION = "0.1.0"
 HEALTH_TIMEOUT = 1.0  # seconds: an outage shows on /health well within 2 s
@@ -27,7 +28,7 @@ async def health(request: Request) -> Response:
     runs on the event loop's own executor, not the request thread pool, so requests stuck
     on the database cannot delay it.
     """
-    db = request.app.state.db
+    db = services(request).db
     try:
         await asyncio.wait_for(asyncio.to_thread(db.ping, HEALTH_TIMEOUT), HEALTH_TIMEOUT + 0.5)
     except Exception as exc:  # the database is away: say so, never a 500
@@ -40,13 +41,13 @@ async def health(request: Request) -> Response:
 
 
 async def server_info(request: Request) -> Response:
-    store = request.app.state.runtime.settings.kind
+    store = services(request).runtime.settings.kind
     return JSON({"version": VERSION, "store": store})
 
 
 async def diagnostics(request: Request) -> Response:
     auth.user(request)
-    state = request.app.state
+    state = services(request)
     head = await run_in_threadpool(state.db.head)
     body: dict[str, Any] = {
         "head_position": head,

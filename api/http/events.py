@@ -12,15 +12,14 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from adapters import readmodels
-from api import auth
+from adapters.db import Database
 from api.envelopes import Envelope
-from api.errors import JSON, ending_on_outage, invalid
-from api.requests import DIGITS, MAX_INT, int_param, path_id, uuid_param
-from api.service.engine import Engine
-from api.streams import global_stream, run_stream
+from api.http import auth
+from api.http.errors import JSON, ending_on_outage, invalid
+from api.http.requests import DIGITS, MAX_INT, int_param, path_id, services, uuid_param
+from api.http.streams import global_stream, run_stream
+from api.service import events as use_cases
 
-SCAN_LIMIT = 20_000
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 STREAM_RETRY_AFTER = 5  # seconds: a slot frees as soon as one of the key's streams closes
 
@@ -53,8 +52,8 @@ class _SlottedStream(EventSourceResponse):
 
 def _sse(request: Request, frames: AsyncIterator[bytes]) -> Response:
     """The stream, if the caller's key has a slot left; else 429 (and no stream starts)."""
-    config = request.app.state.config
-    slots = request.app.state.hub.slots
+    config = services(request).config
+    slots = services(request).hub.slots
     key = request.headers.get("authorization", "").partition(" ")[2].strip()  # checked already
     if not slots.take(key, config.max_streams_per_key):
         detail = (
@@ -79,20 +78,16 @@ async def run_events(request: Request) -> Response:
     after = int_param(request, "after", 0, 0)
     limit = int_param(request, "limit", 100, 1, 1000)
     assert after is not None and limit is not None
-    engine: Engine = request.app.state.engine
-    db = request.app.state.db
-    run = await run_in_threadpool(engine.get_run, run_id, owner)
+    found = services(request)
     if "application/x-ndjson" in request.headers.get("accept", ""):
+        await run_in_threadpool(found.engine.get_run, run_id, owner)  # the caller's run?
         return StreamingResponse(
-            ending_on_outage(_ndjson(db, run_id, after)), media_type="application/x-ndjson"
+            ending_on_outage(_ndjson(found.db, run_id, after)), media_type="application/x-ndjson"
         )
-    rows = await run_in_threadpool(db.run_events, run_id, after, limit)
-    events = [Envelope.from_row(r).as_dict() for r in rows]
-    last = max(run.version, events[-1]["sequence"] if events else 0)
-    return JSON({"events": events, "last_sequence": last})
+    return JSON(await run_in_threadpool(use_cases.run_history, found, run_id, owner, after, limit))
 
 
-async def _ndjson(db: Any, run_id: UUID, after: int) -> AsyncIterator[bytes]:
+async def _ndjson(db: Database, run_id: UUID, after: int) -> AsyncIterator[bytes]:
     while True:
         rows = await run_in_threadpool(db.run_events, run_id, after, 1000)
         if rows:
@@ -106,11 +101,10 @@ async def run_sse(request: Request) -> Response:
     owner = auth.user(request)
     run_id = path_id(request)
     after = _resume_point(request)
-    engine: Engine = request.app.state.engine
-    state = request.app.state
+    found = services(request)
     # On the streams' threads: a thousand reconnecting clients rebuild a thousand runs.
-    run = await state.hub.off_loop(engine.get_run, run_id, owner)
-    return _sse(request, run_stream(state.hub, state.db, run_id, after, run.is_terminal))
+    run = await found.hub.off_loop(found.engine.get_run, run_id, owner)
+    return _sse(request, run_stream(found.hub, found.db, run_id, after, run.is_terminal))
 
 
 def _filter(request: Request, owner: str) -> Callable[[Envelope], bool]:
@@ -147,30 +141,9 @@ async def global_events(request: Request) -> Response:
     limit = int_param(request, "limit", 100, 1, 1000)
     assert after is not None and limit is not None
     accepts = _filter(request, owner)
-    state = request.app.state
-
-    def scan() -> tuple[list[dict[str, Any]], int]:
-        # Start no earlier than the caller's own first event: a user with little or no
-        # data does not pay for everyone else's history.
-        with state.db.reading() as cur:
-            start = readmodels.owner_start(cur, owner)
-        found: list[dict[str, Any]] = []
-        position, scanned = max(after, start), 0
-        while scanned < SCAN_LIMIT:
-            rows = state.db.events_after(position, 1000)
-            for row in rows:
-                env = state.directory.stamp(Envelope.from_row(row))
-                position = env.position
-                if accepts(env):
-                    found.append(env.as_dict())
-                    if len(found) == limit:
-                        return found, position
-            scanned += len(rows)
-            if len(rows) < 1000:
-                break
-        return found, position
-
-    events, last = await run_in_threadpool(scan)
+    events, last = await run_in_threadpool(
+        use_cases.scan_global, services(request), owner, after, limit, accepts
+    )
     return JSON({"events": events, "last_position": last})
 
 
@@ -178,8 +151,8 @@ async def global_sse(request: Request) -> Response:
     owner = auth.user(request)
     after = _resume_point(request)
     accepts = _filter(request, owner)
-    state = request.app.state
-    return _sse(request, global_stream(state.hub, state.db, state.directory, after, accepts))
+    found = services(request)
+    return _sse(request, global_stream(found.hub, found.db, found.directory, after, accepts))
 
 
 routes = [

@@ -6,16 +6,17 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from anyio import to_thread
 
 from adapters import readmodels
-from api.service.engine import Engine
 from domain.errors import Conflict, NotFound
 from domain.timestamps import format_timestamp
+
+if TYPE_CHECKING:
+    from api.service.bootstrap import Services
 
 CANDIDATES = 20
 IDLE_POLL = 5.0  # a safety net: claimable runs normally wake the waiters at once
@@ -23,26 +24,26 @@ IDLE_POLL = 5.0  # a safety net: claimable runs normally wake the waiters at onc
 Claimed = dict[str, Any]
 
 
-def try_claim(request: Request, runner_id: str, runner: str) -> Claimed | None:
+def try_claim(services: Services, runner_id: str, runner: str) -> Claimed | None:
     """Claim the oldest claimable run; None when there is none (losers of a race move on)."""
-    candidates, _ = _claimable(request)
-    return _claim_first(request, candidates, runner_id, runner)[0]
+    candidates, _ = _claimable(services)
+    return _claim_first(services, candidates, runner_id, runner)[0]
 
 
-def _claimable(request: Request) -> tuple[list[str], float]:
+def _claimable(services: Services) -> tuple[list[str], float]:
     """(claimable runs, oldest first; seconds until the next retry backoff ends)."""
     now = time.time()
-    with request.app.state.db.reading() as cur:
+    with services.db.reading() as cur:
         candidates = readmodels.claimable_runs(cur, CANDIDATES, now)
         at = readmodels.next_claimable_at(cur, now)
     return candidates, math.inf if at is None else max(at - now, 0.0)
 
 
 def _claim_first(
-    request: Request, candidates: list[str], runner_id: str, runner: str
+    services: Services, candidates: list[str], runner_id: str, runner: str
 ) -> tuple[Claimed | None, int]:
     """(the first candidate this runner could claim, how many candidates that used up)."""
-    engine: Engine = request.app.state.engine
+    engine = services.engine
     for used, candidate in enumerate(candidates, 1):
         try:
             appended, lease = engine.claim_run(UUID(candidate), runner_id, runner)
@@ -58,12 +59,12 @@ def _claim_first(
 
 
 def _look_and_claim(
-    request: Request, runner_id: str, runner: str
+    services: Services, runner_id: str, runner: str
 ) -> tuple[Claimed | None, int, float]:
     """One look at the view, and a claim by the waiter who took it, in one thread hop:
     (its claim, claimable runs left for others, seconds until the next backoff ends)."""
-    candidates, backoff_in = _claimable(request)
-    claimed, used = _claim_first(request, candidates, runner_id, runner)
+    candidates, backoff_in = _claimable(services)
+    claimed, used = _claim_first(services, candidates, runner_id, runner)
     return claimed, len(candidates) - used, backoff_in
 
 
@@ -84,14 +85,14 @@ class ClaimBoard:
         self._tickets = 0
 
     async def look(
-        self, request: Request, generation: int, runner_id: str, runner: str
+        self, services: Services, generation: int, runner_id: str, runner: str
     ) -> tuple[Claimed | None, bool, float]:
         """(a claim made for this waiter, or whether it should try one itself; seconds
         until the next look)."""
         async with self._lock:
             if generation != self._generation or time.monotonic() >= self._valid_until:
-                claimed, left, backoff_in = await run_in_threadpool(
-                    _look_and_claim, request, runner_id, runner
+                claimed, left, backoff_in = await to_thread.run_sync(
+                    _look_and_claim, services, runner_id, runner
                 )
                 self._generation, self._tickets = generation, left
                 self._valid_until = time.monotonic() + min(IDLE_POLL, backoff_in)
@@ -104,10 +105,24 @@ class ClaimBoard:
         return max(self._valid_until - time.monotonic(), 0.0)
 
 
-def board(request: Request) -> ClaimBoard:
-    """The app's claim board (made on first use, on the app's event loop)."""
-    state = request.app.state
-    found: ClaimBoard | None = getattr(state, "claim_board", None)
-    if found is None:
-        found = state.claim_board = ClaimBoard()
-    return found
+async def claim(
+    services: Services, runner_id: str, runner: str, wait_seconds: float
+) -> Claimed | None:
+    """Claim the oldest claimable run, waiting up to `wait_seconds` for one (None if none)."""
+    deadline = time.monotonic() + wait_seconds
+    hub, board = services.hub, services.claim_board
+    seen = hub.generation  # before looking, so news during the look is not lost
+    claimed = await to_thread.run_sync(try_claim, services, runner_id, runner)
+    while claimed is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        claimed, go, look_again = await board.look(services, seen, runner_id, runner)
+        if claimed is None and go:
+            claimed = await to_thread.run_sync(try_claim, services, runner_id, runner)
+        elif claimed is None:
+            # Woken when the runs view gains a claimable run (bootstrap's wake_claims) or
+            # anything is published; the board's next look covers backoffs and the idle poll.
+            await hub.wait_for_news(min(remaining, look_again), since=seen)
+            seen = hub.generation
+    return claimed

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import orjson
@@ -19,10 +17,14 @@ from starlette.responses import Response
 
 from adapters.db import Cursor
 from adapters.idempotency import Idempotency
-from api.errors import JSON, ApiError, domain_error_response, from_validation, invalid
+from api.http.errors import JSON, ApiError, domain_error_response, from_validation, invalid
+from api.service import positions
 from api.service.engine import Appended
 from domain.errors import DomainError, NotFound
 from domain.receipts import CURRENT_RECEIPT, Receipt, ReceiptTakenOver
+
+if TYPE_CHECKING:
+    from api.service.bootstrap import Services
 
 M = TypeVar("M", bound=BaseModel)
 DIGITS = re.compile(r"[0-9]{1,19}")
@@ -30,7 +32,11 @@ DIGITS = re.compile(r"[0-9]{1,19}")
 # fast (re is ~8x slower here), every digit becomes "0" and everything else a space.
 _DIGITS_ONLY = bytes(ord("0") if 48 <= b <= 57 else ord(" ") for b in range(256))
 _LONG_RUN = b"0" * 19
-READ_WAIT_SECONDS = 5.0
+
+
+def services(request: Request) -> Services:
+    """The process's services (set up by the app's lifespan)."""
+    return request.app.state.services
 
 
 async def body_bytes(request: Request) -> bytes:
@@ -38,7 +44,7 @@ async def body_bytes(request: Request) -> bytes:
     cached = getattr(request.state, "raw_body", None)
     if cached is not None:
         return cached
-    limit: int = request.app.state.config.body_limit
+    limit: int = services(request).config.body_limit
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "payload_too_large", f"The body is over {limit} bytes.")
@@ -136,7 +142,6 @@ def bool_param(request: Request, name: str, default: bool) -> bool:
 
 async def read_position(request: Request) -> int:
     """Wait (up to 5 s) for the read models to reach ?min_position / X-Min-Position."""
-    state = request.app.state
     wanted: int | None = int_param(request, "min_position", None, 0)
     header = request.headers.get("x-min-position")
     if wanted is None and header is not None:
@@ -144,25 +149,18 @@ async def read_position(request: Request) -> int:
             raise invalid("X-Min-Position must be a non-negative integer.", "X-Min-Position")
         wanted = int(header)
     if wanted is None:
-        return await run_in_threadpool(state.read_models_position)
+        return await run_in_threadpool(services(request).read_models_position)
     return await wait_for_read_models(request, wanted)
 
 
 async def wait_for_read_models(request: Request, wanted: int) -> int:
     """The read models' position once it is at least `wanted` (503 after 5 s)."""
-    state = request.app.state
-    position = await run_in_threadpool(state.read_models_position)
-    deadline = time.monotonic() + READ_WAIT_SECONDS
-    while position < wanted:
-        if state.feed.failing:  # the database is away: the read models cannot move now
-            raise ApiError(503, "unavailable", "The database is unavailable; retry shortly.")
-        if time.monotonic() >= deadline:
-            raise ApiError(
-                503, "not_caught_up", f"The read models reached {position}, not {wanted}, in time."
-            )
-        await asyncio.sleep(0.005)
-        position = await run_in_threadpool(state.read_models_position)
-    return position
+    try:
+        return await positions.wait_for_read_models(services(request), wanted)
+    except positions.StoreAway:  # the database is away: the read models cannot move now
+        raise ApiError(503, "unavailable", "The database is unavailable; retry shortly.") from None
+    except positions.NotCaughtUp as exc:
+        raise ApiError(503, "not_caught_up", str(exc)) from None
 
 
 async def read_model_doc(
@@ -173,7 +171,7 @@ async def read_model_doc(
     position = await read_position(request)
 
     def fetch() -> dict[str, Any] | None:
-        with request.app.state.db.reading() as cur:
+        with services(request).db.reading() as cur:
             return read(cur)
 
     doc = await run_in_threadpool(fetch)
@@ -211,7 +209,7 @@ async def idempotent(
     fingerprint = hashlib.sha256(
         b"%s %s\n%s" % (request.method.encode(), request.url.path.encode(), body)
     ).hexdigest()
-    records: Idempotency = request.app.state.runtime.idempotency
+    records: Idempotency = services(request).runtime.idempotency
     found = await run_in_threadpool(records.reserve, owner, key, fingerprint)
     if found.mismatch:
         raise invalid("This Idempotency-Key was used for a different request.")

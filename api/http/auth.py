@@ -5,12 +5,13 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from adapters.keys import KeyRing, Principal
-from api.errors import ApiError
+from api.http.errors import ApiError
+from api.http.requests import services
 
 
 def principal(request: Request, role: str) -> Principal:
     """The caller behind the bearer key, who must have `role` (401 or 403 otherwise)."""
-    keys: KeyRing = request.app.state.keys
+    keys: KeyRing = services(request).keys
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     found = keys.find(token.strip()) if scheme.lower() == "bearer" and token.strip() else None

@@ -1,22 +1,17 @@
-"""Run diff routes for reviewers: the files a run's branch changed, and each file's diff."""
+"""What a reviewer reads of a run's branch: the files it changed, and each file's diff."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
 
 from adapters import git
-from api import auth
-from api.errors import JSON
-from api.requests import path_id
-from api.service.engine import Engine
 from domain.errors import NotFound
 from domain.runs import Run
+
+if TYPE_CHECKING:
+    from api.service.bootstrap import Services
 
 T = TypeVar("T")
 
@@ -39,10 +34,11 @@ def _branch_and_base(run: Run) -> tuple[str, str, str]:
 
 
 def _diffable(read: Callable[[], T]) -> T:
-    """`read()`, with a base or branch gone missing answered as 404.
+    """`read()`, with a base or branch gone missing answered as NotFound.
 
-    404 rather than 409: no command on the run would bring the missing branch back, so
-    the diff is simply not there (like a run whose own branch does not exist yet).
+    Not found rather than a conflict: no command on the run would bring the missing
+    branch back, so the diff is simply not there (like a run whose own branch does not
+    exist yet).
     """
     try:
         return read()
@@ -50,13 +46,11 @@ def _diffable(read: Callable[[], T]) -> T:
         raise NotFound(f"The run's diff cannot be computed: {exc}") from None
 
 
-async def list_files(request: Request) -> Response:
-    owner = auth.user(request)
-    run_id = path_id(request)
-    engine: Engine = request.app.state.engine
+def changed_files(services: Services, run_id: UUID, owner: str) -> dict[str, Any]:
+    """The run's branch and the files it changed, with their line counts."""
 
     def read() -> dict[str, Any]:
-        repo, branch, base = _branch_and_base(engine.get_run(run_id, owner))
+        repo, branch, base = _branch_and_base(services.engine.get_run(run_id, owner))
         files = git.changed_files(repo, base, branch)
         return {
             "branch": branch.removeprefix("refs/heads/"),
@@ -66,26 +60,16 @@ async def list_files(request: Request) -> Response:
             ],
         }
 
-    return JSON(await run_in_threadpool(_diffable, read))
+    return _diffable(read)
 
 
-async def file_diff(request: Request) -> Response:
-    owner = auth.user(request)
-    run_id = path_id(request)
-    path = request.path_params["path"]
-    engine: Engine = request.app.state.engine
+def file_diff(services: Services, run_id: UUID, owner: str, path: str) -> str:
+    """The diff of one file the run changed."""
 
     def read() -> str:
-        repo, branch, base = _branch_and_base(engine.get_run(run_id, owner))
+        repo, branch, base = _branch_and_base(services.engine.get_run(run_id, owner))
         if path not in {f.path for f in git.changed_files(repo, base, branch)}:
             raise NotFound("The run did not change that file.")
         return git.file_diff(repo, base, branch, path)
 
-    diff = await run_in_threadpool(_diffable, read)
-    return Response(diff, media_type="text/x-diff; charset=utf-8")
-
-
-routes = [
-    Route("/api/runs/{run_id}/files", list_files, methods=["GET"]),
-    Route("/api/runs/{run_id}/files/{path:path}", file_diff, methods=["GET"]),
-]
+    return _diffable(read)

@@ -1,6 +1,6 @@
 """The runtime behind the API (and the CLI): store, engine, read models and policies.
 
-The projections and the policies run only while this process leads (api/leadership.py);
+The projections and the policies run only while this process leads (api/service/leadership.py);
 a process that does not lead reads how far the read models are from their tracking table.
 """
 
@@ -17,8 +17,8 @@ from adapters.locks import Instance, ProcessLock, instance_alive
 from adapters.loop import Loop
 from adapters.outage import guard_event_store
 from api.config import Config
-from api.leadership import LOCK_NAME, Leadership
 from api.service.engine import Engine
+from api.service.leadership import LOCK_NAME, Leadership
 from api.service.policies import LeaseExpiry, Merger, ProjectCleanup
 from domain.topics import WAKING_TOPICS
 from projections.feeding import ProjectionFeeder

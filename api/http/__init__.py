@@ -1,0 +1,1 @@
+"""The HTTP face of the application: routes, streams, auth, errors and request plumbing."""

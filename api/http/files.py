@@ -1,0 +1,33 @@
+"""Run diff routes for reviewers: the files a run's branch changed, and each file's diff."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.http import auth
+from api.http.errors import JSON
+from api.http.requests import path_id, services
+from api.service import diffs
+
+
+async def list_files(request: Request) -> Response:
+    owner = auth.user(request)
+    run_id = path_id(request)
+    return JSON(await run_in_threadpool(diffs.changed_files, services(request), run_id, owner))
+
+
+async def file_diff(request: Request) -> Response:
+    owner = auth.user(request)
+    run_id = path_id(request)
+    path = request.path_params["path"]
+    diff = await run_in_threadpool(diffs.file_diff, services(request), run_id, owner, path)
+    return Response(diff, media_type="text/x-diff; charset=utf-8")
+
+
+routes = [
+    Route("/api/runs/{run_id}/files", list_files, methods=["GET"]),
+    Route("/api/runs/{run_id}/files/{path:path}", file_diff, methods=["GET"]),
+]

@@ -1,0 +1,162 @@
+"""SSE: the gapless resumable streams over the hub (api/service/hub.py).
+
+Flows (each its own task or thread):
+  feed thread ──call_soon_threadsafe──► Hub.publish ──► each Subscriber's bounded buffer
+  request: take one of the key's stream slots (429 when none is left) ─► stream task
+  stream task: register ─► replay stored events after N, a page at a time (read and
+    encoded on a replay thread) ─► drain live, skipping seen ids ─► give the slot back
+  sse-starlette: `: ping` every 15 s; client disconnect or server shutdown cancels the task
+  after a wave of streams ended: collect cycles and trim the heap, on a replay thread
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple
+from uuid import UUID
+
+from adapters.db import Database
+from api.envelopes import DONE_FRAME, Envelope, RunDirectory
+from api.service.hub import Hub
+
+# A replay reads this many events at a time and writes them in chunks of about this size:
+# what a stream holds at once (encoded, in flight) is bounded, however long the history.
+REPLAY_PAGE = 200
+CHUNK_BYTES = 32 * 1024
+
+
+async def run_stream(
+    hub: Hub, db: Database, run_id: UUID, after: int, finished: bool
+) -> AsyncIterator[bytes]:
+    """A run's events with sequence > after, then live ones, then `done` once it ends."""
+    key = str(run_id)
+    sub = hub.subscribe(lambda env: env.run_id == key)
+    try:
+        last = after
+        while True:  # replay, and catch up again if live delivery ever shows a gap
+            while True:
+                page = await hub.off_loop(_run_page, db, run_id, last)
+                for chunk in page.chunks:
+                    yield chunk
+                last, finished = page.last, finished or page.terminal
+                if page.count < REPLAY_PAGE:
+                    break
+            del page  # nothing of the replay stays with the stream while it waits
+            if finished:
+                yield DONE_FRAME
+                return
+            gap = ended = False
+            while not (gap or ended):
+                batch = await sub.take()
+                if not batch:
+                    return
+                frames = []
+                for env in batch:
+                    if env.sequence <= last:
+                        continue
+                    if env.sequence != last + 1:
+                        gap = True
+                        break
+                    frames.append(env.sse(env.sequence))
+                    last = env.sequence
+                    if env.is_terminal:
+                        frames.append(DONE_FRAME)
+                        ended = True
+                        break
+                del batch  # the envelopes are shared: let them go once every stream sent them
+                for chunk in _chunked(frames):
+                    yield chunk
+            if ended:
+                return
+    finally:
+        hub.unsubscribe(sub)
+
+
+class Page(NamedTuple):
+    """One page of replay, already encoded: the stream keeps no envelope of it."""
+
+    chunks: list[bytes]
+    last: int  # the id of the page's last event (the resume point when it is empty)
+    count: int  # rows read: fewer than REPLAY_PAGE means the replay reached the end
+    terminal: bool = False
+
+
+def _run_page(db: Database, run_id: UUID, after: int) -> Page:
+    """Up to REPLAY_PAGE of a run's stored events after a sequence, as SSE writes."""
+    rows = db.run_events(run_id, after, REPLAY_PAGE)
+    frames, terminal = [], False
+    for row in rows:
+        env = Envelope.from_row(row)
+        frames.append(env.sse(row.sequence))
+        terminal = terminal or env.is_terminal
+    last = rows[-1].sequence if rows else after
+    return Page(_chunked(frames), last, len(rows), terminal)
+
+
+def _chunked(frames: list[bytes]) -> list[bytes]:
+    """Frames joined into writes of at most about CHUNK_BYTES (fewer writes, bounded size).
+
+    sse-starlette keeps the last write of a stream referenced while the stream waits for
+    the next one: a whole replay joined into one write stayed with every open stream.
+    """
+    chunks: list[bytes] = []
+    pending: list[bytes] = []
+    size = 0
+    for frame in frames:
+        if pending and size + len(frame) > CHUNK_BYTES:
+            chunks.append(b"".join(pending))
+            pending, size = [], 0
+        pending.append(frame)
+        size += len(frame)
+    if pending:
+        chunks.append(b"".join(pending))
+    return chunks
+
+
+async def global_stream(
+    hub: Hub,
+    db: Database,
+    directory: RunDirectory,
+    after: int,
+    accepts: Callable[[Envelope], bool],
+) -> AsyncIterator[bytes]:
+    """The caller's events in global order after a position, then live ones."""
+    sub = hub.subscribe(accepts)
+    try:
+        last = after
+        while True:
+            page = await hub.off_loop(_global_page, db, directory, last, accepts)
+            for chunk in page.chunks:
+                yield chunk
+            last = page.last
+            if page.count < REPLAY_PAGE:
+                break
+        del page
+        while True:
+            batch = await sub.take()
+            if not batch:
+                return
+            frames = []
+            for env in batch:
+                if env.position > last:
+                    frames.append(env.sse(env.position))
+                    last = env.position
+            del batch
+            for chunk in _chunked(frames):
+                yield chunk
+    finally:
+        hub.unsubscribe(sub)
+
+
+def _global_page(
+    db: Database, directory: RunDirectory, position: int, accepts: Callable[[Envelope], bool]
+) -> Page:
+    """The accepted events among the next REPLAY_PAGE stored after a position, as writes."""
+    rows = db.events_after(position, REPLAY_PAGE)
+    frames = []
+    for row in rows:
+        env = directory.stamp(Envelope.from_row(row))
+        if accepts(env):
+            frames.append(env.sse(env.position))
+    last = rows[-1].position if rows else position
+    return Page(_chunked(frames), last, len(rows))
