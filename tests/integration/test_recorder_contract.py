@@ -4,6 +4,7 @@ contract suite: the PostgreSQL one with its append function, the SQLite one with
 from __future__ import annotations
 
 import tempfile
+import threading
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,13 @@ class ContractSuite(ApplicationRecorderTestCase[Any]):
 
     def setUp(self) -> None:
         self.stack = ExitStack()
+        self.threads = set(threading.enumerate())
 
     def tearDown(self) -> None:
+        # The library's concurrency test stops its reader threads without joining them:
+        # closing the datastore under a reader still mid-query crashes sqlite3.
+        for thread in set(threading.enumerate()) - self.threads:
+            thread.join(timeout=30)
         self.stack.close()
 
     # Not collected (unittest collects only callables): timing printouts, not contracts.
