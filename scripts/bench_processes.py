@@ -1,24 +1,13 @@
 #!/usr/bin/env python3
 """Benchmark several `runledger serve` processes on one PostgreSQL schema under a submit load.
 
-For each set of processes (by default: 1 `all` process, the baseline; 2 and 3 `all`
-processes; an `api` and a `worker` process; an `api` and two `worker` processes), in one
-run, each on a fresh schema:
-
-1. load: `--rate` submits/s (`POST /api/runs`) for `--duration` s, paced and spread round
-   robin over the processes that serve the API; every 10th submit is followed by a read of
-   the new run with `min_position` on the *next* API process (read-your-writes across
-   processes), counting answers other than 200;
-2. read-model lag: every 0.1 s each process's `GET /api/diagnostics` (the read models' lag:
-   the log's head minus the position the read models have reached); the maximum over the load;
-3. catch-up: seconds from the end of the load until every process reports lag 0;
-4. takeover (when two processes can lead): `--kill-load` s more of the same load, sent to the
-   processes that do not lead; halfway the leader (by `/api/diagnostics` `worker.leader`) is
-   killed with SIGKILL; the seconds until another process says it leads, and the catch-up;
-5. the servers' output, grepped: `DeadlockDetected` and `resyncing` lines;
-6. exactly once: with the servers stopped, every read-model row is compared with a rebuild
-   from the whole log (`runledger projections rebuild`), and the runs view must hold one row
-   per accepted submit.
+For each set of processes (default: 1 `all` process, the baseline; 2 and 3 `all`; `api` +
+`worker`; `api` + 2 `worker`), each on a fresh schema, in one run: a paced submit load spread
+over the API processes, with read-your-writes reads on the next process; the read-model lag
+(`/api/diagnostics`) sampled every 0.1 s; the catch-up after the load; a takeover (the
+leader SIGKILLed under load, when two can lead); `DeadlockDetected` and `resyncing` lines
+in the servers' output; and every read-model row compared with a rebuild from the log.
+scripts/README.md says how each column is measured.
 
     .venv/bin/python scripts/bench_processes.py [--duration 40] [--rate 226] [--sets all,all]
 
