@@ -24,10 +24,8 @@ or a correctness check (an error answer, a wrong sequence, a claim of the wrong 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import signal
-import sqlite3
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +35,15 @@ from typing import Any
 
 import httpx
 import orjson
-from benchload import Baseline, BenchError, Measured, Op, raw_baseline, timed_workers
+from benchload import (
+    Baseline,
+    BenchError,
+    Measured,
+    Op,
+    raw_baseline,
+    stored_output_size,
+    timed_workers,
+)
 from benchreport import (
     DEFAULT_PG_URL,
     Report,
@@ -244,35 +250,6 @@ def claim_latency(server: Server, repeats: int, report: Report, store: str) -> L
     return out
 
 
-def stored_output_size(url: str, store: str) -> str:
-    """Average stored state size of the server's runner-output events (for comparison)."""
-    try:
-        if store == "postgres":
-            import psycopg
-
-            from adapters.store import StoreSettings
-
-            settings = StoreSettings.from_url(url)
-            with psycopg.connect(settings.pg_conninfo, connect_timeout=5) as conn:
-                row = conn.execute(
-                    f'SELECT avg(octet_length(state)), count(*) FROM "{settings.pg_schema}".'
-                    '"runledger_events" WHERE topic = %s',
-                    (OUTPUT_TOPIC,),
-                ).fetchone()
-        else:
-            path = url.removeprefix("sqlite:///")
-            with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
-                row = conn.execute(  # the library's default table name on SQLite
-                    "SELECT avg(length(state)), count(*) FROM stored_events WHERE topic = ?",
-                    (OUTPUT_TOPIC,),
-                ).fetchone()
-    except Exception as exc:
-        return f"stored size unknown ({exc!r:.80})"
-    if not row or row[0] is None:
-        return "stored size unknown (no output events)"
-    return f"the server stored {int(row[1]):,} output events, avg state {float(row[0]):.0f} B"
-
-
 # -- one store ---------------------------------------------------------------------------------
 
 
@@ -366,7 +343,9 @@ def bench_store(store: str, url: str, tmp: Path, plan: Plan, report: Report) -> 
 
         for n in plan.clients:
             ingestion_case(store, url, tmp, server, n, plan, report)
-        report.notes.append(f"{store}: {stored_output_size(url, store)} (baseline rows: 200 B)")
+        report.notes.append(
+            f"{store}: {stored_output_size(url, store, OUTPUT_TOPIC)} (baseline rows: 200 B)"
+        )
     finally:
         started_ok = server.proc is not None and server.proc.poll() is None
         code = server.stop()

@@ -256,3 +256,32 @@ def raw_baseline(
         settings = StoreSettings.from_url(url)
         return pg_baseline(settings.pg_conninfo, settings.pg_schema, n, warmup, duration, load)
     return sqlite_baseline(tmp / "baseline.db", n, warmup, duration, load)
+
+
+def stored_output_size(url: str, store: str, topic: str) -> str:
+    """Average stored state size of the server's events of `topic` (for comparison)."""
+    try:
+        if store == "postgres":
+            import psycopg
+
+            from adapters.store import StoreSettings
+
+            settings = StoreSettings.from_url(url)
+            with psycopg.connect(settings.pg_conninfo, connect_timeout=5) as conn:
+                row = conn.execute(
+                    f'SELECT avg(octet_length(state)), count(*) FROM "{settings.pg_schema}".'
+                    '"runledger_events" WHERE topic = %s',
+                    (topic,),
+                ).fetchone()
+        else:
+            path = url.removeprefix("sqlite:///")
+            with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+                row = conn.execute(  # the library's default table name on SQLite
+                    "SELECT avg(length(state)), count(*) FROM stored_events WHERE topic = ?",
+                    (topic,),
+                ).fetchone()
+    except Exception as exc:
+        return f"stored size unknown ({exc!r:.80})"
+    if not row or row[0] is None:
+        return "stored size unknown (no output events)"
+    return f"the server stored {int(row[1]):,} output events, avg state {float(row[0]):.0f} B"
