@@ -15,8 +15,9 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.errors import Conflict, Invalid, NotFound
-from domain.runs import events
+from domain.runs import events, plan_events
 from domain.runs.attempts import AttemptCommands
+from domain.runs.coordination import CoordinatorCommands
 from domain.runs.reviews import ReviewCommands
 from domain.runs.states import (
     IN_PROGRESS,
@@ -29,7 +30,7 @@ from domain.runs.states import (
 )
 
 
-class Run(AttemptCommands, ReviewCommands, Aggregate):
+class Run(AttemptCommands, ReviewCommands, CoordinatorCommands, Aggregate):
     """An agent run: submitted, claimed by a runner, reported, reviewed, merged."""
 
     TOPIC = "runledger:Run"
@@ -59,6 +60,15 @@ class Run(AttemptCommands, ReviewCommands, Aggregate):
     MergeRefused = events.MergeRefused
     Archived = events.Archived
     Deleted = events.Deleted
+    PlanSet = plan_events.PlanSet
+    SubtaskDispatched = plan_events.SubtaskDispatched
+    SubtaskCompleted = plan_events.SubtaskCompleted
+    SubtaskFailed = plan_events.SubtaskFailed
+    SubtaskBlocked = plan_events.SubtaskBlocked
+    SubtaskCancelled = plan_events.SubtaskCancelled
+    SubtaskRetried = plan_events.SubtaskRetried
+    SubtaskUnblocked = plan_events.SubtaskUnblocked
+    SubtaskReopened = plan_events.SubtaskReopened
 
     # -- construction -------------------------------------------------------------------
 
@@ -79,6 +89,8 @@ class Run(AttemptCommands, ReviewCommands, Aggregate):
         model: str | None = None,
         max_attempts: int = 1,
         auto_approve_tools: bool = False,
+        subtask_key: str | None = None,
+        comment: str | None = None,
     ) -> Run:
         """Submit a new run, pending until a runner claims it."""
         if not task.strip():
@@ -101,6 +113,8 @@ class Run(AttemptCommands, ReviewCommands, Aggregate):
             model=model,
             max_attempts=max_attempts,
             auto_approve_tools=auto_approve_tools,
+            subtask_key=subtask_key,
+            comment=comment,
         )
 
     # -- queries ------------------------------------------------------------------------
@@ -122,9 +136,12 @@ class Run(AttemptCommands, ReviewCommands, Aggregate):
 
     @property
     def is_claimable(self) -> bool:
-        """True while the run waits for a runner: pending, or sent back for changes."""
-        return not self.deleted and (
-            self.status == PENDING or (self.status == IN_PROGRESS and self.lease is None)
+        """True while the run waits for a runner: pending, or sent back for changes (never
+        a coordinator: its children are claimed instead)."""
+        return (
+            not self.deleted
+            and self.plan is None
+            and (self.status == PENDING or (self.status == IN_PROGRESS and self.lease is None))
         )
 
     def assignment(self) -> dict[str, Any]:
@@ -166,6 +183,7 @@ class Run(AttemptCommands, ReviewCommands, Aggregate):
             raise Conflict("The run has already ended.", self.status)
         if self.status == MERGING:
             raise Conflict("The run is being merged; it cannot be cancelled now.", self.status)
+        self.end_plan(actor, now)
         self._trigger(self.Cancelled, now, actor, reason=reason)
 
     def archive(self, *, actor: str, now: datetime) -> None:

@@ -65,6 +65,8 @@ INITIAL_STATE: dict[str, Any] = {
     ),
     **dict.fromkeys(("diff_stats", "branch", "merge_result", "archived_at", "lease"), None),
     "merge_started": None,
+    "plan": None,
+    "coordinator_status": None,
     "not_before": None,
     "attempt": 1,
     "revision": 0,

@@ -11,6 +11,7 @@ STORED_TOPICS = {
     "runledger:merge.failed": "merge.failed",
     "runledger:merge.refused": "merge.refused",
     "runledger:merge.started": "merge.started",
+    "runledger:plan.set": "plan.set",
     "runledger:project.created": "project.created",
     "runledger:project.deleted": "project.deleted",
     "runledger:project.updated": "project.updated",
@@ -29,6 +30,14 @@ STORED_TOPICS = {
     "runledger:run.retry_scheduled": "run.retry_scheduled",
     "runledger:run.review_requested": "run.review_requested",
     "runledger:run.submitted": "run.submitted",
+    "runledger:subtask.blocked": "subtask.blocked",
+    "runledger:subtask.cancelled": "subtask.cancelled",
+    "runledger:subtask.completed": "subtask.completed",
+    "runledger:subtask.dispatched": "subtask.dispatched",
+    "runledger:subtask.failed": "subtask.failed",
+    "runledger:subtask.reopened": "subtask.reopened",
+    "runledger:subtask.retried": "subtask.retried",
+    "runledger:subtask.unblocked": "subtask.unblocked",
 }
 
 
