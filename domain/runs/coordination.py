@@ -175,11 +175,8 @@ class CoordinatorCommands:
     ) -> None:
         """The failed child of `key` was retried as `new_child`: it is the subtask's child
         now, and the subtasks blocked only by this one wait again."""
-        subtask = (self.plan or {}).get("subtasks", {}).get(key)
-        if subtask is None or (subtask["status"], subtask["child_run_id"]) != (
-            FAILED,
-            failed_child,
-        ):
+        subtask = (self.plan or {}).get("subtasks", {}).get(key) or {}
+        if (subtask.get("status"), subtask.get("child_run_id")) != (FAILED, failed_child):
             raise Conflict("The subtask is not failed with this run as its child.", self.status)
         if self.status not in (IN_PROGRESS, FAILED):
             raise Conflict("The coordinator has ended.", self.status)
