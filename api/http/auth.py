@@ -9,16 +9,17 @@ from api.http.errors import ApiError
 from api.http.requests import services
 
 
-def principal(request: Request, role: str) -> Principal:
-    """The caller behind the bearer key, who must have `role` (401 or 403 otherwise)."""
+def principal(request: Request, *roles: str) -> Principal:
+    """The caller behind the bearer key, who must have one of `roles` (401 or 403
+    otherwise)."""
     keys: KeyRing = services(request).keys
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     found = keys.find(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
     if found is None:
         raise ApiError(401, "unauthorized", "A valid API key is required (Authorization: Bearer).")
-    if found.role != role:
-        raise ApiError(403, "forbidden", f"This endpoint is for {role} keys.")
+    if found.role not in roles:
+        raise ApiError(403, "forbidden", f"This endpoint is for {' or '.join(roles)} keys.")
     return found
 
 

@@ -118,6 +118,7 @@ async def review_run(request: Request) -> Response:
                 approved=body.approved,
                 request_changes=body.request_changes,
                 comment=body.comment,
+                subtasks=body.subtasks,
             )
         )
 

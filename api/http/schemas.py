@@ -34,6 +34,8 @@ Branch = Annotated[
     StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f~^:?*\[\\]+$"),
 ]
 TreeHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{4,64}$")]
+SubtaskKey = Annotated[str, StringConstraints(max_length=200)]  # its syntax: domain/plans.py
+SubtaskKeys = Annotated[list[SubtaskKey], Field(max_length=200)]
 
 
 class SubmitProjectRun(Body):
@@ -79,6 +81,7 @@ class Review(Body):
     approved: bool
     request_changes: bool = False
     comment: Text | None = None
+    subtasks: SubtaskKeys | None = None  # a coordinator's subtasks to redo
 
     @field_validator("request_changes")
     @classmethod
@@ -123,3 +126,21 @@ class Report(Body):
     diff_stats: DiffStats | None = None
     branch: Branch | None = None
     failure: Failure | None = None
+
+
+class Subtask(Body):
+    key: SubtaskKey
+    title: Name
+    task: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
+    scope: Text | None = None
+    agent: Name | None = None
+    model: Name | None = None
+    depends_on: SubtaskKeys = Field(default_factory=list)
+
+
+class WorkPlan(Body):
+    # 1..200 subtasks, checked with the rest of the plan's rules (domain/plans.py), so the
+    # answer names what is wrong; this bound only stops a huge body early.
+    subtasks: Annotated[list[Subtask], Field(max_length=1000)]
+    auto_approve_children: bool = True
+    fencing_token: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None

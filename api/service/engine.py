@@ -21,6 +21,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from adapters.stored import StoredRow
+from api.service.plan_commands import PlanCommands
 from api.service.project_commands import ProjectCommands
 from api.service.results import Appended, Lease
 from api.service.run_commands import RunCommands
@@ -36,7 +37,7 @@ A = TypeVar("A", Run, Project)
 __all__ = ["Appended", "Engine", "Lease"]
 
 
-class Engine(RunCommands, ProjectCommands, Application[UUID]):
+class Engine(RunCommands, PlanCommands, ProjectCommands, Application[UUID]):
     """Runs commands against aggregates; the clock and id source are injected."""
 
     name = "runledger"

@@ -35,10 +35,12 @@ class RunCommands:
         """Resume a paused run."""
         return self._update(run_id, user, lambda run, now: run.resume(actor=user, now=now))
 
-    def cancel_run(self, run_id: UUID, user: str, reason: str | None = None) -> Appended:
-        """Cancel a run that has not ended."""
+    def cancel_run(
+        self, run_id: UUID, user: str, reason: str | None = None, actor: str | None = None
+    ) -> Appended:
+        """Cancel a run that has not ended (`actor`: who did, when not the user)."""
         return self._update(
-            run_id, user, lambda run, now: run.cancel(actor=user, now=now, reason=reason)
+            run_id, user, lambda run, now: run.cancel(actor=actor or user, now=now, reason=reason)
         )
 
     def review_run(
@@ -49,8 +51,11 @@ class RunCommands:
         approved: bool,
         request_changes: bool = False,
         comment: str | None = None,
+        subtasks: list[str] | None = None,
+        actor: str | None = None,
     ) -> Appended:
-        """Record a review decision (approve, decline or request changes)."""
+        """Record a review decision (approve, decline or request changes; a coordinator's
+        request names the subtasks to redo). `actor`: who decided, when not the user."""
         return self._update(
             run_id,
             user,
@@ -58,8 +63,9 @@ class RunCommands:
                 approved=approved,
                 request_changes=request_changes,
                 comment=comment,
-                actor=user,
+                actor=actor or user,
                 now=now,
+                subtasks=subtasks,
             ),
         )
 
@@ -76,6 +82,8 @@ class RunCommands:
         source = self.get_run(run_id, user)
         if source.status not in (FAILED, MERGE_FAILED):
             raise Conflict("Only a failed run can be retried.", source.status)
+        if source.subtask_key is not None and source.parent_run_id is not None:
+            return self.retry_child(source, user)
         options = {
             "parent_run_id": source.parent_run_id,
             "retried_from": str(source.id),

@@ -68,6 +68,7 @@ def review_run(
     approved: bool,
     request_changes: bool,
     comment: str | None,
+    subtasks: list[str] | None = None,
 ) -> Appended:
     """Review a run: an approval whose merge cannot start is refused; one that can start
     merges now (rather than at the merger's next tick); a declined run's worktree goes."""
@@ -78,7 +79,12 @@ def review_run(
         if refusal:
             raise Conflict(f"The merge cannot start: {refusal}", run.status)
     appended = engine.review_run(
-        run_id, owner, approved=approved, request_changes=request_changes, comment=comment
+        run_id,
+        owner,
+        approved=approved,
+        request_changes=request_changes,
+        comment=comment,
+        subtasks=subtasks,
     )
     if appended.status == MERGING:
         services.runtime.merger.merge(run_id)
