@@ -142,3 +142,95 @@ def test_with_a_repository_children_build_on_each_other_and_the_assembly_merges(
         changed = git.git(repo, "diff", "--name-only", "main~1", "main").split()
         assert sorted(changed) == ["a.txt", "b.txt", "c.txt", "d.txt"]
         assert git.git(repo, "status", "--porcelain") == ""
+
+
+def test_a_planner_runner_sets_the_plan_with_its_token_and_its_lease_ends(
+    server: Server,
+) -> None:
+    with server.client(ALICE) as alice, server.client(RUNNER) as runner:
+        run_id = coordinator(alice)
+        lease = claim_child(runner)
+        assert lease is not None and lease["run"]["run_id"] == run_id
+
+        answer = runner.put(
+            f"/api/runs/{run_id}/work-plan",
+            json={"subtasks": DIAMOND[:2], "fencing_token": lease["fencing_token"]},
+        )
+
+        assert answer.status_code == 201, answer.text
+        assert [s["key"] for s in answer.json()["subtasks"]] == ["a", "b"]
+        beat = runner.post(f"/api/runner/leases/{lease['lease_id']}/heartbeat")
+        assert beat.status_code == 409 and beat.json()["error"] == "stale_lease"
+        assert sorted(finish(runner, alice, {})) == ["a", "b"]  # never the coordinator
+        run = wait_until(alice, run_id, lambda r: r["status"] == "awaiting_review", "assembly")
+        assert run["coordinator_status"] == "awaiting_assembly"
+
+
+def test_cancelling_a_coordinator_cancels_its_active_children(server: Server) -> None:
+    with server.client(ALICE) as alice, server.client(RUNNER) as runner:
+        run_id = coordinator(alice)
+        set_plan(alice, run_id, DIAMOND)
+        lease = claim_child(runner)
+        assert lease is not None
+
+        cancelled = alice.post(f"/api/runs/{run_id}/cancel", json={"reason": "enough"})
+        assert cancelled.status_code == 200, cancelled.text
+
+        children = alice.get("/api/runs", params={"parent_run_id": run_id}).json()["items"]
+        assert len(children) == 2
+        for child in children:
+            ended = wait_until(alice, child["run_id"], lambda r: r["status"] == "cancelled", "cut")
+            last = events_of(alice, ended["run_id"])[-1]
+            assert last["type"] == "run.cancelled"
+            assert last["data"]["reason"] == "coordinator cancelled"
+        plan = alice.get(f"/api/runs/{run_id}/work-plan").json()
+        statuses = {s["key"]: s["status"] for s in plan["subtasks"]}
+        assert statuses == {"a": "cancelled", "b": "cancelled", "c": "blocked", "d": "blocked"}
+        assert plan["status"] == "cancelled"
+        stale = runner.post(
+            f"/api/runs/{lease['run']['run_id']}/events",
+            json={"fencing_token": lease["fencing_token"], "events": [{"type": "log", "data": {}}]},
+        )
+        assert stale.status_code == 409
+
+
+def test_request_changes_redoes_the_named_subtask_and_its_dependents_with_the_comment(
+    server: Server,
+) -> None:
+    with server.client(ALICE) as alice, server.client(RUNNER) as runner:
+        run_id = coordinator(alice)
+        set_plan(alice, run_id, DIAMOND)
+        finish(runner, alice, {})
+        wait_until(alice, run_id, lambda r: r["status"] == "awaiting_review", "assembly")
+
+        answer = alice.post(
+            f"/api/runs/{run_id}/review",
+            json={
+                "approved": False,
+                "request_changes": True,
+                "comment": "c needs tests",
+                "subtasks": ["c"],
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "in_progress"
+
+        redone = []
+        while (lease := claim_child(runner, wait=3)) is not None:
+            assert lease["run"]["comment"] == "c needs tests"
+            redone.append(key_of(alice, lease["run"]["run_id"]))
+            report(runner, lease, "no_changes")
+        assert redone == ["c", "d"]
+        run = wait_until(alice, run_id, lambda r: r["status"] == "awaiting_review", "again")
+        assert run["revision"] == 1
+        plan = alice.get(f"/api/runs/{run_id}/work-plan").json()
+        rounds = {s["key"]: (s["round"], s["attempts"]) for s in plan["subtasks"]}
+        assert rounds == {"a": (1, 1), "b": (1, 1), "c": (2, 2), "d": (2, 2)}
+        graph = alice.get(f"/api/runs/{run_id}/graph").json()
+        assert graph["variant"] == "coordinator"
+        assert {(e["from"], e["to"]) for e in graph["edges"]} == {
+            ("a", "c"),
+            ("b", "c"),
+            ("c", "d"),
+            ("d", "@assembly"),
+        }
