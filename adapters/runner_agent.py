@@ -6,6 +6,11 @@ on stdin and in RUNLEDGER_TASK, streams stdout and stderr as `tool.output` event
 batches, heartbeats while the command works, then commits what changed and reports
 `changes` or `no_changes` — or `failed`, with a category read from the exit status.
 A run with no repository runs in a scratch directory. Only the standard library is used.
+
+With `plan` (`runledger runner --plan`) it is a planner: the command runs in a detached
+checkout of the originating branch, and its stdout, a work plan as JSON (`{"subtasks":
+[…]}` or the list of subtasks), becomes the run's work plan, which ends the runner's lease:
+the engine dispatches the subtasks to other runners.
 """
 
 from __future__ import annotations
@@ -17,24 +22,18 @@ import queue
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from adapters import git
+from adapters.runner_api import Api, LeaseLost, Refused
 
 log = logging.getLogger("runledger.runner")
 # Exit statuses with a meaning (sysexits.h); anything else non-zero is the agent's failure.
 DEFAULT_EXIT_CATEGORIES = {75: "runner-transient", 69: "network", 68: "network"}
 MAX_LINE = 16_000  # characters of one output line (the rest is cut, and says so)
 MAX_BATCH_BYTES = 256_000  # well under the server's 1 MiB body limit
-
-
-class LeaseLost(Exception):
-    """The server refused our fencing token: the run was cancelled or given to another."""
 
 
 @dataclass
@@ -51,57 +50,7 @@ class RunnerConfig:
     batch_size: int = 200
     exit_categories: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_EXIT_CATEGORIES))
     once: bool = False
-
-
-class Api:
-    """The four runner calls, over plain HTTP with JSON."""
-
-    def __init__(self, server: str, key: str) -> None:
-        self.server = server.rstrip("/")
-        self.key = key
-
-    def call(
-        self, path: str, body: dict[str, Any], timeout: float = 60, key: str | None = None
-    ) -> tuple[int, Any]:
-        """POST JSON; (status, decoded body or None). Raises LeaseLost on 409 stale_lease."""
-        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        request = urllib.request.Request(
-            self.server + path, data=json.dumps(body).encode(), headers=headers, method="POST"
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                raw = response.read()
-                return response.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            payload = json.loads(exc.read() or b"{}")
-            if exc.code == 409 and payload.get("error") == "stale_lease":
-                raise LeaseLost(payload.get("detail", "stale lease")) from None
-            raise RuntimeError(f"{path}: {exc.code} {payload}") from None
-
-    def call_reliably(self, path: str, body: dict[str, Any], tries: int = 8) -> Any:
-        """POST until it lands (network errors, 5xx), under one Idempotency-Key so a retry
-        of a request that did land appends nothing twice. LeaseLost ends it at once."""
-        key = str(uuid.uuid4())
-        for attempt in range(tries):
-            try:
-                return self.call(path, body, key=key)[1]
-            except LeaseLost:
-                raise
-            except (OSError, RuntimeError) as exc:
-                if attempt == tries - 1:
-                    raise
-                log.warning("%s failed (%s); retrying", path, exc)
-                time.sleep(min(0.5 * 2**attempt, 10))
-        return None
-
-    def claim(self, runner_id: str, wait: float) -> dict[str, Any] | None:
-        """Long-poll for work."""
-        status, body = self.call(
-            "/api/runner/claim", {"runner_id": runner_id, "wait_seconds": wait}, wait + 30
-        )
-        return body if status == 200 else None
+    plan: bool = False  # a planner: the command's stdout is the run's work plan
 
 
 class Session:
@@ -117,6 +66,7 @@ class Session:
         self.lost = threading.Event()
         self.done = threading.Event()
         self.output: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self.stdout: list[str] = []  # a planner's plan
 
     def work(self) -> None:
         """Do the run from claim to report."""
@@ -140,6 +90,9 @@ class Session:
         if self.lost.is_set():
             log.warning("run %s: lease lost; not reporting", self.run_id)
             return
+        if self.config.plan:
+            self._finish_planning(code, where, repo)
+            return
         self._report(self._outcome(code, where, repo))
 
     def _prepare(self) -> tuple[Path, str | None]:
@@ -150,8 +103,10 @@ class Session:
         if repo is None:
             where.mkdir(exist_ok=True)
             return where, None
-        if not where.exists():
-            base = self.run.get("originating_branch") or "main"
+        base = self.run.get("originating_branch") or "main"
+        if self.config.plan:  # read the code, change nothing: no branch of its own
+            git.git(repo, "worktree", "add", "--detach", str(where), base)
+        elif not where.exists():
             git.add_worktree(repo, where, f"runledger/{self.run_id}", base)
         return where, repo
 
@@ -199,6 +154,8 @@ class Session:
     def _pump(self, stream: Any, name: str) -> None:
         for line in stream:
             text = line.rstrip("\n")
+            if name == "stdout" and self.config.plan:
+                self.stdout.append(line)
             if len(text) > MAX_LINE:
                 text = text[:MAX_LINE] + f"… [{len(text) - MAX_LINE} more characters]"
             self.output.put(("tool.output", {"stream": name, "text": text}))
@@ -266,6 +223,32 @@ class Session:
             },
         }
 
+    def _finish_planning(self, code: int, where: Path, repo: str | None) -> None:
+        """Send the planner's plan (the lease ends with it), or report why there is none."""
+        if repo is not None:
+            git.remove_worktree(repo, where)
+        if code != 0:
+            self._report(self._outcome(code, where, None))
+            return
+        try:
+            body = plan_body("".join(self.stdout))
+            self.api.call_reliably(
+                f"/api/runs/{self.run_id}/work-plan",
+                {**body, "fencing_token": self.token},
+                method="PUT",
+            )
+        except ValueError as exc:
+            failure = _failure("agent", f"The planner's output is not a work plan: {exc}")
+        except Refused as exc:
+            failure = _failure("agent", f"The server refused the plan: {exc.detail}")
+        except LeaseLost:
+            log.warning("run %s: lease lost before the plan", self.run_id)
+            return
+        else:
+            log.info("run %s: work plan set", self.run_id)
+            return
+        self._report({"outcome": "failed", "failure": failure})
+
     def _report(self, body: dict[str, Any]) -> None:
         try:
             self.api.call_reliably(
@@ -274,6 +257,17 @@ class Session:
             log.info("run %s: reported %s", self.run_id, body["outcome"])
         except LeaseLost:
             log.warning("run %s: lease lost before the report", self.run_id)
+
+
+def plan_body(text: str) -> dict[str, Any]:
+    """A planner's stdout as a work plan's body: `{"subtasks": […],
+    "auto_approve_children"?}` or the bare list of subtasks (ValueError otherwise)."""
+    found = json.loads(text)
+    if isinstance(found, list):
+        return {"subtasks": found}
+    if isinstance(found, dict) and isinstance(found.get("subtasks"), list):
+        return {k: v for k, v in found.items() if k in ("subtasks", "auto_approve_children")}
+    raise ValueError("expected a JSON object with a subtasks list, or a list of subtasks")
 
 
 def _failure(category: str, detail: object) -> dict[str, str]:

@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--workdir", default=".runledger-runner", help="worktrees go here")
     agent.add_argument("--once", action="store_true", help="exit after one run")
     agent.add_argument(
+        "--plan",
+        action="store_true",
+        help="a planner: the command prints a work plan (JSON) that the run's children do",
+    )
+    agent.add_argument(
         "--exit-category",
         action="append",
         default=[],
@@ -138,6 +143,7 @@ def _runner(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         workdir=Path(args.workdir),
         exit_categories=categories,
         once=args.once,
+        plan=args.plan,
     )
     try:
         return serve_forever(config)
