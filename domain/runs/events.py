@@ -141,6 +141,7 @@ class Paused(Event):
 class Resumed(Event):
     TYPE = "run.resumed"
     KEEPS_LEASE = True
+    WAKES = ("coordinator",)  # a paused coordinator dispatches again
 
     def apply(self, run: Run) -> None:
         run.status = IN_PROGRESS

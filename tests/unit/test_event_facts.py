@@ -66,6 +66,7 @@ def test_each_policy_is_woken_by_the_events_it_acts_on() -> None:
             "subtask.retried",
             "subtask.unblocked",
             "subtask.reopened",
+            "run.resumed",
             "run.review_requested",
             "run.completed",
             "run.failed",

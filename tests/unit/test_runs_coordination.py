@@ -322,3 +322,16 @@ def test_a_child_run_knows_its_subtask_and_starts_with_its_comment() -> None:
 
     assert run.subtask_key == "a"
     assert run.assignment()["comment"] == "redo it"
+
+
+def test_a_paused_coordinator_dispatches_nothing_until_resumed() -> None:
+    run = coordinator()
+    run.pause(actor=OWNER, now=LATER)
+    run.collect_events()
+
+    advance(run)
+    assert appended(run) == []
+
+    run.resume(actor=OWNER, now=LATER)
+    advance(run)
+    assert appended(run) == ["run.resumed", "subtask.dispatched", "subtask.dispatched"]
