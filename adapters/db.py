@@ -11,14 +11,22 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from adapters.outage import guard_pool, session_options
 from adapters.store import StoreSettings
 from adapters.stored import StoredRow
 
-__all__ = ["Cursor", "Database", "StoredRow", "startup_lock"]
+__all__ = ["Cursor", "Database", "NamesEventsTable", "StoredRow", "startup_lock"]
+
+
+@runtime_checkable
+class NamesEventsTable(Protocol):
+    """A recorder that names the table it writes: both of the store's (adapters/), though
+    the library's base class, which the engine's `recorder` is typed as, does not."""
+
+    events_table_name: str
 
 
 class Cursor:

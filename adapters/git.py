@@ -175,10 +175,10 @@ def changed_files(repo: str | Path, base: str, branch: str) -> list[ChangedFile]
     for record in numstat.split(b"\0"):
         if not record:
             continue
-        added, removed, path = record.split(b"\t", 2)
-        counts[_name(path)] = (
-            int(added) if added != b"-" else 0,
-            int(removed) if removed != b"-" else 0,
+        raw_added, raw_removed, raw_name = record.split(b"\t", 2)
+        counts[_name(raw_name)] = (  # "-" for a binary file
+            int(raw_added) if raw_added != b"-" else 0,
+            int(raw_removed) if raw_removed != b"-" else 0,
         )
     fields = _git_bytes(repo, "diff", "--name-status", "-z", "--no-renames", merge_base, tip)
     parts = fields.split(b"\0")

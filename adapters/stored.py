@@ -70,6 +70,6 @@ def domain_event(cls: type, originator_id: UUID, version: int, state: dict[str, 
     state["timestamp"] = parse_timestamp(state["timestamp"])
     state["originator_id"] = originator_id
     state["originator_version"] = version
-    event = object.__new__(cls)
+    event: object = object.__new__(cls)
     object.__setattr__(event, "__dict__", state)
     return event

@@ -13,10 +13,15 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from api.config import ROLES, Config
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 log = logging.getLogger("runledger")
 
@@ -81,7 +86,8 @@ def _serve(config: Config, host: str, port: int) -> int:
         print(f"runledger: (stored in {config.data_dir / 'api-key'})", flush=True)
     app = create_app(config)
     server = _Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+        uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5),
+        app,
     )
     server.run()
     return 0
@@ -90,11 +96,15 @@ def _serve(config: Config, host: str, port: int) -> int:
 class _Server(uvicorn.Server):
     """uvicorn with one readiness line, and open streams closed when it is asked to exit."""
 
-    async def startup(self, sockets: list | None = None) -> None:
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.runledger_app = app  # config.app, as what it is (uvicorn types it as any app)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
             host, port = self.config.host, self.config.port
-            runtime = self.config.app.state.services.runtime
+            runtime = self.runledger_app.state.services.runtime
             store, role = runtime.settings.describe(), runtime.config.role
             print(f"runledger: ready on http://{host}:{port} ({store}, role {role})", flush=True)
 
@@ -112,8 +122,8 @@ class _Server(uvicorn.Server):
             for sig, handler in original.items():
                 signal.signal(sig, handler)
 
-    def handle_exit(self, sig: int, frame: object) -> None:
-        services = getattr(self.config.app.state, "services", None)
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        services = getattr(self.runledger_app.state, "services", None)
         hub = services.hub if services is not None else None
         if hub is not None and hub.loop is not None:
             hub.loop.call_soon_threadsafe(hub.close_all)

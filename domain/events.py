@@ -18,6 +18,7 @@ class WireNamed:
     (domain/topics.py gathers them into the sets the API and the policies use)."""
 
     TYPE = ""
+    TOPIC: ClassVar[str]  # set below from TYPE, or by the class itself
     MAKES_CLAIMABLE: ClassVar[bool] = False  # a runner may claim the run after it
     ENDS_RUN: ClassVar[bool] = False  # the run's last status change: streams end on it
     KEEPS_LEASE: ClassVar[bool] = False  # the run's lease is as it was before the event
@@ -26,7 +27,7 @@ class WireNamed:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.TYPE and "TOPIC" not in cls.__dict__:
-            cls.TOPIC = f"runledger:{cls.TYPE}"  # type: ignore[attr-defined]
+            cls.TOPIC = f"runledger:{cls.TYPE}"
 
     def wire_type(self) -> str:
         """The event's dotted name on the wire (`run.submitted`)."""

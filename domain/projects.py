@@ -12,7 +12,21 @@ from domain.errors import Invalid, NotFound
 from domain.events import WireNamed
 
 
-class Project(Aggregate):
+class ProjectState:
+    """What a project's events build up: declared for the reader and the type checker, set
+    only by the events' apply (annotations on Project itself would make the library turn
+    the aggregate into a dataclass)."""
+
+    owner: str
+    name: str
+    repository_path: str | None
+    default_branch: str
+    settings: dict[str, Any]
+    created_at: datetime
+    deleted: bool
+
+
+class Project(ProjectState, Aggregate):
     """A project: where runs get their repository and the branch they merge into."""
 
     TOPIC = "runledger:Project"

@@ -82,7 +82,8 @@ def list_runs(
     limit: int,
 ) -> list[tuple[int, dict[str, Any]]]:
     """The owner's runs, newest first, as (created_position, doc) pairs."""
-    where, params = ["owner = ?"], [owner]
+    where = ["owner = ?"]
+    params: list[str | int] = [owner]
     if project_id is not None:
         where.append("project_id = ?")
         params.append(project_id)

@@ -39,7 +39,7 @@ async def run_stream(
                 for chunk in page.chunks:
                     yield chunk
                 last, finished = page.last, finished or page.terminal
-                if page.count < REPLAY_PAGE:
+                if page.rows < REPLAY_PAGE:
                     break
             del page  # nothing of the replay stays with the stream while it waits
             if finished:
@@ -52,7 +52,7 @@ async def run_stream(
                     return
                 frames = []
                 for env in batch:
-                    if env.sequence <= last:
+                    if env.sequence is None or env.sequence <= last:  # None: a project's
                         continue
                     if env.sequence != last + 1:
                         gap = True
@@ -77,7 +77,7 @@ class Page(NamedTuple):
 
     chunks: list[bytes]
     last: int  # the id of the page's last event (the resume point when it is empty)
-    count: int  # rows read: fewer than REPLAY_PAGE means the replay reached the end
+    rows: int  # rows read: fewer than REPLAY_PAGE means the replay reached the end
     terminal: bool = False
 
 
@@ -129,7 +129,7 @@ async def global_stream(
             for chunk in page.chunks:
                 yield chunk
             last = page.last
-            if page.count < REPLAY_PAGE:
+            if page.rows < REPLAY_PAGE:
                 break
         del page
         while True:

@@ -68,7 +68,7 @@ class Engine(RunCommands, PlanCommands, ProjectCommands, Application[UUID]):
     def get_run(self, run_id: UUID, user: str | None = None, version: int | None = None) -> Run:
         """The run as it stands (or stood after `version`); NotFound unless visible to user."""
         try:
-            run = self.repository.get(run_id, version=version)
+            run: object = self.repository.get(run_id, version=version)
         except AggregateNotFoundError:
             raise NotFound("No such run.") from None
         if not isinstance(run, Run):
@@ -172,7 +172,7 @@ class Engine(RunCommands, PlanCommands, ProjectCommands, Application[UUID]):
             positions = self.recorder.insert_events(stored, **extra)
             assert positions is not None and len(positions) == len(stored)
             rows = [
-                StoredRow(position, s.originator_id, s.originator_version, s.topic, s.state)
+                StoredRow(position, aggregate.id, s.originator_version, s.topic, s.state)
                 for position, s in zip(positions, stored, strict=True)
             ]
             for follower in self.followers:  # still in commit order

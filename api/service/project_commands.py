@@ -8,25 +8,49 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.application import AggregateNotFoundError, Repository
 
 from api.service.results import Appended
 from domain.errors import Conflict, NotFound
 from domain.projects import Project
+from domain.runs import Run
 
 
 class ProjectCommands:
     """One method per command on a project."""
+
+    if TYPE_CHECKING:  # given by the Engine (engine.py, run_commands.py)
+        clock: Callable[[], datetime]
+        new_id: Callable[[], UUID]
+
+        @property
+        def repository(self) -> Repository[UUID]: ...
+
+        def _save(self, aggregate: Run | Project) -> Appended: ...
+
+        def _load_decide_save(
+            self,
+            aggregate_id: UUID,
+            user: str | None,
+            seen: Callable[[], Project | None],
+            load: Callable[[], Project],
+            decide: Callable[[Project, datetime], None],
+            too_fast: Callable[[], Conflict],
+        ) -> tuple[Project, Appended]: ...
+
+        def submit_run(self, owner: str, task: str, **options: Any) -> Appended: ...
+
+        def cancel_run(self, run_id: UUID, user: str, reason: str | None = None) -> Appended: ...
 
     def get_project(
         self, project_id: UUID, user: str | None = None, version: int | None = None
     ) -> Project:
         """The project (as it stood after `version`); NotFound unless it exists for `user`."""
         try:
-            project = self.repository.get(project_id, version=version)
+            project: object = self.repository.get(project_id, version=version)
         except AggregateNotFoundError:
             raise NotFound("No such project.") from None
         if not isinstance(project, Project):

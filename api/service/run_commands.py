@@ -6,19 +6,45 @@ do the loading and saving; each method here is one command of the Run aggregate.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from api.service.results import Appended, Lease
 from domain.errors import Conflict, NotFound
+from domain.projects import Project
 from domain.runs import FAILED, MERGE_FAILED, Run
 from domain.timestamps import format_timestamp
 
 
 class RunCommands:
     """One method per command on a run: the user's, the runner's, and the merger's."""
+
+    if TYPE_CHECKING:  # given by the Engine (engine.py, project_commands.py)
+        clock: Callable[[], datetime]
+        new_id: Callable[[], UUID]
+        lease_seconds: float
+        retry_backoff: float
+
+        def get_run(
+            self, run_id: UUID, user: str | None = None, version: int | None = None
+        ) -> Run: ...
+
+        def _save(self, aggregate: Run | Project) -> Appended: ...
+
+        def _update(
+            self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
+        ) -> Appended: ...
+
+        def _update_run(
+            self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
+        ) -> tuple[Run, Appended]: ...
+
+        def submit_project_run(
+            self, project_id: UUID, owner: str, task: str, **options: Any
+        ) -> Appended: ...
 
     # -- user commands --------------------------------------------------------------------
 
@@ -129,7 +155,11 @@ class RunCommands:
         return appended, Lease(lease_id, run.fencing_token, expires, work)
 
     def record_output(
-        self, run_id: UUID, runner: str, fencing_token: int, events: list[tuple[str, dict]]
+        self,
+        run_id: UUID,
+        runner: str,
+        fencing_token: int,
+        events: list[tuple[str, dict[str, Any]]],
     ) -> Appended:
         """Append a batch of runner output events in one transaction."""
         filled = [

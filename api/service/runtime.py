@@ -11,7 +11,7 @@ from functools import partial
 from uuid import uuid4
 
 from adapters import readmodels
-from adapters.db import Database, StoredRow, startup_lock
+from adapters.db import Database, NamesEventsTable, StoredRow, startup_lock
 from adapters.idempotency import Idempotency
 from adapters.locks import Instance, ProcessLock, instance_alive
 from adapters.loop import Loop
@@ -50,7 +50,9 @@ class Runtime:
                 lease_seconds=config.lease_seconds,
                 retry_backoff=config.retry_backoff,
             )
-        self.db.attach_event_store(self.engine.recorder.events_table_name)
+        recorder = self.engine.recorder
+        assert isinstance(recorder, NamesEventsTable)
+        self.db.attach_event_store(recorder.events_table_name)
         guard_event_store(self.engine.recorder, self.settings)
         # This process, alive to the others while it holds its instance lock: idempotency
         # reservations name it, so a retry knows at once when their request died with it.

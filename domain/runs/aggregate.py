@@ -8,6 +8,7 @@ outcome, lease) in attempts.py, review and merge in reviews.py; `Run` gathers th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -212,17 +213,23 @@ class Run(AttemptCommands, ReviewCommands, CoordinatorCommands, Aggregate):
             raise Conflict(message, self.status)
 
     def _trigger(
-        self, event_class: type[events.Event], now: datetime, actor: str, **kw: Any
+        self, event_class: Callable[..., events.Event], now: datetime, actor: str, **kw: Any
     ) -> None:
         # The library's trigger_event, minus re-resolving the class's topic on every event
         # (all of Run's topics are registered when the class is made): a 500-event batch
-        # of runner output spent most of its time there.
-        event = event_class(
-            originator_id=self.id,
-            originator_version=self.version + 1,
-            timestamp=now,
-            actor=actor,
-            **kw,
+        # of runner output spent most of its time there. (A callable to the type checker:
+        # the library's metaclass makes each event class a dataclass, which it cannot see.)
+        self._record(
+            event_class(
+                originator_id=self.id,
+                originator_version=self.version + 1,
+                timestamp=now,
+                actor=actor,
+                **kw,
+            )
         )
+
+    def _record(self, event: events.Event) -> None:
+        """Apply a new event to the run and keep it for the next save."""
         event.mutate(self)
         self.pending_events.append(event)

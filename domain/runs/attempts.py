@@ -19,11 +19,17 @@ from domain.runs.events import (
     RetryScheduled,
     ReviewRequested,
 )
-from domain.runs.states import FAILURE_CATEGORIES, TRANSIENT, check_output, retry_delay
+from domain.runs.states import (
+    FAILURE_CATEGORIES,
+    TRANSIENT,
+    RunState,
+    check_output,
+    retry_delay,
+)
 from domain.timestamps import format_timestamp, parse_timestamp
 
 
-class AttemptCommands:
+class AttemptCommands(RunState):
     """The Run's commands for a runner's attempt: claim, output, outcome, its lease."""
 
     def claim(
@@ -66,9 +72,7 @@ class AttemptCommands:
         check_output(events)
         for kind, data in events:  # hundreds per request: events made the cheap way
             fields = {"actor": actor, "kind": kind, "data": dict(data)}
-            event = make_event(OutputRecorded, self.id, self.version + 1, now, **fields)
-            event.mutate(self)
-            self.pending_events.append(event)
+            self._record(make_event(OutputRecorded, self.id, self.version + 1, now, **fields))
 
     def report(
         self,

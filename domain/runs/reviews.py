@@ -16,10 +16,10 @@ from domain.runs.events import (
     MergeRefused,
     MergeStarted,
 )
-from domain.runs.states import AWAITING_REVIEW, MERGING, decision_took_effect
+from domain.runs.states import AWAITING_REVIEW, MERGING, RunState, decision_took_effect
 
 
-class ReviewCommands:
+class ReviewCommands(RunState):
     """The Run's commands after its runner reported changes: review, then merge."""
 
     def decide_review(

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from domain.errors import Invalid
+
+if TYPE_CHECKING:
+    from domain.runs.events import Event
 
 PENDING, IN_PROGRESS, PAUSED = "pending", "in_progress", "paused"
 AWAITING_REVIEW, MERGING = "awaiting_review", "merging"
@@ -78,9 +84,75 @@ INITIAL_STATE: dict[str, Any] = {
 }
 
 
+class RunState:
+    """What a run's events build up (domain/runs/events.py sets it, from INITIAL_STATE on):
+    declared once, for the reader and the type checker, and never assigned here. Run and the
+    command mixins inherit it; a plain class, because annotations on the aggregate class
+    itself would make the library turn it into a dataclass."""
+
+    # From the submission.
+    owner: str
+    task: str
+    project_id: str | None
+    parent_run_id: str | None
+    retried_from: str | None
+    repository_path: str | None
+    originating_branch: str | None
+    agent: str | None
+    model: str | None
+    max_attempts: int
+    auto_approve_tools: bool
+    created_at: datetime
+    # What happened since (INITIAL_STATE gives the first values).
+    status: str
+    result: str | None
+    failure: dict[str, str] | None
+    comment: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    review: dict[str, Any] | None
+    tree_hash: str | None
+    diff_stats: dict[str, int] | None
+    branch: str | None
+    merge_result: str | None
+    archived_at: datetime | None
+    lease: dict[str, Any] | None
+    merge_started: dict[str, str] | None
+    not_before: str | None
+    attempt: int
+    revision: int
+    step_count: int
+    fencing_token: int
+    deleted: bool
+    open_gates: list[dict[str, Any]]
+    conflicting_files: list[str]
+
+    if TYPE_CHECKING:  # given by Run (domain/runs/aggregate.py) and the library's Aggregate
+
+        @property
+        def id(self) -> UUID: ...
+
+        @property
+        def version(self) -> int: ...
+
+        @version.setter
+        def version(self, value: int) -> None: ...
+
+        @property
+        def is_claimable(self) -> bool: ...
+
+        def _trigger(
+            self, event_class: Callable[..., Event], now: datetime, actor: str, **kw: Any
+        ) -> None: ...
+
+        def _record(self, event: Event) -> None: ...
+
+        def _require(self, status: str, message: str) -> None: ...
+
+
 def retry_delay(base: float, attempt: int) -> float:
     """Seconds before retrying after `attempt` failed: exponential, capped."""
-    return min(base * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+    return min(base * 2.0 ** (attempt - 1), MAX_BACKOFF_SECONDS)
 
 
 def review_record(decision: str, reviewer: str, comment: str | None, at: Any) -> dict[str, Any]:
