@@ -8,7 +8,7 @@ are in domain/runs/coordination.py and domain/runs/plan_events.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -40,7 +40,7 @@ def child_run_id(coordinator_id: UUID, key: str, round_: int) -> UUID:
     return uuid5(_CHILD_NAMESPACE, f"{coordinator_id}/{key}/{round_}")
 
 
-def check_plan(subtasks: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def check_plan(subtasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The subtasks as a valid plan (`task` defaults to `title`), or Invalid naming the
     offending keys: duplicates, unknown dependencies, a cycle (one, in order), a bad key,
     an empty plan or one of more than MAX_SUBTASKS subtasks."""

@@ -17,6 +17,7 @@ SUBTASK_FIELDS = ("key", "title", "task", "scope", "agent", "model", "depends_on
 def plan_view(run: Run) -> dict[str, Any]:
     """A coordinator's plan as `GET /api/runs/{id}/work-plan` shows it."""
     plan = run.plan
+    assert plan is not None, "a plan view is for a coordinator"
     return {
         "run_id": str(run.id),
         "status": run.coordinator_status,

@@ -65,12 +65,12 @@ class Coordination:
         if run.plan is None or run.status != IN_PROGRESS:
             return
         children = self.children(run)
-        if run.plan["auto_approve_children"]:
+        if run.auto_approve_children:
             self.approve_children(run, children)
         self.engine.advance_coordinator(run_id, children)
         run = self.engine.get_run(run_id)
         for key in run.subtasks_in(DISPATCHED):
-            if run.plan["subtasks"][key]["child_run_id"] not in children:
+            if run.subtasks[key]["child_run_id"] not in children:
                 self.engine.submit_child(run, key)
         if run.ready_for_assembly:
             tree_hash, diff_stats = assembly_facts(run)
@@ -79,7 +79,7 @@ class Coordination:
     def children(self, run: Run) -> dict[str, str]:
         """The status of each dispatched subtask's child run that exists (from the runs
         view; from the store for one the view does not have yet, or any more)."""
-        wanted = [run.plan["subtasks"][k]["child_run_id"] for k in run.subtasks_in(DISPATCHED)]
+        wanted = [run.subtasks[k]["child_run_id"] for k in run.subtasks_in(DISPATCHED)]
         with self.db.reading() as cur:
             found = readmodels.run_statuses(cur, wanted)
         for child_id in wanted:
@@ -107,7 +107,7 @@ class Coordination:
 def assembly_facts(run: Run) -> tuple[str | None, dict[str, int] | None]:
     """The integration branch's tree and what it changed since the originating branch
     (nothing without a repository)."""
-    branch = run.plan["integration_branch"]
+    branch = run.integration_branch
     if run.repository_path is None or branch is None:
         return None, None
     repo = run.repository_path

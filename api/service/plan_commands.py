@@ -7,27 +7,44 @@ policy (api/service/coordination.py) calls them; none of them touches git or HTT
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
 from api.service.results import Appended
+from domain.errors import Conflict
 from domain.plans import child_run_id
+from domain.projects import Project
 from domain.runs import Run
 
 
 class PlanCommands:
     """One method per command on a coordinator, and the creation of its children."""
 
+    if TYPE_CHECKING:  # given by the Engine (engine.py)
+        clock: Callable[[], datetime]
+        new_id: Callable[[], UUID]
+
+        def get_run(
+            self, run_id: UUID, user: str | None = None, version: int | None = None
+        ) -> Run: ...
+
+        def _save(self, aggregate: Run | Project) -> Appended: ...
+
+        def _update(
+            self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
+        ) -> Appended: ...
+
     def set_work_plan(
         self,
         run_id: UUID,
         caller: str,
         *,
-        subtasks: list[Mapping[str, Any]],
+        subtasks: Sequence[Mapping[str, Any]],
         auto_approve_children: bool,
         integration_branch: str | None,
         fencing_token: int | None = None,
@@ -72,11 +89,11 @@ class PlanCommands:
     def submit_child(self, coordinator: Run, key: str) -> Appended | None:
         """Create the child run of a dispatched subtask under its recorded id; None when
         it exists already (another attempt, or another process, made it)."""
-        subtask = coordinator.plan["subtasks"][key]
+        subtask = coordinator.subtasks[key]
         task = subtask["task"]
         if subtask["scope"]:
             task = f"{task}\n\nScope: {subtask['scope']}"
-        branch = coordinator.plan["integration_branch"] or coordinator.originating_branch
+        branch = coordinator.integration_branch or coordinator.originating_branch
         child = Run.submit(
             run_id=UUID(subtask["child_run_id"]),
             owner=coordinator.owner,
@@ -102,20 +119,23 @@ class PlanCommands:
     def retry_child(self, source: Run, user: str) -> Appended:
         """Retry a coordinator's failed child: the coordinator's subtask takes a new child
         run (recorded first, so a crash before it exists leaves the policy to make it)."""
-        coordinator_id = UUID(source.parent_run_id)
+        key, parent = source.subtask_key, source.parent_run_id
+        if key is None or parent is None:
+            raise Conflict("The run is not a coordinator's child.", source.status)
+        coordinator_id = UUID(parent)
         new_child = str(self.new_id())
         self._update(
             coordinator_id,
             user,
             lambda run, now: run.retry_subtask(
-                key=source.subtask_key,
+                key=key,
                 failed_child=str(source.id),
                 new_child=new_child,
                 actor=user,
                 now=now,
             ),
         )
-        appended = self.submit_child(self.get_run(coordinator_id), source.subtask_key)
+        appended = self.submit_child(self.get_run(coordinator_id), key)
         if appended is None:  # the policy made it in the meantime
             child = self.get_run(UUID(new_child))
             appended = Appended(child.id, child.status, child.version, None)

@@ -3,7 +3,7 @@ the plan, the children and the graph from the read models."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -24,7 +24,7 @@ def set_work_plan(
     run_id: UUID,
     caller: str,
     *,
-    subtasks: list[Mapping[str, Any]],
+    subtasks: Sequence[Mapping[str, Any]],
     auto_approve_children: bool,
     fencing_token: int | None = None,
 ) -> Appended:

@@ -46,6 +46,8 @@ class RunCommands:
             self, project_id: UUID, owner: str, task: str, **options: Any
         ) -> Appended: ...
 
+        def retry_child(self, source: Run, user: str) -> Appended: ...
+
     # -- user commands --------------------------------------------------------------------
 
     def submit_run(self, owner: str, task: str, **options: Any) -> Appended:

@@ -8,7 +8,7 @@ twice (a crash, two processes) and the second changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -37,15 +37,34 @@ from domain.runs.plan_events import (
     SubtaskRetried,
     SubtaskUnblocked,
 )
-from domain.runs.states import IN_PROGRESS, PENDING
+from domain.runs.states import IN_PROGRESS, PENDING, RunState
 
 COORDINATOR_ACTOR = "coordinator"
 
 
-class CoordinatorCommands:
+class CoordinatorCommands(RunState):
     """The Run's commands as a coordinator of child runs."""
 
     # -- queries ------------------------------------------------------------------------
+
+    @property
+    def subtasks(self) -> dict[str, dict[str, Any]]:
+        """The plan's subtasks by key, in plan order (empty without a plan)."""
+        if self.plan is None:
+            return {}
+        subtasks: dict[str, dict[str, Any]] = self.plan["subtasks"]
+        return subtasks
+
+    @property
+    def integration_branch(self) -> str | None:
+        """The branch a coordinator's children start from and merge into (with a
+        repository)."""
+        return None if self.plan is None else self.plan["integration_branch"]
+
+    @property
+    def auto_approve_children(self) -> bool:
+        """True when the coordinator approves its children's work itself."""
+        return self.plan is not None and bool(self.plan["auto_approve_children"])
 
     @property
     def is_coordinator(self) -> bool:
@@ -55,11 +74,11 @@ class CoordinatorCommands:
     @property
     def depends_on(self) -> dict[str, list[str]]:
         """Each subtask's dependencies, in plan order."""
-        return {key: s["depends_on"] for key, s in self.plan["subtasks"].items()}
+        return {key: s["depends_on"] for key, s in self.subtasks.items()}
 
     def subtasks_in(self, *statuses: str) -> list[str]:
         """The keys of the subtasks in these statuses, in plan order."""
-        return [k for k, s in self.plan["subtasks"].items() if s["status"] in statuses]
+        return [k for k, s in self.subtasks.items() if s["status"] in statuses]
 
     @property
     def ready_for_assembly(self) -> bool:
@@ -68,7 +87,7 @@ class CoordinatorCommands:
         return (
             self.plan is not None
             and self.status == IN_PROGRESS
-            and all(s["status"] == COMPLETED for s in self.plan["subtasks"].values())
+            and all(s["status"] == COMPLETED for s in self.subtasks.values())
         )
 
     # -- commands -----------------------------------------------------------------------
@@ -76,7 +95,7 @@ class CoordinatorCommands:
     def set_plan(
         self,
         *,
-        subtasks: list[Mapping[str, Any]],
+        subtasks: Sequence[Mapping[str, Any]],
         auto_approve_children: bool,
         integration_branch: str | None,
         actor: str,
@@ -90,7 +109,7 @@ class CoordinatorCommands:
         if fencing_token is not None:
             self._check_lease(fencing_token, actor)
         elif self.plan is not None:
-            dispatched = any(s["attempts"] for s in self.plan["subtasks"].values())
+            dispatched = any(s["attempts"] for s in self.subtasks.values())
             if dispatched or self.coordinator_status != PLANNED:
                 raise Conflict("Subtasks were dispatched; the plan is fixed.", self.status)
         elif self.status != PENDING:
@@ -119,7 +138,7 @@ class CoordinatorCommands:
         if self.plan is None or self.status != IN_PROGRESS:
             return
         for key in self.subtasks_in(DISPATCHED):
-            child = self.plan["subtasks"][key]["child_run_id"]
+            child = self.subtasks[key]["child_run_id"]
             status = children.get(child)
             if status in CHILD_SUCCESS:
                 self._trigger(SubtaskCompleted, now, COORDINATOR_ACTOR, key=key, child_run_id=child)
@@ -134,12 +153,12 @@ class CoordinatorCommands:
                 )
         failed = self.subtasks_in(FAILED)
         for key in plans.dependents(self.depends_on, failed):
-            if self.plan["subtasks"][key]["status"] == WAITING:
+            if self.subtasks[key]["status"] == WAITING:
                 reason = f"depends on failed subtasks: {', '.join(failed)}"
                 self._trigger(SubtaskBlocked, now, COORDINATOR_ACTOR, key=key, reason=reason)
         done = set(self.subtasks_in(COMPLETED))
         for key in self.subtasks_in(WAITING):
-            subtask = self.plan["subtasks"][key]
+            subtask = self.subtasks[key]
             if done.issuperset(subtask["depends_on"]):
                 round_ = subtask["round"]
                 self._trigger(
@@ -167,7 +186,7 @@ class CoordinatorCommands:
             COORDINATOR_ACTOR,
             tree_hash=tree_hash,
             diff_stats=dict(diff_stats) if diff_stats is not None else None,
-            branch=self.plan["integration_branch"],
+            branch=self.integration_branch,
         )
 
     def retry_subtask(
@@ -175,7 +194,7 @@ class CoordinatorCommands:
     ) -> None:
         """The failed child of `key` was retried as `new_child`: it is the subtask's child
         now, and the subtasks blocked only by this one wait again."""
-        subtask = (self.plan or {}).get("subtasks", {}).get(key) or {}
+        subtask = self.subtasks.get(key, {})
         if (subtask.get("status"), subtask.get("child_run_id")) != (FAILED, failed_child):
             raise Conflict("The subtask is not failed with this run as its child.", self.status)
         if self.status not in (IN_PROGRESS, FAILED):
@@ -198,7 +217,7 @@ class CoordinatorCommands:
     ) -> None:
         """After a request for changes: the named subtasks (all when None) and everything
         depending on them are done again, in a new round carrying the comment."""
-        known = self.plan["subtasks"]
+        known = self.subtasks
         unknown = [k for k in keys or () if k not in known]
         if unknown:
             raise Invalid(f"Unknown subtasks: {', '.join(unknown)}.", "subtasks")
@@ -214,7 +233,7 @@ class CoordinatorCommands:
         if self.plan is None:
             return
         for key in self.subtasks_in(DISPATCHED):
-            child = self.plan["subtasks"][key]["child_run_id"]
+            child = self.subtasks[key]["child_run_id"]
             self._trigger(SubtaskCancelled, now, actor, key=key, child_run_id=child)
         for key in self.subtasks_in(WAITING):
             self._trigger(SubtaskBlocked, now, actor, key=key, reason="the coordinator ended")

@@ -31,10 +31,9 @@ COORDINATOR = ("coordinator",)  # the coordination policy's loop acts on these
 
 def set_subtask(run: Run, key: str, **changes: Any) -> None:
     """Replace one subtask of the run's plan with its changed copy."""
-    plan = run.plan
-    subtasks = dict(plan["subtasks"])
+    subtasks = run.subtasks
     subtasks[key] = {**subtasks[key], **changes}
-    run.plan = {**plan, "subtasks": subtasks}
+    run.plan = {**(run.plan or {}), "subtasks": subtasks}
 
 
 class PlanSet(Event):
@@ -82,7 +81,7 @@ class SubtaskDispatched(Event):
     round: int
 
     def apply(self, run: Run) -> None:
-        attempts = run.plan["subtasks"][self.key]["attempts"] + 1
+        attempts = run.subtasks[self.key]["attempts"] + 1
         set_subtask(
             run,
             self.key,
@@ -158,7 +157,7 @@ class SubtaskRetried(Event):
     retried_from: str
 
     def apply(self, run: Run) -> None:
-        attempts = run.plan["subtasks"][self.key]["attempts"] + 1
+        attempts = run.subtasks[self.key]["attempts"] + 1
         set_subtask(
             run,
             self.key,

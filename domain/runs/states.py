@@ -102,6 +102,7 @@ class RunState:
     model: str | None
     max_attempts: int
     auto_approve_tools: bool
+    subtask_key: str | None  # the subtask of a coordinator's child run
     created_at: datetime
     # What happened since (INITIAL_STATE gives the first values).
     status: str
@@ -126,6 +127,10 @@ class RunState:
     deleted: bool
     open_gates: list[dict[str, Any]]
     conflicting_files: list[str]
+    # A coordinator's (domain/runs/plan_events.py): {auto_approve_children,
+    # integration_branch, subtasks: {key: subtask}}, and its status.
+    plan: dict[str, Any] | None
+    coordinator_status: str | None
 
     if TYPE_CHECKING:  # given by Run (domain/runs/aggregate.py) and the library's Aggregate
 
@@ -144,6 +149,14 @@ class RunState:
         def _trigger(
             self, event_class: Callable[..., Event], now: datetime, actor: str, **kw: Any
         ) -> None: ...
+
+        def _check_lease(self, fencing_token: int, runner: str) -> None: ...
+
+        def reopen_subtasks(
+            self, keys: list[str] | None, comment: str | None, actor: str, now: datetime
+        ) -> None: ...
+
+        def end_plan(self, actor: str, now: datetime) -> None: ...
 
         def _record(self, event: Event) -> None: ...
 
