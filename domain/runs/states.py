@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.errors import Invalid
+from domain.runs.gate_rules import check_gate_output
 
 PENDING, IN_PROGRESS, PAUSED = "pending", "in_progress", "paused"
 AWAITING_REVIEW, MERGING = "awaiting_review", "merging"
@@ -23,6 +24,8 @@ OUTPUT_TYPES = frozenset(
         "step.started",
         "step.completed",
         "gate.opened",
+        "gate.acknowledged",
+        "steering.applied",
         "log",
     }
 )
@@ -35,8 +38,7 @@ def check_output(events: list[tuple[str, Any]]) -> None:
             raise Invalid(f"Unknown runner event type {kind!r}.", "events")
         if not isinstance(data, dict):
             raise Invalid("A runner event's data must be an object.", "events")
-        if kind == "gate.opened" and not isinstance(data.get("gate_id"), str):
-            raise Invalid("A gate.opened event needs a gate_id.", "events")
+        check_gate_output(kind, data)
 
 
 OWN_BRANCH_PREFIX = "runledger/"
@@ -73,6 +75,9 @@ INITIAL_STATE: dict[str, Any] = {
     "deleted": False,
     "open_gates": list,
     "conflicting_files": list,
+    "gate_resolutions": list,
+    "approved_tools": list,
+    "directives": list,
 }
 
 

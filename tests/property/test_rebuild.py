@@ -38,7 +38,7 @@ outputs = st.lists(
         [
             ("log", {"line": "héllo ✓"}),
             ("step.started", {}),
-            ("gate.opened", {"kind": "tool", "prompt": "ok?"}),
+            ("gate.opened", {"kind": "tool_approval", "prompt": "ok?"}),
             ("tool.output", {"_type_": "x", "_data_": 1}),
         ]
     ),

@@ -35,12 +35,16 @@ def test_a_run_ends_with_a_completion_failure_cancellation_decline_or_merge_outc
     }
 
 
-def test_output_pauses_resumes_and_archiving_leave_the_lease_as_it_was() -> None:
+def test_output_pauses_resumes_archiving_gates_and_steering_leave_the_lease_as_it_was() -> None:
     assert types(LEASE_KEEPING_TOPICS) == {
         "runledger:run.output",
         "run.paused",
         "run.resumed",
         "run.archived",
+        "gate.resolved",
+        "run.option_changed",
+        "steering.directive",
+        "steering.delivered",
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from domain.topics import TYPES_BY_TOPIC
 
 STORED_TOPICS = {
+    "runledger:gate.resolved": "gate.resolved",
     "runledger:lease.expired": "lease.expired",
     "runledger:lease.renewed": "lease.renewed",
     "runledger:merge.completed": "merge.completed",
@@ -23,12 +24,15 @@ STORED_TOPICS = {
     "runledger:run.completed": "run.completed",
     "runledger:run.deleted": "run.deleted",
     "runledger:run.failed": "run.failed",
+    "runledger:run.option_changed": "run.option_changed",
     "runledger:run.output": "",  # runner output: its wire type is the runner's `kind`
     "runledger:run.paused": "run.paused",
     "runledger:run.resumed": "run.resumed",
     "runledger:run.retry_scheduled": "run.retry_scheduled",
     "runledger:run.review_requested": "run.review_requested",
     "runledger:run.submitted": "run.submitted",
+    "runledger:steering.delivered": "steering.delivered",
+    "runledger:steering.directive": "steering.directive",
 }
 
 
