@@ -54,6 +54,7 @@ def run_view(run: Run) -> dict[str, Any]:
         "merge_result": run.merge_result,
         "conflicting_files": run.conflicting_files,
         "coordinator_status": None,
+        "directives": [{**d, "at": _ts(d["at"])} for d in run.directives],
         "not_before": run.not_before,
         "archived_at": _ts(run.archived_at),
     }

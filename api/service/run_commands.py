@@ -6,7 +6,7 @@ do the loading and saving; each method here is one command of the Run aggregate.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 from uuid import UUID
@@ -154,21 +154,6 @@ class RunCommands:
                 **details,
             ),
         )
-
-    def renew_lease(self, run_id: UUID, lease_id: str, runner: str) -> tuple[Appended, datetime]:
-        """Extend a runner's own lease by the lease duration from now."""
-        expires = self.clock() + timedelta(seconds=self.lease_seconds)
-        appended = self._update(
-            run_id,
-            None,
-            lambda run, now: run.renew_lease(
-                lease_id=lease_id,
-                lease_expires_at=format_timestamp(expires),
-                runner=runner,
-                now=now,
-            ),
-        )
-        return appended, expires
 
     def expire_lease(self, run_id: UUID, fencing_token: int) -> Appended:
         """Expire a lapsed lease (idempotent: a renewed, replaced or gone lease is left alone)."""

@@ -68,7 +68,8 @@ def report(
 
 
 def heartbeat(services: Services, lease_id: str, runner: str) -> dict[str, Any]:
-    """Renew a lease: its new expiry, and the sequence and position of the renewal."""
+    """Renew a lease: its new expiry, the sequence and position of the renewal, and what
+    the runner has yet to act on (resolved gates, redirects and amendments)."""
     run_id = _run_of_lease(services, lease_id)
     if run_id is None:
         # Maybe the claim is newer than the leases view: let it catch up once.
@@ -76,12 +77,14 @@ def heartbeat(services: Services, lease_id: str, runner: str) -> dict[str, Any]:
         run_id = _run_of_lease(services, lease_id)
     if run_id is None:
         raise StaleLease("The lease is no longer current.")
-    appended, expires = services.engine.renew_lease(UUID(run_id), lease_id, runner)
+    beat = services.engine.heartbeat(UUID(run_id), lease_id, runner)
     return {
         "lease_id": lease_id,
-        "lease_expires_at": format_timestamp(expires),
-        "sequence": appended.sequence,
-        "position": appended.position,
+        "lease_expires_at": format_timestamp(beat.expires_at),
+        "sequence": beat.appended.sequence,
+        "position": beat.appended.position,
+        "gates": beat.gates,
+        "directives": beat.directives,
     }
 
 
