@@ -123,3 +123,26 @@ class Report(Body):
     diff_stats: DiffStats | None = None
     branch: Branch | None = None
     failure: Failure | None = None
+
+
+class ResolveGate(Body):
+    decision: Literal["approve", "deny", "answer"]
+    answer: Text | None = None
+    scope: Literal["once", "run"] = "once"
+
+
+class AutoApprove(Body):
+    enabled: bool
+
+
+class Steer(Body):
+    kind: Literal["stop", "redirect", "amend"]
+    instruction: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+    target_child_run_id: UUID | None = None
+
+    @field_validator("instruction")
+    @classmethod
+    def _instruction_not_blank(cls, instruction: str) -> str:
+        if not instruction.strip():
+            raise ValueError("instruction must not be blank")
+        return instruction

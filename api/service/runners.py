@@ -1,5 +1,5 @@
-"""Runner use cases beyond one engine call: a report with its branch checked, and a
-heartbeat that finds the run of its lease."""
+"""Runner use cases beyond one engine call: a report with its branch checked, a heartbeat
+that finds the run of its lease, and the runner's right to read the run it holds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from uuid import UUID
 from adapters import git, readmodels
 from api.service.engine import Appended
 from api.service.positions import wait_for_head
-from domain.errors import Invalid, StaleLease
+from domain.errors import Invalid, NotFound, StaleLease
 from domain.runs import OWN_BRANCH_PREFIX, Run
 from domain.timestamps import format_timestamp
 
@@ -86,6 +86,16 @@ def heartbeat(services: Services, lease_id: str, runner: str) -> dict[str, Any]:
         "gates": beat.gates,
         "directives": beat.directives,
     }
+
+
+def lease_holders_owner(services: Services, run_id: UUID, runner: str) -> str:
+    """The owner of the run whose current lease `runner` holds, so that the runner reads it
+    as its owner would; NotFound for any other run (asked of the run itself, not a read
+    model that may lag behind a claim)."""
+    run = services.engine.get_run(run_id)
+    if run.deleted or (run.lease or {}).get("runner") != runner:
+        raise NotFound("No such run.")
+    return run.owner
 
 
 def _run_of_lease(services: Services, lease_id: str) -> str | None:
