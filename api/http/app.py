@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from api.config import Config
-from api.http import errors, events, files, ops, plans, projects, runners, runs
+from api.http import errors, events, files, gates, ops, plans, projects, runners, runs
 from api.http import metrics as metrics_routes
 from api.http.metrics import CommandTimer
 from api.service import bootstrap
@@ -38,6 +38,7 @@ def create_app(config: Config) -> Starlette:
         *runners.routes,
         *events.routes,
         *files.routes,
+        *gates.routes,
     ]
     app = Starlette(
         routes=[

@@ -148,8 +148,7 @@ async def delete_run(request: Request) -> Response:
 
 
 async def get_run(request: Request) -> Response:
-    owner = auth.user(request)
-    run_id = path_id(request)
+    owner, run_id = await auth.run_reader(request)
     at = int_param(request, "at_sequence", None, 1)
     if at is not None:
         return JSON(await run_in_threadpool(use_cases.run_at, services(request), run_id, owner, at))

@@ -144,3 +144,26 @@ class WorkPlan(Body):
     subtasks: Annotated[list[Subtask], Field(max_length=1000)]
     auto_approve_children: bool = True
     fencing_token: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
+
+
+class ResolveGate(Body):
+    decision: Literal["approve", "deny", "answer"]
+    answer: Text | None = None
+    scope: Literal["once", "run"] = "once"
+
+
+class AutoApprove(Body):
+    enabled: bool
+
+
+class Steer(Body):
+    kind: Literal["stop", "redirect", "amend"]
+    instruction: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+    target_child_run_id: UUID | None = None
+
+    @field_validator("instruction")
+    @classmethod
+    def _instruction_not_blank(cls, instruction: str) -> str:
+        if not instruction.strip():
+            raise ValueError("instruction must not be blank")
+        return instruction

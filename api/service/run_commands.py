@@ -195,21 +195,6 @@ class RunCommands:
             ),
         )
 
-    def renew_lease(self, run_id: UUID, lease_id: str, runner: str) -> tuple[Appended, datetime]:
-        """Extend a runner's own lease by the lease duration from now."""
-        expires = self.clock() + timedelta(seconds=self.lease_seconds)
-        appended = self._update(
-            run_id,
-            None,
-            lambda run, now: run.renew_lease(
-                lease_id=lease_id,
-                lease_expires_at=format_timestamp(expires),
-                runner=runner,
-                now=now,
-            ),
-        )
-        return appended, expires
-
     def expire_lease(self, run_id: UUID, fencing_token: int) -> Appended:
         """Expire a lapsed lease (idempotent: a renewed, replaced or gone lease is left alone)."""
         return self._update(

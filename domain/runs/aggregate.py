@@ -3,7 +3,9 @@
 A command method checks, then triggers an event; an event's ``apply`` only changes state.
 Ids and times come in from the caller, so replaying the events always gives the same run.
 The events live in domain/runs/events.py, the commands of an attempt (claim, output,
-outcome, lease) in attempts.py, review and merge in reviews.py; `Run` gathers them.
+outcome, lease) in attempts.py, review and merge in reviews.py; `Run` gathers them. Gates
+(gates.py) and steering (steering.py), with their events in gate_events.py, come first in
+the bases: they extend the attempt's output, claim and renewal.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.errors import Conflict, Invalid, NotFound
-from domain.runs import events, plan_events
+from domain.runs import events, gate_events, plan_events
 from domain.runs.attempts import AttemptCommands
 from domain.runs.coordination import CoordinatorCommands
+from domain.runs.gates import GateCommands
 from domain.runs.reviews import ReviewCommands
 from domain.runs.states import (
     IN_PROGRESS,
@@ -29,9 +32,12 @@ from domain.runs.states import (
     merge_target,
     own_branch,
 )
+from domain.runs.steering import SteeringCommands
 
 
-class Run(AttemptCommands, ReviewCommands, CoordinatorCommands, Aggregate):
+class Run(
+    GateCommands, SteeringCommands, AttemptCommands, ReviewCommands, CoordinatorCommands, Aggregate
+):
     """An agent run: submitted, claimed by a runner, reported, reviewed, merged."""
 
     TOPIC = "runledger:Run"
@@ -70,6 +76,10 @@ class Run(AttemptCommands, ReviewCommands, CoordinatorCommands, Aggregate):
     SubtaskRetried = plan_events.SubtaskRetried
     SubtaskUnblocked = plan_events.SubtaskUnblocked
     SubtaskReopened = plan_events.SubtaskReopened
+    GateResolved = gate_events.GateResolved
+    OptionChanged = gate_events.OptionChanged
+    DirectiveIssued = gate_events.DirectiveIssued
+    DirectiveDelivered = gate_events.DirectiveDelivered
 
     # -- construction -------------------------------------------------------------------
 
@@ -159,6 +169,7 @@ class Run(AttemptCommands, ReviewCommands, CoordinatorCommands, Aggregate):
             "model": self.model,
             "max_attempts": self.max_attempts,
             "auto_approve_tools": self.auto_approve_tools,
+            "directives": self.unapplied_directives(),
         }
 
     def check_visible_to(self, user: str) -> None:

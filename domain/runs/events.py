@@ -15,6 +15,7 @@ from domain.events import WireNamed
 from domain.plans import AWAITING_ASSEMBLY, COMPLETE, DISPATCHING
 from domain.plans import CANCELLED as PLAN_CANCELLED
 from domain.plans import FAILED as PLAN_FAILED
+from domain.runs.gate_rules import OUTPUT_EFFECTS
 from domain.runs.states import (
     AWAITING_REVIEW,
     CANCELLED,
@@ -172,16 +173,8 @@ class OutputRecorded(Event):
     def apply(self, run: Run) -> None:
         if self.kind == "step.started":
             run.step_count += 1
-        elif self.kind == "gate.opened":
-            run.open_gates = [
-                *run.open_gates,
-                {
-                    "gate_id": self.data["gate_id"],
-                    "kind": self.data.get("kind"),
-                    "prompt": self.data.get("prompt"),
-                    "opened_at": self.timestamp,
-                },
-            ]
+        elif self.kind in OUTPUT_EFFECTS:  # gates and steering: domain/runs/gate_rules.py
+            OUTPUT_EFFECTS[self.kind](run, self.data, self.timestamp)
 
 
 class ReviewRequested(Event):

@@ -86,7 +86,7 @@ def runs_in_every_state(engine: Engine) -> list[UUID]:
         token,
         [
             ("step.started", {"n": 1}),
-            ("gate.opened", {"kind": "tool", "prompt": "run rm?"}),
+            ("gate.opened", {"kind": "tool_approval", "prompt": "run rm?"}),
             ("agent.message", {"text": "héllo ✓"}),
         ],
     )

@@ -35,7 +35,7 @@ def test_a_run_ends_with_a_completion_failure_cancellation_decline_or_merge_outc
     }
 
 
-def test_output_pauses_resumes_and_archiving_leave_the_lease_as_it_was() -> None:
+def test_output_pauses_resumes_archiving_gates_and_steering_leave_the_lease_as_it_was() -> None:
     assert types(LEASE_KEEPING_TOPICS) == {
         "runledger:run.output",
         "run.paused",
@@ -49,6 +49,10 @@ def test_output_pauses_resumes_and_archiving_leave_the_lease_as_it_was() -> None
         "subtask.retried",
         "subtask.unblocked",
         "subtask.reopened",
+        "gate.resolved",
+        "run.option_changed",
+        "steering.directive",
+        "steering.delivered",
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from domain.topics import TYPES_BY_TOPIC
 
 STORED_TOPICS = {
+    "runledger:gate.resolved": "gate.resolved",
     "runledger:lease.expired": "lease.expired",
     "runledger:lease.renewed": "lease.renewed",
     "runledger:merge.completed": "merge.completed",
@@ -24,6 +25,7 @@ STORED_TOPICS = {
     "runledger:run.completed": "run.completed",
     "runledger:run.deleted": "run.deleted",
     "runledger:run.failed": "run.failed",
+    "runledger:run.option_changed": "run.option_changed",
     "runledger:run.output": "",  # runner output: its wire type is the runner's `kind`
     "runledger:run.paused": "run.paused",
     "runledger:run.resumed": "run.resumed",
@@ -38,6 +40,8 @@ STORED_TOPICS = {
     "runledger:subtask.reopened": "subtask.reopened",
     "runledger:subtask.retried": "subtask.retried",
     "runledger:subtask.unblocked": "subtask.unblocked",
+    "runledger:steering.delivered": "steering.delivered",
+    "runledger:steering.directive": "steering.directive",
 }
 
 
