@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from api.service.engine import Appended
+from api.service.engine import Appended, Engine
 from domain.errors import Conflict, NotFound
+from domain.plans import DISPATCHED
 from domain.runs import Run
 
 if TYPE_CHECKING:
@@ -16,16 +17,32 @@ if TYPE_CHECKING:
 
 def steering_targets(services: Services, run: Run, owner: str, child: UUID | None) -> list[Run]:
     """The runs a directive sent to `run` acts on: the named child run (NotFound unless it
-    is the owner's and `run` is its parent), else the run itself.
-
-    (A coordinator without a named child will steer its active children: one more case here.)
-    """
+    is the owner's and `run` is its parent); else a coordinator's active children (Conflict
+    when it has none); else the run itself."""
+    engine = services.engine
+    if child is None and run.is_coordinator:
+        ids = [run.subtasks[key]["child_run_id"] for key in run.subtasks_in(DISPATCHED)]
+        children = [c for c in _existing(engine, ids) if not c.is_terminal]
+        if not children:
+            raise Conflict("The coordinator has no active child to steer.", run.status)
+        return children
     if child is None:
         return [run]
-    target = services.engine.get_run(child, owner)
+    target = engine.get_run(child, owner)
     if target.parent_run_id != str(run.id):
         raise NotFound("No such child run.")
     return [target]
+
+
+def _existing(engine: Engine, run_ids: list[str]) -> list[Run]:
+    """The runs of these ids that exist (a dispatched child may not be created yet)."""
+    found = []
+    for run_id in run_ids:
+        try:
+            found.append(engine.get_run(UUID(run_id)))
+        except NotFound:
+            continue
+    return found
 
 
 def steer(

@@ -4,6 +4,7 @@ repository accumulates on the integration branch and merges once."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -234,3 +235,46 @@ def test_request_changes_redoes_the_named_subtask_and_its_dependents_with_the_co
             ("c", "d"),
             ("d", "@assembly"),
         }
+
+
+def test_steering_a_coordinator_without_a_target_reaches_every_active_child(
+    server: Server,
+) -> None:
+    with server.client(ALICE) as alice, server.client(RUNNER) as runner:
+        run_id = coordinator(alice)
+        set_plan(alice, run_id, DIAMOND)
+        lease = claim_child(runner)
+        assert lease is not None
+        children = {
+            c["subtask_key"]: c["child_run_id"] for c in wait_until_children(alice, run_id, 2)
+        }
+
+        answer = alice.post(
+            f"/api/runs/{run_id}/steer", json={"kind": "redirect", "instruction": "use sqlite"}
+        )
+
+        assert answer.status_code == 202, answer.text
+        assert sorted(answer.json()["targets"]) == sorted(children.values())
+        for child in children.values():
+            directives = alice.get(f"/api/runs/{child}").json()["directives"]
+            assert [d["instruction"] for d in directives] == ["use sqlite"]
+        beat = runner.post(f"/api/runner/leases/{lease['lease_id']}/heartbeat")
+        assert [d["instruction"] for d in beat.json()["directives"]] == ["use sqlite"]
+
+        stop = alice.post(f"/api/runs/{run_id}/steer", json={"kind": "stop", "instruction": "halt"})
+        assert stop.status_code == 202, stop.text
+        for child in children.values():
+            wait_until(alice, child, lambda r: r["status"] == "cancelled", "stopped")
+        again = alice.post(f"/api/runs/{run_id}/steer", json={"kind": "stop", "instruction": "x"})
+        assert again.status_code == 409, again.text  # no active child left
+
+
+def wait_until_children(alice: httpx.Client, run_id: str, count: int) -> list[dict[str, object]]:
+    """The coordinator's children once `count` of them exist."""
+    deadline = time.monotonic() + 20
+    while True:
+        items = alice.get(f"/api/runs/{run_id}/children").json()["items"]
+        if len([i for i in items if i["child_status"]]) >= count:
+            return items
+        assert time.monotonic() < deadline, items
+        time.sleep(0.05)
