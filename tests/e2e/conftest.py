@@ -8,22 +8,15 @@ from contextlib import ExitStack
 import pytest
 
 from tests.e2e.contract_helpers import World
-from tests.support import ALICE, RUNNER, Server, postgres_schema
+from tests.support import ALICE, RUNNER, Server, fresh_store
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def shared_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def shared_server(store_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One `runledger serve` per store for the whole module."""
     with ExitStack() as stack:
-        base = tmp_path_factory.mktemp(f"contract-{request.param}")
-        if request.param == "sqlite":
-            url = f"sqlite:///{base / 'events.db'}"
-        else:
-            url = stack.enter_context(postgres_schema())
+        base = tmp_path_factory.mktemp(f"contract-{store_kind}")
+        url = stack.enter_context(fresh_store(store_kind, base))
         srv = Server(url, base / "data").start()
         stack.callback(srv.kill)
         yield srv
