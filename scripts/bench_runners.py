@@ -311,9 +311,9 @@ def ingestion_case(
             report.warn(f"{store} {what} ({n}): no transaction finished inside the window")
 
 
-def bench_store(store: str, url: str, tmp: Path, plan: Plan, report: Report) -> None:
+def bench_store(store: str, url: str, tmp: Path, plan: Plan, report: Report, code: Path) -> None:
     """Claim latency, then baseline and ingestion at each concurrency, for one store."""
-    server = Server(url, tmp / "data", client_timeout=60)
+    server = Server(url, tmp / "data", client_timeout=60, root=code)
     progress(f"{store}: starting runledger serve")
     try:
         server.start_for(store)
@@ -384,13 +384,14 @@ def make_plan(args: argparse.Namespace) -> Plan:
 def main(argv: list[str] | None = None) -> int:
     """Run every measurement on every requested store and print the report."""
     args = parse_args(argv)
-    plan = make_plan(args)
+    plan, code = make_plan(args), args.code_dir
     return run_benchmark(
         SETUP,
         args.stores,
         args.pg_url,
         plan.summary(),
-        lambda store, url, workdir, report: bench_store(store, url, workdir, plan, report),
+        lambda store, url, workdir, report: bench_store(store, url, workdir, plan, report, code),
+        code,
     )
 
 

@@ -144,7 +144,7 @@ def bench_store(
             if m.errors:
                 report.warn(f"{store} baseline ({n}): {m.errors} errors, first: {m.first_error}")
 
-    server = Server(url, tmp / "data", args.poll_interval)
+    server = Server(url, tmp / "data", args.poll_interval, root=args.code_dir)
     progress(f"{store}: starting runledger serve ({url})")
     try:
         server.start_for(store)
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     def bench(store: str, url: str, workdir: Path, report: Report) -> None:
         bench_store(store, url, workdir, plan, args, report)
 
-    return run_benchmark(SETUP, args.stores, args.pg_url, plan.summary(), bench)
+    return run_benchmark(SETUP, args.stores, args.pg_url, plan.summary(), bench, args.code_dir)
 
 
 if __name__ == "__main__":

@@ -142,8 +142,16 @@ def handle_signals(stop_workers: bool) -> None:
 def parse_with_stores(
     parser: argparse.ArgumentParser, argv: list[str] | None
 ) -> argparse.Namespace:
-    """Parse the command line, turning `--stores a,b` into a checked list."""
+    """Parse the command line, turning `--stores a,b` into a checked list; adds `--code-dir`."""
+    parser.add_argument(
+        "--code-dir",
+        type=lambda text: Path(text).resolve(),
+        default=ROOT,
+        help="a checkout whose code the server runs (default: this one)",
+    )
     args = parser.parse_args(argv)
+    if not (args.code_dir / "api" / "cli.py").is_file():
+        parser.error(f"--code-dir {args.code_dir} holds no api/cli.py")
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     unknown = set(stores) - {"sqlite", "postgres"}
     if unknown or not stores:
@@ -177,19 +185,26 @@ def filesystem_of(path: Path) -> str:
     return kind
 
 
-def code_state() -> str:
-    """The git commit measured, and which tracked files differ from it."""
+def code_state(root: Path) -> str:
+    """The git commit the server runs, which tracked files differ from it, and where (as the
+    server's interpreter, run in `root` the same way, finds it) `api.cli` is imported from."""
     try:
         head = subprocess.run(
-            ["git", "log", "-1", "--format=%h %s"], cwd=ROOT, capture_output=True, text=True
+            ["git", "log", "-1", "--format=%h %s"], cwd=root, capture_output=True, text=True
         ).stdout.strip()
         changed = subprocess.run(
-            ["git", "diff", "--name-only", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ["git", "diff", "--name-only", "HEAD"], cwd=root, capture_output=True, text=True
         ).stdout.split()
+        served = subprocess.run(
+            [sys.executable, "-c", "import api.cli; print(api.cli.__file__)"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     except OSError as exc:
         return f"unknown ({exc})"
     dirty = f"; uncommitted changes in {', '.join(changed)}" if changed else "; clean"
-    return f"{head[:90]}{dirty}"
+    return f"{head[:90]}{dirty}; serves {served or 'nothing: api.cli did not import'}"
 
 
 def cpu_model() -> str:
@@ -228,13 +243,13 @@ def load_average(report: Report) -> tuple[float, float, float]:
 
 
 def machine_facts(
-    tmp: Path, pg_url: str, packages: tuple[str, ...], pg_shown: tuple[str, ...], code: bool
+    tmp: Path, pg_url: str, packages: tuple[str, ...], pg_shown: tuple[str, ...], code: Path | None
 ) -> list[str]:
-    """Header lines: command, cwd, [git state,] machine, versions, SQLite and PostgreSQL."""
+    """Header lines: command, cwd, [the served code,] machine, versions, SQLite and PostgreSQL."""
     facts = [
         f"command:  {shlex.join([sys.executable, *sys.argv])}",
         f"cwd:      {Path.cwd()}",
-        *([f"code:     {code_state()}"] if code else []),
+        *([f"code:     {code_state(code)}"] if code else []),
         f"machine:  nproc {os.cpu_count()} (usable {len(os.sched_getaffinity(0))}), "
         f"{cpu_model()}, {platform.system()} {platform.release()} {platform.machine()}",
         f"python:   {platform.python_implementation()} {platform.python_version()}; "
@@ -344,6 +359,7 @@ def run_benchmark(
     pg_url: str,
     plan_fact: str,
     bench: Callable[[str, str, Path, Report], None],
+    code_dir: Path = ROOT,
 ) -> int:
     """Measure every store in a temporary directory, print header and report; the exit status."""
     # 0; 1 when a measurement failed or a warning was printed; 130 when interrupted.
@@ -353,7 +369,8 @@ def run_benchmark(
     report = Report()
     interrupted_by = ""
     load_start = load_average(report)
-    facts = machine_facts(tmp, pg_url, setup.packages, setup.pg_shown, setup.code)
+    code = code_dir if setup.code or code_dir != ROOT else None  # another's code: always said
+    facts = machine_facts(tmp, pg_url, setup.packages, setup.pg_shown, code)
     facts.append(f"plan:     {plan_fact}")
     try:
         for_each_store(setup, stores, pg_url, tmp, report, bench)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchload import BenchError
+from benchload import ROOT, BenchError
 
 from tests.serve import ServeProcess
 
@@ -39,6 +39,7 @@ class Server(ServeProcess):
         data_dir: Path,
         poll_interval: float | None = None,
         client_timeout: float = 30.0,
+        root: Path = ROOT,  # the checkout whose code it runs (--code-dir)
     ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLEDGER_")}
         env.update(
@@ -48,7 +49,7 @@ class Server(ServeProcess):
         )
         if poll_interval is not None:
             env["RUNLEDGER_POLL_INTERVAL"] = str(poll_interval)
-        super().__init__(database_url, env)
+        super().__init__(database_url, env, root)
         self.client_timeout = client_timeout
 
     def start(self, timeout: float = 60.0) -> None:

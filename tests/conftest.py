@@ -7,17 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Server, postgres_schema
+from tests.support import Server, fresh_store
+
+STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database URL: a SQLite file, or a new schema on the real PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'events.db'}"
-    else:
-        with postgres_schema() as url:
-            yield url
+    with fresh_store(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=STORES)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Each store in turn, for a module's shared scenes: each scene makes its own database
+    of this kind with `fresh_store`."""
+    return str(request.param)
 
 
 @pytest.fixture

@@ -53,6 +53,17 @@ def postgres_schema() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@contextmanager
+def fresh_store(kind: str, directory: Path) -> Iterator[str]:
+    """A fresh database URL of one kind: a SQLite file in `directory`, or a new schema on
+    the real PostgreSQL (dropped afterwards)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'events.db'}"
+    else:
+        with postgres_schema() as url:
+            yield url
+
+
 class Server(ServeProcess):
     """`runledger serve` with the tests' keys and a short poll, restartable on its port."""
 

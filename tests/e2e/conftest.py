@@ -1,4 +1,5 @@
-"""Fixtures of the contract tests (`test_api_contract_*.py`): one server per store per module."""
+"""Fixtures of end-to-end modules that share one server per store: the contract tests'
+(`test_api_contract_*.py`) and the Projects API tests' (`test_project*.py`)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,16 @@ from contextlib import ExitStack
 import pytest
 
 from tests.e2e.contract_helpers import World
-from tests.support import ALICE, RUNNER, Server, postgres_schema
+from tests.e2e.projects_helpers import Site, User, start_site
+from tests.support import ALICE, RUNNER, Server, fresh_store
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def shared_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def shared_server(store_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One `runledger serve` per store for the whole module."""
     with ExitStack() as stack:
-        base = tmp_path_factory.mktemp(f"contract-{request.param}")
-        if request.param == "sqlite":
-            url = f"sqlite:///{base / 'events.db'}"
-        else:
-            url = stack.enter_context(postgres_schema())
+        base = tmp_path_factory.mktemp(f"contract-{store_kind}")
+        url = stack.enter_context(fresh_store(store_kind, base))
         srv = Server(url, base / "data").start()
         stack.callback(srv.kill)
         yield srv
@@ -43,3 +38,23 @@ def world(shared_server: Server) -> Iterator[World]:
         assert cancelled.status_code == 200, cancelled.text
         bait = alice.post("/api/runs", json={"task": "claim me if you dare"}).json()["run_id"]
         yield World(srv, alice, main, int(claim.json()["fencing_token"]), done, bait)
+
+
+@pytest.fixture(scope="module")
+def site(store_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The module's server on each store."""
+    yield from start_site(store_kind, tmp_path_factory, "projects")
+
+
+@pytest.fixture
+def alice(site: Site, request: pytest.FixtureRequest) -> Iterator[User]:
+    """A user with no projects and no runs yet."""
+    with site.user(request.node.nodeid, "alice") as client:
+        yield client
+
+
+@pytest.fixture
+def bob(site: Site, request: pytest.FixtureRequest) -> Iterator[User]:
+    """Another user with no projects and no runs yet."""
+    with site.user(request.node.nodeid, "bob") as client:
+        yield client
