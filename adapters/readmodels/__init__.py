@@ -17,6 +17,7 @@ from adapters.readmodels.owners import note_owner, owner_start
 from adapters.readmodels.plans import (
     active_coordinators,
     children_to_cancel,
+    coordinators_of,
     delete_plan,
     get_plan,
     run_docs,
@@ -62,6 +63,7 @@ __all__ = [
     "all_runs",
     "children_to_cancel",
     "claimable_runs",
+    "coordinators_of",
     "create_schema",
     "delete_lease",
     "delete_plan",

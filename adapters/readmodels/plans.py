@@ -45,25 +45,59 @@ def get_plan(cur: Cursor, run_id: str, owner: str) -> dict[str, Any] | None:
     return orjson.loads(row[0]) if row else None
 
 
-def active_coordinators(cur: Cursor, limit: int = 1000) -> list[str]:
-    """Coordinators whose plan is moving: planned or dispatching."""
+MOVING = "('planned', 'dispatching')"
+
+
+def active_coordinators(cur: Cursor, after: str = "", limit: int = 500) -> list[str]:
+    """Coordinators whose plan is moving (planned or dispatching), in id order after
+    `after`: a page of them, for a sweep that goes through all."""
     rows = cur.execute(
-        "SELECT run_id FROM plans_view WHERE status IN ('planned', 'dispatching') LIMIT ?",
-        (limit,),
+        f"SELECT run_id FROM plans_view WHERE status IN {MOVING} AND run_id > ? "
+        "ORDER BY run_id LIMIT ?",
+        (after, limit),
     ).fetchall()
     return [r[0] for r in rows]
 
 
-def children_to_cancel(cur: Cursor, limit: int = 100) -> list[tuple[str, str]]:
-    """(run_id, owner) of active child runs whose coordinator was cancelled or deleted."""
-    rows = cur.execute(
+def coordinators_of(cur: Cursor, run_ids: Sequence[str]) -> list[str]:
+    """The moving coordinators among these runs and among their runs' coordinators (the
+    runs an event named: a coordinator, or a child of one)."""
+    found: set[str] = set()
+    ids = list(run_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        rows = cur.execute(
+            f"SELECT run_id FROM plans_view WHERE status IN {MOVING} AND (run_id IN ({marks}) "
+            f"OR run_id IN (SELECT parent_run_id FROM runs_view WHERE run_id IN ({marks}) "
+            "AND subtask_key IS NOT NULL))",
+            (*chunk, *chunk),
+        ).fetchall()
+        found.update(r[0] for r in rows)
+    return sorted(found)
+
+
+def children_to_cancel(
+    cur: Cursor, parents: Sequence[str] | None = None, limit: int = 500
+) -> list[tuple[str, str]]:
+    """(run_id, owner) of active child runs whose coordinator was cancelled or deleted:
+    of these `parents`, or of any coordinator (a sweep)."""
+    sql = (
         "SELECT c.run_id, c.owner FROM runs_view c LEFT JOIN plans_view p "
         "ON p.run_id = c.parent_run_id WHERE c.subtask_key IS NOT NULL "
-        f"AND c.status IN {ACTIVE_RUN} AND (p.run_id IS NULL OR p.status = 'cancelled') "
-        "LIMIT ?",
-        (limit,),
-    ).fetchall()
-    return [(r[0], r[1]) for r in rows]
+        f"AND c.status IN {ACTIVE_RUN} AND (p.run_id IS NULL OR p.status = 'cancelled')"
+    )
+    if parents is None:
+        rows = cur.execute(f"{sql} LIMIT ?", (limit,)).fetchall()
+        return [(r[0], r[1]) for r in rows]
+    found: list[tuple[str, str]] = []
+    ids = list(parents)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        rows = cur.execute(f"{sql} AND c.parent_run_id IN ({marks})", chunk).fetchall()
+        found.extend((r[0], r[1]) for r in rows)
+    return found
 
 
 def run_docs(cur: Cursor, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -1,8 +1,11 @@
 """The coordination policy: moves every coordinator's work plan on.
 
-Woken by the events that matter to a plan (a plan set, a subtask moved, a run ended or
-awaiting review: their WAKES fact) and on a timer, it sweeps the coordinators whose plan
-is moving. For each it approves children awaiting review (with `auto_approve_children`),
+The events that matter to a plan (a plan set, a subtask moved, a run ended or awaiting
+review: their WAKES fact) are noted as they are projected, and wake it: it then looks only
+at the coordinators those events name (themselves, or as their children's parent). On its
+timer, and first after it takes the lead, it sweeps every moving plan, a page at a time,
+which catches whatever a crash or a lost wake-up left. For each coordinator it approves
+children awaiting review (with `auto_approve_children`),
 lets the coordinator settle ended children and dispatch what became ready, creates the
 child runs of dispatched subtasks that do not exist yet, and asks for the assembly review
 once every subtask completed. Children of cancelled or deleted coordinators are cancelled.
@@ -16,20 +19,23 @@ two processes sweeping together, at worst repeats a step that then does nothing.
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import suppress
 from uuid import UUID
 
 from adapters import git, readmodels
-from adapters.db import Database
+from adapters.db import Database, StoredRow
 from adapters.outage import is_unavailable
 from api.service.engine import Engine
 from domain.errors import DomainError, NotFound
 from domain.plans import DISPATCHED
 from domain.runs import AWAITING_REVIEW, CANCELLED, IN_PROGRESS, Run
 from domain.runs.coordination import COORDINATOR_ACTOR
+from domain.topics import WAKING_TOPICS
 
 log = logging.getLogger("runledger.coordination")
 RETRY_SECONDS = 2.0  # after a failure (git, a lost race): look again this soon
+WAKING = WAKING_TOPICS["coordinator"]
 
 
 class Coordination:
@@ -37,27 +43,71 @@ class Coordination:
 
     def __init__(self, db: Database, engine: Engine) -> None:
         self.db, self.engine = db, engine
+        self._noted: set[str] = set()  # runs named by projected events, not yet looked at
+        self._lock = threading.Lock()
+        self._swept = False  # a full sweep since this process took the lead
+
+    def note(self, rows: list[StoredRow]) -> None:
+        """Remember the runs these projected events name, if they matter to a plan."""
+        named = {str(row.run_id) for row in rows if row.topic in WAKING}
+        if named:
+            with self._lock:
+                self._noted |= named
+
+    def forget(self) -> None:
+        """Sweep everything at the next tick (after taking the lead)."""
+        self._swept = False
 
     def tick(self) -> float | None:
-        """Sweep every moving plan once (one bad coordinator never stops the rest)."""
-        with self.db.reading() as cur:
-            moving = readmodels.active_coordinators(cur)
-            orphans = readmodels.children_to_cancel(cur)
-        again = False
-        for run_id in moving:
+        """Move on the plans the noted events name; with nothing noted (the timer, or the
+        first tick after taking the lead), every moving plan (one bad coordinator never
+        stops the rest)."""
+        with self._lock:
+            noted, self._noted = self._noted, set()
+        if noted and self._swept:
+            with self.db.reading() as cur:
+                moving = readmodels.coordinators_of(cur, sorted(noted))
+                orphans = readmodels.children_to_cancel(cur, sorted(noted))
+            failed = self._advance_all(moving)
+        else:
+            self._swept = True
+            failed = self._sweep()
+            with self.db.reading() as cur:
+                orphans = readmodels.children_to_cancel(cur)
+        for child_id, owner in orphans:
+            with suppress(DomainError):  # it ended meanwhile
+                self.engine.cancel_run(
+                    UUID(child_id), owner, reason="coordinator cancelled", actor=COORDINATOR_ACTOR
+                )
+        if failed:
+            with self._lock:
+                self._noted |= failed  # look again soon
+            return RETRY_SECONDS
+        return None
+
+    def _sweep(self) -> set[str]:
+        """Every moving plan, a page at a time; the ones that could not move on."""
+        failed: set[str] = set()
+        after = ""
+        while True:
+            with self.db.reading() as cur:
+                page = readmodels.active_coordinators(cur, after)
+            if not page:
+                return failed
+            failed |= self._advance_all(page)
+            after = page[-1]
+
+    def _advance_all(self, run_ids: list[str]) -> set[str]:
+        failed = set()
+        for run_id in run_ids:
             try:
                 self.advance(UUID(run_id))
             except Exception as exc:
                 if is_unavailable(exc):
                     raise  # the loop backs off until the database is back
                 log.exception("coordinator %s: its plan could not move on now", run_id)
-                again = True
-        for child_id, owner in orphans:
-            with suppress(DomainError):  # it ended meanwhile
-                self.engine.cancel_run(
-                    UUID(child_id), owner, reason="coordinator cancelled", actor=COORDINATOR_ACTOR
-                )
-        return RETRY_SECONDS if again else None
+                failed.add(run_id)
+        return failed
 
     def advance(self, run_id: UUID) -> None:
         """Move one coordinator's plan on as far as its children's statuses allow."""

@@ -125,7 +125,8 @@ class Runtime:
         self.lease_expiry = Loop("lease-expiry", self.lease_policy.tick, 1.0)
         self.merging = Loop("merger", self.merger.tick, 5.0)
         self.cleaning = Loop("project-cleanup", self.cleanup.tick, 30.0)
-        self.coordinating = Loop("coordinator", self.coordination.tick, 5.0)
+        self.coordination.forget()
+        self.coordinating = Loop("coordinator", self.coordination.tick, 30.0)
         self.policies = [self.lease_expiry, self.merging, self.cleaning, self.coordinating]
         for policy in self.policies:
             policy.start()
@@ -142,6 +143,7 @@ class Runtime:
         policies = self.policies
         if not policies:
             return
+        self.coordination.note(rows)
         topics = {row.topic for row in rows}
         for policy in policies:
             if not topics.isdisjoint(WAKING_TOPICS.get(policy.name, ())):

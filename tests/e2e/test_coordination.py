@@ -255,8 +255,10 @@ def test_steering_a_coordinator_without_a_target_reaches_every_active_child(
 
         assert answer.status_code == 202, answer.text
         assert sorted(answer.json()["targets"]) == sorted(children.values())
+        position = answer.json()["position"]
         for child in children.values():
-            directives = alice.get(f"/api/runs/{child}").json()["directives"]
+            read = alice.get(f"/api/runs/{child}", params={"min_position": position})
+            directives = read.json()["directives"]
             assert [d["instruction"] for d in directives] == ["use sqlite"]
         beat = runner.post(f"/api/runner/leases/{lease['lease_id']}/heartbeat")
         assert [d["instruction"] for d in beat.json()["directives"]] == ["use sqlite"]
