@@ -2,7 +2,8 @@
 dispatched in waves (scripted runners completing children between the kills, so later
 waves go out while the server dies), the server is SIGKILLed at random moments and
 restarted on the same database. Each subtask still gets exactly one child run, and the plan
-reaches its assembly review.
+reaches its assembly review. Every other child reports `changes`, so the coordinator's own
+approval of its children and their (repository-less) merges are interrupted too.
 
 A kill right after a runner's report was acknowledged lands, at a random delay, somewhere in
 what the report sets off: the runs view catching up, the coordination policy settling the
@@ -38,7 +39,7 @@ def test_a_plan_dispatched_while_its_server_is_killed_again_and_again_has_one_ch
     try:
         with server.client(ALICE) as alice:
             run_id = start_coordinator(alice, subtasks)  # before a runner could claim it
-        with Runners([server]) as runners:
+        with Runners([server], changes=True) as runners:
             for kill in range(KILLS):
                 # The first kill lands in the first wave's dispatch, right after the PUT;
                 # the others are spread over the plan, each after some report's answer.
