@@ -16,7 +16,9 @@ on arrival:
 3. wide: a plan of 200 independent subtasks, repeated: from the PUT's answer until the
    200th `subtask.dispatched` and the 200th child's `run.submitted` arrive on SSE, until a
    claim sent right after the PUT's answer gets a child, and until all 200 are claimed
-   (one runner, claims in a row); checked: every child claimed once, one per subtask.
+   (one runner, claims in a row); checked: every child claimed once, one per subtask;
+4. chain beside busy plans: --idle-plans coordinators whose one child another runner holds
+   (their plans stay `dispatching`, as while agents work), then one more chain as in 2.
 
     .venv/bin/python scripts/bench_coordination.py [--quick] [--chain 50] [--chains 2]
 
@@ -29,7 +31,6 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +40,6 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-import orjson
 from benchload import BenchError
 from benchreport import (
     DEFAULT_PG_URL,
@@ -54,14 +54,20 @@ from benchreport import (
     run_benchmark,
 )
 from benchserver import RUNNER_KEY, USER_KEY, Server, claim_run, report_no_changes, submit_run
-from httpx_sse import connect_sse
+from benchsse import Watcher
 
 from domain.plans import child_run_id
 
 PARK_DELAY = 0.2  # seconds between sending a claim and the write that should answer it
 RUNNER_ID = "bench-coordination"
-TYPES = ("run.submitted", "subtask.dispatched", "run.review_requested")
-PLAN_DEFAULTS = {"repeats": (10, 50), "chain": (10, 50), "chains": (1, 2), "wide_repeats": (1, 3)}
+TYPES = ("run.submitted", "subtask.dispatched", "run.review_requested")  # followed on SSE
+PLAN_DEFAULTS = {
+    "repeats": (10, 50),
+    "chain": (10, 50),
+    "chains": (1, 2),
+    "wide_repeats": (1, 3),
+    "idle_plans": (20, 100),
+}
 SETUP = Setup(
     title="runledger coordinator dispatch benchmark",
     packages=("httpx", "httpx-sse", "uvicorn", "starlette", "eventsourcing", "psycopg"),
@@ -74,59 +80,6 @@ SETUP = Setup(
     partial_on_interrupt=True,
     announce_drop=True,
 )
-
-
-class Watcher:
-    """The user's global SSE stream on a thread: (arrival time, envelope) per frame."""
-
-    def __init__(self, server: Server) -> None:
-        self.frames: list[tuple[float, dict[str, Any]]] = []
-        self.error = ""
-        self._cond = threading.Condition()
-        self._client = httpx.Client(
-            base_url=server.url,
-            headers={"Authorization": f"Bearer {USER_KEY}"},
-            timeout=httpx.Timeout(30, read=None),  # a stream is quiet between frames
-        )
-        self._closing = False
-        self._thread = threading.Thread(target=self._follow, daemon=True)
-        self._thread.start()
-
-    def _follow(self) -> None:
-        params = [("type", t) for t in TYPES]
-        try:
-            with connect_sse(self._client, "GET", "/api/events/stream", params=params) as src:
-                for sse in src.iter_sse():
-                    if not sse.data:
-                        continue  # a ping
-                    frame = (time.perf_counter(), orjson.loads(sse.data))
-                    with self._cond:
-                        self.frames.append(frame)
-                        self._cond.notify_all()
-        except Exception as exc:
-            if not self._closing:
-                self.error = repr(exc)
-
-    def nth(
-        self, match: Callable[[dict[str, Any]], bool], n: int = 1, timeout: float = 30
-    ) -> float:
-        """The arrival time of the n-th frame that matches (BenchError after `timeout`)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                times = [at for at, env in self.frames if match(env)]
-                if len(times) >= n:
-                    return times[n - 1]
-                left = deadline - time.monotonic()
-                if left <= 0 or self.error:
-                    raise BenchError(f"SSE: {len(times)} of {n} frames ({self.error or 'timeout'})")
-                self._cond.wait(min(left, 0.5))
-
-    def close(self) -> None:
-        """Stop following (the stream is cut)."""
-        self._closing = True
-        self._client.close()
-        self._thread.join(5)
 
 
 @dataclass
@@ -183,7 +136,9 @@ def baseline(server: Server, watcher: Watcher, repeats: int, samples: Samples) -
             report_no_changes(runner, run_id, int(lease["fencing_token"]))
 
 
-def chain(server: Server, watcher: Watcher, length: int, samples: Samples) -> None:
+def chain(
+    server: Server, watcher: Watcher, length: int, samples: Samples, label: str = "chain"
+) -> None:
     """One chain s0 → … : per link, report ack → dependent claimed, dispatched, created."""
     keys = [f"s{k}" for k in range(length)]
     subtasks = [
@@ -206,7 +161,7 @@ def chain(server: Server, watcher: Watcher, length: int, samples: Samples) -> No
                 report_no_changes(runner, child(keys[k]), token)
                 acked = time.perf_counter()
                 seen = watcher.nth(is_type("run.review_requested", run_id))
-                samples.add("chain: last report ack → review requested on SSE", seen - acked)
+                samples.add(f"{label}: last report ack → review requested on SSE", seen - acked)
                 return
             parked = pool.submit(lambda: (claim_run(parker, 20, RUNNER_ID), time.perf_counter()))
             time.sleep(PARK_DELAY)
@@ -217,9 +172,9 @@ def chain(server: Server, watcher: Watcher, length: int, samples: Samples) -> No
             lease, answered = parked.result(60)
             dispatched = watcher.nth(is_type("subtask.dispatched", run_id, key=keys[k + 1]))
             created = watcher.nth(is_type("run.submitted", child(keys[k + 1])))
-            samples.add("chain: report ack → dependent's claim answered", answered - acked)
-            samples.add("chain: report ack → subtask.dispatched on SSE", dispatched - acked)
-            samples.add("chain: report ack → child's run.submitted on SSE", created - acked)
+            samples.add(f"{label}: report ack → dependent's claim answered", answered - acked)
+            samples.add(f"{label}: report ack → subtask.dispatched on SSE", dispatched - acked)
+            samples.add(f"{label}: report ack → child's run.submitted on SSE", created - acked)
 
 
 def partial_child(run_id: str) -> Callable[[str], str]:
@@ -261,6 +216,16 @@ def wide(server: Server, watcher: Watcher, n: int, samples: Samples, report: Rep
         watcher.nth(is_type("run.review_requested", run_id), timeout=60)
 
 
+def busy_chain(server: Server, watcher: Watcher, idle: int, length: int, samples: Samples) -> None:
+    """`idle` coordinators of one subtask each, whose children another runner claimed and
+    holds (agents at work: their plans stay `dispatching`), then one chain beside them."""
+    with server.client(USER_KEY) as user, server.client(RUNNER_KEY) as holder:
+        for _ in range(idle):
+            coordinator(user, [{"key": "x", "title": "x", "depends_on": []}])
+            claim_run(holder, 20, "holder")
+    chain(server, watcher, length, samples, f"chain, {idle} plans waiting")
+
+
 @dataclass(frozen=True)
 class Plan:
     """How much to measure."""
@@ -269,6 +234,7 @@ class Plan:
     chain: int
     chains: int
     wide_repeats: int
+    idle_plans: int
     wide: int = 200
 
     def summary(self) -> str:
@@ -276,7 +242,8 @@ class Plan:
         return (
             f"baseline {self.repeats} plain runs; {self.chains} chain(s) of {self.chain} "
             f"subtasks ({self.chains * (self.chain - 1)} links); {self.wide_repeats} plan(s) "
-            f"of {self.wide} independent subtasks; claims parked {PARK_DELAY:g} s before the "
+            f"of {self.wide} independent subtasks; one more chain beside {self.idle_plans} "
+            f"plans waiting on held children; claims parked {PARK_DELAY:g} s before the "
             "write; one runner; the load generator shares the machine with the server"
         )
 
@@ -296,7 +263,7 @@ def add_rows(store: str, samples: Samples, wide_n: int, report: Report) -> None:
             value = f"{fmt_ms(p50)} / {fmt_ms(p99)}"
             notes = f"n={len(values)}, max {fmt_ms(max(values))}"
         baseline_text = ratio = "-"
-        if measure.startswith("chain: report ack → dependent") and base:
+        if "dependent's claim" in measure and base:
             baseline_text = f"{fmt_ms(base_p50)} / {fmt_ms(percentile(base, 99))}"
             ratio = f"{p50 / base_p50:.2f}"
         report.rows.append(Row(store, measure, "1", value, baseline_text, ratio, notes))
@@ -310,7 +277,7 @@ def bench_store(store: str, url: str, tmp: Path, plan: Plan, report: Report) -> 
     samples = Samples()
     try:
         server.start_for(store)
-        watcher = Watcher(server)
+        watcher = Watcher(server, TYPES)
         with server.client(USER_KEY) as user, server.client(RUNNER_KEY) as runner:
             warm = submit_run(user, "warm-up")  # the stream is live once its frame arrives
             watcher.nth(is_type("run.submitted", warm))
@@ -326,6 +293,9 @@ def bench_store(store: str, url: str, tmp: Path, plan: Plan, report: Report) -> 
         for i in range(plan.wide_repeats):
             progress(f"{store}: wide plan {i + 1}/{plan.wide_repeats} of {plan.wide} subtasks")
             wide(server, watcher, plan.wide, samples, report)
+        if plan.idle_plans:
+            progress(f"{store}: {plan.idle_plans} plans waiting, then a chain of {plan.chain}")
+            busy_chain(server, watcher, plan.idle_plans, plan.chain, samples)
         server.check_alive()
     finally:
         gc.enable()
@@ -343,6 +313,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--chain", type=int, help="subtasks per chain (50)")
     parser.add_argument("--chains", type=int, help="chains (2)")
     parser.add_argument("--wide-repeats", type=int, help="plans of 200 independent subtasks (3)")
+    parser.add_argument(
+        "--idle-plans", type=int, help="plans waiting on held children beside a chain (100)"
+    )
     parser.add_argument("--stores", default="sqlite,postgres", help="sqlite,postgres")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL URL (a fresh schema)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
