@@ -68,6 +68,7 @@ def run_options(body: schemas.SubmitProjectRun) -> dict[str, Any]:
         "model": body.model,
         "max_attempts": body.max_attempts,
         "auto_approve_tools": body.auto_approve_tools,
+        "work_plan": None if body.work_plan is None else body.work_plan.model_dump(),
     }
 
 

@@ -38,6 +38,27 @@ SubtaskKey = Annotated[str, StringConstraints(max_length=200)]  # its syntax: do
 SubtaskKeys = Annotated[list[SubtaskKey], Field(max_length=200)]
 
 
+class Subtask(Body):
+    key: SubtaskKey
+    title: Name
+    task: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
+    scope: Text | None = None
+    agent: Name | None = None
+    model: Name | None = None
+    depends_on: SubtaskKeys = Field(default_factory=list)
+
+
+class Plan(Body):
+    # 1..200 subtasks, checked with the rest of the plan's rules (domain/plans.py), so the
+    # answer names what is wrong; this bound only stops a huge body early.
+    subtasks: Annotated[list[Subtask], Field(max_length=1000)]
+    auto_approve_children: bool = True
+
+
+class WorkPlan(Plan):
+    fencing_token: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
+
+
 class SubmitProjectRun(Body):
     task: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
     originating_branch: Branch | None = None
@@ -46,6 +67,7 @@ class SubmitProjectRun(Body):
     model: Name | None = None
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 1
     auto_approve_tools: bool = False
+    work_plan: Plan | None = None  # submitted as a coordinator, never claimable itself
 
     @field_validator("task")
     @classmethod
@@ -126,24 +148,6 @@ class Report(Body):
     diff_stats: DiffStats | None = None
     branch: Branch | None = None
     failure: Failure | None = None
-
-
-class Subtask(Body):
-    key: SubtaskKey
-    title: Name
-    task: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
-    scope: Text | None = None
-    agent: Name | None = None
-    model: Name | None = None
-    depends_on: SubtaskKeys = Field(default_factory=list)
-
-
-class WorkPlan(Body):
-    # 1..200 subtasks, checked with the rest of the plan's rules (domain/plans.py), so the
-    # answer names what is wrong; this bound only stops a huge body early.
-    subtasks: Annotated[list[Subtask], Field(max_length=1000)]
-    auto_approve_children: bool = True
-    fencing_token: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
 
 
 class ResolveGate(Body):

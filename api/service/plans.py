@@ -11,8 +11,8 @@ from adapters import git, readmodels
 from adapters.db import Cursor
 from api.service.engine import Appended
 from domain import plans
-from domain.errors import Conflict, NotFound
-from domain.runs import PENDING, own_branch
+from domain.errors import Conflict, Invalid, NotFound
+from domain.runs import PENDING, merge_target, own_branch
 from projections.plans import children_doc, plan_graph, plan_view, run_graph
 
 if TYPE_CHECKING:
@@ -58,6 +58,33 @@ def set_work_plan(
         integration_branch=branch,
         fencing_token=fencing_token,
     )
+
+
+def submission_plan(
+    services: Services, owner: str, project_id: UUID | None, options: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The plan a run is submitted with (`options["work_plan"]`, taken out), checked, with
+    the run's id chosen and, in a project with a repository, its integration branch made
+    from the run's originating branch; None without one."""
+    work_plan = options.pop("work_plan", None)
+    if work_plan is None:
+        return None
+    engine = services.engine
+    plans.check_plan(work_plan["subtasks"])
+    run_id = engine.new_id()
+    branch = None
+    if project_id is not None:
+        project = engine.get_project(project_id, owner)
+        if project.repository_path is not None:
+            base = merge_target(options.get("originating_branch") or project.default_branch)
+            branch = own_branch(run_id)
+            try:
+                git.create_branch(project.repository_path, branch, base)
+            except git.MissingRevision:
+                raise Invalid(
+                    f"The originating branch {base} does not exist.", "originating_branch"
+                ) from None
+    return {"run_id": run_id, **work_plan, "integration_branch": branch}
 
 
 def current_plan(services: Services, run_id: UUID) -> dict[str, Any]:

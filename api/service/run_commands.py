@@ -6,7 +6,7 @@ do the loading and saving; each method here is one command of the Run aggregate.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -50,9 +50,23 @@ class RunCommands:
 
     # -- user commands --------------------------------------------------------------------
 
-    def submit_run(self, owner: str, task: str, **options: Any) -> Appended:
-        """Submit a new run; it waits, pending, for a runner."""
-        run = Run.submit(run_id=self.new_id(), owner=owner, task=task, now=self.clock(), **options)
+    def submit_run(
+        self, owner: str, task: str, plan: Mapping[str, Any] | None = None, **options: Any
+    ) -> Appended:
+        """Submit a new run; it waits, pending, for a runner. With a `plan` ({run_id,
+        subtasks, auto_approve_children, integration_branch}) it is a coordinator from its
+        first command on, never claimable itself."""
+        now = self.clock()
+        run_id = self.new_id() if plan is None else plan["run_id"]
+        run = Run.submit(run_id=run_id, owner=owner, task=task, now=now, **options)
+        if plan is not None:
+            run.set_plan(
+                subtasks=plan["subtasks"],
+                auto_approve_children=plan["auto_approve_children"],
+                integration_branch=plan["integration_branch"],
+                actor=owner,
+                now=now,
+            )
         return self._save(run)
 
     def pause_run(self, run_id: UUID, user: str) -> Appended:
@@ -112,7 +126,7 @@ class RunCommands:
             raise Conflict("Only a failed run can be retried.", source.status)
         if source.subtask_key is not None and source.parent_run_id is not None:
             return self.retry_child(source, user)
-        options = {
+        options: dict[str, Any] = {
             "parent_run_id": source.parent_run_id,
             "retried_from": str(source.id),
             "originating_branch": source.originating_branch,

@@ -5,6 +5,7 @@ repository accumulates on the integration branch and merges once."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -280,3 +281,41 @@ def wait_until_children(alice: httpx.Client, run_id: str, count: int) -> list[di
             return items
         assert time.monotonic() < deadline, items
         time.sleep(0.05)
+
+
+def test_a_run_submitted_with_its_plan_is_never_claimed_even_by_a_waiting_runner(
+    server: Server, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    with server.client(ALICE) as alice, server.client(RUNNER) as runner:
+        project = alice.post("/api/projects", json={"name": "p", "repository_path": str(repo)})
+        project_id = project.json()["project_id"]
+        waiting = ThreadPoolExecutor(1).submit(claim_child, runner, 10)
+
+        answer = alice.post(
+            f"/api/projects/{project_id}/runs",
+            json={"task": "build", "work_plan": {"subtasks": DIAMOND[:1]}},
+        )
+
+        assert answer.status_code == 202, answer.text
+        run_id = answer.json()["run_id"]
+        assert answer.json()["status"] == "in_progress"
+        lease = waiting.result()
+        assert lease is not None and lease["run"]["run_id"] != run_id  # the child, not it
+        assert key_of(alice, lease["run"]["run_id"]) == "a"
+        assert lease["run"]["originating_branch"] == f"runledger/{run_id}"
+        assert git.branch_exists(repo, f"runledger/{run_id}")
+        types = [e["type"] for e in events_of(alice, run_id)]
+        assert types[:2] == ["run.submitted", "plan.set"]
+
+
+def test_a_run_submitted_with_a_bad_plan_is_refused_and_nothing_is_stored(
+    server: Server,
+) -> None:
+    with server.client(ALICE) as alice:
+        cyclic = [{"key": "a", "title": "A", "depends_on": ["a"]}]
+        answer = alice.post("/api/runs", json={"task": "x", "work_plan": {"subtasks": cyclic}})
+
+        assert answer.status_code == 400, answer.text
+        assert "a → a" in answer.json()["detail"]
+        assert alice.get("/api/events").json()["events"] == []
