@@ -193,3 +193,12 @@ def test_an_amend_lets_the_turn_finish_then_the_next_turn_gets_it(
         "and a changelog entry"
     ]
     assert not (where / "stdin.3").exists()
+
+
+def test_stopping_the_runner_ends_the_agents_process_group(server: Server, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    with server.client(ALICE) as alice, runner(server, work, SLEEPER) as proc:
+        _, pids = started(alice, work)
+        proc.terminate()
+        assert proc.wait(10) == 143
+        seconds_until_gone(pids)
