@@ -77,7 +77,7 @@ class Session:
         self.lease_id = claim["lease_id"]
         self.token = claim["fencing_token"]
         self.lease_seconds = _seconds_until(claim["lease_expires_at"])
-        self.news = News(self.run.get("directives"))
+        self.news = News(self.lease_id, self.run.get("directives"))
         self.lost = self.news.ended  # the lease is gone: stop the agent, report nothing
         self.done = threading.Event()
         self.output: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()

@@ -84,8 +84,12 @@ class GateDesk:
     def close(self) -> None:
         """End the turn's desk: a gate still waiting is given up, the pipes are removed."""
         self.closed.set()
-        with contextlib.suppress(OSError):
-            os.write(self._in, b"\n")  # wakes the reader
+        with contextlib.suppress(OSError):  # wakes the reader (never blocks on a full pipe)
+            waker = os.open(self.requests, os.O_WRONLY | os.O_NONBLOCK)
+            try:
+                os.write(waker, b"\n")
+            finally:
+                os.close(waker)
         self._thread.join(timeout=5)
         for fd in (self._in, self._out):
             os.close(fd)

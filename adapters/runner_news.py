@@ -21,7 +21,10 @@ LEASE_ENDING = {
 class News:
     """The session's news, guarded by one condition that every change notifies."""
 
-    def __init__(self, directives: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, lease_id: str | None = None, directives: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.lease_id = lease_id  # this session's lease: another claim's ends it
         self._changed = threading.Condition()
         self.ended = threading.Event()  # the lease is gone: stop, and report nothing
         self.why = ""
@@ -73,6 +76,8 @@ class News:
             self.resolution(data)
         elif kind == "steering.directive":
             self.directive(data)
+        elif kind == "run.claimed" and data.get("lease_id") == self.lease_id:
+            return  # our own claim, replayed by a stream that started before it
         elif kind in LEASE_ENDING:
             self.end(LEASE_ENDING[kind])
 

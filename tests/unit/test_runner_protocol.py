@@ -101,7 +101,7 @@ def directive(directive_id: str, kind: str = "amend") -> dict[str, object]:
 
 
 def test_news_keeps_each_directive_once_in_order_from_claim_stream_and_heartbeat() -> None:
-    news = News([directive("d1")])
+    news = News("lease-1", [directive("d1")])
     news.heard("steering.directive", {"data": {**directive("d2", "redirect"), "targets": []}})
     news.heartbeat({"gates": [], "directives": [directive("d1"), directive("d3")]})
     news.heard("steering.directive", {"data": directive("s", "stop")})  # a cancel, not for us
@@ -124,10 +124,11 @@ def test_news_gives_a_gate_its_first_resolution_from_stream_or_heartbeat() -> No
 
 @pytest.mark.parametrize("kind", ["run.cancelled", "lease.expired", "run.claimed"])
 def test_news_ends_the_lease_on_the_events_that_take_it_away(kind: str) -> None:
-    news = News()
+    news = News("lease-1")
     news.heard("tool.output", {"data": {"text": "hi"}})
+    news.heard("run.claimed", {"data": {"lease_id": "lease-1"}})  # its own claim
     assert not news.ended.is_set()
-    news.heard(kind, {"data": {}})
+    news.heard(kind, {"data": {"lease_id": "lease-2"}})
     news.end("a later reason")
     assert news.ended.is_set() and news.why != "a later reason"
     assert news.wait_for_resolution("q", lambda: False) is None
