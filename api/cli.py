@@ -155,10 +155,17 @@ def _runner(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         once=args.once,
         plan=args.plan,
     )
+    # A SIGTERM unwinds like Ctrl-C, so the agent's process group (a session of its own,
+    # which a terminal's Ctrl-C does not reach) is ended on the way out.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return serve_forever(config)
     except KeyboardInterrupt:
         return 130
+
+
+def _exit_on_sigterm(sig: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signal.SIGTERM)
 
 
 def _rebuild(config: Config) -> int:
