@@ -220,3 +220,25 @@ def commit_all(worktree: str | Path, message: str) -> bool:
         return False
     git(worktree, "commit", "--quiet", "--no-verify", "-m", message)
     return True
+
+
+def create_branch(repo: str | Path, branch: str, start: str) -> bool:
+    """Create refs/heads/<branch> at the commit `start` names, unless it exists; True if
+    it was created (GitError when `start` names no commit)."""
+    commit = _commit(repo, f"refs/heads/{start}", "branch")
+    created = run(repo, "update-ref", f"refs/heads/{branch}", commit, "")  # only if absent
+    if created.returncode == 0:
+        return True
+    if branch_exists(repo, branch):
+        return False
+    raise GitError(f"git update-ref failed: {created.stderr.strip()[:500]}")
+
+
+def diff_stats(repo: str | Path, base: str, branch: str) -> dict[str, int]:
+    """{files, added, removed}: what `branch` changed since it left `base` (revisions)."""
+    files = changed_files(repo, base, branch)
+    return {
+        "files": len(files),
+        "added": sum(f.added for f in files),
+        "removed": sum(f.removed for f in files),
+    }

@@ -6,6 +6,20 @@ on stdin and in RUNLEDGER_TASK, streams stdout and stderr as `tool.output` event
 batches, heartbeats while the command works, then commits what changed and reports
 `changes` or `no_changes` — or `failed`, with a category read from the exit status.
 A run with no repository runs in a scratch directory. Only the standard library is used.
+
+While the command works the runner follows the run's stream (adapters/runner_stream.py,
+with the heartbeat answers as the fallback; adapters/runner_news.py keeps what they say):
+a cancel, a `stop` or a lost lease ends the command's whole process group at once
+(adapters/runner_process.py) and nothing is reported; a `redirect` stops the current turn
+and an `amend` waits for it to end, then the command runs again in the same worktree with
+the directives in RUNLEDGER_DIRECTIVES and appended to the task on stdin, and each is
+acknowledged with `steering.applied`. The agent opens gates through two named pipes
+(adapters/runner_gates.py has the protocol).
+
+With `plan` (`runledger runner --plan`) it is a planner: the command runs in a detached
+checkout of the originating branch, and its stdout, a work plan as JSON (`{"subtasks":
+[…]}` or the list of subtasks), becomes the run's work plan, which ends the runner's lease:
+the engine dispatches the subtasks to other runners.
 """
 
 from __future__ import annotations
@@ -14,27 +28,24 @@ import json
 import logging
 import os
 import queue
-import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from adapters import git
+from adapters.runner_api import Api, LeaseLost, Refused
+from adapters.runner_gates import GateDesk
+from adapters.runner_news import News
+from adapters.runner_process import KILL_GRACE, AgentProcess
+from adapters.runner_stream import RunStream
 
 log = logging.getLogger("runledger.runner")
 # Exit statuses with a meaning (sysexits.h); anything else non-zero is the agent's failure.
 DEFAULT_EXIT_CATEGORIES = {75: "runner-transient", 69: "network", 68: "network"}
 MAX_LINE = 16_000  # characters of one output line (the rest is cut, and says so)
 MAX_BATCH_BYTES = 256_000  # well under the server's 1 MiB body limit
-
-
-class LeaseLost(Exception):
-    """The server refused our fencing token: the run was cancelled or given to another."""
 
 
 @dataclass
@@ -51,61 +62,13 @@ class RunnerConfig:
     batch_size: int = 200
     exit_categories: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_EXIT_CATEGORIES))
     once: bool = False
-
-
-class Api:
-    """The four runner calls, over plain HTTP with JSON."""
-
-    def __init__(self, server: str, key: str) -> None:
-        self.server = server.rstrip("/")
-        self.key = key
-
-    def call(
-        self, path: str, body: dict[str, Any], timeout: float = 60, key: str | None = None
-    ) -> tuple[int, Any]:
-        """POST JSON; (status, decoded body or None). Raises LeaseLost on 409 stale_lease."""
-        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        request = urllib.request.Request(
-            self.server + path, data=json.dumps(body).encode(), headers=headers, method="POST"
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                raw = response.read()
-                return response.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            payload = json.loads(exc.read() or b"{}")
-            if exc.code == 409 and payload.get("error") == "stale_lease":
-                raise LeaseLost(payload.get("detail", "stale lease")) from None
-            raise RuntimeError(f"{path}: {exc.code} {payload}") from None
-
-    def call_reliably(self, path: str, body: dict[str, Any], tries: int = 8) -> Any:
-        """POST until it lands (network errors, 5xx), under one Idempotency-Key so a retry
-        of a request that did land appends nothing twice. LeaseLost ends it at once."""
-        key = str(uuid.uuid4())
-        for attempt in range(tries):
-            try:
-                return self.call(path, body, key=key)[1]
-            except LeaseLost:
-                raise
-            except (OSError, RuntimeError) as exc:
-                if attempt == tries - 1:
-                    raise
-                log.warning("%s failed (%s); retrying", path, exc)
-                time.sleep(min(0.5 * 2**attempt, 10))
-        return None
-
-    def claim(self, runner_id: str, wait: float) -> dict[str, Any] | None:
-        """Long-poll for work."""
-        status, body = self.call(
-            "/api/runner/claim", {"runner_id": runner_id, "wait_seconds": wait}, wait + 30
-        )
-        return body if status == 200 else None
+    plan: bool = False  # a planner: the command's stdout is the run's work plan
+    kill_grace: float = KILL_GRACE  # seconds between SIGTERM and SIGKILL of the agent
 
 
 class Session:
-    """One claimed run: heartbeats, output batching, the command, the report."""
+    """One claimed run: heartbeats, the run's stream, output batching, the command's turns,
+    the report."""
 
     def __init__(self, config: RunnerConfig, api: Api, claim: dict[str, Any]) -> None:
         self.config, self.api = config, api
@@ -114,9 +77,15 @@ class Session:
         self.lease_id = claim["lease_id"]
         self.token = claim["fencing_token"]
         self.lease_seconds = _seconds_until(claim["lease_expires_at"])
-        self.lost = threading.Event()
+        self.news = News(self.lease_id, self.run.get("directives"))
+        self.lost = self.news.ended  # the lease is gone: stop the agent, report nothing
         self.done = threading.Event()
         self.output: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self.stdout: list[str] = []  # a planner's plan (its last turn's)
+        self.gate_ids: set[str] = set()
+        self.stream = RunStream(
+            api, self.run_id, int(self.run.get("sequence") or 0), self.news.heard, self.news.end
+        )
 
     def work(self) -> None:
         """Do the run from claim to report."""
@@ -124,23 +93,32 @@ class Session:
         sender = threading.Thread(target=self._send_output, daemon=True)
         heartbeat.start()
         sender.start()
+        self.stream.start()
         try:
             where, repo = self._prepare()
-            code = self._execute(where)
+            code = self._turns(where)
         except Exception as exc:  # the runner itself failed: say so, transiently
             log.exception("run %s: runner error", self.run_id)
-            self.done.set()
+            self._stop_listening()
             sender.join()
-            self._report({"outcome": "failed", "failure": _failure("runner-transient", exc)})
+            if not self.lost.is_set():
+                self._report({"outcome": "failed", "failure": _failure("runner-transient", exc)})
             return
         finally:
-            self.done.set()
+            self._stop_listening()
         sender.join()
         heartbeat.join(timeout=1)
         if self.lost.is_set():
-            log.warning("run %s: lease lost; not reporting", self.run_id)
+            log.warning("run %s: %s; not reporting", self.run_id, self.news.why)
+            return
+        if self.config.plan:
+            self._finish_planning(code, where, repo)
             return
         self._report(self._outcome(code, where, repo))
+
+    def _stop_listening(self) -> None:
+        self.done.set()
+        self.stream.stop()
 
     def _prepare(self) -> tuple[Path, str | None]:
         root = self.config.workdir.resolve()
@@ -150,12 +128,36 @@ class Session:
         if repo is None:
             where.mkdir(exist_ok=True)
             return where, None
-        if not where.exists():
-            base = self.run.get("originating_branch") or "main"
+        base = self.run.get("originating_branch") or "main"
+        if self.config.plan:  # read the code, change nothing: no branch of its own
+            git.git(repo, "worktree", "add", "--detach", str(where), base)
+        elif not where.exists():
             git.add_worktree(repo, where, f"runledger/{self.run_id}", base)
         return where, repo
 
-    def _execute(self, where: Path) -> int:
+    def _turns(self, where: Path) -> int:
+        """Run the command until a turn ends with nothing left to apply: a redirect stops
+        the current turn, an amendment waits for it to end (a failed turn ends the run,
+        leaving the amendment to the next attempt); each next turn carries every directive
+        so far. Each directive is acknowledged (`steering.applied`) as its turn starts."""
+        applied: list[dict[str, Any]] = []
+        turn = 0
+        while True:
+            fresh = self.news.take_directives()
+            for directive in fresh:
+                self.output.put(("steering.applied", {"directive_id": directive["directive_id"]}))
+            applied += fresh
+            turn += 1
+            code, redirected = self._turn(where, turn, applied)
+            if self.lost.is_set() or (not redirected and code != 0):
+                return code
+            if not redirected and not self.news.directives_waiting():
+                return code
+
+    def _turn(self, where: Path, turn: int, directives: list[dict[str, Any]]) -> tuple[int, bool]:
+        """One run of the command: (its exit status, whether a redirect stopped it)."""
+        self.stdout = []
+        desk = GateDesk(self.news, self._send, self.gate_ids)
         env = {
             **os.environ,
             "RUNLEDGER_TASK": self.run["task"],
@@ -163,46 +165,45 @@ class Session:
             "RUNLEDGER_ATTEMPT": str(self.run.get("attempt", 1)),
             "RUNLEDGER_REVISION": str(self.run.get("revision", 0)),
             "RUNLEDGER_COMMENT": self.run.get("comment") or "",
+            "RUNLEDGER_TURN": str(turn),
+            "RUNLEDGER_DIRECTIVES": json.dumps(directives),
+            **desk.env(),
         }
-        self.output.put(("step.started", {"name": "command", "command": self.config.command}))
-        proc = subprocess.Popen(
-            self.config.command,
-            shell=True,
-            cwd=where,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
+        self._send(
+            "step.started", {"name": "command", "command": self.config.command, "turn": turn}
         )
-        readers = [
-            threading.Thread(target=self._pump, args=(proc.stdout, "stdout"), daemon=True),
-            threading.Thread(target=self._pump, args=(proc.stderr, "stderr"), daemon=True),
-        ]
-        for reader in readers:
-            reader.start()
-        assert proc.stdin is not None
+        redirected = False
         try:
-            proc.stdin.write(self.run["task"])
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        while proc.poll() is None:
-            if self.lost.wait(0.1):
-                proc.kill()
-        for reader in readers:
-            reader.join()
-        self.output.put(("step.completed", {"name": "command", "exit_code": proc.returncode}))
-        return int(proc.returncode)
+            agent = AgentProcess(
+                self.config.command, where, env, task_text(self.run["task"], directives), self._line
+            )
+            try:
+                while agent.running():
+                    if self.lost.is_set() or self.news.redirect_waiting():
+                        redirected = not self.lost.is_set()
+                        agent.stop(self.config.kill_grace)
+                        break
+                    self.news.wait(0.05)
+            finally:
+                if agent.running():  # the runner itself is being stopped
+                    agent.stop(self.config.kill_grace)
+            code = agent.finish()
+        finally:
+            desk.close()
+        ended = {"exit_code": code, **({"stopped_by": "redirect"} if redirected else {})}
+        self._send("step.completed", {"name": "command", "turn": turn, **ended})
+        return code, redirected
 
-    def _pump(self, stream: Any, name: str) -> None:
-        for line in stream:
-            text = line.rstrip("\n")
-            if len(text) > MAX_LINE:
-                text = text[:MAX_LINE] + f"… [{len(text) - MAX_LINE} more characters]"
-            self.output.put(("tool.output", {"stream": name, "text": text}))
-        stream.close()
+    def _send(self, kind: str, data: dict[str, Any]) -> None:
+        self.output.put((kind, data))
+
+    def _line(self, name: str, line: str) -> None:
+        text = line.rstrip("\n")
+        if name == "stdout" and self.config.plan:
+            self.stdout.append(line)
+        if len(text) > MAX_LINE:
+            text = text[:MAX_LINE] + f"… [{len(text) - MAX_LINE} more characters]"
+        self.output.put(("tool.output", {"stream": name, "text": text}))
 
     def _send_output(self) -> None:
         """Batch queued output into event posts until the command is done and drained."""
@@ -224,7 +225,7 @@ class Session:
                         {"fencing_token": self.token, "events": batch},
                     )
                 except LeaseLost:
-                    self.lost.set()
+                    self.news.end("the lease was lost")
                 except (OSError, RuntimeError):
                     log.exception("run %s: output lost after retries", self.run_id)
             if finished and self.output.empty():
@@ -234,9 +235,10 @@ class Session:
         interval = max(self.lease_seconds / 3, 0.2)
         while not self.done.wait(interval):
             try:
-                self.api.call(f"/api/runner/leases/{self.lease_id}/heartbeat", {}, 10)
+                _, answer = self.api.call(f"/api/runner/leases/{self.lease_id}/heartbeat", {}, 10)
+                self.news.heartbeat(answer)
             except LeaseLost:
-                self.lost.set()
+                self.news.end("the lease was lost")
                 return
             except Exception:
                 log.warning("run %s: heartbeat failed; will retry", self.run_id, exc_info=True)
@@ -266,6 +268,32 @@ class Session:
             },
         }
 
+    def _finish_planning(self, code: int, where: Path, repo: str | None) -> None:
+        """Send the planner's plan (the lease ends with it), or report why there is none."""
+        if repo is not None:
+            git.remove_worktree(repo, where)
+        if code != 0:
+            self._report(self._outcome(code, where, None))
+            return
+        try:
+            body = plan_body("".join(self.stdout))
+            self.api.call_reliably(
+                f"/api/runs/{self.run_id}/work-plan",
+                {**body, "fencing_token": self.token},
+                method="PUT",
+            )
+        except ValueError as exc:
+            failure = _failure("agent", f"The planner's output is not a work plan: {exc}")
+        except Refused as exc:
+            failure = _failure("agent", f"The server refused the plan: {exc.detail}")
+        except LeaseLost:
+            log.warning("run %s: lease lost before the plan", self.run_id)
+            return
+        else:
+            log.info("run %s: work plan set", self.run_id)
+            return
+        self._report({"outcome": "failed", "failure": failure})
+
     def _report(self, body: dict[str, Any]) -> None:
         try:
             self.api.call_reliably(
@@ -274,6 +302,24 @@ class Session:
             log.info("run %s: reported %s", self.run_id, body["outcome"])
         except LeaseLost:
             log.warning("run %s: lease lost before the report", self.run_id)
+
+
+def plan_body(text: str) -> dict[str, Any]:
+    """A planner's stdout as a work plan's body: `{"subtasks": […],
+    "auto_approve_children"?}` or the bare list of subtasks (ValueError otherwise)."""
+    found = json.loads(text)
+    if isinstance(found, list):
+        return {"subtasks": found}
+    if isinstance(found, dict) and isinstance(found.get("subtasks"), list):
+        return {k: v for k, v in found.items() if k in ("subtasks", "auto_approve_children")}
+    raise ValueError("expected a JSON object with a subtasks list, or a list of subtasks")
+
+
+def task_text(task: str, directives: list[dict[str, Any]]) -> str:
+    """What the command reads on stdin: the task, then one paragraph per directive so far,
+    `Redirect: <instruction>` or `Amend: <instruction>`."""
+    said = [f"{d['kind'].capitalize()}: {d['instruction']}" for d in directives]
+    return "\n\n".join([task, *said])
 
 
 def _failure(category: str, detail: object) -> dict[str, str]:

@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--workdir", default=".runledger-runner", help="worktrees go here")
     agent.add_argument("--once", action="store_true", help="exit after one run")
     agent.add_argument(
+        "--plan",
+        action="store_true",
+        help="a planner: the command prints a work plan (JSON) that the run's children do",
+    )
+    agent.add_argument(
         "--exit-category",
         action="append",
         default=[],
@@ -148,11 +153,19 @@ def _runner(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         workdir=Path(args.workdir),
         exit_categories=categories,
         once=args.once,
+        plan=args.plan,
     )
+    # A SIGTERM unwinds like Ctrl-C, so the agent's process group (a session of its own,
+    # which a terminal's Ctrl-C does not reach) is ended on the way out.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return serve_forever(config)
     except KeyboardInterrupt:
         return 130
+
+
+def _exit_on_sigterm(sig: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signal.SIGTERM)
 
 
 def _rebuild(config: Config) -> int:

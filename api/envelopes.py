@@ -17,7 +17,7 @@ from adapters.stored import current_state
 from domain.runs import Run
 from domain.topics import FIRST_TOPICS, PROJECT_TOPICS, TERMINAL_TYPES, TYPES_BY_TOPIC
 
-_BASE_KEYS = frozenset({"timestamp", "actor", "originator_topic", "class_version", "kind"})
+_BASE_KEYS = frozenset({"timestamp", "actor", "originator_topic", "class_version"})
 OUTPUT_TOPIC = Run.OutputRecorded.TOPIC
 
 

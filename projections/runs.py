@@ -12,6 +12,7 @@ from domain.runs import Run
 from domain.timestamps import format_timestamp, parse_timestamp
 from domain.topics import LEASE_KEEPING_TOPICS, RUN_TOPICS
 from projections.folding import Folder, Loader
+from projections.plans import plan_view
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -53,14 +54,17 @@ def run_view(run: Run) -> dict[str, Any]:
         "branch": run.branch,
         "merge_result": run.merge_result,
         "conflicting_files": run.conflicting_files,
-        "coordinator_status": None,
+        "coordinator_status": run.coordinator_status,
+        "subtask_key": run.subtask_key,
+        "directives": [{**d, "at": _ts(d["at"])} for d in run.directives],
         "not_before": run.not_before,
         "archived_at": _ts(run.archived_at),
     }
 
 
 class RunsProjection:
-    """Applies run events to the runs view, writing each touched run once per batch."""
+    """Applies run events to the runs view (and a coordinator's to the plans view),
+    writing each touched run once per batch."""
 
     name = "runs"
 
@@ -72,8 +76,9 @@ class RunsProjection:
         self.folder.forget()
 
     def reset(self, cur: Cursor) -> None:
-        """Empty the view and rewind, for a rebuild."""
+        """Empty the views and rewind, for a rebuild."""
         readmodels.reset(cur, "runs_view", self.name)
+        readmodels.reset(cur, "plans_view", self.name)
 
     def apply(self, cur: Cursor, rows: list[StoredRow]) -> None:
         """Apply a batch of events in position order."""
@@ -82,7 +87,10 @@ class RunsProjection:
         for key, run in self.folder.fold(run_rows).items():
             if run.deleted:
                 readmodels.delete_run(cur, str(key))
+                readmodels.delete_plan(cur, str(key))
             else:
+                if run.plan is not None:
+                    readmodels.upsert_plan(cur, plan_view(run), run.owner)
                 not_before = parse_timestamp(run.not_before).timestamp() if run.not_before else 0.0
                 view = run_view(run)
                 readmodels.upsert_run(cur, view, created.get(key, 0), run.is_claimable, not_before)

@@ -1,5 +1,6 @@
-"""SSE delivery latency for bench_spine.py: subscribers on one asyncio loop in a thread,
-one paced writer, and the check that every subscriber got every event once, in order."""
+"""SSE for the benchmarks: bench_spine.py's delivery latency (subscribers on one asyncio
+loop in a thread, one paced writer, and the check that every subscriber got every event
+once, in order), and bench_coordination.py's follower of the user's global stream."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import gc
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ from benchserver import (
     report_no_changes,
     ssl_context,
 )
+from httpx_sse import connect_sse
 
 # -- SSE delivery latency ----------------------------------------------------------------------
 
@@ -212,3 +215,61 @@ def sse_latency(
         write_rate=events / elapsed,
         post_p99=percentile(post_latencies, 99),
     )
+
+
+# -- the global stream, followed -------------------------------------------------------------
+
+
+class Watcher:
+    """The user's global SSE stream (`/api/events/stream`, these types) on a thread:
+    (arrival time, envelope) per frame."""
+
+    def __init__(self, server: Server, types: tuple[str, ...]) -> None:
+        self.frames: list[tuple[float, dict[str, Any]]] = []
+        self.error = ""
+        self._cond = threading.Condition()
+        self._client = httpx.Client(
+            base_url=server.url,
+            headers={"Authorization": f"Bearer {USER_KEY}"},
+            timeout=httpx.Timeout(30, read=None),  # a stream is quiet between frames
+        )
+        self._closing = False
+        self._types = types
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        params = [("type", t) for t in self._types]
+        try:
+            with connect_sse(self._client, "GET", "/api/events/stream", params=params) as src:
+                for sse in src.iter_sse():
+                    if not sse.data:
+                        continue  # a ping
+                    frame = (time.perf_counter(), orjson.loads(sse.data))
+                    with self._cond:
+                        self.frames.append(frame)
+                        self._cond.notify_all()
+        except Exception as exc:
+            if not self._closing:
+                self.error = repr(exc)
+
+    def nth(
+        self, match: Callable[[dict[str, Any]], bool], n: int = 1, timeout: float = 30
+    ) -> float:
+        """The arrival time of the n-th frame that matches (BenchError after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                times = [at for at, env in self.frames if match(env)]
+                if len(times) >= n:
+                    return times[n - 1]
+                left = deadline - time.monotonic()
+                if left <= 0 or self.error:
+                    raise BenchError(f"SSE: {len(times)} of {n} frames ({self.error or 'timeout'})")
+                self._cond.wait(min(left, 0.5))
+
+    def close(self) -> None:
+        """Stop following (the stream is cut)."""
+        self._closing = True
+        self._client.close()
+        self._thread.join(5)

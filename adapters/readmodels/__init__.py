@@ -1,5 +1,6 @@
 """The SQL of the read models and their tracking positions, one module per view:
-runs.py, projects.py, leases.py, owners.py, tracking.py; schema.py creates them all.
+runs.py, projects.py, leases.py, owners.py, plans.py, tracking.py; schema.py creates them
+all.
 
 Callers use the package (`readmodels.get_run(cur, …)`): every query is re-exported here.
 """
@@ -13,6 +14,16 @@ from adapters.readmodels.leases import (
     upsert_lease,
 )
 from adapters.readmodels.owners import note_owner, owner_start
+from adapters.readmodels.plans import (
+    active_coordinators,
+    children_to_cancel,
+    coordinators_of,
+    delete_plan,
+    get_plan,
+    run_docs,
+    run_statuses,
+    upsert_plan,
+)
 from adapters.readmodels.projects import (
     delete_project,
     get_project,
@@ -46,15 +57,20 @@ from adapters.readmodels.tracking import (
 __all__ = [
     "READ_MODEL_TABLES",
     "READ_MODEL_VERSION",
+    "active_coordinators",
     "active_runs_of_project",
     "advance_tracking_all",
     "all_runs",
+    "children_to_cancel",
     "claimable_runs",
+    "coordinators_of",
     "create_schema",
     "delete_lease",
+    "delete_plan",
     "delete_project",
     "delete_run",
     "expired_leases",
+    "get_plan",
     "get_project",
     "get_run",
     "list_projects",
@@ -65,12 +81,15 @@ __all__ = [
     "owner_start",
     "renew_lease",
     "reset",
+    "run_docs",
     "run_of_lease",
+    "run_statuses",
     "runs_in_status",
     "runs_of_missing_projects",
     "tracked_position",
     "tracked_positions",
     "upsert_lease",
+    "upsert_plan",
     "upsert_project",
     "upsert_run",
 ]

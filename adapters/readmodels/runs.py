@@ -15,6 +15,7 @@ SCHEMA = [
         owner TEXT NOT NULL,
         project_id TEXT,
         parent_run_id TEXT,
+        subtask_key TEXT,
         status TEXT NOT NULL,
         archived INTEGER NOT NULL,
         claimable INTEGER NOT NULL,
@@ -25,6 +26,7 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS runs_view_owner ON runs_view (owner, created_position)",
     "CREATE INDEX IF NOT EXISTS runs_view_claimable ON runs_view (claimable, created_position)",
     "CREATE INDEX IF NOT EXISTS runs_view_status ON runs_view (status)",
+    "CREATE INDEX IF NOT EXISTS runs_view_parent ON runs_view (parent_run_id)",
 ]
 
 
@@ -33,8 +35,9 @@ def upsert_run(
 ) -> None:
     """Write a run's row; its creation position never changes once set."""
     cur.execute(
-        "INSERT INTO runs_view (run_id, owner, project_id, parent_run_id, status, archived, "
-        "claimable, not_before, created_position, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "INSERT INTO runs_view (run_id, owner, project_id, parent_run_id, subtask_key, status, "
+        "archived, claimable, not_before, created_position, doc) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, "
         "archived = excluded.archived, claimable = excluded.claimable, "
         "not_before = excluded.not_before, doc = excluded.doc",
@@ -43,6 +46,7 @@ def upsert_run(
             view["owner"],
             view["project_id"],
             view["parent_run_id"],
+            view["subtask_key"],
             view["status"],
             int(view["archived_at"] is not None),
             int(claimable),
@@ -153,6 +157,6 @@ def active_runs_of_project(cur: Cursor, project_id: str) -> list[str]:
 def all_runs(cur: Cursor) -> list[tuple[Any, ...]]:
     """Every row of the view, for comparing a rebuild with the live tables."""
     return cur.execute(
-        "SELECT run_id, owner, project_id, parent_run_id, status, archived, claimable, "
-        "not_before, created_position, doc FROM runs_view ORDER BY run_id"
+        "SELECT run_id, owner, project_id, parent_run_id, subtask_key, status, archived, "
+        "claimable, not_before, created_position, doc FROM runs_view ORDER BY run_id"
     ).fetchall()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from adapters import idempotency
 from adapters.db import Cursor, Database
-from adapters.readmodels import leases, owners, projects, runs, tracking
+from adapters.readmodels import leases, owners, plans, projects, runs, tracking
 
 # Read models are disposable: when their layout changes, bump this and they are rebuilt.
-READ_MODEL_VERSION = 2
-READ_MODEL_TABLES = ("runs_view", "projects_view", "leases_view", "owners_view")
+READ_MODEL_VERSION = 3
+READ_MODEL_TABLES = ("runs_view", "projects_view", "leases_view", "owners_view", "plans_view")
 
 META = [
     """CREATE TABLE IF NOT EXISTS readmodel_meta (
@@ -18,7 +18,7 @@ META = [
 ]
 # The tracking table and the layout's version survive a layout change; the views do not.
 KEPT = [*tracking.SCHEMA, *META]
-VIEWS = [*runs.SCHEMA, *projects.SCHEMA, *leases.SCHEMA, *owners.SCHEMA]
+VIEWS = [*runs.SCHEMA, *projects.SCHEMA, *leases.SCHEMA, *owners.SCHEMA, *plans.SCHEMA]
 
 
 def create_schema(db: Database) -> None:

@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from api.config import Config
-from api.http import errors, events, files, ops, projects, runners, runs
+from api.http import errors, events, files, gates, ops, plans, projects, runners, runs
 from api.http import metrics as metrics_routes
 from api.http.metrics import CommandTimer
 from api.service import bootstrap
@@ -31,7 +31,15 @@ def create_app(config: Config) -> Starlette:
             await bootstrap.stop(app.state.services)
 
     # A worker process answers only the operations routes: it is not behind the balancer.
-    api_routes = [*projects.routes, *runs.routes, *runners.routes, *events.routes, *files.routes]
+    api_routes = [
+        *projects.routes,
+        *runs.routes,
+        *plans.routes,
+        *runners.routes,
+        *events.routes,
+        *files.routes,
+        *gates.routes,
+    ]
     app = Starlette(
         routes=[
             *ops.routes,

@@ -16,7 +16,7 @@ from adapters.db import Database
 from api.envelopes import Envelope
 from api.http import auth
 from api.http.errors import JSON, ending_on_outage, invalid
-from api.http.requests import DIGITS, MAX_INT, int_param, path_id, services, uuid_param
+from api.http.requests import DIGITS, MAX_INT, int_param, services, uuid_param
 from api.http.streams import global_stream, run_stream
 from api.service import events as use_cases
 
@@ -73,8 +73,7 @@ def _sse(request: Request, frames: AsyncIterator[bytes]) -> Response:
 
 
 async def run_events(request: Request) -> Response:
-    owner = auth.user(request)
-    run_id = path_id(request)
+    owner, run_id = await auth.run_reader(request)
     after = int_param(request, "after", 0, 0)
     limit = int_param(request, "limit", 100, 1, 1000)
     assert after is not None and limit is not None
@@ -98,8 +97,7 @@ async def _ndjson(db: Database, run_id: UUID, after: int) -> AsyncIterator[bytes
 
 
 async def run_sse(request: Request) -> Response:
-    owner = auth.user(request)
-    run_id = path_id(request)
+    owner, run_id = await auth.run_reader(request)
     after = _resume_point(request)
     found = services(request)
     # On the streams' threads: a thousand reconnecting clients rebuild a thousand runs.

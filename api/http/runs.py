@@ -68,6 +68,7 @@ def run_options(body: schemas.SubmitProjectRun) -> dict[str, Any]:
         "model": body.model,
         "max_attempts": body.max_attempts,
         "auto_approve_tools": body.auto_approve_tools,
+        "work_plan": None if body.work_plan is None else body.work_plan.model_dump(),
     }
 
 
@@ -118,6 +119,7 @@ async def review_run(request: Request) -> Response:
                 approved=body.approved,
                 request_changes=body.request_changes,
                 comment=body.comment,
+                subtasks=body.subtasks,
             )
         )
 
@@ -147,8 +149,7 @@ async def delete_run(request: Request) -> Response:
 
 
 async def get_run(request: Request) -> Response:
-    owner = auth.user(request)
-    run_id = path_id(request)
+    owner, run_id = await auth.run_reader(request)
     at = int_param(request, "at_sequence", None, 1)
     if at is not None:
         return JSON(await run_in_threadpool(use_cases.run_at, services(request), run_id, owner, at))

@@ -34,6 +34,29 @@ Branch = Annotated[
     StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f~^:?*\[\\]+$"),
 ]
 TreeHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{4,64}$")]
+SubtaskKey = Annotated[str, StringConstraints(max_length=200)]  # its syntax: domain/plans.py
+SubtaskKeys = Annotated[list[SubtaskKey], Field(max_length=200)]
+
+
+class Subtask(Body):
+    key: SubtaskKey
+    title: Name
+    task: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
+    scope: Text | None = None
+    agent: Name | None = None
+    model: Name | None = None
+    depends_on: SubtaskKeys = Field(default_factory=list)
+
+
+class Plan(Body):
+    # 1..200 subtasks, checked with the rest of the plan's rules (domain/plans.py), so the
+    # answer names what is wrong; this bound only stops a huge body early.
+    subtasks: Annotated[list[Subtask], Field(max_length=1000)]
+    auto_approve_children: bool = True
+
+
+class WorkPlan(Plan):
+    fencing_token: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
 
 
 class SubmitProjectRun(Body):
@@ -44,6 +67,7 @@ class SubmitProjectRun(Body):
     model: Name | None = None
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 1
     auto_approve_tools: bool = False
+    work_plan: Plan | None = None  # submitted as a coordinator, never claimable itself
 
     @field_validator("task")
     @classmethod
@@ -79,6 +103,7 @@ class Review(Body):
     approved: bool
     request_changes: bool = False
     comment: Text | None = None
+    subtasks: SubtaskKeys | None = None  # a coordinator's subtasks to redo
 
     @field_validator("request_changes")
     @classmethod
@@ -123,3 +148,26 @@ class Report(Body):
     diff_stats: DiffStats | None = None
     branch: Branch | None = None
     failure: Failure | None = None
+
+
+class ResolveGate(Body):
+    decision: Literal["approve", "deny", "answer"]
+    answer: Text | None = None
+    scope: Literal["once", "run"] = "once"
+
+
+class AutoApprove(Body):
+    enabled: bool
+
+
+class Steer(Body):
+    kind: Literal["stop", "redirect", "amend"]
+    instruction: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+    target_child_run_id: UUID | None = None
+
+    @field_validator("instruction")
+    @classmethod
+    def _instruction_not_blank(cls, instruction: str) -> str:
+        if not instruction.strip():
+            raise ValueError("instruction must not be blank")
+        return instruction

@@ -1,7 +1,7 @@
 """The engine: the one eventsourcing Application, one method per command (load, decide, save).
 
-The commands are in run_commands.py and project_commands.py; here are the reads, the
-load-decide-save loop and the one save that every command goes through.
+The commands are in run_commands.py, gate_commands.py and project_commands.py; here are the
+reads, the load-decide-save loop and the one save that every command goes through.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from adapters.stored import StoredRow
+from api.service.gate_commands import GateEngineCommands
+from api.service.plan_commands import PlanCommands
 from api.service.project_commands import ProjectCommands
 from api.service.results import Appended, Lease
 from api.service.run_commands import RunCommands
@@ -36,7 +38,7 @@ A = TypeVar("A", Run, Project)
 __all__ = ["Appended", "Engine", "Lease"]
 
 
-class Engine(RunCommands, ProjectCommands, Application[UUID]):
+class Engine(RunCommands, PlanCommands, GateEngineCommands, ProjectCommands, Application[UUID]):
     """Runs commands against aggregates; the clock and id source are injected."""
 
     name = "runledger"

@@ -6,7 +6,7 @@ do the loading and saving; each method here is one command of the Run aggregate.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -46,11 +46,27 @@ class RunCommands:
             self, project_id: UUID, owner: str, task: str, **options: Any
         ) -> Appended: ...
 
+        def retry_child(self, source: Run, user: str) -> Appended: ...
+
     # -- user commands --------------------------------------------------------------------
 
-    def submit_run(self, owner: str, task: str, **options: Any) -> Appended:
-        """Submit a new run; it waits, pending, for a runner."""
-        run = Run.submit(run_id=self.new_id(), owner=owner, task=task, now=self.clock(), **options)
+    def submit_run(
+        self, owner: str, task: str, plan: Mapping[str, Any] | None = None, **options: Any
+    ) -> Appended:
+        """Submit a new run; it waits, pending, for a runner. With a `plan` ({run_id,
+        subtasks, auto_approve_children, integration_branch}) it is a coordinator from its
+        first command on, never claimable itself."""
+        now = self.clock()
+        run_id = self.new_id() if plan is None else plan["run_id"]
+        run = Run.submit(run_id=run_id, owner=owner, task=task, now=now, **options)
+        if plan is not None:
+            run.set_plan(
+                subtasks=plan["subtasks"],
+                auto_approve_children=plan["auto_approve_children"],
+                integration_branch=plan["integration_branch"],
+                actor=owner,
+                now=now,
+            )
         return self._save(run)
 
     def pause_run(self, run_id: UUID, user: str) -> Appended:
@@ -61,10 +77,12 @@ class RunCommands:
         """Resume a paused run."""
         return self._update(run_id, user, lambda run, now: run.resume(actor=user, now=now))
 
-    def cancel_run(self, run_id: UUID, user: str, reason: str | None = None) -> Appended:
-        """Cancel a run that has not ended."""
+    def cancel_run(
+        self, run_id: UUID, user: str, reason: str | None = None, actor: str | None = None
+    ) -> Appended:
+        """Cancel a run that has not ended (`actor`: who did, when not the user)."""
         return self._update(
-            run_id, user, lambda run, now: run.cancel(actor=user, now=now, reason=reason)
+            run_id, user, lambda run, now: run.cancel(actor=actor or user, now=now, reason=reason)
         )
 
     def review_run(
@@ -75,8 +93,11 @@ class RunCommands:
         approved: bool,
         request_changes: bool = False,
         comment: str | None = None,
+        subtasks: list[str] | None = None,
+        actor: str | None = None,
     ) -> Appended:
-        """Record a review decision (approve, decline or request changes)."""
+        """Record a review decision (approve, decline or request changes; a coordinator's
+        request names the subtasks to redo). `actor`: who decided, when not the user."""
         return self._update(
             run_id,
             user,
@@ -84,8 +105,9 @@ class RunCommands:
                 approved=approved,
                 request_changes=request_changes,
                 comment=comment,
-                actor=user,
+                actor=actor or user,
                 now=now,
+                subtasks=subtasks,
             ),
         )
 
@@ -102,7 +124,9 @@ class RunCommands:
         source = self.get_run(run_id, user)
         if source.status not in (FAILED, MERGE_FAILED):
             raise Conflict("Only a failed run can be retried.", source.status)
-        options = {
+        if source.subtask_key is not None and source.parent_run_id is not None:
+            return self.retry_child(source, user)
+        options: dict[str, Any] = {
             "parent_run_id": source.parent_run_id,
             "retried_from": str(source.id),
             "originating_branch": source.originating_branch,
@@ -184,21 +208,6 @@ class RunCommands:
                 **details,
             ),
         )
-
-    def renew_lease(self, run_id: UUID, lease_id: str, runner: str) -> tuple[Appended, datetime]:
-        """Extend a runner's own lease by the lease duration from now."""
-        expires = self.clock() + timedelta(seconds=self.lease_seconds)
-        appended = self._update(
-            run_id,
-            None,
-            lambda run, now: run.renew_lease(
-                lease_id=lease_id,
-                lease_expires_at=format_timestamp(expires),
-                runner=runner,
-                now=now,
-            ),
-        )
-        return appended, expires
 
     def expire_lease(self, run_id: UUID, fencing_token: int) -> Appended:
         """Expire a lapsed lease (idempotent: a renewed, replaced or gone lease is left alone)."""

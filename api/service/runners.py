@@ -1,5 +1,5 @@
-"""Runner use cases beyond one engine call: a report with its branch checked, and a
-heartbeat that finds the run of its lease."""
+"""Runner use cases beyond one engine call: a report with its branch checked, a heartbeat
+that finds the run of its lease, and the runner's right to read the run it holds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from uuid import UUID
 from adapters import git, readmodels
 from api.service.engine import Appended
 from api.service.positions import wait_for_head
-from domain.errors import Invalid, StaleLease
+from domain.errors import Invalid, NotFound, StaleLease
 from domain.runs import OWN_BRANCH_PREFIX, Run
 from domain.timestamps import format_timestamp
 
@@ -68,7 +68,8 @@ def report(
 
 
 def heartbeat(services: Services, lease_id: str, runner: str) -> dict[str, Any]:
-    """Renew a lease: its new expiry, and the sequence and position of the renewal."""
+    """Renew a lease: its new expiry, the sequence and position of the renewal, and what
+    the runner has yet to act on (resolved gates, redirects and amendments)."""
     run_id = _run_of_lease(services, lease_id)
     if run_id is None:
         # Maybe the claim is newer than the leases view: let it catch up once.
@@ -76,13 +77,25 @@ def heartbeat(services: Services, lease_id: str, runner: str) -> dict[str, Any]:
         run_id = _run_of_lease(services, lease_id)
     if run_id is None:
         raise StaleLease("The lease is no longer current.")
-    appended, expires = services.engine.renew_lease(UUID(run_id), lease_id, runner)
+    beat = services.engine.heartbeat(UUID(run_id), lease_id, runner)
     return {
         "lease_id": lease_id,
-        "lease_expires_at": format_timestamp(expires),
-        "sequence": appended.sequence,
-        "position": appended.position,
+        "lease_expires_at": format_timestamp(beat.expires_at),
+        "sequence": beat.appended.sequence,
+        "position": beat.appended.position,
+        "gates": beat.gates,
+        "directives": beat.directives,
     }
+
+
+def lease_holders_owner(services: Services, run_id: UUID, runner: str) -> str:
+    """The owner of the run whose current lease `runner` holds, so that the runner reads it
+    as its owner would; NotFound for any other run (asked of the run itself, not a read
+    model that may lag behind a claim)."""
+    run = services.engine.get_run(run_id)
+    if run.deleted or (run.lease or {}).get("runner") != runner:
+        raise NotFound("No such run.")
+    return run.owner
 
 
 def _run_of_lease(services: Services, lease_id: str) -> str | None:

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from adapters import git, merges
 from api.service.engine import Appended, Engine
+from api.service.plans import submission_plan
 from api.service.policies import remove_worktree
 from domain.errors import Conflict, Invalid, NotFound
 from domain.runs import AWAITING_REVIEW, DECLINED, MERGING
@@ -43,10 +44,11 @@ def submit_run(
     """Submit a run, in a project if one is named (an unknown project is a bad argument)."""
     engine = services.engine
     options = submission_options(engine, owner, **options)
-    if project_id is None:
-        return engine.submit_run(owner, task, **options)
     try:
-        return engine.submit_project_run(project_id, owner, task, **options)
+        plan = submission_plan(services, owner, project_id, options)
+        if project_id is None:
+            return engine.submit_run(owner, task, plan, **options)
+        return engine.submit_project_run(project_id, owner, task, plan=plan, **options)
     except NotFound:
         raise Invalid("No such project.", "project_id") from None
 
@@ -57,7 +59,8 @@ def submit_project_run(
     """Submit a run in the project of the path (an unknown project is not found)."""
     engine = services.engine
     options = submission_options(engine, owner, **options)
-    return engine.submit_project_run(project_id, owner, task, **options)
+    plan = submission_plan(services, owner, project_id, options)
+    return engine.submit_project_run(project_id, owner, task, plan=plan, **options)
 
 
 def review_run(
@@ -68,6 +71,7 @@ def review_run(
     approved: bool,
     request_changes: bool,
     comment: str | None,
+    subtasks: list[str] | None = None,
 ) -> Appended:
     """Review a run: an approval whose merge cannot start is refused; one that can start
     merges now (rather than at the merger's next tick); a declined run's worktree goes."""
@@ -78,7 +82,12 @@ def review_run(
         if refusal:
             raise Conflict(f"The merge cannot start: {refusal}", run.status)
     appended = engine.review_run(
-        run_id, owner, approved=approved, request_changes=request_changes, comment=comment
+        run_id,
+        owner,
+        approved=approved,
+        request_changes=request_changes,
+        comment=comment,
+        subtasks=subtasks,
     )
     if appended.status == MERGING:
         services.runtime.merger.merge(run_id)

@@ -17,6 +17,7 @@ from adapters.locks import Instance, ProcessLock, instance_alive
 from adapters.loop import Loop
 from adapters.outage import guard_event_store
 from api.config import Config
+from api.service.coordination import Coordination
 from api.service.engine import Engine
 from api.service.leadership import LOCK_NAME, Leadership
 from api.service.policies import LeaseExpiry, Merger, ProjectCleanup
@@ -77,6 +78,7 @@ class Runtime:
         self.lease_policy = LeaseExpiry(self.db, self.engine)
         self.merger = Merger(self.db, self.engine)
         self.cleanup = ProjectCleanup(self.db, self.engine)
+        self.coordination = Coordination(self.db, self.engine)
         self.policies: list[Loop] = []  # running while this process leads
         self.leadership = (
             None
@@ -123,7 +125,9 @@ class Runtime:
         self.lease_expiry = Loop("lease-expiry", self.lease_policy.tick, 1.0)
         self.merging = Loop("merger", self.merger.tick, 5.0)
         self.cleaning = Loop("project-cleanup", self.cleanup.tick, 30.0)
-        self.policies = [self.lease_expiry, self.merging, self.cleaning]
+        self.coordination.forget()
+        self.coordinating = Loop("coordinator", self.coordination.tick, 30.0)
+        self.policies = [self.lease_expiry, self.merging, self.cleaning, self.coordinating]
         for policy in self.policies:
             policy.start()
 
@@ -139,6 +143,7 @@ class Runtime:
         policies = self.policies
         if not policies:
             return
+        self.coordination.note(rows)
         topics = {row.topic for row in rows}
         for policy in policies:
             if not topics.isdisjoint(WAKING_TOPICS.get(policy.name, ())):

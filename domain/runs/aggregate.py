@@ -3,7 +3,9 @@
 A command method checks, then triggers an event; an event's ``apply`` only changes state.
 Ids and times come in from the caller, so replaying the events always gives the same run.
 The events live in domain/runs/events.py, the commands of an attempt (claim, output,
-outcome, lease) in attempts.py, review and merge in reviews.py; `Run` gathers them.
+outcome, lease) in attempts.py, review and merge in reviews.py; `Run` gathers them. Gates
+(gates.py) and steering (steering.py), with their events in gate_events.py, come first in
+the bases: they extend the attempt's output, claim and renewal.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.errors import Conflict, Invalid, NotFound
-from domain.runs import events
+from domain.runs import events, gate_events, plan_events
 from domain.runs.attempts import AttemptCommands
+from domain.runs.coordination import CoordinatorCommands
+from domain.runs.gates import GateCommands
 from domain.runs.reviews import ReviewCommands
 from domain.runs.states import (
     IN_PROGRESS,
@@ -28,9 +32,12 @@ from domain.runs.states import (
     merge_target,
     own_branch,
 )
+from domain.runs.steering import SteeringCommands
 
 
-class Run(AttemptCommands, ReviewCommands, Aggregate):
+class Run(
+    GateCommands, SteeringCommands, AttemptCommands, ReviewCommands, CoordinatorCommands, Aggregate
+):
     """An agent run: submitted, claimed by a runner, reported, reviewed, merged."""
 
     TOPIC = "runledger:Run"
@@ -60,6 +67,19 @@ class Run(AttemptCommands, ReviewCommands, Aggregate):
     MergeRefused = events.MergeRefused
     Archived = events.Archived
     Deleted = events.Deleted
+    PlanSet = plan_events.PlanSet
+    SubtaskDispatched = plan_events.SubtaskDispatched
+    SubtaskCompleted = plan_events.SubtaskCompleted
+    SubtaskFailed = plan_events.SubtaskFailed
+    SubtaskBlocked = plan_events.SubtaskBlocked
+    SubtaskCancelled = plan_events.SubtaskCancelled
+    SubtaskRetried = plan_events.SubtaskRetried
+    SubtaskUnblocked = plan_events.SubtaskUnblocked
+    SubtaskReopened = plan_events.SubtaskReopened
+    GateResolved = gate_events.GateResolved
+    OptionChanged = gate_events.OptionChanged
+    DirectiveIssued = gate_events.DirectiveIssued
+    DirectiveDelivered = gate_events.DirectiveDelivered
 
     # -- construction -------------------------------------------------------------------
 
@@ -80,6 +100,8 @@ class Run(AttemptCommands, ReviewCommands, Aggregate):
         model: str | None = None,
         max_attempts: int = 1,
         auto_approve_tools: bool = False,
+        subtask_key: str | None = None,
+        comment: str | None = None,
     ) -> Run:
         """Submit a new run, pending until a runner claims it."""
         if not task.strip():
@@ -102,6 +124,8 @@ class Run(AttemptCommands, ReviewCommands, Aggregate):
             model=model,
             max_attempts=max_attempts,
             auto_approve_tools=auto_approve_tools,
+            subtask_key=subtask_key,
+            comment=comment,
         )
 
     # -- queries ------------------------------------------------------------------------
@@ -123,9 +147,12 @@ class Run(AttemptCommands, ReviewCommands, Aggregate):
 
     @property
     def is_claimable(self) -> bool:
-        """True while the run waits for a runner: pending, or sent back for changes."""
-        return not self.deleted and (
-            self.status == PENDING or (self.status == IN_PROGRESS and self.lease is None)
+        """True while the run waits for a runner: pending, or sent back for changes (never
+        a coordinator: its children are claimed instead)."""
+        return (
+            not self.deleted
+            and self.plan is None
+            and (self.status == PENDING or (self.status == IN_PROGRESS and self.lease is None))
         )
 
     def assignment(self) -> dict[str, Any]:
@@ -142,6 +169,7 @@ class Run(AttemptCommands, ReviewCommands, Aggregate):
             "model": self.model,
             "max_attempts": self.max_attempts,
             "auto_approve_tools": self.auto_approve_tools,
+            "directives": self.unapplied_directives(),
         }
 
     def check_visible_to(self, user: str) -> None:
@@ -167,6 +195,7 @@ class Run(AttemptCommands, ReviewCommands, Aggregate):
             raise Conflict("The run has already ended.", self.status)
         if self.status == MERGING:
             raise Conflict("The run is being merged; it cannot be cancelled now.", self.status)
+        self.end_plan(actor, now)
         self._trigger(self.Cancelled, now, actor, reason=reason)
 
     def archive(self, *, actor: str, now: datetime) -> None:

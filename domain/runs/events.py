@@ -12,6 +12,10 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.domain import Aggregate
 
 from domain.events import WireNamed
+from domain.plans import AWAITING_ASSEMBLY, COMPLETE, DISPATCHING
+from domain.plans import CANCELLED as PLAN_CANCELLED
+from domain.plans import FAILED as PLAN_FAILED
+from domain.runs.gate_rules import OUTPUT_EFFECTS
 from domain.runs.states import (
     AWAITING_REVIEW,
     CANCELLED,
@@ -32,6 +36,11 @@ if TYPE_CHECKING:
     from domain.runs.aggregate import Run
 
 
+# Events that end a run or put it up for review: for a coordinator's child, news to the
+# coordination policy (api/service/coordination.py), which moves the coordinator's plan on.
+CHILD_NEWS = ("coordinator",)
+
+
 class Event(WireNamed, Aggregate.Event):
     """Every run event names who caused it (the base of all of Run's events)."""
 
@@ -39,9 +48,13 @@ class Event(WireNamed, Aggregate.Event):
 
 
 class Submitted(Event, Aggregate.Created):
+    """A run was submitted. v2 adds the subtask a coordinator's child run does
+    (`subtask_key`) and the comment it starts with (a reviewer's, when it redoes one)."""
+
     TYPE = "run.submitted"
     MAKES_CLAIMABLE = True
     WAKES = ("project-cleanup",)  # a run may land in a project being deleted
+    class_version = 2
     owner: str
     task: str
     project_id: str | None
@@ -53,6 +66,13 @@ class Submitted(Event, Aggregate.Created):
     model: str | None
     max_attempts: int
     auto_approve_tools: bool
+    subtask_key: str | None
+    comment: str | None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["subtask_key"] = None
+        state["comment"] = None
 
     def apply(self, run: Run) -> None:
         run.owner = self.owner
@@ -70,6 +90,14 @@ class Submitted(Event, Aggregate.Created):
         run.created_at = self.timestamp
         for name, value in INITIAL_STATE.items():
             setattr(run, name, value() if callable(value) else value)
+        run.subtask_key = self.subtask_key
+        run.comment = self.comment
+
+
+def set_coordinator_status(run: Run, status: str) -> None:
+    """A coordinator's plan status follows some of its run's own events."""
+    if run.plan is not None:
+        run.coordinator_status = status
 
 
 class Claimed(Event):
@@ -114,6 +142,7 @@ class Paused(Event):
 class Resumed(Event):
     TYPE = "run.resumed"
     KEEPS_LEASE = True
+    WAKES = ("coordinator",)  # a paused coordinator dispatches again
 
     def apply(self, run: Run) -> None:
         run.status = IN_PROGRESS
@@ -121,11 +150,13 @@ class Resumed(Event):
 
 class Cancelled(Event):
     TYPE = "run.cancelled"
+    WAKES = CHILD_NEWS
     ENDS_RUN = True
     reason: str | None
 
     def apply(self, run: Run) -> None:
         run.end(CANCELLED, self.timestamp)
+        set_coordinator_status(run, PLAN_CANCELLED)
 
 
 class OutputRecorded(Event):
@@ -142,22 +173,15 @@ class OutputRecorded(Event):
     def apply(self, run: Run) -> None:
         if self.kind == "step.started":
             run.step_count += 1
-        elif self.kind == "gate.opened":
-            run.open_gates = [
-                *run.open_gates,
-                {
-                    "gate_id": self.data["gate_id"],
-                    "kind": self.data.get("kind"),
-                    "prompt": self.data.get("prompt"),
-                    "opened_at": self.timestamp,
-                },
-            ]
+        elif self.kind in OUTPUT_EFFECTS:  # gates and steering: domain/runs/gate_rules.py
+            OUTPUT_EFFECTS[self.kind](run, self.data, self.timestamp)
 
 
 class ReviewRequested(Event):
     """The runner reported changes: the run waits for a human review."""
 
     TYPE = "run.review_requested"
+    WAKES = CHILD_NEWS
     tree_hash: str | None
     diff_stats: dict[str, int] | None
     branch: str | None
@@ -169,10 +193,12 @@ class ReviewRequested(Event):
         run.diff_stats = self.diff_stats
         run.branch = self.branch
         run.lease = None
+        set_coordinator_status(run, AWAITING_ASSEMBLY)
 
 
 class Completed(Event):
     TYPE = "run.completed"
+    WAKES = CHILD_NEWS
     ENDS_RUN = True
 
     def apply(self, run: Run) -> None:
@@ -183,6 +209,7 @@ class Completed(Event):
 
 class Failed(Event):
     TYPE = "run.failed"
+    WAKES = CHILD_NEWS
     ENDS_RUN = True
     category: str
     message: str
@@ -192,6 +219,7 @@ class Failed(Event):
         run.failure = {"category": self.category, "message": self.message}
         run.lease = None
         run.end(FAILED, self.timestamp)
+        set_coordinator_status(run, PLAN_FAILED)
 
 
 class Approved(Event):
@@ -207,12 +235,14 @@ class Approved(Event):
 
 class Declined(Event):
     TYPE = "review.declined"
+    WAKES = CHILD_NEWS
     ENDS_RUN = True
     comment: str | None
 
     def apply(self, run: Run) -> None:
         run.review = review_record("declined", self.actor, self.comment, self.timestamp)
         run.end(DECLINED, self.timestamp)
+        set_coordinator_status(run, PLAN_CANCELLED)
 
 
 class ChangesRequested(Event):
@@ -225,6 +255,7 @@ class ChangesRequested(Event):
         run.revision += 1
         run.comment = self.comment
         run.review = review_record("changes_requested", self.actor, self.comment, self.timestamp)
+        set_coordinator_status(run, DISPATCHING)
 
 
 class MergeStarted(Event):
@@ -248,12 +279,14 @@ class MergeStarted(Event):
 
 class MergeCompleted(Event):
     TYPE = "merge.completed"
+    WAKES = CHILD_NEWS
     ENDS_RUN = True
     merge_result: str | None
 
     def apply(self, run: Run) -> None:
         run.merge_result = self.merge_result
         run.end(MERGED, self.timestamp)
+        set_coordinator_status(run, COMPLETE)
 
 
 class LeaseRenewed(Event):
@@ -295,6 +328,7 @@ class RetryScheduled(Event):
 
 class MergeFailed(Event):
     TYPE = "merge.failed"
+    WAKES = CHILD_NEWS
     ENDS_RUN = True
     reason: str
     conflicting_files: list[str]
@@ -303,6 +337,7 @@ class MergeFailed(Event):
         run.conflicting_files = self.conflicting_files
         run.failure = {"category": "merge", "message": self.reason}
         run.end(MERGE_FAILED, self.timestamp)
+        set_coordinator_status(run, PLAN_FAILED)
 
 
 class MergeRefused(Event):

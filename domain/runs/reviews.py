@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from domain.errors import Conflict
+from domain.errors import Conflict, Invalid
 from domain.runs.events import (
     Approved,
     ChangesRequested,
@@ -30,11 +30,17 @@ class ReviewCommands(RunState):
         comment: str | None,
         actor: str,
         now: datetime,
+        subtasks: list[str] | None = None,
     ) -> None:
-        """Approve (then merge), decline, or send back for changes; a repeat is a no-op."""
+        """Approve (then merge), decline, or send back for changes; a repeat is a no-op.
+
+        A coordinator sent back for changes re-opens `subtasks` (all when None) and their
+        dependents."""
         decision = (
             "approved" if approved else "changes_requested" if request_changes else "declined"
         )
+        if subtasks is not None and (decision != "changes_requested" or self.plan is None):
+            raise Invalid("subtasks go only with changes requested of a coordinator.", "subtasks")
         if self.status != AWAITING_REVIEW:
             if decision_took_effect(self.review, self.status, decision):
                 return
@@ -48,6 +54,8 @@ class ReviewCommands(RunState):
             self._trigger(Declined, now, actor, comment=comment)
         else:
             self._trigger(ChangesRequested, now, actor, comment=comment)
+            if self.plan is not None:
+                self.reopen_subtasks(subtasks, comment, actor, now)
 
     def start_merge(
         self, *, target: str, old_commit: str, tip: str, merge_commit: str, now: datetime

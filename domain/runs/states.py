@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from domain.errors import Invalid
+from domain.runs.gate_rules import check_gate_output
 
 if TYPE_CHECKING:
     from domain.runs.events import Event
@@ -29,6 +30,8 @@ OUTPUT_TYPES = frozenset(
         "step.started",
         "step.completed",
         "gate.opened",
+        "gate.acknowledged",
+        "steering.applied",
         "log",
     }
 )
@@ -41,8 +44,7 @@ def check_output(events: list[tuple[str, Any]]) -> None:
             raise Invalid(f"Unknown runner event type {kind!r}.", "events")
         if not isinstance(data, dict):
             raise Invalid("A runner event's data must be an object.", "events")
-        if kind == "gate.opened" and not isinstance(data.get("gate_id"), str):
-            raise Invalid("A gate.opened event needs a gate_id.", "events")
+        check_gate_output(kind, data)
 
 
 OWN_BRANCH_PREFIX = "runledger/"
@@ -71,6 +73,8 @@ INITIAL_STATE: dict[str, Any] = {
     ),
     **dict.fromkeys(("diff_stats", "branch", "merge_result", "archived_at", "lease"), None),
     "merge_started": None,
+    "plan": None,
+    "coordinator_status": None,
     "not_before": None,
     "attempt": 1,
     "revision": 0,
@@ -79,6 +83,9 @@ INITIAL_STATE: dict[str, Any] = {
     "deleted": False,
     "open_gates": list,
     "conflicting_files": list,
+    "gate_resolutions": list,
+    "approved_tools": list,
+    "directives": list,
 }
 
 
@@ -100,6 +107,7 @@ class RunState:
     model: str | None
     max_attempts: int
     auto_approve_tools: bool
+    subtask_key: str | None  # the subtask of a coordinator's child run
     created_at: datetime
     # What happened since (INITIAL_STATE gives the first values).
     status: str
@@ -124,6 +132,14 @@ class RunState:
     deleted: bool
     open_gates: list[dict[str, Any]]
     conflicting_files: list[str]
+    # A coordinator's (domain/runs/plan_events.py): {auto_approve_children,
+    # integration_branch, subtasks: {key: subtask}}, and its status.
+    plan: dict[str, Any] | None
+    coordinator_status: str | None
+    # Gates and steering (domain/runs/gate_events.py, gate_rules.py).
+    gate_resolutions: list[dict[str, Any]]
+    approved_tools: list[str]
+    directives: list[dict[str, Any]]
 
     if TYPE_CHECKING:  # given by Run (domain/runs/aggregate.py) and the library's Aggregate
 
@@ -139,9 +155,22 @@ class RunState:
         @property
         def is_claimable(self) -> bool: ...
 
+        @property
+        def is_terminal(self) -> bool: ...
+
+        def cancel(self, *, actor: str, now: datetime, reason: str | None = None) -> None: ...
+
         def _trigger(
             self, event_class: Callable[..., Event], now: datetime, actor: str, **kw: Any
         ) -> None: ...
+
+        def _check_lease(self, fencing_token: int, runner: str) -> None: ...
+
+        def reopen_subtasks(
+            self, keys: list[str] | None, comment: str | None, actor: str, now: datetime
+        ) -> None: ...
+
+        def end_plan(self, actor: str, now: datetime) -> None: ...
 
         def _record(self, event: Event) -> None: ...
 

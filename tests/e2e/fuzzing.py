@@ -54,6 +54,14 @@ ROUTES: list[tuple[str, str, list[str], Any]] = [
     ("GET", "/api/events/stream", ["after", "run_id", "project_id", "type"], None),
     ("GET", "/api/runs/{run}/files", [], None),
     ("GET", "/api/runs/{run}/files/{file}", [], None),
+    ("POST", "/api/runs/{run}/gates/{file}", [], {"decision": "answer", "answer": "a"}),
+    ("POST", "/api/runs/{run}/auto-approve", [], {"enabled": True}),
+    (
+        "POST",
+        "/api/runs/{run}/steer",
+        [],
+        {"kind": "redirect", "instruction": "i", "target_child_run_id": "{run}"},
+    ),
     ("POST", "/api/runner/claim", [], {"runner_id": "f", "wait_seconds": 0}),
     ("POST", "/api/runner/leases/{lease}/heartbeat", [], {}),
     (
@@ -286,6 +294,7 @@ class Generator:
         body = json.loads(
             json.dumps(valid)
             .replace("{project}", self._id(self.world.projects))
+            .replace("{run}", self._id(self.world.runs))
             .replace('"fencing_token": 1', f'"fencing_token": {rng.choice([1, 1, 1, 2, 0, -1])}')
         )
         for _ in range(rng.randint(0, 2)):

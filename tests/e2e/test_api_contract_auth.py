@@ -8,12 +8,17 @@ import httpx
 import pytest
 
 from tests.e2e.contract_helpers import LOG, World, assert_error, fill
-from tests.support import ALICE, BOB, RUNNER
+from tests.support import ALICE, BOB, OTHER_RUNNER, RUNNER
 
+# Reads of one run: user keys, and the runner key holding the run's lease (see below).
+RUN_READS = [
+    ("GET", "/api/runs/{main}", None),
+    ("GET", "/api/runs/{main}/events", None),
+    ("GET", "/api/runs/{main}/stream", None),
+]
 USER_ENDPOINTS = [
     ("GET", "/api/runs", None),
     ("POST", "/api/runs", {"task": "x"}),
-    ("GET", "/api/runs/{main}", None),
     ("DELETE", "/api/runs/{main}", None),
     ("POST", "/api/runs/{main}/pause", {}),
     ("POST", "/api/runs/{main}/resume", {}),
@@ -21,8 +26,9 @@ USER_ENDPOINTS = [
     ("POST", "/api/runs/{main}/review", {"approved": True}),
     ("POST", "/api/runs/{main}/archive", {}),
     ("POST", "/api/runs/{main}/retry", {}),
-    ("GET", "/api/runs/{main}/events", None),
-    ("GET", "/api/runs/{main}/stream", None),
+    ("POST", "/api/runs/{main}/gates/g1", {"decision": "approve"}),
+    ("POST", "/api/runs/{main}/auto-approve", {"enabled": True}),
+    ("POST", "/api/runs/{main}/steer", {"kind": "stop", "instruction": "x"}),
     ("GET", "/api/events", None),
     ("GET", "/api/events/stream", None),
 ]
@@ -56,10 +62,11 @@ def call(world: World, method: str, path: str, body: Any, authorization: str | N
         return response.status_code, response.read().decode(), response.headers
 
 
+ALL_ENDPOINTS = RUN_READS + USER_ENDPOINTS + RUNNER_ENDPOINTS
+
+
 @pytest.mark.parametrize(
-    ("method", "path", "body"),
-    USER_ENDPOINTS + RUNNER_ENDPOINTS,
-    ids=[f"{m} {p}" for m, p, _ in USER_ENDPOINTS + RUNNER_ENDPOINTS],
+    ("method", "path", "body"), ALL_ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in ALL_ENDPOINTS]
 )
 def test_a_missing_or_unknown_key_is_401_with_www_authenticate(
     world: World, method: str, path: str, body: Any
@@ -85,6 +92,23 @@ def test_the_wrong_role_is_403(
     for key in wrong_keys:
         status, text, headers = call(world, method, path, body, f"Bearer {key}")
         assert_error(status, text, headers, 403, "forbidden")
+    world.assert_unchanged(before)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"), RUN_READS, ids=[f"{m} {p}" for m, p, _ in RUN_READS]
+)
+def test_a_runner_key_reads_only_the_run_it_holds_and_others_are_404(
+    world: World, method: str, path: str, body: Any
+) -> None:
+    before = world.snapshot()
+    status, text, _ = call(world, method, path, body, f"Bearer {RUNNER}")
+    assert status == 200, text[:300]  # main's lease is the runner's
+    for key, run in [(RUNNER, world.done), (RUNNER, world.bait), (OTHER_RUNNER, world.main)]:
+        status, text, headers = call(
+            world, method, path.replace("{main}", run), body, f"Bearer {key}"
+        )
+        assert_error(status, text, headers, 404, "not_found")
     world.assert_unchanged(before)
 
 

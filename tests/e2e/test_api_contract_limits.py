@@ -60,6 +60,22 @@ EDGES = [
         json={"fencing_token": "$token", "events": [{"type": "log", "data": {"n": HUGE}}]},
     ),
     Edge(
+        "events-gate-id-with-nul",
+        "POST",
+        EV,
+        key=R,
+        json={
+            "fencing_token": "$token",
+            "events": [{"type": "gate.opened", "data": {"gate_id": "g\u0000", "kind": "question"}}],
+        },
+    ),
+    Edge(
+        "steer-instruction-with-nul",
+        "POST",
+        RUN + "/steer",
+        content=b'{"kind": "amend", "instruction": "a\\u0000b"}',
+    ),
+    Edge(
         "report-huge-diff-stats",  # last: if it is accepted, main goes to review
         "POST",
         REPORT,

@@ -174,6 +174,34 @@ CASES = [
         json={"fencing_token": "$token", "events": [LOG]},
         field="run_id",
     ),
+    # gates and steering in a batch (main's lease is current)
+    *[
+        Case(
+            f"events-{name}",
+            "POST",
+            EV,
+            key=R,
+            json={"fencing_token": "$token", "events": [LOG, {"type": kind, "data": data}]},
+            field="events",
+        )
+        for name, kind, data in [
+            ("gate-kind-bogus", "gate.opened", {"kind": "tool", "prompt": "p"}),
+            ("gate-kind-number", "gate.opened", {"kind": 1}),
+            ("gate-id-number", "gate.opened", {"gate_id": 7, "kind": "question"}),
+            ("gate-id-too-long", "gate.opened", {"gate_id": "g" * 201, "kind": "question"}),
+            ("gate-tool-list", "gate.opened", {"kind": "tool_approval", "tool": ["bash"]}),
+            ("gate-prompt-object", "gate.opened", {"kind": "question", "prompt": {"q": 1}}),
+            (
+                "gate-sha-a-command",
+                "gate.opened",
+                {"kind": "shell_approval", "command_sha256": "ls"},
+            ),
+            ("gate-acknowledged-without-id", "gate.acknowledged", {}),
+            ("gate-acknowledged-id-null", "gate.acknowledged", {"gate_id": None}),
+            ("steering-applied-without-id", "steering.applied", {}),
+            ("steering-applied-id-number", "steering.applied", {"directive_id": 3}),
+        ]
+    ],
     # POST /api/runs/{id}/report (main's lease is current: only validation may refuse these)
     Case("report-malformed-json", "POST", REPORT, key=R, content=b'{"outcome": "changes",}'),
     Case("report-json-array", "POST", REPORT, key=R, json=["changes"]),

@@ -6,10 +6,13 @@ Submitting, listing, reading and commanding runs, and reading their events (page
 from __future__ import annotations
 
 import base64
+import uuid
 
 import pytest
 
 from tests.e2e.contract_helpers import EV, HUGE, NOT_A_UUID, RUN, Case, World, check_refused
+
+GATE, AUTO, STEER = RUN + "/gates/g1", RUN + "/auto-approve", RUN + "/steer"
 
 
 def _forged_cursor(text: str) -> str:
@@ -245,6 +248,148 @@ CASES = [
         RUN + "/review",
         json={"approved": False, "score": 3},
         field="score",
+    ),
+    # POST /api/runs/{id}/gates/{gate_id} (main has no open gate: a valid body is a 409)
+    Case(
+        "gate-bad-uuid",
+        "POST",
+        f"/api/runs/{NOT_A_UUID}/gates/g1",
+        json={"decision": "approve"},
+        field="run_id",
+    ),
+    Case(
+        "gate-id-too-long",
+        "POST",
+        RUN + "/gates/" + "g" * 201,
+        json={"decision": "approve"},
+        field="gate_id",
+    ),
+    Case("gate-malformed-json", "POST", GATE, content=b'{"decision": '),
+    Case("gate-empty-body", "POST", GATE, content=b""),
+    Case("gate-json-array", "POST", GATE, json=["approve"]),
+    Case("gate-missing-decision", "POST", GATE, json={}, field="decision"),
+    Case("gate-decision-bogus", "POST", GATE, json={"decision": "maybe"}, field="decision"),
+    Case("gate-decision-bool", "POST", GATE, json={"decision": True}, field="decision"),
+    Case(
+        "gate-answer-number",
+        "POST",
+        GATE,
+        json={"decision": "answer", "answer": 42},
+        field="answer",
+    ),
+    Case(
+        "gate-scope-bogus",
+        "POST",
+        GATE,
+        json={"decision": "approve", "scope": "forever"},
+        field="scope",
+    ),
+    Case(
+        "gate-unknown-field",
+        "POST",
+        GATE,
+        json={"decision": "approve", "why": "because"},
+        field="why",
+    ),
+    Case("gate-not-open", "POST", GATE, json={"decision": "approve"}, status=409, error="conflict"),
+    Case(
+        "gate-of-an-ended-run",
+        "POST",
+        "/api/runs/{done}/gates/g1",
+        json={"decision": "approve"},
+        status=409,
+        error="conflict",
+    ),
+    # POST /api/runs/{id}/auto-approve
+    Case(
+        "auto-approve-bad-uuid",
+        "POST",
+        f"/api/runs/{NOT_A_UUID}/auto-approve",
+        json={"enabled": True},
+        field="run_id",
+    ),
+    Case("auto-approve-malformed-json", "POST", AUTO, content=b"{enabled}"),
+    Case("auto-approve-empty-body", "POST", AUTO, content=b""),
+    Case("auto-approve-missing-enabled", "POST", AUTO, json={}, field="enabled"),
+    Case("auto-approve-enabled-string", "POST", AUTO, json={"enabled": "yes"}, field="enabled"),
+    Case("auto-approve-enabled-int", "POST", AUTO, json={"enabled": 1}, field="enabled"),
+    Case(
+        "auto-approve-unknown-field",
+        "POST",
+        AUTO,
+        json={"enabled": True, "tools": ["bash"]},
+        field="tools",
+    ),
+    Case(
+        "auto-approve-an-ended-run",
+        "POST",
+        "/api/runs/{done}/auto-approve",
+        json={"enabled": True},
+        status=409,
+        error="conflict",
+    ),
+    # POST /api/runs/{id}/steer (never a valid directive to main: it would take effect)
+    Case(
+        "steer-bad-uuid",
+        "POST",
+        f"/api/runs/{NOT_A_UUID}/steer",
+        json={"kind": "stop", "instruction": "x"},
+        field="run_id",
+    ),
+    Case("steer-malformed-json", "POST", STEER, content=b'{"kind": "stop"'),
+    Case("steer-json-string", "POST", STEER, json="stop"),
+    Case("steer-missing-kind", "POST", STEER, json={"instruction": "x"}, field="kind"),
+    Case(
+        "steer-kind-bogus",
+        "POST",
+        STEER,
+        json={"kind": "pause", "instruction": "x"},
+        field="kind",
+    ),
+    Case("steer-missing-instruction", "POST", STEER, json={"kind": "stop"}, field="instruction"),
+    Case(
+        "steer-blank-instruction",
+        "POST",
+        STEER,
+        json={"kind": "redirect", "instruction": " \n "},
+        field="instruction",
+    ),
+    Case(
+        "steer-instruction-number",
+        "POST",
+        STEER,
+        json={"kind": "amend", "instruction": 5},
+        field="instruction",
+    ),
+    Case(
+        "steer-target-not-uuid",
+        "POST",
+        STEER,
+        json={"kind": "stop", "instruction": "x", "target_child_run_id": "child"},
+        field="target_child_run_id",
+    ),
+    Case(
+        "steer-unknown-field",
+        "POST",
+        STEER,
+        json={"kind": "stop", "instruction": "x", "now": True},
+        field="now",
+    ),
+    Case(
+        "steer-target-no-such-child",
+        "POST",
+        STEER,
+        json={"kind": "stop", "instruction": "x", "target_child_run_id": str(uuid.uuid4())},
+        status=404,
+        error="not_found",
+    ),
+    Case(
+        "steer-an-ended-run",
+        "POST",
+        "/api/runs/{done}/steer",
+        json={"kind": "amend", "instruction": "x"},
+        status=409,
+        error="conflict",
     ),
     # GET /api/runs/{id}/events
     Case("run-events-after-negative", "GET", EV, params={"after": -1}, field="after"),

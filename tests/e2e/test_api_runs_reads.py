@@ -51,6 +51,9 @@ RUN_PROBES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/review", {"json": {"approved": False, "request_changes": True}}),
     ("POST", "/archive", {}),
     ("POST", "/retry", {}),
+    ("POST", "/gates/g1", {"json": {"decision": "approve"}}),
+    ("POST", "/auto-approve", {"json": {"enabled": True}}),
+    ("POST", "/steer", {"json": {"kind": "stop", "instruction": "mine now"}}),
     ("DELETE", "", {}),
 ]
 

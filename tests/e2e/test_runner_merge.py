@@ -2,64 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from adapters import git
-from tests.serve import ROOT
-from tests.support import ALICE, BOB, RUNNER, Server, make_repo
+from tests.e2e.runner_helpers import runner, wait_for_status
+from tests.support import ALICE, BOB, Server, make_repo
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo")
-
-
-@contextmanager
-def runner(server: Server, workdir: Path, command: str, *extra: str) -> Iterator[None]:
-    """`runledger runner` in a subprocess for the duration of the block."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "runner",
-            "--server",
-            server.url,
-            "--key",
-            RUNNER,
-            "--command",
-            command,
-            "--workdir",
-            str(workdir),
-            *extra,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def wait_for_status(client: httpx.Client, run_id: str, status: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = client.get(f"/api/runs/{run_id}").json()
-        if run.get("status") == status:
-            return run
-        time.sleep(0.1)
-    raise AssertionError(f"run {run_id} never reached {status}: {run}")
 
 
 def demo_project(alice: httpx.Client, repo: Path) -> str:

@@ -23,11 +23,12 @@ OWNER, RUNNER = "alice", "runner-1"
 
 
 def rows_of(runtime: Runtime) -> list[tuple[Any, ...]]:
-    """The runs view as stored: run id, owner, project, parent, status, archived, claimable,
-    created position and the parsed document (other columns are left to the rebuild test)."""
+    """The runs view as stored: run id, owner, project, parent, subtask, status, archived,
+    claimable, created position and the parsed document (other columns are left to the
+    rebuild test)."""
     with runtime.db.reading() as cur:
         rows = readmodels.all_runs(cur)
-    return [(*row[:7], row[-2], orjson.loads(row[-1])) for row in rows]
+    return [(*row[:8], row[-2], orjson.loads(row[-1])) for row in rows]
 
 
 def expected_rows(runtime: Runtime) -> list[tuple[Any, ...]]:
@@ -45,6 +46,7 @@ def expected_rows(runtime: Runtime) -> list[tuple[Any, ...]]:
                 run.owner,
                 run.project_id,
                 run.parent_run_id,
+                run.subtask_key,
                 run.status,
                 int(run.archived_at is not None),
                 int(run.is_claimable),
@@ -84,7 +86,7 @@ def runs_in_every_state(engine: Engine) -> list[UUID]:
         token,
         [
             ("step.started", {"n": 1}),
-            ("gate.opened", {"kind": "tool", "prompt": "run rm?"}),
+            ("gate.opened", {"kind": "tool_approval", "prompt": "run rm?"}),
             ("agent.message", {"text": "héllo ✓"}),
         ],
     )

@@ -38,7 +38,11 @@ outputs = st.lists(
         [
             ("log", {"line": "héllo ✓"}),
             ("step.started", {}),
-            ("gate.opened", {"kind": "tool", "prompt": "ok?"}),
+            ("gate.opened", {"kind": "tool_approval", "prompt": "ok?"}),
+            ("gate.opened", {"gate_id": "t", "kind": "tool_approval", "tool": "bash"}),
+            ("gate.opened", {"kind": "question", "prompt": "which?"}),
+            ("gate.acknowledged", {"gate_id": "t"}),
+            ("steering.applied", {"directive_id": "d"}),
             ("tool.output", {"_type_": "x", "_data_": 1}),
         ]
     ),
@@ -65,6 +69,9 @@ anything = st.one_of(
     st.tuples(st.just("renew"), run_index),
     st.tuples(st.just("expire"), run_index),
     st.tuples(st.just("archive"), run_index),
+    st.tuples(st.just("resolve"), run_index, st.integers(0, 3)),
+    st.tuples(st.just("auto_approve"), run_index, st.booleans()),
+    st.tuples(st.just("steer"), run_index, st.sampled_from(["stop", "redirect", "amend"])),
     st.tuples(st.just("delete"), run_index),
     st.tuples(st.just("catch_up")),
 )
@@ -197,10 +204,32 @@ class Driver:
             engine.refuse_merge(run_id, "dirty checkout")
 
     def renew(self, run_id: UUID) -> None:
-        self.runtime.engine.renew_lease(run_id, self.leases.get(run_id, ("none", 0))[0], RUNNER)
+        self.runtime.engine.heartbeat(run_id, self.leases.get(run_id, ("none", 0))[0], RUNNER)
 
     def expire(self, run_id: UUID) -> None:
         self.runtime.engine.expire_lease(run_id, self.token(run_id))
+
+    def resolve(self, run_id: UUID, choice: int) -> None:
+        """Resolve the run's first open gate (a conflict when none is open)."""
+        gates = self.runtime.engine.get_run(run_id).open_gates
+        gate = gates[0] if gates else {"gate_id": "none", "kind": "question"}
+        question = gate["kind"] == "question"
+        self.runtime.engine.resolve_gate(
+            run_id,
+            OWNER,
+            gate["gate_id"],
+            decision="answer" if question else ("approve", "deny")[choice % 2],
+            answer="yes" if question else None,
+            scope=("once", "run")[choice // 2],
+        )
+
+    def auto_approve(self, run_id: UUID, enabled: bool) -> None:
+        self.runtime.engine.set_auto_approve(run_id, OWNER, enabled=enabled)
+
+    def steer(self, run_id: UUID, kind: str) -> None:
+        self.runtime.engine.steer_run(
+            run_id, OWNER, directive_id="d", kind=kind, instruction="go", targets=[str(run_id)]
+        )
 
     def archive(self, run_id: UUID) -> None:
         self.runtime.engine.archive_run(run_id, OWNER)

@@ -51,12 +51,22 @@ REVIEWED = {  # decision -> (event, status)
 # A repeated decision is a no-op while the run is still where that decision led it.
 LED_TO = {"approve": {MERGING, MERGED}, "decline": {DECLINED}, "request_changes": {IN_PROGRESS}}
 
+NAMING_AN_ID = {"gate.opened", "gate.acknowledged", "steering.applied"}
 VALID_OUTPUTS = [
-    *((kind, {}) for kind in sorted(OUTPUT_TYPES - {"gate.opened"})),
-    ("gate.opened", {"gate_id": "g1", "kind": "tool", "prompt": "ok?"}),
+    *((kind, {}) for kind in sorted(OUTPUT_TYPES - NAMING_AN_ID)),
+    ("gate.opened", {"gate_id": "g1", "kind": "tool_approval", "prompt": "ok?"}),
     ("gate.opened", {"gate_id": "g2"}),
+    ("gate.acknowledged", {"gate_id": "g1"}),
+    ("steering.applied", {"directive_id": "d1"}),
 ]
-INVALID_OUTPUTS = [("gate.opened", {}), ("gate.opened", {"gate_id": 1}), ("run.completed", {})]
+INVALID_OUTPUTS = [
+    ("gate.opened", {}),
+    ("gate.opened", {"gate_id": 1}),
+    ("gate.opened", {"gate_id": "g3", "kind": "tool"}),
+    ("gate.acknowledged", {}),
+    ("steering.applied", {"directive_id": 5}),
+    ("run.completed", {}),
+]
 output_batches = st.lists(st.sampled_from(VALID_OUTPUTS + INVALID_OUTPUTS), max_size=3)
 valid_output_batches = st.lists(st.sampled_from(VALID_OUTPUTS), max_size=3)
 # Mostly the current fencing token, sometimes an old or a future one.

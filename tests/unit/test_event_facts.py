@@ -35,12 +35,24 @@ def test_a_run_ends_with_a_completion_failure_cancellation_decline_or_merge_outc
     }
 
 
-def test_output_pauses_resumes_and_archiving_leave_the_lease_as_it_was() -> None:
+def test_output_pauses_resumes_archiving_gates_and_steering_leave_the_lease_as_it_was() -> None:
     assert types(LEASE_KEEPING_TOPICS) == {
         "runledger:run.output",
         "run.paused",
         "run.resumed",
         "run.archived",
+        "subtask.dispatched",
+        "subtask.completed",
+        "subtask.failed",
+        "subtask.blocked",
+        "subtask.cancelled",
+        "subtask.retried",
+        "subtask.unblocked",
+        "subtask.reopened",
+        "gate.resolved",
+        "run.option_changed",
+        "steering.directive",
+        "steering.delivered",
     }
 
 
@@ -49,6 +61,24 @@ def test_each_policy_is_woken_by_the_events_it_acts_on() -> None:
         "merger": {"review.approved"},
         "lease-expiry": {"run.claimed", "lease.renewed"},
         "project-cleanup": {"project.deleted", "run.submitted"},
+        # a coordinator's plan moves on when it is set or a subtask moves, and when a
+        # run (maybe its child) ends or awaits review
+        "coordinator": {
+            "plan.set",
+            "subtask.dispatched",
+            "subtask.completed",
+            "subtask.retried",
+            "subtask.unblocked",
+            "subtask.reopened",
+            "run.resumed",
+            "run.review_requested",
+            "run.completed",
+            "run.failed",
+            "run.cancelled",
+            "review.declined",
+            "merge.completed",
+            "merge.failed",
+        },
     }
 
 

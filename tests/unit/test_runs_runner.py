@@ -101,7 +101,7 @@ def test_output_events_store_and_replay_exactly_like_library_made_events() -> No
     claim(run)
     history = run.collect_events()
     before = run.version
-    batch = [("step.started", {"n": 1}), ("gate.opened", {"gate_id": "g", "kind": "tool"})]
+    batch = [("step.started", {"n": 1}), ("gate.opened", {"gate_id": "g", "kind": "question"})]
     output(run, *batch, ("log", {"line": "x"}))
     made = run.collect_events()
     by_init = [
@@ -137,10 +137,17 @@ def test_step_started_increments_the_step_count() -> None:
 def test_gate_opened_adds_an_open_gate() -> None:
     run = given(IN_PROGRESS)
 
-    output(run, ("gate.opened", {"gate_id": "g1", "kind": "tool", "prompt": "run rm?"}))
+    output(run, ("gate.opened", {"gate_id": "g1", "kind": "tool_approval", "prompt": "run rm?"}))
 
     assert run.open_gates == [
-        {"gate_id": "g1", "kind": "tool", "prompt": "run rm?", "opened_at": LATER}
+        {
+            "gate_id": "g1",
+            "kind": "tool_approval",
+            "prompt": "run rm?",
+            "tool": None,
+            "command_sha256": None,
+            "opened_at": LATER,
+        }
     ]
     assert appended(run) == ["gate.opened"]
 

@@ -11,10 +11,22 @@ from tests.unit.helpers import NOW, OWNER, claim, output, report, review, submit
 
 
 def every_kind_of_event() -> list[object]:
-    """A run taken through output, review, changes, merge; a project created and updated."""
+    """A run taken through output, gates, steering, review, changes, merge; a project created
+    and updated."""
     run = submit(project_id="p", repository_path="/srv/repo", max_attempts=3)
     claim(run)
-    output(run, ("step.started", {}), ("gate.opened", {"gate_id": "g", "kind": "tool"}))
+    gate = {"gate_id": "g", "kind": "tool_approval", "tool": "bash"}
+    output(run, ("step.started", {}), ("gate.opened", gate))
+    run.resolve_gate(
+        gate_id="g", decision="approve", answer=None, scope="run", actor=OWNER, now=NOW
+    )
+    output(run, ("gate.opened", {**gate, "gate_id": "h"}), ("gate.acknowledged", {"gate_id": "g"}))
+    run.set_auto_approve(enabled=True, actor=OWNER, now=NOW)
+    run.steer(
+        directive_id="d", kind="amend", instruction="i", targets=[str(run.id)], actor=OWNER, now=NOW
+    )
+    run.renew_lease(lease_id="lease-1", lease_expires_at="x", runner="runner-1", now=NOW)
+    output(run, ("steering.applied", {"directive_id": "d"}))
     run.pause(actor=OWNER, now=NOW)
     run.resume(actor=OWNER, now=NOW)
     report(run, "changes", tree_hash="abcd", diff_stats={"files": 1, "added": 2, "removed": 0})

@@ -5,12 +5,14 @@ from __future__ import annotations
 from domain.topics import TYPES_BY_TOPIC
 
 STORED_TOPICS = {
+    "runledger:gate.resolved": "gate.resolved",
     "runledger:lease.expired": "lease.expired",
     "runledger:lease.renewed": "lease.renewed",
     "runledger:merge.completed": "merge.completed",
     "runledger:merge.failed": "merge.failed",
     "runledger:merge.refused": "merge.refused",
     "runledger:merge.started": "merge.started",
+    "runledger:plan.set": "plan.set",
     "runledger:project.created": "project.created",
     "runledger:project.deleted": "project.deleted",
     "runledger:project.updated": "project.updated",
@@ -23,12 +25,23 @@ STORED_TOPICS = {
     "runledger:run.completed": "run.completed",
     "runledger:run.deleted": "run.deleted",
     "runledger:run.failed": "run.failed",
+    "runledger:run.option_changed": "run.option_changed",
     "runledger:run.output": "",  # runner output: its wire type is the runner's `kind`
     "runledger:run.paused": "run.paused",
     "runledger:run.resumed": "run.resumed",
     "runledger:run.retry_scheduled": "run.retry_scheduled",
     "runledger:run.review_requested": "run.review_requested",
     "runledger:run.submitted": "run.submitted",
+    "runledger:subtask.blocked": "subtask.blocked",
+    "runledger:subtask.cancelled": "subtask.cancelled",
+    "runledger:subtask.completed": "subtask.completed",
+    "runledger:subtask.dispatched": "subtask.dispatched",
+    "runledger:subtask.failed": "subtask.failed",
+    "runledger:subtask.reopened": "subtask.reopened",
+    "runledger:subtask.retried": "subtask.retried",
+    "runledger:subtask.unblocked": "subtask.unblocked",
+    "runledger:steering.delivered": "steering.delivered",
+    "runledger:steering.directive": "steering.directive",
 }
 
 

@@ -1,0 +1,77 @@
+"""Work plan routes: give a run its plan (its owner, or the planner runner holding its
+lease), read the plan, its children and the graph a UI draws."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from adapters.db import Cursor
+from api.http import auth, schemas
+from api.http.errors import JSON, invalid
+from api.http.requests import idempotent, parse, path_id, read_model_doc, services
+from api.http.runs import command_body
+from api.service import plans as use_cases
+from api.service.engine import Appended
+
+
+async def set_work_plan(request: Request) -> Response:
+    caller = auth.principal(request, "user", "runner")
+    run_id = path_id(request)
+
+    async def command() -> Appended:
+        body = await parse(request, schemas.WorkPlan)
+        if caller.role == "runner" and body.fencing_token is None:
+            raise invalid("A runner sets a plan with its fencing_token.", "fencing_token")
+        if caller.role == "user" and body.fencing_token is not None:
+            raise invalid("fencing_token is for the planner runner holding the lease.")
+        subtasks = [s.model_dump() for s in body.subtasks]
+        return await run_in_threadpool(
+            lambda: use_cases.set_work_plan(
+                services(request),
+                run_id,
+                caller.name,
+                subtasks=subtasks,
+                auto_approve_children=body.auto_approve_children,
+                fencing_token=body.fencing_token,
+            )
+        )
+
+    def answer(appended: Appended) -> Response:
+        plan = use_cases.current_plan(services(request), appended.run_id)
+        body = command_body(request, appended)
+        return JSON({**plan, "sequence": body["sequence"], "position": body["position"]}, 201)
+
+    return await idempotent(request, caller.name, command, answer)
+
+
+def _read(read: Callable[[Cursor, str, str], dict[str, Any] | None], missing: str):
+    """A route answering one read-model document of the caller's run."""
+
+    async def endpoint(request: Request) -> Response:
+        owner = auth.user(request)
+        run_id = str(path_id(request))
+        return await read_model_doc(request, lambda cur: read(cur, run_id, owner), missing)
+
+    return endpoint
+
+
+routes = [
+    Route("/api/runs/{run_id}/work-plan", set_work_plan, methods=["PUT"]),
+    Route(
+        "/api/runs/{run_id}/work-plan",
+        _read(use_cases.work_plan, "No such run with a work plan."),
+        methods=["GET"],
+    ),
+    Route(
+        "/api/runs/{run_id}/children",
+        _read(use_cases.children, "No such run with a work plan."),
+        methods=["GET"],
+    ),
+    Route("/api/runs/{run_id}/graph", _read(use_cases.graph, "No such run."), methods=["GET"]),
+]

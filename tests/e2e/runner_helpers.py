@@ -1,0 +1,63 @@
+"""The reference runner in a subprocess, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from tests.serve import ROOT
+from tests.support import RUNNER, Server
+
+
+@contextmanager
+def runner(
+    server: Server, workdir: Path, command: str, *extra: str, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`runledger runner` in a subprocess for the duration of the block (its log in `log`
+    if given)."""
+    with ExitStack() as stack:
+        sink: int | IO[bytes] = (
+            subprocess.DEVNULL if log is None else stack.enter_context(log.open("ab"))
+        )
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "runner",
+                "--server",
+                server.url,
+                "--key",
+                RUNNER,
+                "--command",
+                command,
+                "--workdir",
+                str(workdir),
+                *extra,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def wait_for_status(client: httpx.Client, run_id: str, status: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get(f"/api/runs/{run_id}").json()
+        if run.get("status") == status:
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} never reached {status}: {run}")
