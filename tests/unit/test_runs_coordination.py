@@ -51,6 +51,17 @@ def coordinator() -> Run:
     return run
 
 
+def awaiting_assembly() -> Run:
+    """A coordinator whose four subtasks all merged, awaiting its assembly review."""
+    run = coordinator()
+    advance(run)
+    advance(run, a="merged", b="merged")
+    advance(run, c="merged")
+    advance(run, d="merged")
+    run.request_assembly(tree_hash=None, diff_stats=None, now=LATER)
+    return run
+
+
 def test_a_plan_makes_a_pending_run_a_coordinator_that_is_never_claimed() -> None:
     run = given("pending")
 
@@ -118,12 +129,7 @@ def test_all_completed_makes_the_coordinator_ready_for_its_assembly_review() -> 
 
 
 def test_approving_the_assembly_without_a_repository_completes_the_plan() -> None:
-    run = coordinator()
-    advance(run)
-    advance(run, a="merged", b="merged")
-    advance(run, c="merged")
-    advance(run, d="merged")
-    run.request_assembly(tree_hash=None, diff_stats=None, now=LATER)
+    run = awaiting_assembly()
 
     review(run, "approve")
 
@@ -248,12 +254,7 @@ def test_cancelling_a_coordinator_cancels_active_subtasks_and_blocks_waiting_one
 
 
 def test_request_changes_reopens_the_named_subtasks_and_their_dependents() -> None:
-    run = coordinator()
-    advance(run)
-    advance(run, a="merged", b="merged")
-    advance(run, c="merged")
-    advance(run, d="merged")
-    run.request_assembly(tree_hash=None, diff_stats=None, now=LATER)
+    run = awaiting_assembly()
     run.collect_events()
 
     run.decide_review(
@@ -277,12 +278,7 @@ def test_request_changes_reopens_the_named_subtasks_and_their_dependents() -> No
 
 
 def test_request_changes_naming_an_unknown_subtask_is_invalid() -> None:
-    run = coordinator()
-    advance(run)
-    advance(run, a="merged", b="merged")
-    advance(run, c="merged")
-    advance(run, d="merged")
-    run.request_assembly(tree_hash=None, diff_stats=None, now=LATER)
+    run = awaiting_assembly()
     run.collect_events()
 
     with pytest.raises(Invalid, match="zz"):
