@@ -6,14 +6,13 @@ run, lets the aggregate decide (domain/runs/gates.py, steering.py), and saves.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
+from api.service.engine_parts import EngineParts
 from api.service.results import Appended
-from domain.runs import Run
 from domain.timestamps import format_timestamp
 
 
@@ -28,20 +27,8 @@ class Heartbeat:
     directives: list[dict[str, Any]]
 
 
-class GateEngineCommands:
+class GateEngineCommands(EngineParts):
     """Resolve a gate, toggle auto-approval, steer a run; renew a lease with its news."""
-
-    if TYPE_CHECKING:  # given by the Engine (engine.py)
-        clock: Callable[[], datetime]
-        lease_seconds: float
-
-        def _update(
-            self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
-        ) -> Appended: ...
-
-        def _update_run(
-            self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
-        ) -> tuple[Run, Appended]: ...
 
     def resolve_gate(
         self,

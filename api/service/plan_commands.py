@@ -7,37 +7,22 @@ policy (api/service/coordination.py) calls them; none of them touches git or HTT
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
+from api.service.engine_parts import EngineParts
 from api.service.results import Appended
 from domain.errors import Conflict
 from domain.plans import child_run_id
-from domain.projects import Project
 from domain.runs import Run
 
 
-class PlanCommands:
+class PlanCommands(EngineParts):
     """One method per command on a coordinator, and the creation of its children."""
-
-    if TYPE_CHECKING:  # given by the Engine (engine.py)
-        clock: Callable[[], datetime]
-        new_id: Callable[[], UUID]
-
-        def get_run(
-            self, run_id: UUID, user: str | None = None, version: int | None = None
-        ) -> Run: ...
-
-        def _save(self, aggregate: Run | Project) -> Appended: ...
-
-        def _update(
-            self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
-        ) -> Appended: ...
 
     def set_work_plan(
         self,

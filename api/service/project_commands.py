@@ -11,35 +11,18 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Repository
+from eventsourcing.application import AggregateNotFoundError
 
+from api.service.engine_parts import EngineParts
 from api.service.results import Appended
 from domain.errors import Conflict, NotFound
 from domain.projects import Project
-from domain.runs import Run
 
 
-class ProjectCommands:
+class ProjectCommands(EngineParts):
     """One method per command on a project."""
 
-    if TYPE_CHECKING:  # given by the Engine (engine.py, run_commands.py)
-        clock: Callable[[], datetime]
-        new_id: Callable[[], UUID]
-
-        @property
-        def repository(self) -> Repository[UUID]: ...
-
-        def _save(self, aggregate: Run | Project) -> Appended: ...
-
-        def _load_decide_save(
-            self,
-            aggregate_id: UUID,
-            user: str | None,
-            seen: Callable[[], Project | None],
-            load: Callable[[], Project],
-            decide: Callable[[Project, datetime], None],
-            too_fast: Callable[[], Conflict],
-        ) -> tuple[Project, Appended]: ...
+    if TYPE_CHECKING:  # given by the run commands (run_commands.py)
 
         def submit_run(self, owner: str, task: str, **options: Any) -> Appended: ...
 

@@ -6,41 +6,23 @@ do the loading and saving; each method here is one command of the Run aggregate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from api.service.engine_parts import EngineParts
 from api.service.results import Appended, Lease
 from domain.errors import Conflict, NotFound
-from domain.projects import Project
 from domain.runs import FAILED, MERGE_FAILED, Run
 from domain.timestamps import format_timestamp
 
 
-class RunCommands:
+class RunCommands(EngineParts):
     """One method per command on a run: the user's, the runner's, and the merger's."""
 
-    if TYPE_CHECKING:  # given by the Engine (engine.py, project_commands.py)
-        clock: Callable[[], datetime]
-        new_id: Callable[[], UUID]
-        lease_seconds: float
-        retry_backoff: float
-
-        def get_run(
-            self, run_id: UUID, user: str | None = None, version: int | None = None
-        ) -> Run: ...
-
-        def _save(self, aggregate: Run | Project) -> Appended: ...
-
-        def _update(
-            self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
-        ) -> Appended: ...
-
-        def _update_run(
-            self, run_id: UUID, user: str | None, decide: Callable[[Run, datetime], None]
-        ) -> tuple[Run, Appended]: ...
+    if TYPE_CHECKING:  # given by the other command mixins
 
         def submit_project_run(
             self, project_id: UUID, owner: str, task: str, **options: Any
