@@ -178,11 +178,15 @@ class Session:
                 self.config.command, where, env, task_text(self.run["task"], directives), self._line
             )
             try:
+                suspended = False
                 while agent.running():
                     if self.lost.is_set() or self.news.redirect_waiting():
                         redirected = not self.lost.is_set()
                         agent.stop(self.config.kill_grace)
                         break
+                    if self.news.paused.is_set() != suspended:  # a pause holds the agent
+                        suspended = not suspended
+                        agent.suspend(suspended)
                     self.news.wait(0.05)
             finally:
                 if agent.running():  # the runner itself is being stopped

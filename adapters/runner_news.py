@@ -27,6 +27,7 @@ class News:
         self.lease_id = lease_id  # this session's lease: another claim's ends it
         self._changed = threading.Condition()
         self.ended = threading.Event()  # the lease is gone: stop, and report nothing
+        self.paused = threading.Event()  # the run is paused: its agent waits, suspended
         self.why = ""
         self._resolutions: dict[str, dict[str, Any]] = {}
         self._known: set[str] = set()
@@ -78,6 +79,10 @@ class News:
             self.directive(data)
         elif kind == "run.claimed" and data.get("lease_id") == self.lease_id:
             return  # our own claim, replayed by a stream that started before it
+        elif kind in ("run.paused", "run.resumed"):
+            with self._changed:
+                (self.paused.set if kind == "run.paused" else self.paused.clear)()
+                self._changed.notify_all()
         elif kind in LEASE_ENDING:
             self.end(LEASE_ENDING[kind])
 

@@ -57,10 +57,15 @@ class AgentProcess:
         """True until the command's shell has exited."""
         return self.proc.poll() is None
 
+    def suspend(self, suspended: bool) -> None:
+        """Stop the whole group where it is (SIGSTOP), or let it go on (SIGCONT)."""
+        _signal_group(self.pid, signal.SIGSTOP if suspended else signal.SIGCONT)
+
     def stop(self, grace: float = KILL_GRACE) -> None:
         """End the whole process group: SIGTERM, then SIGKILL to whatever is left after
         `grace` seconds (or once the shell has gone, for children that outlived it)."""
         _signal_group(self.pid, signal.SIGTERM)
+        _signal_group(self.pid, signal.SIGCONT)  # a suspended group handles its SIGTERM
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(grace)
         _signal_group(self.pid, signal.SIGKILL)

@@ -202,3 +202,34 @@ def test_stopping_the_runner_ends_the_agents_process_group(server: Server, tmp_p
         proc.terminate()
         assert proc.wait(10) == 143
         seconds_until_gone(pids)
+
+
+def state_of(pid: int) -> str:
+    """The process's state letter (`T`: stopped by a signal)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def wait_for_state(pids: list[int], state: str, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while {state_of(pid) for pid in pids} != {state}:
+        assert time.monotonic() < deadline, [state_of(pid) for pid in pids]
+        time.sleep(0.02)
+
+
+def test_a_pause_suspends_the_agents_process_group_and_a_resume_lets_it_go_on(
+    server: Server, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    with server.client(ALICE) as alice, runner(server, work, SLEEPER, log=tmp_path / "log"):
+        run_id, pids = started(alice, work)
+
+        ok(alice.post(f"/api/runs/{run_id}/pause"))
+        wait_for_state(pids, "T")
+
+        ok(alice.post(f"/api/runs/{run_id}/resume"))
+        wait_for_state(pids, "S")  # sleeping again, as before the pause
+
+        ok(alice.post(f"/api/runs/{run_id}/pause"))
+        wait_for_state(pids, "T")
+        ok(alice.post(f"/api/runs/{run_id}/cancel", json={}))  # a suspended agent still ends
+        assert seconds_until_gone(pids) < 2.0
