@@ -72,3 +72,22 @@ def check_idle(column: str, run_status: str | None) -> None:
     """A task whose run is still going cannot be moved, edited away or started again."""
     if run_status in ACTIVE_RUN:
         raise Conflict("The task's run is still going.", run_status or column)
+
+
+SHOWN_COLUMNS = ("backlog", "ready", "in_progress", "in_review", "done")
+"""The board's columns as shown: a started task's column follows its run."""
+
+
+def shown_column(column: str, run_id: str | None, run_status: str | None) -> str:
+    """Where the board shows a task: its own column until it is started, then its run's
+    (`in_progress` from the start on, also before the run is seen), back to `ready`
+    when the run failed, was declined, could not merge or was cancelled."""
+    if run_id is None:
+        return column
+    if run_status in ("awaiting_review", "merging"):
+        return "in_review"
+    if run_status in DONE_RUN:
+        return "done"
+    if run_status in FAILED_RUN:
+        return READY
+    return "in_progress"
