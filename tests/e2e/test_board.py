@@ -186,3 +186,15 @@ def test_another_users_board_and_tasks_are_not_found(alice: User, bob: User) -> 
     assert act(bob, pid, task_id, "ready").status_code == 404
     assert bob.post(tasks_path(pid), json={"title": "x"}).status_code == 404
     assert board(alice, pid)["columns"][0]["tasks"][0]["column"] == "backlog"
+
+
+def test_board_events_are_on_the_projects_global_log(alice: User) -> None:
+    pid = create_project(alice)["project_id"]
+    task_id = ready_tasks(alice, pid, "a")["a"]
+
+    body = expect(alice.get("/api/events", params={"project_id": pid, "type": "backlog.*"}), 200)
+
+    events = body["events"]
+    assert [e["type"] for e in events] == ["backlog.task_created", "backlog.task_moved"]
+    assert all(e["project_id"] == pid and e.get("run_id") is None for e in events), events
+    assert events[1]["data"] == {"task_id": task_id, "column": "ready", "position": 0}
