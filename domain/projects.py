@@ -8,8 +8,10 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain import project_board
+from domain.board import COLUMNS
 from domain.errors import Invalid, NotFound
-from domain.events import WireNamed
+from domain.project_board import BoardCommands, ProjectEvent
 
 
 class ProjectState:
@@ -24,19 +26,25 @@ class ProjectState:
     settings: dict[str, Any]
     created_at: datetime
     deleted: bool
+    tasks: dict[str, dict[str, Any]]  # task id → title, description, column, run_id, starts
+    columns: dict[str, list[str]]  # column → its task ids, top first
 
 
-class Project(ProjectState, Aggregate):
-    """A project: where runs get their repository and the branch they merge into."""
+class Project(BoardCommands, ProjectState, Aggregate):
+    """A project: where runs get their repository and the branch they merge into, and its
+    board of tasks (domain/project_board.py)."""
 
     TOPIC = "runledger:Project"
 
-    class Event(WireNamed, Aggregate.Event):
-        """Every project event names who caused it."""
+    Event = ProjectEvent
+    TaskCreated = project_board.TaskCreated
+    TaskEdited = project_board.TaskEdited
+    TaskMoved = project_board.TaskMoved
+    TaskReordered = project_board.TaskReordered
+    TaskDeleted = project_board.TaskDeleted
+    TaskStarted = project_board.TaskStarted
 
-        actor: str
-
-    class Created(Event, Aggregate.Created):
+    class Created(ProjectEvent, Aggregate.Created):
         TYPE = "project.created"
         owner: str
         name: str
@@ -51,8 +59,10 @@ class Project(ProjectState, Aggregate):
             project.settings = {}
             project.created_at = self.timestamp
             project.deleted = False
+            project.tasks = {}
+            project.columns = {column: [] for column in COLUMNS}
 
-    class Updated(Event):
+    class Updated(ProjectEvent):
         TYPE = "project.updated"
         changes: dict[str, Any]
 
@@ -60,7 +70,7 @@ class Project(ProjectState, Aggregate):
             for key, value in self.changes.items():
                 setattr(project, key, value)
 
-    class Deleted(Event):
+    class Deleted(ProjectEvent):
         TYPE = "project.deleted"
         WAKES = ("project-cleanup",)
 

@@ -56,6 +56,7 @@ def run_view(run: Run) -> dict[str, Any]:
         "conflicting_files": run.conflicting_files,
         "coordinator_status": run.coordinator_status,
         "subtask_key": run.subtask_key,
+        "task_id": run.task_id,
         "directives": [{**d, "at": _ts(d["at"])} for d in run.directives],
         "not_before": run.not_before,
         "archived_at": _ts(run.archived_at),

@@ -1,10 +1,11 @@
 """The SQL of the read models and their tracking positions, one module per view:
-runs.py, projects.py, leases.py, owners.py, plans.py, tracking.py; schema.py creates them
+runs.py, projects.py, leases.py, owners.py, plans.py, board.py, tracking.py; schema.py creates them
 all.
 
 Callers use the package (`readmodels.get_run(cur, …)`): every query is re-exported here.
 """
 
+from adapters.readmodels.board import get_board
 from adapters.readmodels.leases import (
     delete_lease,
     expired_leases,
@@ -70,6 +71,7 @@ __all__ = [
     "delete_project",
     "delete_run",
     "expired_leases",
+    "get_board",
     "get_plan",
     "get_project",
     "get_run",

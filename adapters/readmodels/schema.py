@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from adapters import idempotency
 from adapters.db import Cursor, Database
-from adapters.readmodels import leases, owners, plans, projects, runs, tracking
+from adapters.readmodels import board, leases, owners, plans, projects, runs, tracking
 
 # Read models are disposable: when their layout changes, bump this and they are rebuilt.
-READ_MODEL_VERSION = 3
-READ_MODEL_TABLES = ("runs_view", "projects_view", "leases_view", "owners_view", "plans_view")
+READ_MODEL_VERSION = 4
+READ_MODEL_TABLES = (
+    "runs_view",
+    "projects_view",
+    "leases_view",
+    "owners_view",
+    "plans_view",
+    "board_view",
+)
 
 META = [
     """CREATE TABLE IF NOT EXISTS readmodel_meta (
@@ -18,7 +25,14 @@ META = [
 ]
 # The tracking table and the layout's version survive a layout change; the views do not.
 KEPT = [*tracking.SCHEMA, *META]
-VIEWS = [*runs.SCHEMA, *projects.SCHEMA, *leases.SCHEMA, *owners.SCHEMA, *plans.SCHEMA]
+VIEWS = [
+    *runs.SCHEMA,
+    *projects.SCHEMA,
+    *leases.SCHEMA,
+    *owners.SCHEMA,
+    *plans.SCHEMA,
+    *board.SCHEMA,
+]
 
 
 def create_schema(db: Database) -> None:

@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from api.config import Config
-from api.http import errors, events, files, gates, ops, plans, projects, runners, runs
+from api.http import board, errors, events, files, gates, ops, plans, projects, runners, runs
 from api.http import metrics as metrics_routes
 from api.http.metrics import CommandTimer
 from api.service import bootstrap
@@ -33,6 +33,7 @@ def create_app(config: Config) -> Starlette:
     # A worker process answers only the operations routes: it is not behind the balancer.
     api_routes = [
         *projects.routes,
+        *board.routes,
         *runs.routes,
         *plans.routes,
         *runners.routes,

@@ -171,3 +171,21 @@ class Steer(Body):
         if not instruction.strip():
             raise ValueError("instruction must not be blank")
         return instruction
+
+
+TaskTitle = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class CreateTask(Body):
+    title: TaskTitle
+    description: Text = ""
+
+
+class EditTask(Body):
+    title: TaskTitle | None = None
+    description: Text | None = None
+
+
+class ReorderTask(Body):
+    before_task_id: UUID | None = None
+    after_task_id: UUID | None = None

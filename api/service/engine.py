@@ -21,6 +21,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from adapters.stored import StoredRow
+from api.service.board_commands import BoardEngineCommands
 from api.service.gate_commands import GateEngineCommands
 from api.service.plan_commands import PlanCommands
 from api.service.project_commands import ProjectCommands
@@ -38,7 +39,14 @@ A = TypeVar("A", Run, Project)
 __all__ = ["Appended", "Engine", "Lease"]
 
 
-class Engine(RunCommands, PlanCommands, GateEngineCommands, ProjectCommands, Application[UUID]):
+class Engine(
+    RunCommands,
+    PlanCommands,
+    GateEngineCommands,
+    BoardEngineCommands,
+    ProjectCommands,
+    Application[UUID],
+):
     """Runs commands against aggregates; the clock and id source are injected."""
 
     name = "runledger"

@@ -22,6 +22,7 @@ from api.service.engine import Engine
 from api.service.leadership import LOCK_NAME, Leadership
 from api.service.policies import LeaseExpiry, Merger, ProjectCleanup
 from domain.topics import WAKING_TOPICS
+from projections.board import BoardProjection
 from projections.feeding import ProjectionFeeder
 from projections.owners import OwnersProjection
 from projections.projects import ProjectsProjection
@@ -63,7 +64,7 @@ class Runtime:
         self.keeping = Loop("instance", self.instance.keep, 1.0)
         default_poll = 0.1 if self.settings.kind == "sqlite" else 1.0
         self.poll_interval = config.poll_interval or default_poll
-        # The runs and projects read models, and the lease policy's own leases view.
+        # The runs, projects and board read models, and the lease policy's leases view.
         self.projection = ProjectionFeeder(
             self.db,
             [
@@ -71,6 +72,7 @@ class Runtime:
                 ProjectsProjection(self.engine),
                 LeasesProjection(),
                 OwnersProjection(),
+                BoardProjection(self.engine),
             ],
             poll_interval=self.poll_interval,
         )

@@ -102,6 +102,7 @@ class Run(
         auto_approve_tools: bool = False,
         subtask_key: str | None = None,
         comment: str | None = None,
+        task_id: str | None = None,
     ) -> Run:
         """Submit a new run, pending until a runner claims it."""
         if not task.strip():
@@ -126,6 +127,7 @@ class Run(
             auto_approve_tools=auto_approve_tools,
             subtask_key=subtask_key,
             comment=comment,
+            task_id=task_id,
         )
 
     # -- queries ------------------------------------------------------------------------

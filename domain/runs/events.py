@@ -49,12 +49,13 @@ class Event(WireNamed, Aggregate.Event):
 
 class Submitted(Event, Aggregate.Created):
     """A run was submitted. v2 adds the subtask a coordinator's child run does
-    (`subtask_key`) and the comment it starts with (a reviewer's, when it redoes one)."""
+    (`subtask_key`) and the comment it starts with (a reviewer's, when it redoes one); v3
+    the board task it was started for (`task_id`)."""
 
     TYPE = "run.submitted"
     MAKES_CLAIMABLE = True
     WAKES = ("project-cleanup",)  # a run may land in a project being deleted
-    class_version = 2
+    class_version = 3
     owner: str
     task: str
     project_id: str | None
@@ -68,11 +69,16 @@ class Submitted(Event, Aggregate.Created):
     auto_approve_tools: bool
     subtask_key: str | None
     comment: str | None
+    task_id: str | None
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         state["subtask_key"] = None
         state["comment"] = None
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        state["task_id"] = None
 
     def apply(self, run: Run) -> None:
         run.owner = self.owner
@@ -92,6 +98,7 @@ class Submitted(Event, Aggregate.Created):
             setattr(run, name, value() if callable(value) else value)
         run.subtask_key = self.subtask_key
         run.comment = self.comment
+        run.task_id = self.task_id
 
 
 def set_coordinator_status(run: Run, status: str) -> None:

@@ -108,6 +108,7 @@ class RunState:
     max_attempts: int
     auto_approve_tools: bool
     subtask_key: str | None  # the subtask of a coordinator's child run
+    task_id: str | None  # the board task the run was started for
     created_at: datetime
     # What happened since (INITIAL_STATE gives the first values).
     status: str

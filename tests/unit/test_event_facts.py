@@ -88,3 +88,18 @@ def test_no_event_both_ends_a_run_and_makes_it_claimable() -> None:
 
 def test_no_event_that_ends_a_run_keeps_its_lease() -> None:
     assert not types(LEASE_KEEPING_TOPICS) & TERMINAL_TYPES
+
+
+def test_board_events_are_project_events_with_no_facts_for_runs_or_policies() -> None:
+    board = {t for t in TYPES_BY_TOPIC.values() if t.startswith("backlog.")}
+    assert board == {
+        "backlog.task_created",
+        "backlog.task_edited",
+        "backlog.task_moved",
+        "backlog.task_reordered",
+        "backlog.task_deleted",
+        "backlog.task_started",
+    }
+    facts = types(CLAIMABLE_TOPICS | LEASE_KEEPING_TOPICS) | set(TERMINAL_TYPES)
+    facts |= {t for topics in WAKING_TOPICS.values() for t in types(topics)}
+    assert not board & facts

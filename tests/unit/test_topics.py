@@ -5,6 +5,12 @@ from __future__ import annotations
 from domain.topics import TYPES_BY_TOPIC
 
 STORED_TOPICS = {
+    "runledger:backlog.task_created": "backlog.task_created",
+    "runledger:backlog.task_deleted": "backlog.task_deleted",
+    "runledger:backlog.task_edited": "backlog.task_edited",
+    "runledger:backlog.task_moved": "backlog.task_moved",
+    "runledger:backlog.task_reordered": "backlog.task_reordered",
+    "runledger:backlog.task_started": "backlog.task_started",
     "runledger:gate.resolved": "gate.resolved",
     "runledger:lease.expired": "lease.expired",
     "runledger:lease.renewed": "lease.renewed",

@@ -110,3 +110,15 @@ def test_every_kind_of_event_shows_clients_the_fields_the_domain_reads() -> None
             assert (envelope.type, envelope.data) == (fields["kind"], fields["data"])
         else:
             assert envelope.data == fields, envelope.type
+
+
+def test_a_version_2_submission_reads_as_a_run_of_no_board_task() -> None:
+    (submitted,) = submit().collect_events()
+    state = orjson.loads(MAPPER.to_stored_event(submitted).state)
+    del state["task_id"]
+    state["class_version"] = 2
+    row = StoredRow(1, submitted.originator_id, 1, Run.Submitted.TOPIC, orjson.dumps(state))
+
+    assert current_state(row.topic, row.state)["task_id"] is None
+    assert MAPPER.to_domain_event(as_read_by_the_repository(row)).task_id is None
+    assert Folder(SimpleNamespace(mapper=MAPPER)).advance(row).task_id is None  # type: ignore[arg-type]

@@ -1,0 +1,98 @@
+"""The board's use cases: a project's tasks, their columns and order, and starting one.
+
+The routes (api/http/board.py) call these; each is one engine command, answered as the
+task it left (with the project's sequence and position, for read-your-writes).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from api.service.results import Appended
+from domain.projects import Project
+
+if TYPE_CHECKING:
+    from api.service.bootstrap import Services
+
+
+def task_answer(
+    services: Services, project: Project, task_id: str, appended: Appended
+) -> dict[str, Any]:
+    """A task as a command left it: its own fields, its column and rank in it, with the
+    project's last sequence and the position of its last event."""
+    task = project.task(task_id)
+    position = appended.position
+    if position is None:
+        position = services.db.position_of(project.id, project.version)
+    return {
+        "task_id": task_id,
+        "project_id": str(project.id),
+        "title": task["title"],
+        "description": task["description"],
+        "column": task["column"],
+        "rank": project.columns[task["column"]].index(task_id),
+        "run_id": task["run_id"],
+        "sequence": project.version,
+        "position": position,
+    }
+
+
+def created_task(services: Services, appended: Appended) -> dict[str, Any]:
+    """The task a creation appended: the last task made as of the project's version then
+    (also for a replay after a crash, which only knows what was appended)."""
+    project = services.engine.get_project(appended.run_id, version=appended.sequence)
+    task_id = list(project.tasks)[-1]
+    return task_answer(services, project, task_id, appended)
+
+
+def changed_task(services: Services, task_id: str, appended: Appended) -> dict[str, Any]:
+    """A task as the command that appended `appended` left it."""
+    project = services.engine.get_project(appended.run_id, version=appended.sequence)
+    return task_answer(services, project, task_id, appended)
+
+
+def create_task(
+    services: Services, project_id: UUID, user: str, title: str, description: str
+) -> Appended:
+    """Add a task at the bottom of the backlog."""
+    return services.engine.create_task(project_id, user, title, description)[1]
+
+
+def edit_task(
+    services: Services, project_id: UUID, user: str, task_id: str, changes: dict[str, Any]
+) -> Appended:
+    """Change a task's title or description."""
+    return services.engine.edit_task(project_id, user, task_id, changes)[1]
+
+
+def move_task(
+    services: Services, project_id: UUID, user: str, task_id: str, column: str
+) -> Appended:
+    """Move a task to the bottom of another column."""
+    return services.engine.move_task(project_id, user, task_id, column)[1]
+
+
+def reorder_task(
+    services: Services,
+    project_id: UUID,
+    user: str,
+    task_id: str,
+    before: str | None,
+    after: str | None,
+) -> Appended:
+    """Place a task before or after another task of its column."""
+    return services.engine.reorder_task(project_id, user, task_id, before, after)[1]
+
+
+def delete_task(services: Services, project_id: UUID, user: str, task_id: str) -> int:
+    """Remove a task; the position of the project's last event."""
+    project, appended = services.engine.delete_task(project_id, user, task_id)
+    if appended.position is not None:
+        return appended.position
+    return services.db.position_of(project.id, project.version) or 0
+
+
+def start_task(services: Services, project_id: UUID, user: str, task_id: str) -> Appended:
+    """Start a run for a ready task (what was appended to the run)."""
+    return services.engine.start_task(project_id, user, task_id)

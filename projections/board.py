@@ -1,0 +1,101 @@
+"""The board read model: a project's tasks (from its board events) joined with each
+task's last run (from that run's events), so a task's shown column follows its run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters import readmodels
+from adapters.db import Cursor, StoredRow
+from adapters.readmodels import board
+from domain.board import FAILED_RUN
+from domain.projects import Project
+from domain.runs import Run
+from domain.timestamps import format_timestamp
+from domain.topics import PROJECT_TOPICS, RUN_TOPICS
+from projections.folding import Folder, Loader
+
+
+def task_doc(task_id: str, task: dict[str, Any]) -> dict[str, Any]:
+    """A task's own fields, as the board shows them."""
+    return {
+        "task_id": task_id,
+        "title": task["title"],
+        "description": task["description"],
+        "column": task["column"],
+        "run_id": task["run_id"],
+    }
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """What the board shows of a task's run."""
+    return {
+        "run_id": str(run.id),
+        "status": run.status,
+        "open_gates": len(run.open_gates),
+        "last_event_at": format_timestamp(run.modified_on),
+    }
+
+
+def run_failure(run: Run) -> dict[str, Any] | None:
+    """The failure a task shows after its run failed, was declined, could not merge or
+    was cancelled; None while it has not."""
+    if run.status not in FAILED_RUN:
+        return None
+    failure = run.failure or {}
+    message = failure.get("message")
+    if message is None and run.review is not None:
+        message = run.review.get("comment")
+    return {
+        "run_id": str(run.id),
+        "category": failure.get("category", run.status),
+        "message": message or "",
+    }
+
+
+class BoardProjection:
+    """Applies board events and the events of the tasks' runs to the board view."""
+
+    name = "board"
+
+    def __init__(self, engine: Loader) -> None:
+        self.projects = Folder(engine)
+        self.runs = Folder(engine)
+
+    def forget(self) -> None:
+        """Drop the in-memory projects and runs."""
+        self.projects.forget()
+        self.runs.forget()
+
+    def reset(self, cur: Cursor) -> None:
+        """Empty the view and rewind, for a rebuild."""
+        readmodels.reset(cur, "board_view", self.name)
+
+    def apply(self, cur: Cursor, rows: list[StoredRow]) -> None:
+        """Apply a batch: projects first (a task's start precedes its run's first event,
+        so its run id is known when the run's events come), then the tasks' runs."""
+        project_rows = [row for row in rows if row.topic in PROJECT_TOPICS]
+        for project in self.projects.fold(project_rows).values():
+            self._write_board(cur, project)
+        run_rows = [row for row in rows if row.topic in RUN_TOPICS]
+        tasks = {
+            row.run_id: task
+            for row in {row.run_id: row for row in run_rows}.values()
+            if (task := board.task_of_run(cur, str(row.run_id))) is not None
+        }
+        wanted = [row for row in run_rows if row.run_id in tasks]
+        for run_id, run in self.runs.fold(wanted).items():
+            board.set_task_run(cur, tasks[run_id], run_summary(run), run_failure(run))
+
+    def _write_board(self, cur: Cursor, project: Project) -> None:
+        project_id = str(project.id)
+        if project.deleted:
+            board.delete_board(cur, project_id)
+            return
+        known = board.board_runs(cur, project_id)
+        for column in project.columns.values():
+            for rank, task_id in enumerate(column):
+                doc = task_doc(task_id, project.tasks[task_id])
+                new_run = task_id in known and known[task_id] != doc["run_id"]
+                board.upsert_task(cur, project_id, project.owner, doc, rank, new_run)
+        board.delete_tasks(cur, [t for t in known if t not in project.tasks])
