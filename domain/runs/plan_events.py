@@ -36,6 +36,20 @@ def set_subtask(run: Run, key: str, **changes: Any) -> None:
     run.plan = {**(run.plan or {}), "subtasks": subtasks}
 
 
+def give_to_child(run: Run, key: str, child_run_id: str, **changes: Any) -> None:
+    """The subtask is dispatched to this child run (one more attempt at it)."""
+    attempts = run.subtasks[key]["attempts"] + 1
+    set_subtask(
+        run,
+        key,
+        status=SUBTASK_DISPATCHED,
+        child_run_id=child_run_id,
+        attempts=attempts,
+        **changes,
+    )
+    run.coordinator_status = DISPATCHING
+
+
 class PlanSet(Event):
     """The run got its work plan (from its owner while pending, or from the runner holding
     its lease, whose lease ends): it is a coordinator from now on, never claimed itself."""
@@ -81,16 +95,7 @@ class SubtaskDispatched(Event):
     round: int
 
     def apply(self, run: Run) -> None:
-        attempts = run.subtasks[self.key]["attempts"] + 1
-        set_subtask(
-            run,
-            self.key,
-            status=SUBTASK_DISPATCHED,
-            child_run_id=self.child_run_id,
-            round=self.round,
-            attempts=attempts,
-        )
-        run.coordinator_status = DISPATCHING
+        give_to_child(run, self.key, self.child_run_id, round=self.round)
 
 
 class SubtaskCompleted(Event):
@@ -157,16 +162,7 @@ class SubtaskRetried(Event):
     retried_from: str
 
     def apply(self, run: Run) -> None:
-        attempts = run.subtasks[self.key]["attempts"] + 1
-        set_subtask(
-            run,
-            self.key,
-            status=SUBTASK_DISPATCHED,
-            child_run_id=self.child_run_id,
-            retried_from=self.retried_from,
-            attempts=attempts,
-        )
-        run.coordinator_status = DISPATCHING
+        give_to_child(run, self.key, self.child_run_id, retried_from=self.retried_from)
         if run.status != IN_PROGRESS:  # the coordinator's failure is undone
             run.status = IN_PROGRESS
             run.ended_at = None
