@@ -22,6 +22,11 @@ DONE_RUN = frozenset({"merged", "completed"})
 FAILED_RUN = frozenset({"failed", "declined", "merge_failed", "cancelled"})
 
 MAX_TITLE = 500
+MAX_CONCURRENT_RUNS = 50
+DEFAULT_SETTINGS = {"auto_pickup": False, "max_concurrent_runs": 1}
+"""A board's auto-pickup settings until a user sets them: off, one run at a time."""
+PICKUP_ACTOR = "auto-pickup"
+"""Who starts the tasks the auto-pickup policy starts."""
 MAX_DESCRIPTION = 20_000
 
 _TASK_RUN_NAMESPACE = uuid5(NAMESPACE_URL, "https://runledger.dev/ns/task-run")
@@ -66,6 +71,15 @@ def placement(order: list[str], task_id: str, before: str | None, after: str | N
         raise Invalid("That task is not in the same column.", field)
     index = rest.index(other)
     return index if before is not None else index + 1
+
+
+def check_settings(max_concurrent_runs: int) -> None:
+    """The limit of a board's concurrent runs is 1..MAX_CONCURRENT_RUNS."""
+    if not 1 <= max_concurrent_runs <= MAX_CONCURRENT_RUNS:
+        raise Invalid(
+            f"max_concurrent_runs must be between 1 and {MAX_CONCURRENT_RUNS}.",
+            "max_concurrent_runs",
+        )
 
 
 def check_idle(column: str, run_status: str | None) -> None:

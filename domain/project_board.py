@@ -23,6 +23,7 @@ from domain.board import (
     FAILED_RUN,
     READY,
     check_idle,
+    check_settings,
     check_text,
     placement,
     task_run_id,
@@ -75,10 +76,14 @@ class TaskEdited(ProjectEvent):
         project.tasks[self.task_id].update(self.changes)
 
 
+PICKUP = ("board-pickup",)  # the auto-pickup policy's loop acts on these
+
+
 class TaskMoved(ProjectEvent):
     """A task went to the bottom (`position`) of another column, leaving its last run."""
 
     TYPE = "backlog.task_moved"
+    WAKES = PICKUP
     task_id: str
     column: str
     position: int
@@ -128,7 +133,31 @@ class TaskStarted(ProjectEvent):
         project.tasks[self.task_id].update(run_id=self.run_id, starts=self.start)
 
 
-BOARD_EVENTS = (TaskCreated, TaskEdited, TaskMoved, TaskReordered, TaskDeleted, TaskStarted)
+class SettingsChanged(ProjectEvent):
+    """The board's auto-pickup settings: whether the engine starts ready tasks, top first,
+    and how many of the board's runs may be active at once when it does."""
+
+    TYPE = "backlog.settings_changed"
+    WAKES = PICKUP
+    auto_pickup: bool
+    max_concurrent_runs: int
+
+    def apply(self, project: Project) -> None:
+        project.board_settings = {
+            "auto_pickup": self.auto_pickup,
+            "max_concurrent_runs": self.max_concurrent_runs,
+        }
+
+
+BOARD_EVENTS = (
+    TaskCreated,
+    TaskEdited,
+    TaskMoved,
+    TaskReordered,
+    TaskDeleted,
+    TaskStarted,
+    SettingsChanged,
+)
 
 
 class BoardCommands:
@@ -137,8 +166,10 @@ class BoardCommands:
 
     if TYPE_CHECKING:
         id: UUID
+        deleted: bool
         tasks: dict[str, dict[str, Any]]
         columns: dict[str, list[str]]
+        board_settings: dict[str, Any]
 
         def trigger_event(self, event_class: Any, **kwargs: Any) -> None: ...
 
@@ -263,3 +294,58 @@ class BoardCommands:
             start=start,
         )
         return run_id
+
+    def ready_all(self, *, actor: str, now: datetime) -> list[str]:
+        """Move every backlog task to the bottom of `ready`, in their order; their ids.
+        (A backlog task has no run: only a ready task starts, and a move leaves its run.)"""
+        moved = list(self.columns[BACKLOG])
+        for task_id in moved:
+            self.move_task(task_id=task_id, column=READY, run_status=None, actor=actor, now=now)
+        return moved
+
+    def change_settings(
+        self, *, auto_pickup: bool, max_concurrent_runs: int, actor: str, now: datetime
+    ) -> None:
+        """Turn auto-pickup on or off and set its limit (nothing if they are so already)."""
+        check_settings(max_concurrent_runs)
+        wanted = {"auto_pickup": auto_pickup, "max_concurrent_runs": max_concurrent_runs}
+        if wanted != self.board_settings:
+            self.trigger_event(SettingsChanged, timestamp=now, actor=actor, **wanted)
+
+    def unmade_runs(self, statuses: dict[str, str | None]) -> list[tuple[str, UUID]]:
+        """The started tasks whose run is not made yet (`statuses` maps their run ids to
+        None), with those runs' ids, top first; none once the project is deleted."""
+        if self.deleted:
+            return []
+        return [
+            (task_id, UUID(task["run_id"]))
+            for column in self.columns.values()
+            for task_id in column
+            if (task := self.tasks[task_id])["run_id"] is not None
+            and task["run_id"] in statuses
+            and statuses[task["run_id"]] is None
+        ]
+
+    def pick_up(
+        self, *, statuses: dict[str, str | None], actor: str, now: datetime
+    ) -> list[tuple[str, UUID]]:
+        """With auto-pickup on, start ready tasks that never ran, top first, while fewer of
+        the board's runs are active than its limit; the tasks started and their runs' ids.
+
+        `statuses` holds the status of every task's run that may still be active (None
+        for one not made yet, which counts as active); a run left out has ended."""
+        settings = self.board_settings
+        if self.deleted or not settings["auto_pickup"]:
+            return []
+        active = sum(
+            1
+            for task in self.tasks.values()
+            if task["run_id"] in statuses
+            and (statuses[task["run_id"]] is None or statuses[task["run_id"]] in ACTIVE_RUN)
+        )
+        room = settings["max_concurrent_runs"] - active
+        waiting = [t for t in self.columns[READY] if self.tasks[t]["run_id"] is None]
+        return [
+            (task_id, self.start_task(task_id=task_id, run_status=None, actor=actor, now=now))
+            for task_id in waiting[: max(room, 0)]
+        ]

@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain import project_board
-from domain.board import COLUMNS
+from domain.board import COLUMNS, DEFAULT_SETTINGS
 from domain.errors import Invalid, NotFound
 from domain.project_board import BoardCommands, ProjectEvent
 
@@ -28,6 +28,7 @@ class ProjectState:
     deleted: bool
     tasks: dict[str, dict[str, Any]]  # task id → title, description, column, run_id, starts
     columns: dict[str, list[str]]  # column → its task ids, top first
+    board_settings: dict[str, Any]  # auto_pickup, max_concurrent_runs
 
 
 class Project(BoardCommands, ProjectState, Aggregate):
@@ -43,6 +44,7 @@ class Project(BoardCommands, ProjectState, Aggregate):
     TaskReordered = project_board.TaskReordered
     TaskDeleted = project_board.TaskDeleted
     TaskStarted = project_board.TaskStarted
+    SettingsChanged = project_board.SettingsChanged
 
     class Created(ProjectEvent, Aggregate.Created):
         TYPE = "project.created"
@@ -61,6 +63,7 @@ class Project(BoardCommands, ProjectState, Aggregate):
             project.deleted = False
             project.tasks = {}
             project.columns = {column: [] for column in COLUMNS}
+            project.board_settings = dict(DEFAULT_SETTINGS)
 
     class Updated(ProjectEvent):
         TYPE = "project.updated"

@@ -7,7 +7,7 @@ from typing import Any
 
 from adapters import readmodels
 from adapters.db import Cursor, StoredRow
-from adapters.readmodels import board
+from adapters.readmodels import board, board_settings
 from domain.board import FAILED_RUN
 from domain.projects import Project
 from domain.runs import Run
@@ -70,6 +70,7 @@ class BoardProjection:
     def reset(self, cur: Cursor) -> None:
         """Empty the view and rewind, for a rebuild."""
         readmodels.reset(cur, "board_view", self.name)
+        board_settings.delete_settings(cur)
 
     def apply(self, cur: Cursor, rows: list[StoredRow]) -> None:
         """Apply a batch: projects first (a task's start precedes its run's first event,
@@ -77,6 +78,10 @@ class BoardProjection:
         project_rows = [row for row in rows if row.topic in PROJECT_TOPICS]
         for project in self.projects.fold(project_rows).values():
             self._write_board(cur, project)
+            if project.deleted:
+                board_settings.delete_settings(cur, str(project.id))
+            else:
+                board_settings.set_settings(cur, str(project.id), project.board_settings)
         run_rows = [row for row in rows if row.topic in RUN_TOPICS]
         tasks = {
             row.run_id: task

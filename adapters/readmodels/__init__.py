@@ -1,11 +1,12 @@
 """The SQL of the read models and their tracking positions, one module per view:
-runs.py, projects.py, leases.py, owners.py, plans.py, board.py, tracking.py; schema.py creates them
-all.
+runs.py, projects.py, leases.py, owners.py, plans.py, board.py, board_settings.py,
+tracking.py; schema.py creates them all.
 
 Callers use the package (`readmodels.get_run(cur, …)`): every query is re-exported here.
 """
 
 from adapters.readmodels.board import get_board
+from adapters.readmodels.board_settings import get_board_settings, pickup_candidates
 from adapters.readmodels.leases import (
     delete_lease,
     expired_leases,
@@ -72,6 +73,7 @@ __all__ = [
     "delete_run",
     "expired_leases",
     "get_board",
+    "get_board_settings",
     "get_plan",
     "get_project",
     "get_run",
@@ -81,6 +83,7 @@ __all__ = [
     "next_lease_expiry",
     "note_owner",
     "owner_start",
+    "pickup_candidates",
     "renew_lease",
     "reset",
     "run_docs",

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from adapters.db import Cursor
+from adapters.readmodels.board_settings import get_board_settings
 from domain.board import SHOWN_COLUMNS, shown_column
 
 SCHEMA = [
@@ -119,5 +120,6 @@ def get_board(cur: Cursor, project_id: str, owner: str) -> dict[str, Any] | None
         )
     return {
         "project_id": project_id,
+        "settings": get_board_settings(cur, project_id),
         "columns": [{"name": name, "tasks": tasks} for name, tasks in columns.items()],
     }

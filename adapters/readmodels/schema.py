@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from adapters import idempotency
 from adapters.db import Cursor, Database
-from adapters.readmodels import board, leases, owners, plans, projects, runs, tracking
+from adapters.readmodels import (
+    board,
+    board_settings,
+    leases,
+    owners,
+    plans,
+    projects,
+    runs,
+    tracking,
+)
 
 # Read models are disposable: when their layout changes, bump this and they are rebuilt.
-READ_MODEL_VERSION = 4
+READ_MODEL_VERSION = 5
 READ_MODEL_TABLES = (
     "runs_view",
     "projects_view",
@@ -15,6 +24,7 @@ READ_MODEL_TABLES = (
     "owners_view",
     "plans_view",
     "board_view",
+    "board_settings_view",
 )
 
 META = [
@@ -32,6 +42,7 @@ VIEWS = [
     *owners.SCHEMA,
     *plans.SCHEMA,
     *board.SCHEMA,
+    *board_settings.SCHEMA,
 ]
 
 

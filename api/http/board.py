@@ -121,6 +121,35 @@ async def start_task(request: Request) -> Response:
     return await idempotent(request, owner, command, answer)
 
 
+async def ready_all(request: Request) -> Response:
+    owner = auth.user(request)
+    project_id = path_id(request, "project_id")
+
+    async def command() -> Appended:
+        await parse(request, schemas.NoBody, optional=True)
+        return await run_in_threadpool(use_cases.ready_all, services(request), project_id, owner)
+
+    def answer(appended: Appended) -> Response:
+        return JSON(use_cases.ready_column(services(request), appended))
+
+    return await idempotent(request, owner, command, answer)
+
+
+async def put_settings(request: Request) -> Response:
+    owner = auth.user(request)
+    project_id = path_id(request, "project_id")
+    body = await parse(request, schemas.BoardSettings)
+    settings = await run_in_threadpool(
+        use_cases.change_settings,
+        services(request),
+        project_id,
+        owner,
+        body.auto_pickup,
+        body.max_concurrent_runs,
+    )
+    return JSON(settings)
+
+
 async def get_board(request: Request) -> Response:
     owner = auth.user(request)
     project_id = str(path_id(request, "project_id"))
@@ -138,5 +167,7 @@ routes = [
     Route(TASK + "/archive", _move("archived"), methods=["POST"]),
     Route(TASK + "/reorder", _task_command(_reorder), methods=["POST"]),
     Route(TASK + "/start", start_task, methods=["POST"]),
+    Route("/api/projects/{project_id}/backlog/ready-all", ready_all, methods=["POST"]),
+    Route("/api/projects/{project_id}/backlog/settings", put_settings, methods=["PUT"]),
     Route("/api/projects/{project_id}/board", get_board, methods=["GET"]),
 ]

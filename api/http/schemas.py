@@ -186,6 +186,11 @@ class EditTask(Body):
     description: Text | None = None
 
 
+class BoardSettings(Body):
+    auto_pickup: bool
+    max_concurrent_runs: Annotated[int, Field(ge=1, le=50)] | None = None
+
+
 class ReorderTask(Body):
     before_task_id: UUID | None = None
     after_task_id: UUID | None = None

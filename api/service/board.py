@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from api.service.results import Appended
+from domain.board import READY
 from domain.projects import Project
 
 if TYPE_CHECKING:
@@ -22,9 +23,7 @@ def task_answer(
     """A task as a command left it: its own fields, its column and rank in it, with the
     project's last sequence and the position of its last event."""
     task = project.task(task_id)
-    position = appended.position
-    if position is None:
-        position = services.db.position_of(project.id, project.version)
+    position = _position(services, project, appended)
     return {
         "task_id": task_id,
         "project_id": str(project.id),
@@ -88,11 +87,52 @@ def reorder_task(
 def delete_task(services: Services, project_id: UUID, user: str, task_id: str) -> int:
     """Remove a task; the position of the project's last event."""
     project, appended = services.engine.delete_task(project_id, user, task_id)
-    if appended.position is not None:
-        return appended.position
-    return services.db.position_of(project.id, project.version) or 0
+    return _position(services, project, appended) or 0
 
 
 def start_task(services: Services, project_id: UUID, user: str, task_id: str) -> Appended:
     """Start a run for a ready task (what was appended to the run)."""
     return services.engine.start_task(project_id, user, task_id)
+
+
+def ready_all(services: Services, project_id: UUID, user: str) -> Appended:
+    """Move every backlog task to `ready`."""
+    return services.engine.ready_all(project_id, user)[1]
+
+
+def ready_column(services: Services, appended: Appended) -> dict[str, Any]:
+    """The ready column (task ids, top first) as the command that appended `appended` left
+    it, with the project's sequence and position."""
+    project = services.engine.get_project(appended.run_id, version=appended.sequence)
+    return {
+        "project_id": str(project.id),
+        "ready": list(project.columns[READY]),
+        "sequence": project.version,
+        "position": _position(services, project, appended),
+    }
+
+
+def change_settings(
+    services: Services,
+    project_id: UUID,
+    user: str,
+    auto_pickup: bool,
+    max_concurrent_runs: int | None,
+) -> dict[str, Any]:
+    """Set a board's auto-pickup; the settings as they are then."""
+    project, appended = services.engine.change_board_settings(
+        project_id, user, auto_pickup, max_concurrent_runs
+    )
+    return {
+        "project_id": str(project.id),
+        **project.board_settings,
+        "sequence": project.version,
+        "position": _position(services, project, appended),
+    }
+
+
+def _position(services: Services, project: Project, appended: Appended) -> int | None:
+    """The position of the project's last event (of what was appended, when it was)."""
+    if appended.position is not None:
+        return appended.position
+    return services.db.position_of(project.id, project.version)

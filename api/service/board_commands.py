@@ -7,7 +7,7 @@ another stream: its status is read, not guarded by the project's version).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -16,7 +16,7 @@ from eventsourcing.persistence import IntegrityError
 
 from api.service.engine_parts import EngineParts
 from api.service.results import Appended
-from domain.board import run_task
+from domain.board import PICKUP_ACTOR, run_task
 from domain.errors import NotFound
 from domain.projects import Project
 from domain.runs import Run
@@ -28,18 +28,13 @@ class BoardEngineCommands(EngineParts):
     if TYPE_CHECKING:  # given by the project commands (project_commands.py)
 
         def _update_project(
-            self, project_id: UUID, user: str, decide: Callable[[Project, datetime], None]
+            self, project_id: UUID, user: str | None, decide: Callable[[Project, datetime], None]
         ) -> tuple[Project, Appended]: ...
 
     def task_run_status(self, project: Project, task_id: str) -> str | None:
         """The status of the task's last run; None when it has none (or it is not made)."""
         run_id = project.task(task_id)["run_id"]
-        if run_id is None:
-            return None
-        try:
-            return self.get_run(UUID(run_id)).status
-        except NotFound:
-            return None
+        return None if run_id is None else self._run_status(UUID(run_id))
 
     def create_task(
         self, project_id: UUID, user: str, title: str, description: str
@@ -129,9 +124,14 @@ class BoardEngineCommands(EngineParts):
             )
 
         project, _ = self._update_project(project_id, user, decide)
+        return self._make_task_run(project, task_id, started[0])
+
+    def _make_task_run(self, project: Project, task_id: str, run_id: UUID) -> Appended:
+        """Submit the run a task's start recorded, under its recorded id; a run made
+        already (by a repeat of the start, or the policy finishing it) is answered as is."""
         task = project.task(task_id)
         run = Run.submit(
-            run_id=started[0],
+            run_id=run_id,
             owner=project.owner,
             task=run_task(task["title"], task["description"]),
             now=self.clock(),
@@ -142,6 +142,69 @@ class BoardEngineCommands(EngineParts):
         )
         try:
             return self._save(run)
-        except IntegrityError:  # made already, by a repeat of this start
-            made = self.get_run(started[0])
+        except IntegrityError:  # made already
+            made = self.get_run(run_id)
             return Appended(made.id, made.status, made.version, None)
+
+    def ready_all(self, project_id: UUID, user: str) -> tuple[Project, Appended, list[str]]:
+        """Move every backlog task to `ready`, in their order (and which ones moved)."""
+        moved: list[str] = []
+
+        def decide(project: Project, now: datetime) -> None:
+            moved[:] = project.ready_all(actor=user, now=now)
+
+        project, appended = self._update_project(project_id, user, decide)
+        return project, appended, moved
+
+    def change_board_settings(
+        self, project_id: UUID, user: str, auto_pickup: bool, max_concurrent_runs: int | None
+    ) -> tuple[Project, Appended]:
+        """Turn a board's auto-pickup on or off, and set its limit (kept when not given)."""
+        return self._update_project(
+            project_id,
+            user,
+            lambda p, now: p.change_settings(
+                auto_pickup=auto_pickup,
+                max_concurrent_runs=max_concurrent_runs
+                if max_concurrent_runs is not None
+                else p.board_settings["max_concurrent_runs"],
+                actor=user,
+                now=now,
+            ),
+        )
+
+    def pick_up_tasks(self, project_id: UUID, ended: Collection[str] = ()) -> list[UUID]:
+        """Start what the board's auto-pickup allows now (Project.pick_up), and make the
+        runs of earlier starts that were recorded but not made (a crash between the two);
+        the ids of the runs made, in the order they were made: earlier starts first, then
+        the board's order. `ended` names runs known to have ended (from the read model:
+        an ended run never becomes active again); every other task's run is read afresh.
+
+        Exactly once: a start is recorded on the project, guarded by its version, before
+        its run is made under the id the start derived; repeating this (a crash, two
+        processes) finds the task started and its run made, and starts nothing twice."""
+        unmade: list[tuple[str, UUID]] = []
+        started: list[tuple[str, UUID]] = []
+
+        def decide(project: Project, now: datetime) -> None:
+            statuses = {
+                run_id: self._run_status(UUID(run_id))
+                for task in project.tasks.values()
+                if (run_id := task["run_id"]) is not None and run_id not in ended
+            }
+            unmade[:] = project.unmade_runs(statuses)
+            started[:] = project.pick_up(statuses=statuses, actor=PICKUP_ACTOR, now=now)
+
+        project, _ = self._update_project(project_id, None, decide)
+        made = []
+        for task_id, run_id in [*unmade, *started]:
+            self._make_task_run(project, task_id, run_id)
+            made.append(run_id)
+        return made
+
+    def _run_status(self, run_id: UUID) -> str | None:
+        """A run's status as stored now; None when it is not made."""
+        try:
+            return self.get_run(run_id).status
+        except NotFound:
+            return None

@@ -72,9 +72,10 @@ class ProjectCommands(EngineParts):
         return appended.position
 
     def _update_project(
-        self, project_id: UUID, user: str, decide: Callable[[Project, datetime], None]
+        self, project_id: UUID, user: str | None, decide: Callable[[Project, datetime], None]
     ) -> tuple[Project, Appended]:
-        """Load, decide, save a project (always read from the store)."""
+        """Load, decide, save a project (always read from the store); `user` None for the
+        engine's own commands, which see every project."""
         too_fast = Conflict("The project is changing too fast; try again.", "active")
         load = partial(self.get_project, project_id, user)
         return self._load_decide_save(

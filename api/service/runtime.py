@@ -20,6 +20,7 @@ from api.config import Config
 from api.service.coordination import Coordination
 from api.service.engine import Engine
 from api.service.leadership import LOCK_NAME, Leadership
+from api.service.pickup import BoardPickup
 from api.service.policies import LeaseExpiry, Merger, ProjectCleanup
 from domain.topics import WAKING_TOPICS
 from projections.board import BoardProjection
@@ -81,6 +82,7 @@ class Runtime:
         self.merger = Merger(self.db, self.engine)
         self.cleanup = ProjectCleanup(self.db, self.engine)
         self.coordination = Coordination(self.db, self.engine)
+        self.pickup = BoardPickup(self.db, self.engine)
         self.policies: list[Loop] = []  # running while this process leads
         self.leadership = (
             None
@@ -129,7 +131,14 @@ class Runtime:
         self.cleaning = Loop("project-cleanup", self.cleanup.tick, 30.0)
         self.coordination.forget()
         self.coordinating = Loop("coordinator", self.coordination.tick, 30.0)
-        self.policies = [self.lease_expiry, self.merging, self.cleaning, self.coordinating]
+        self.picking = Loop("board-pickup", self.pickup.tick, 30.0)
+        self.policies = [
+            self.lease_expiry,
+            self.merging,
+            self.cleaning,
+            self.coordinating,
+            self.picking,
+        ]
         for policy in self.policies:
             policy.start()
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 # Events that end a run or put it up for review: for a coordinator's child, news to the
 # coordination policy (api/service/coordination.py), which moves the coordinator's plan on.
 CHILD_NEWS = ("coordinator",)
+RUN_ENDS = (*CHILD_NEWS, "board-pickup")  # a board's run ended: room for another
 
 
 class Event(WireNamed, Aggregate.Event):
@@ -157,7 +158,7 @@ class Resumed(Event):
 
 class Cancelled(Event):
     TYPE = "run.cancelled"
-    WAKES = CHILD_NEWS
+    WAKES = RUN_ENDS
     ENDS_RUN = True
     reason: str | None
 
@@ -205,7 +206,7 @@ class ReviewRequested(Event):
 
 class Completed(Event):
     TYPE = "run.completed"
-    WAKES = CHILD_NEWS
+    WAKES = RUN_ENDS
     ENDS_RUN = True
 
     def apply(self, run: Run) -> None:
@@ -216,7 +217,7 @@ class Completed(Event):
 
 class Failed(Event):
     TYPE = "run.failed"
-    WAKES = CHILD_NEWS
+    WAKES = RUN_ENDS
     ENDS_RUN = True
     category: str
     message: str
@@ -242,7 +243,7 @@ class Approved(Event):
 
 class Declined(Event):
     TYPE = "review.declined"
-    WAKES = CHILD_NEWS
+    WAKES = RUN_ENDS
     ENDS_RUN = True
     comment: str | None
 
@@ -286,7 +287,7 @@ class MergeStarted(Event):
 
 class MergeCompleted(Event):
     TYPE = "merge.completed"
-    WAKES = CHILD_NEWS
+    WAKES = RUN_ENDS
     ENDS_RUN = True
     merge_result: str | None
 
@@ -335,7 +336,7 @@ class RetryScheduled(Event):
 
 class MergeFailed(Event):
     TYPE = "merge.failed"
-    WAKES = CHILD_NEWS
+    WAKES = RUN_ENDS
     ENDS_RUN = True
     reason: str
     conflicting_files: list[str]
