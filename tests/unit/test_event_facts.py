@@ -79,6 +79,18 @@ def test_each_policy_is_woken_by_the_events_it_acts_on() -> None:
             "merge.completed",
             "merge.failed",
         },
+        # a board has room for another run when one ends, a task moves (to ready) or
+        # its settings change
+        "board-pickup": {
+            "backlog.task_moved",
+            "backlog.settings_changed",
+            "run.completed",
+            "run.failed",
+            "run.cancelled",
+            "review.declined",
+            "merge.completed",
+            "merge.failed",
+        },
     }
 
 
@@ -90,7 +102,7 @@ def test_no_event_that_ends_a_run_keeps_its_lease() -> None:
     assert not types(LEASE_KEEPING_TOPICS) & TERMINAL_TYPES
 
 
-def test_board_events_are_project_events_with_no_facts_for_runs_or_policies() -> None:
+def test_board_events_are_project_events_with_no_facts_for_runs_or_other_policies() -> None:
     board = {t for t in TYPES_BY_TOPIC.values() if t.startswith("backlog.")}
     assert board == {
         "backlog.task_created",
@@ -99,7 +111,9 @@ def test_board_events_are_project_events_with_no_facts_for_runs_or_policies() ->
         "backlog.task_reordered",
         "backlog.task_deleted",
         "backlog.task_started",
+        "backlog.settings_changed",
     }
     facts = types(CLAIMABLE_TOPICS | LEASE_KEEPING_TOPICS) | set(TERMINAL_TYPES)
-    facts |= {t for topics in WAKING_TOPICS.values() for t in types(topics)}
+    others = {p: topics for p, topics in WAKING_TOPICS.items() if p != "board-pickup"}
+    facts |= {t for topics in others.values() for t in types(topics)}
     assert not board & facts

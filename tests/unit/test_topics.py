@@ -10,6 +10,7 @@ STORED_TOPICS = {
     "runledger:backlog.task_edited": "backlog.task_edited",
     "runledger:backlog.task_moved": "backlog.task_moved",
     "runledger:backlog.task_reordered": "backlog.task_reordered",
+    "runledger:backlog.settings_changed": "backlog.settings_changed",
     "runledger:backlog.task_started": "backlog.task_started",
     "runledger:gate.resolved": "gate.resolved",
     "runledger:lease.expired": "lease.expired",
