@@ -25,6 +25,8 @@ from tests.support import BOB
 PROJECT = "/api/projects/{project}"
 TASKS = PROJECT + "/backlog/tasks"
 TASK = TASKS + "/{task}"
+SETTINGS = PROJECT + "/backlog/settings"
+READY_ALL = PROJECT + "/backlog/ready-all"
 READY_TASK = TASKS + "/{ready}"
 UNKNOWN = str(uuid4())
 
@@ -63,6 +65,8 @@ COMMANDS = [
     *[("POST", f"{TASK}/{move}", {}) for move in MOVES],
     ("POST", f"{TASK}/reorder", {"before_task_id": "$other"}),
     ("POST", f"{READY_TASK}/start", {}),
+    ("PUT", SETTINGS, {"auto_pickup": False, "max_concurrent_runs": 3}),
+    ("POST", READY_ALL, {}),
 ]
 ENDPOINTS = [*COMMANDS, ("GET", PROJECT + "/board", None)]
 
@@ -155,6 +159,67 @@ def _cases() -> list[Case]:
         ),
         Case("start-a-backlog-task", "POST", f"{TASK}/start", status=409, error="conflict"),
         Case("start-unknown-field", "POST", f"{READY_TASK}/start", json={"x": 1}, field="x"),
+        Case("ready-all-unknown-field", "POST", READY_ALL, json={"x": 1}, field="x"),
+        Case("ready-all-json-array", "POST", READY_ALL, json=[]),
+        Case(
+            "ready-all-bad-project-uuid",
+            "POST",
+            f"/api/projects/{NOT_A_UUID}/backlog/ready-all",
+            field="project_id",
+        ),
+        Case("settings-malformed-json", "PUT", SETTINGS, content=b'{"auto_pickup": '),
+        Case("settings-no-body", "PUT", SETTINGS, content=b""),
+        Case("settings-missing-flag", "PUT", SETTINGS, json={}, field="auto_pickup"),
+        Case(
+            "settings-flag-string",
+            "PUT",
+            SETTINGS,
+            json={"auto_pickup": "true"},
+            field="auto_pickup",
+        ),
+        Case(
+            "settings-limit-zero",
+            "PUT",
+            SETTINGS,
+            json={"auto_pickup": True, "max_concurrent_runs": 0},
+            field="max_concurrent_runs",
+        ),
+        Case(
+            "settings-limit-51",
+            "PUT",
+            SETTINGS,
+            json={"auto_pickup": True, "max_concurrent_runs": 51},
+            field="max_concurrent_runs",
+        ),
+        Case(
+            "settings-limit-float",
+            "PUT",
+            SETTINGS,
+            json={"auto_pickup": True, "max_concurrent_runs": 2.5},
+            field="max_concurrent_runs",
+        ),
+        Case(
+            "settings-limit-huge",
+            "PUT",
+            SETTINGS,
+            json={"auto_pickup": True, "max_concurrent_runs": 10**30},
+            field="max_concurrent_runs",
+        ),
+        Case(
+            "settings-unknown-field",
+            "PUT",
+            SETTINGS,
+            json={"auto_pickup": True, "limit": 2},
+            field="limit",
+        ),
+        Case(
+            "settings-unknown-project",
+            "PUT",
+            f"/api/projects/{UNKNOWN}/backlog/settings",
+            json={"auto_pickup": True},
+            status=404,
+            error="not_found",
+        ),
         Case("board-bad-uuid", "GET", f"/api/projects/{NOT_A_UUID}/board", field="project_id"),
         Case(
             "board-min-position-word",
