@@ -13,7 +13,6 @@ child, recording `subtask.dispatched` for its dependents, creating their child r
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tests.e2e.coordination_chaos import (
     start_coordinator,
     wait_for_assembly,
 )
+from tests.e2e.process_chaos import kill_while_reporting
 from tests.support import ALICE, Server
 
 KILLS = 6
@@ -40,19 +40,6 @@ def server(store_url: str, tmp_path: Path) -> Iterator[Server]:
         yield srv
     finally:
         srv.kill()
-
-
-def kill_while_reporting(
-    server: Server, runners: Runners, rng: random.Random, reports: int, kills: int
-) -> None:
-    """SIGKILL and restart the server `kills` times, spread over the next `reports`
-    reports: the first at once, each at a random moment after some report's answer."""
-    start = len(runners.reported)
-    for kill in range(kills):
-        runners.wait_reported(start + kill * reports // kills)
-        time.sleep(rng.uniform(0, 0.1))
-        server.kill()
-        server.start()
 
 
 def test_a_plan_dispatched_while_its_server_is_killed_again_and_again_has_one_child_per_subtask(
