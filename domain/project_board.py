@@ -117,15 +117,24 @@ class TaskDeleted(ProjectEvent):
 
 class TaskStarted(ProjectEvent):
     """A ready task's `start`-th run was submitted under `run_id` (recorded before the run
-    is made, so the run's id is known and a repeated start makes no second run)."""
+    is made, so the run's id is known and a repeated start makes no second run). v2 adds
+    the task's failed run that this run retries (`retried_from`), None for a start."""
 
     TYPE = "backlog.task_started"
+    class_version = 2
     task_id: str
     run_id: str
     start: int
+    retried_from: str | None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["retried_from"] = None
 
     def apply(self, project: Project) -> None:
-        project.tasks[self.task_id].update(run_id=self.run_id, starts=self.start)
+        project.tasks[self.task_id].update(
+            run_id=self.run_id, starts=self.start, retried_from=self.retried_from
+        )
 
 
 BOARD_EVENTS = (TaskCreated, TaskEdited, TaskMoved, TaskReordered, TaskDeleted, TaskStarted)
@@ -261,5 +270,38 @@ class BoardCommands:
             task_id=task_id,
             run_id=str(run_id),
             start=start,
+            retried_from=None,
+        )
+        return run_id
+
+    def retry_task_run(
+        self, *, task_id: str, failed_run_id: str, run_status: str | None, actor: str, now: datetime
+    ) -> UUID | None:
+        """Record a retry of a task's failed run as the task's next start; the new run's id.
+
+        `run_status` is the status of the task's current run. A repeat of the retry while
+        the run it recorded is going (or not made yet: a crash between the two) gives that
+        run again, so a retry makes one run. None when the failed run is no longer the
+        task's (the task was moved, deleted or started again since): the retry is then
+        no concern of the board."""
+        task = self.tasks.get(task_id)
+        if task is None or task["run_id"] is None:
+            return None
+        if task["run_id"] != failed_run_id:
+            repeat = task.get("retried_from") == failed_run_id
+            going = run_status is None or run_status in ACTIVE_RUN
+            return UUID(task["run_id"]) if repeat and going else None
+        if run_status not in FAILED_RUN:
+            raise Conflict("Only a failed run can be retried.", run_status or "pending")
+        start = task["starts"] + 1
+        run_id = task_run_id(self.id, task_id, start)
+        self.trigger_event(
+            TaskStarted,
+            timestamp=now,
+            actor=actor,
+            task_id=task_id,
+            run_id=str(run_id),
+            start=start,
+            retried_from=failed_run_id,
         )
         return run_id

@@ -145,3 +145,47 @@ class BoardEngineCommands(EngineParts):
         except IntegrityError:  # made already, by a repeat of this start
             made = self.get_run(started[0])
             return Appended(made.id, made.status, made.version, None)
+
+    def retry_task_run(self, source: Run, user: str, options: dict[str, Any]) -> Appended | None:
+        """Retry the failed current run of a board task as the task's next start: recorded
+        on the project first (the new run's derived id, `retried_from`), then the run is
+        made with the task's id and the source's `options`; a repeat finds it made, as a
+        repeated start does. None when the run is no longer its task's current run (the
+        task was moved, deleted or started again): the caller retries it as a plain run."""
+        task_id, project_id = source.task_id, source.project_id
+        if task_id is None or project_id is None:
+            return None
+        retried: list[UUID | None] = []
+
+        def decide(project: Project, now: datetime) -> None:
+            retried.clear()
+            status = self.task_run_status(project, task_id) if task_id in project.tasks else None
+            retried.append(
+                project.retry_task_run(
+                    task_id=task_id,
+                    failed_run_id=str(source.id),
+                    run_status=status,
+                    actor=user,
+                    now=now,
+                )
+            )
+
+        project, _ = self._update_project(UUID(project_id), user, decide)
+        run_id = retried[0]
+        if run_id is None:
+            return None
+        run = Run.submit(
+            run_id=run_id,
+            owner=project.owner,
+            task=source.task,
+            now=self.clock(),
+            project_id=str(project.id),
+            repository_path=project.repository_path,
+            task_id=task_id,
+            **options,
+        )
+        try:
+            return self._save(run)
+        except IntegrityError:  # made already, by a repeat of this retry
+            made = self.get_run(run_id)
+            return Appended(made.id, made.status, made.version, None)
