@@ -23,7 +23,6 @@ from domain.board import (
     FAILED_RUN,
     READY,
     check_idle,
-    check_settings,
     check_text,
     placement,
     task_run_id,
@@ -122,31 +121,24 @@ class TaskDeleted(ProjectEvent):
 
 class TaskStarted(ProjectEvent):
     """A ready task's `start`-th run was submitted under `run_id` (recorded before the run
-    is made, so the run's id is known and a repeated start makes no second run)."""
+    is made, so the run's id is known and a repeated start makes no second run). v2 adds
+    the task's failed run that this run retries (`retried_from`), None for a start."""
 
     TYPE = "backlog.task_started"
+    class_version = 2
     task_id: str
     run_id: str
     start: int
+    retried_from: str | None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["retried_from"] = None
 
     def apply(self, project: Project) -> None:
-        project.tasks[self.task_id].update(run_id=self.run_id, starts=self.start)
-
-
-class SettingsChanged(ProjectEvent):
-    """The board's auto-pickup settings: whether the engine starts ready tasks, top first,
-    and how many of the board's runs may be active at once when it does."""
-
-    TYPE = "backlog.settings_changed"
-    WAKES = PICKUP
-    auto_pickup: bool
-    max_concurrent_runs: int
-
-    def apply(self, project: Project) -> None:
-        project.board_settings = {
-            "auto_pickup": self.auto_pickup,
-            "max_concurrent_runs": self.max_concurrent_runs,
-        }
+        project.tasks[self.task_id].update(
+            run_id=self.run_id, starts=self.start, retried_from=self.retried_from
+        )
 
 
 BOARD_EVENTS = (
@@ -156,7 +148,6 @@ BOARD_EVENTS = (
     TaskReordered,
     TaskDeleted,
     TaskStarted,
-    SettingsChanged,
 )
 
 
@@ -166,10 +157,8 @@ class BoardCommands:
 
     if TYPE_CHECKING:
         id: UUID
-        deleted: bool
         tasks: dict[str, dict[str, Any]]
         columns: dict[str, list[str]]
-        board_settings: dict[str, Any]
 
         def trigger_event(self, event_class: Any, **kwargs: Any) -> None: ...
 
@@ -292,6 +281,39 @@ class BoardCommands:
             task_id=task_id,
             run_id=str(run_id),
             start=start,
+            retried_from=None,
+        )
+        return run_id
+
+    def retry_task_run(
+        self, *, task_id: str, failed_run_id: str, run_status: str | None, actor: str, now: datetime
+    ) -> UUID | None:
+        """Record a retry of a task's failed run as the task's next start; the new run's id.
+
+        `run_status` is the status of the task's current run. A repeat of the retry while
+        the run it recorded is going (or not made yet: a crash between the two) gives that
+        run again, so a retry makes one run. None when the failed run is no longer the
+        task's (the task was moved, deleted or started again since): the retry is then
+        no concern of the board."""
+        task = self.tasks.get(task_id)
+        if task is None or task["run_id"] is None:
+            return None
+        if task["run_id"] != failed_run_id:
+            repeat = task.get("retried_from") == failed_run_id
+            going = run_status is None or run_status in ACTIVE_RUN
+            return UUID(task["run_id"]) if repeat and going else None
+        if run_status not in FAILED_RUN:
+            raise Conflict("Only a failed run can be retried.", run_status or "pending")
+        start = task["starts"] + 1
+        run_id = task_run_id(self.id, task_id, start)
+        self.trigger_event(
+            TaskStarted,
+            timestamp=now,
+            actor=actor,
+            task_id=task_id,
+            run_id=str(run_id),
+            start=start,
+            retried_from=failed_run_id,
         )
         return run_id
 
@@ -302,50 +324,3 @@ class BoardCommands:
         for task_id in moved:
             self.move_task(task_id=task_id, column=READY, run_status=None, actor=actor, now=now)
         return moved
-
-    def change_settings(
-        self, *, auto_pickup: bool, max_concurrent_runs: int, actor: str, now: datetime
-    ) -> None:
-        """Turn auto-pickup on or off and set its limit (nothing if they are so already)."""
-        check_settings(max_concurrent_runs)
-        wanted = {"auto_pickup": auto_pickup, "max_concurrent_runs": max_concurrent_runs}
-        if wanted != self.board_settings:
-            self.trigger_event(SettingsChanged, timestamp=now, actor=actor, **wanted)
-
-    def unmade_runs(self, statuses: dict[str, str | None]) -> list[tuple[str, UUID]]:
-        """The started tasks whose run is not made yet (`statuses` maps their run ids to
-        None), with those runs' ids, top first; none once the project is deleted."""
-        if self.deleted:
-            return []
-        return [
-            (task_id, UUID(task["run_id"]))
-            for column in self.columns.values()
-            for task_id in column
-            if (task := self.tasks[task_id])["run_id"] is not None
-            and task["run_id"] in statuses
-            and statuses[task["run_id"]] is None
-        ]
-
-    def pick_up(
-        self, *, statuses: dict[str, str | None], actor: str, now: datetime
-    ) -> list[tuple[str, UUID]]:
-        """With auto-pickup on, start ready tasks that never ran, top first, while fewer of
-        the board's runs are active than its limit; the tasks started and their runs' ids.
-
-        `statuses` holds the status of every task's run that may still be active (None
-        for one not made yet, which counts as active); a run left out has ended."""
-        settings = self.board_settings
-        if self.deleted or not settings["auto_pickup"]:
-            return []
-        active = sum(
-            1
-            for task in self.tasks.values()
-            if task["run_id"] in statuses
-            and (statuses[task["run_id"]] is None or statuses[task["run_id"]] in ACTIVE_RUN)
-        )
-        room = settings["max_concurrent_runs"] - active
-        waiting = [t for t in self.columns[READY] if self.tasks[t]["run_id"] is None]
-        return [
-            (task_id, self.start_task(task_id=task_id, run_status=None, actor=actor, now=now))
-            for task_id in waiting[: max(room, 0)]
-        ]

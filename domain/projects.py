@@ -8,8 +8,9 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from domain import project_board
+from domain import board_pickup, project_board
 from domain.board import COLUMNS, DEFAULT_SETTINGS
+from domain.board_pickup import PickupCommands
 from domain.errors import Invalid, NotFound
 from domain.project_board import BoardCommands, ProjectEvent
 
@@ -31,7 +32,7 @@ class ProjectState:
     board_settings: dict[str, Any]  # auto_pickup, max_concurrent_runs
 
 
-class Project(BoardCommands, ProjectState, Aggregate):
+class Project(BoardCommands, PickupCommands, ProjectState, Aggregate):
     """A project: where runs get their repository and the branch they merge into, and its
     board of tasks (domain/project_board.py)."""
 
@@ -44,7 +45,7 @@ class Project(BoardCommands, ProjectState, Aggregate):
     TaskReordered = project_board.TaskReordered
     TaskDeleted = project_board.TaskDeleted
     TaskStarted = project_board.TaskStarted
-    SettingsChanged = project_board.SettingsChanged
+    SettingsChanged = board_pickup.SettingsChanged
 
     class Created(ProjectEvent, Aggregate.Created):
         TYPE = "project.created"

@@ -128,9 +128,12 @@ class BoardEngineCommands(EngineParts):
 
     def _make_task_run(self, project: Project, task_id: str, run_id: UUID) -> Appended:
         """Submit the run a task's start recorded, under its recorded id; a run made
-        already (by a repeat of the start, or the policy finishing it) is answered as is."""
+        already (by a repeat of the start, or the policy finishing it) is answered as is.
+        (A retry's run is made by retry_task_run with the failed run's options; finished
+        here after a crash, it keeps its `retried_from` and takes the defaults.)"""
         task = project.task(task_id)
         run = Run.submit(
+            retried_from=task.get("retried_from"),
             run_id=run_id,
             owner=project.owner,
             task=run_task(task["title"], task["description"]),
@@ -208,3 +211,47 @@ class BoardEngineCommands(EngineParts):
             return self.get_run(run_id).status
         except NotFound:
             return None
+
+    def retry_task_run(self, source: Run, user: str, options: dict[str, Any]) -> Appended | None:
+        """Retry the failed current run of a board task as the task's next start: recorded
+        on the project first (the new run's derived id, `retried_from`), then the run is
+        made with the task's id and the source's `options`; a repeat finds it made, as a
+        repeated start does. None when the run is no longer its task's current run (the
+        task was moved, deleted or started again): the caller retries it as a plain run."""
+        task_id, project_id = source.task_id, source.project_id
+        if task_id is None or project_id is None:
+            return None
+        retried: list[UUID | None] = []
+
+        def decide(project: Project, now: datetime) -> None:
+            retried.clear()
+            status = self.task_run_status(project, task_id) if task_id in project.tasks else None
+            retried.append(
+                project.retry_task_run(
+                    task_id=task_id,
+                    failed_run_id=str(source.id),
+                    run_status=status,
+                    actor=user,
+                    now=now,
+                )
+            )
+
+        project, _ = self._update_project(UUID(project_id), user, decide)
+        run_id = retried[0]
+        if run_id is None:
+            return None
+        run = Run.submit(
+            run_id=run_id,
+            owner=project.owner,
+            task=source.task,
+            now=self.clock(),
+            project_id=str(project.id),
+            repository_path=project.repository_path,
+            task_id=task_id,
+            **options,
+        )
+        try:
+            return self._save(run)
+        except IntegrityError:  # made already, by a repeat of this retry
+            made = self.get_run(run_id)
+            return Appended(made.id, made.status, made.version, None)

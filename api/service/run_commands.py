@@ -30,6 +30,10 @@ class RunCommands(EngineParts):
 
         def retry_child(self, source: Run, user: str) -> Appended: ...
 
+        def retry_task_run(
+            self, source: Run, user: str, options: dict[str, Any]
+        ) -> Appended | None: ...
+
     # -- user commands --------------------------------------------------------------------
 
     def submit_run(
@@ -102,7 +106,8 @@ class RunCommands(EngineParts):
         return self._update(run_id, user, lambda run, now: run.delete(actor=user, now=now))
 
     def retry_run(self, run_id: UUID, user: str) -> Appended:
-        """Start a new run linked to a failed one; the source run is not changed."""
+        """Start a new run linked to a failed one; the source run is not changed. A board
+        task's current run is retried as the task's next start, so the board follows it."""
         source = self.get_run(run_id, user)
         if source.status not in (FAILED, MERGE_FAILED):
             raise Conflict("Only a failed run can be retried.", source.status)
@@ -119,7 +124,11 @@ class RunCommands(EngineParts):
         }
         if source.project_id is None:
             return self.submit_run(source.owner, source.task, **options)
-        try:  # in its project, which must still exist
+        try:  # in its project, which must still exist; on its board task's, if still its
+            if source.task_id is not None:
+                made = self.retry_task_run(source, source.owner, options)
+                if made is not None:
+                    return made
             return self.submit_project_run(
                 UUID(source.project_id), source.owner, source.task, **options
             )

@@ -166,6 +166,60 @@ def test_a_failed_run_sends_its_task_back_to_ready_with_the_failure(
     assert task_on_board(alice, pid, task_id)["column"] == "ready"
 
 
+def test_a_retried_task_run_keeps_the_link_and_the_task_follows_it_to_done(
+    alice: User, runner: httpx.Client
+) -> None:
+    pid = create_project(alice)["project_id"]
+    task_id = ready_tasks(alice, pid, "flaky")["flaky"]
+    failed = expect(act(alice, pid, task_id, "start"), 202)["run_id"]
+    failure = {"category": "agent", "message": "it broke"}
+    report(runner, failed, claim_run(runner, failed), "failed", failure=failure)
+
+    retried = expect(alice.post(f"/api/runs/{failed}/retry", json={}), 201)
+
+    run_id = retried["run_id"]
+    assert retried["retried_from"] == failed and run_id != failed
+    run = expect(
+        alice.get(f"/api/runs/{run_id}", params={"min_position": retried["position"]}), 200
+    )
+    assert (run["task_id"], run["retried_from"], run["project_id"]) == (task_id, failed, pid)
+    shown = task_on_board(alice, pid, task_id)
+    assert (shown["column"], shown["run_id"]) == ("in_progress", run_id)
+    assert shown["last_failure"] == {"run_id": failed, **failure}
+    report(runner, run_id, claim_run(runner, run_id), "no_changes")
+    shown = task_on_board(alice, pid, task_id)
+    assert (shown["column"], shown["run"]["status"]) == ("done", "completed")
+    assert shown["last_failure"]["run_id"] == failed  # why it took a second run
+    started = expect(alice.get("/api/events", params={"project_id": pid, "type": "backlog.*"}), 200)
+    assert [e["data"]["retried_from"] for e in started["events"][-2:]] == [None, failed]
+
+
+def test_retrying_a_run_its_task_has_left_makes_a_run_the_board_does_not_follow(
+    alice: User, runner: httpx.Client
+) -> None:
+    pid = create_project(alice)["project_id"]
+    task_id = ready_tasks(alice, pid, "moved")["moved"]
+    failed = expect(act(alice, pid, task_id, "start"), 202)["run_id"]
+    report(
+        runner,
+        failed,
+        claim_run(runner, failed),
+        "failed",
+        failure={"category": "agent", "message": "no"},
+    )
+    expect(act(alice, pid, task_id, "backlog"), 200)
+
+    retried = expect(alice.post(f"/api/runs/{failed}/retry", json={}), 201)
+
+    run = expect(
+        alice.get(f"/api/runs/{retried['run_id']}", params={"min_position": retried["position"]}),
+        200,
+    )
+    assert (run["task_id"], run["retried_from"], run["project_id"]) == (None, failed, pid)
+    assert columns(alice, pid) == {"backlog": ["moved"]}
+    expect(alice.post(f"/api/runs/{retried['run_id']}/cancel", json={}), 200)
+
+
 def test_a_repeated_start_with_its_idempotency_key_makes_one_run(alice: User) -> None:
     pid = create_project(alice)["project_id"]
     task_id = ready_tasks(alice, pid, "once")["once"]

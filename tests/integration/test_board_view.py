@@ -101,3 +101,29 @@ def test_a_start_whose_run_was_not_made_makes_that_run_and_no_other(runtime: Run
         engine.start_task(project.id, OWNER, task_id)
     assert refused.value.status == "pending"
     assert engine.get_project(project.id).task(task_id)["starts"] == 1
+
+
+def test_a_retry_whose_run_was_not_made_makes_that_run_on_its_repeat(runtime: Runtime) -> None:
+    engine = runtime.engine
+    project, _ = engine.create_project(OWNER, "board", None, "main")
+    task_id = new_task(runtime, project.id, "flaky")
+    failed = engine.start_task(project.id, OWNER, task_id).run_id
+    run_to(runtime, failed, "failed")
+    # A crash between recording the retry and making its run: only the start is stored.
+    engine._update_project(
+        project.id,
+        OWNER,
+        lambda p, now: p.retry_task_run(
+            task_id=task_id, failed_run_id=str(failed), run_status="failed", actor=OWNER, now=now
+        ),
+    )
+    recorded = engine.get_project(project.id).task(task_id)["run_id"]
+
+    made = engine.retry_run(failed, OWNER)
+    again = engine.retry_run(failed, OWNER)  # a repeat while it goes: the same run
+
+    assert str(made.run_id) == recorded == str(again.run_id)
+    run = engine.get_run(made.run_id)
+    assert (run.task_id, run.retried_from) == (task_id, str(failed))
+    assert engine.get_project(project.id).task(task_id)["starts"] == 2
+    assert shown(runtime, project.id) == {"in_progress": ["flaky"]}

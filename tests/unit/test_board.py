@@ -229,3 +229,84 @@ def test_the_board_rebuilt_from_its_events_equals_the_live_one() -> None:
     assert rebuilt is not None
     assert (rebuilt.columns, rebuilt.tasks) == (project.columns, project.tasks)
     assert rebuilt.columns == {"backlog": [], "ready": ["c", "b"], "archived": []}
+
+
+def given_failed_start(*tasks: str) -> tuple[Project, str]:
+    """A board whose ready task `a` was started once (its run failed, as the caller says)."""
+    project = given_board("a", *tasks, ready=("a", *tasks))
+    first = project.start_task(task_id="a", run_status=None, actor=OWNER, now=NOW)
+    project.collect_events()
+    return project, str(first)
+
+
+def test_retrying_a_tasks_failed_run_records_its_next_start_retried_from_it() -> None:
+    project, failed = given_failed_start()
+
+    run_id = project.retry_task_run(
+        task_id="a", failed_run_id=failed, run_status="failed", actor=OWNER, now=NOW
+    )
+
+    events = project.collect_events()
+    assert [e.wire_type() for e in events] == ["backlog.task_started"]
+    assert events[0].retried_from == failed  # type: ignore[attr-defined]
+    assert run_id == task_run_id(project.id, "a", 2)
+    assert project.task("a")["run_id"] == str(run_id) and project.task("a")["starts"] == 2
+
+
+def test_retrying_a_tasks_run_that_has_not_failed_is_a_conflict() -> None:
+    project, failed = given_failed_start()
+    with pytest.raises(Conflict) as refused:
+        project.retry_task_run(
+            task_id="a", failed_run_id=failed, run_status="in_progress", actor=OWNER, now=NOW
+        )
+    assert refused.value.status == "in_progress" and appended(project) == []
+
+
+@pytest.mark.parametrize("status", [None, "pending", "in_progress", "awaiting_review"])
+def test_a_repeated_retry_while_its_run_goes_or_is_not_made_gives_that_run(
+    status: str | None,
+) -> None:
+    project, failed = given_failed_start()
+    first = project.retry_task_run(
+        task_id="a", failed_run_id=failed, run_status="failed", actor=OWNER, now=NOW
+    )
+    project.collect_events()
+
+    again = project.retry_task_run(
+        task_id="a", failed_run_id=failed, run_status=status, actor=OWNER, now=NOW
+    )
+
+    assert again == first and appended(project) == []
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled", "merged", "completed"])
+def test_a_repeated_retry_once_its_run_ended_is_no_concern_of_the_board(status: str) -> None:
+    project, failed = given_failed_start()
+    project.retry_task_run(
+        task_id="a", failed_run_id=failed, run_status="failed", actor=OWNER, now=NOW
+    )
+    project.collect_events()
+
+    again = project.retry_task_run(
+        task_id="a", failed_run_id=failed, run_status=status, actor=OWNER, now=NOW
+    )
+
+    assert again is None and appended(project) == []
+
+
+def test_a_retry_after_the_task_was_moved_deleted_or_restarted_is_not_the_boards() -> None:
+    project, failed = given_failed_start("b", "c")
+    for task in ("b", "c"):
+        project.start_task(task_id=task, run_status=None, actor=OWNER, now=NOW)
+    moved, restarted = project.task("b")["run_id"], project.task("c")["run_id"]
+    project.move_task(task_id="b", column="backlog", run_status="failed", actor=OWNER, now=NOW)
+    project.start_task(task_id="c", run_status="failed", actor=OWNER, now=NOW)
+    project.delete_task(task_id="a", run_status="failed", actor=OWNER, now=NOW)
+    project.collect_events()
+
+    for task, run_id in (("a", failed), ("b", moved), ("c", restarted)):
+        retried = project.retry_task_run(
+            task_id=task, failed_run_id=run_id, run_status="failed", actor=OWNER, now=NOW
+        )
+        assert retried is None, task
+    assert appended(project) == []

@@ -3,8 +3,10 @@ at its class's current version, also when an older version of the class stored i
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
+from uuid import uuid4
 
 import orjson
 from eventsourcing.persistence import StoredEvent
@@ -13,12 +15,14 @@ from adapters.db import StoredRow
 from adapters.store import LeanMapper, OrjsonTranscoder
 from adapters.stored import current_state
 from api.envelopes import Envelope
+from domain.projects import Project
 from domain.runs import Run
 from projections.folding import Folder
 from tests.unit.helpers import RUNNER, claim, submit
 from tests.unit.test_stored_form import every_kind_of_event
 
 MAPPER = LeanMapper(transcoder=OrjsonTranscoder())
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 # What a build before `run.claimed` v2 stored: no `runner` (the instance was the runner),
 # no `class_version`.
 V1_CLAIM: dict[str, Any] = {
@@ -122,3 +126,25 @@ def test_a_version_2_submission_reads_as_a_run_of_no_board_task() -> None:
     assert current_state(row.topic, row.state)["task_id"] is None
     assert MAPPER.to_domain_event(as_read_by_the_repository(row)).task_id is None
     assert Folder(SimpleNamespace(mapper=MAPPER)).advance(row).task_id is None  # type: ignore[arg-type]
+
+
+def test_a_version_1_task_start_reads_as_a_start_retried_from_nothing() -> None:
+    project = Project.create(
+        project_id=uuid4(),
+        owner="alice",
+        name="p",
+        repository_path=None,
+        default_branch="m",
+        now=NOW,
+    )
+    project.create_task(task_id="a", title="a", description="", actor="alice", now=NOW)
+    project.move_task(task_id="a", column="ready", run_status=None, actor="alice", now=NOW)
+    project.start_task(task_id="a", run_status=None, actor="alice", now=NOW)
+    started = project.collect_events()[-1]
+    state = orjson.loads(MAPPER.to_stored_event(started).state)
+    assert state.pop("class_version") == 2 and state.pop("retried_from") is None
+    row = StoredRow(4, project.id, 4, Project.TaskStarted.TOPIC, orjson.dumps(state))
+
+    assert current_state(row.topic, row.state)["retried_from"] is None
+    assert MAPPER.to_domain_event(as_read_by_the_repository(row)).retried_from is None
+    assert Envelope.from_row(row).data["retried_from"] is None
