@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.board_helpers import act, board, columns, create_task
 from tests.e2e.coordination_chaos import Runners
+from tests.e2e.helpers import read_frames, wait_for
 from tests.e2e.pickup_helpers import (
     auto_pickup,
     board_log,
@@ -159,3 +160,42 @@ def test_another_users_settings_and_ready_all_are_not_found(alice: User, bob: Us
     assert bob.post(f"/api/projects/{pid}/backlog/ready-all").status_code == 404
     assert columns(alice, pid) == {"backlog": ["a"]}
     assert board(alice, pid)["settings"]["auto_pickup"] is False
+
+
+def test_a_ui_keeps_a_board_current_from_the_projects_global_stream(
+    alice: User, runner: httpx.Client
+) -> None:
+    pid = create_project(alice)["project_id"]
+    ids = backlog(alice, pid, "a", "b")
+    auto_pickup(alice, pid, 1)
+    expect(alice.post(f"/api/projects/{pid}/backlog/ready-all"), 200)
+    claim = {"runner_id": "r", "wait_seconds": 10}
+    lease = expect(runner.post("/api/runner/claim", json=claim), 200)
+    body = {"fencing_token": lease["fencing_token"], "outcome": "no_changes"}
+    expect(runner.post(f"/api/runs/{lease['run']['run_id']}/report", json=body), 200)
+    wait_for(
+        lambda: columns(alice, pid) == {"in_progress": ["b"], "done": ["a"]},
+        10,
+        "the policy to start b",
+    )
+    log = board_log(alice, pid)
+
+    frames = read_frames(
+        alice,
+        "/api/events/stream",
+        params={"project_id": pid, "after": 0},
+        until=lambda frame: frame.id == log[-1]["position"],
+    )
+
+    assert [(f.id, f.event) for f in frames] == [(e["position"], e["type"]) for e in log]
+    types = [f.event for f in frames]
+    assert types[:6] == [
+        "project.created",
+        "backlog.task_created",
+        "backlog.task_created",
+        "backlog.settings_changed",
+        "backlog.task_moved",
+        "backlog.task_moved",
+    ]
+    assert types.count("backlog.task_started") == 2 and "run.completed" in types
+    assert starts(log) == [ids["a"], ids["b"]]
