@@ -3,6 +3,7 @@ task's last run (from that run's events), so a task's shown column follows its r
 
 from __future__ import annotations
 
+from itertools import groupby
 from typing import Any
 
 from adapters import readmodels
@@ -72,12 +73,18 @@ class BoardProjection:
         readmodels.reset(cur, "board_view", self.name)
 
     def apply(self, cur: Cursor, rows: list[StoredRow]) -> None:
-        """Apply a batch: projects first (a task's start precedes its run's first event,
-        so its run id is known when the run's events come), then the tasks' runs."""
-        project_rows = [row for row in rows if row.topic in PROJECT_TOPICS]
-        for project in self.projects.fold(project_rows).values():
-            self._write_board(cur, project)
-        run_rows = [row for row in rows if row.topic in RUN_TOPICS]
+        """Apply a batch in log order, a stretch of project events, then a stretch of run
+        events, and so on: a run's events reach the task whose run it was at that point
+        (a task's start precedes its run's first event), so the last failure of a task's
+        earlier run is kept however the log is cut into batches (a rebuild reads it whole)."""
+        for on_project, stretch in groupby(rows, key=lambda row: row.topic in PROJECT_TOPICS):
+            if on_project:
+                for project in self.projects.fold(list(stretch)).values():
+                    self._write_board(cur, project)
+            else:
+                self._apply_runs(cur, [row for row in stretch if row.topic in RUN_TOPICS])
+
+    def _apply_runs(self, cur: Cursor, run_rows: list[StoredRow]) -> None:
         tasks = {
             row.run_id: task
             for row in {row.run_id: row for row in run_rows}.values()

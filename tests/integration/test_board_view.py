@@ -101,3 +101,25 @@ def test_a_start_whose_run_was_not_made_makes_that_run_and_no_other(runtime: Run
         engine.start_task(project.id, OWNER, task_id)
     assert refused.value.status == "pending"
     assert engine.get_project(project.id).task(task_id)["starts"] == 1
+
+
+def test_a_rebuild_keeps_the_failure_of_a_tasks_earlier_run(runtime: Runtime) -> None:
+    # Found by tests/property/test_board.py: a rebuild reads the start of the task's next
+    # run in the same batch as the earlier run's failure, and must still apply them in order.
+    engine = runtime.engine
+    project, _ = engine.create_project(OWNER, "board", None, "main")
+    task_id = new_task(runtime, project.id, "again")
+    run_to(runtime, engine.start_task(project.id, OWNER, task_id).run_id, "failed")
+    runtime.catch_up()
+    engine.start_task(project.id, OWNER, task_id)
+    runtime.catch_up()
+    live = board_rows(runtime)
+
+    runtime.rebuild()
+
+    assert board_rows(runtime) == live
+    with runtime.db.reading() as cur:
+        board = readmodels.get_board(cur, str(project.id), OWNER)
+    assert board is not None
+    (task,) = next(c["tasks"] for c in board["columns"] if c["name"] == "in_progress")
+    assert task["last_failure"]["message"] == "it broke"
