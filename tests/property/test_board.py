@@ -4,11 +4,12 @@ task exactly once, each task shows where its run really is, and the read model b
 the way (in small batches, by two processes in turn) equals one rebuilt from the whole log.
 
 Each step runs one command per user in two threads released together by a barrier: either
-freely, or with the first user's command deciding on a stale read (it loads the project,
-then waits until the second user's command is done), so that its save must conflict and
-the engine's load-decide-save loop must decide again on the new state. The two users are
-two runtimes on one database, as two server processes would be: within one engine,
-commands on one aggregate take turns and never conflict.
+freely, or with the second user's whole command placed at a chosen point of the first's:
+right after it loads the project (its decision is then stale, so its save must conflict and
+the engine's load-decide-save loop decide again on the new state), or right after it saves
+project events (between a start's record and the making of its run). The two users are two
+runtimes on one database, as two server processes would be: within one engine, commands on
+one aggregate take turns and never conflict.
 """
 
 from __future__ import annotations
@@ -69,40 +70,39 @@ def actions(draw: st.DrawFn) -> tuple[Any, ...]:
 
 
 creates = st.tuples(st.just("create"), st.just("first"))
-# A step: the first user's action, the second's, and whether the first decides stale.
-steps = st.tuples(actions(), actions(), st.booleans())
+# A step: the first user's action, the second's, and how they meet: freely, or the second's
+# whole command right after the first's loads the project ("stale": the first's save must
+# conflict), or right after the first's saves project events ("between": a start's record
+# and the making of its run).
+steps = st.tuples(actions(), actions(), st.sampled_from(["free", "stale", "between"]))
 histories = st.builds(
     lambda first, rest: first + rest,
-    st.lists(st.tuples(creates, creates, st.just(False)), min_size=1, max_size=2),
+    st.lists(st.tuples(creates, creates, st.just("free")), min_size=1, max_size=2),
     st.lists(steps, min_size=4, max_size=22),
 )
 
 
-class StaleRead:
-    """Holds a user's next project load until the other user's command is done."""
+class Hold:
+    """Holds a user's command at one point (`where`: right after it loads the project, or
+    right after it saves project events) until the other user's command is done."""
 
     def __init__(self) -> None:
-        self.armed = False
+        self.where: str | None = None
         self.loaded_version: int | None = None
-        self.loaded = threading.Event()
+        self.reached = threading.Event()
         self.done = threading.Event()
 
-    def wrap(self, load: Callable[..., Project]) -> Callable[..., Project]:
-        def held(*args: Any, **kwargs: Any) -> Project:
-            project = load(*args, **kwargs)
-            if self.armed:
-                self.armed = False
-                self.loaded_version = project.version
-                self.loaded.set()
-                assert self.done.wait(WAIT), "the other user's command never finished"
-            return project
-
-        return held
-
-    def arm(self) -> None:
-        self.armed, self.loaded_version = True, None
-        self.loaded.clear()
+    def arm(self, where: str | None) -> None:
+        self.where, self.loaded_version = where, None
+        self.reached.clear()
         self.done.clear()
+
+    def here(self, where: str, project: Project) -> None:
+        if self.where == where:
+            self.where = None
+            self.loaded_version = project.version if where == "load" else None
+            self.reached.set()
+            assert self.done.wait(WAIT), "the other user's command never finished"
 
 
 @dataclass
@@ -110,15 +110,19 @@ class User:
     """One user's process: its runtime, and what its engine's saves met."""
 
     runtime: Runtime
-    stale: StaleRead = field(default_factory=StaleRead)
+    hold: Hold = field(default_factory=Hold)
     saves: list[tuple[str, bool]] = field(default_factory=list)  # (aggregate kind, conflicted)
 
     def __post_init__(self) -> None:
         engine = self.runtime.engine
-        engine.get_project = self.stale.wrap(engine.get_project)  # type: ignore[method-assign]
-        save = engine._save
+        load, save = engine.get_project, engine._save
 
-        def counted(aggregate: Any) -> Any:
+        def held_load(*args: Any, **kwargs: Any) -> Project:
+            project = load(*args, **kwargs)
+            self.hold.here("load", project)
+            return project
+
+        def counted_save(aggregate: Any) -> Any:
             kind = "project" if isinstance(aggregate, Project) else "run"
             if not aggregate.pending_events:
                 return save(aggregate)
@@ -128,9 +132,12 @@ class User:
                 self.saves.append((kind, True))
                 raise
             self.saves.append((kind, False))
+            if kind == "project":
+                self.hold.here("save", aggregate)
             return appended
 
-        engine._save = counted  # type: ignore[method-assign]
+        engine.get_project = held_load  # type: ignore[method-assign]
+        engine._save = counted_save  # type: ignore[method-assign]
 
 
 @dataclass
@@ -268,9 +275,8 @@ def play(board: Board, step: tuple[Any, ...]) -> None:
         board.command(first, step[0]),
         board.command(second, step[1]),
     )
-    stale = step[2] and on_project
-    if stale:
-        first.stale.arm()
+    held = step[2] != "free" and on_project
+    first.hold.arm(None if not held else "load" if step[2] == "stale" else "save")
     barrier = threading.Barrier(2)
     results: list[Any] = [None, None]
     errors: list[BaseException] = []
@@ -279,21 +285,22 @@ def play(board: Board, step: tuple[Any, ...]) -> None:
     def run(slot: int, command: Callable[[], Any]) -> None:
         try:
             barrier.wait(WAIT)
-            if slot == 1 and stale:
-                assert first.stale.loaded.wait(WAIT), "the first user never loaded"
+            if slot == 1 and held:
+                assert first.hold.reached.wait(WAIT), "the first user never got there"
             try:
                 results[slot] = command()
             except DomainError as refused:
                 assert "too fast" not in str(refused), refused
-            if slot == 1 and stale:
+            if slot == 1 and held:
                 version_after_b.append(board.project().version)
         except BaseException as failed:
             errors.append(failed)
         finally:
             if slot == 0:
-                first.stale.loaded.set()  # never leave the other waiting
+                first.hold.where = None  # never leave the other waiting
+                first.hold.reached.set()
             else:
-                first.stale.done.set()
+                first.hold.done.set()
 
     first.saves.clear()
     threads = [
@@ -309,8 +316,8 @@ def play(board: Board, step: tuple[Any, ...]) -> None:
     conflicted = any(kind == "project" and hit for kind, hit in first.saves)
     if conflicted:
         event("a project command was decided again after a conflict")
-    loaded = first.stale.loaded_version
-    changed_under = stale and loaded is not None and version_after_b[0] > loaded
+    loaded = first.hold.loaded_version
+    changed_under = loaded is not None and version_after_b[0] > loaded
     if changed_under and any(kind == "project" and not hit for kind, hit in first.saves):
         # The first user decided on a project the second changed, then saved project events:
         # its first save must have met the second's and been decided again.
@@ -423,7 +430,7 @@ def check_history(url: str, history: list[tuple[Any, ...]]) -> None:
         check_read_model(board)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(history=histories)
 def test_on_sqlite_two_users_at_once_keep_the_board_whole(history: list[tuple]) -> None:
     with tempfile.TemporaryDirectory() as directory:
@@ -431,7 +438,7 @@ def test_on_sqlite_two_users_at_once_keep_the_board_whole(history: list[tuple]) 
 
 
 @pytest.mark.postgres
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(history=histories)
 def test_on_postgres_two_users_at_once_keep_the_board_whole(history: list[tuple]) -> None:
     with postgres_schema() as url:
