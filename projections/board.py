@@ -3,6 +3,7 @@ task's last run (from that run's events), so a task's shown column follows its r
 
 from __future__ import annotations
 
+from itertools import groupby
 from typing import Any
 
 from adapters import readmodels
@@ -73,16 +74,25 @@ class BoardProjection:
         board_settings.delete_settings(cur)
 
     def apply(self, cur: Cursor, rows: list[StoredRow]) -> None:
-        """Apply a batch: projects first (a task's start precedes its run's first event,
-        so its run id is known when the run's events come), then the tasks' runs."""
-        project_rows = [row for row in rows if row.topic in PROJECT_TOPICS]
-        for project in self.projects.fold(project_rows).values():
-            self._write_board(cur, project)
-            if project.deleted:
-                board_settings.delete_settings(cur, str(project.id))
+        """Apply a batch in log order, a stretch of project events, then a stretch of run
+        events, and so on: a run's events reach the task whose run it was at that point
+        (a task's start precedes its run's first event), so the last failure of a task's
+        earlier run is kept however the log is cut into batches (a rebuild reads it whole)."""
+        for on_project, stretch in groupby(rows, key=lambda row: row.topic in PROJECT_TOPICS):
+            if on_project:
+                for project in self.projects.fold(list(stretch)).values():
+                    self._write_board(cur, project)
+                    self._write_settings(cur, project)
             else:
-                board_settings.set_settings(cur, str(project.id), project.board_settings)
-        run_rows = [row for row in rows if row.topic in RUN_TOPICS]
+                self._apply_runs(cur, [row for row in stretch if row.topic in RUN_TOPICS])
+
+    def _write_settings(self, cur: Cursor, project: Project) -> None:
+        if project.deleted:
+            board_settings.delete_settings(cur, str(project.id))
+        else:
+            board_settings.set_settings(cur, str(project.id), project.board_settings)
+
+    def _apply_runs(self, cur: Cursor, run_rows: list[StoredRow]) -> None:
         tasks = {
             row.run_id: task
             for row in {row.run_id: row for row in run_rows}.values()

@@ -36,6 +36,15 @@ class BoardEngineCommands(EngineParts):
         run_id = project.task(task_id)["run_id"]
         return None if run_id is None else self._run_status(UUID(run_id))
 
+    def going_status(self, project: Project, task_id: str) -> str | None:
+        """The task's run status for the checks that its run is not going: a start recorded
+        whose run is not made yet counts as pending (that run is about to be made, and a
+        task moved or deleted away from it would leave it going, and let a second start)."""
+        status = self.task_run_status(project, task_id)
+        if status is None and project.task(task_id)["run_id"] is not None:
+            return "pending"
+        return status
+
     def create_task(
         self, project_id: UUID, user: str, title: str, description: str
     ) -> tuple[Project, Appended]:
@@ -75,7 +84,7 @@ class BoardEngineCommands(EngineParts):
             lambda p, now: p.move_task(
                 task_id=task_id,
                 column=column,
-                run_status=self.task_run_status(p, task_id),
+                run_status=self.going_status(p, task_id),
                 actor=user,
                 now=now,
             ),
@@ -100,7 +109,7 @@ class BoardEngineCommands(EngineParts):
             user,
             lambda p, now: p.delete_task(
                 task_id=task_id,
-                run_status=self.task_run_status(p, task_id),
+                run_status=self.going_status(p, task_id),
                 actor=user,
                 now=now,
             ),

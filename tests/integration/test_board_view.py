@@ -127,3 +127,50 @@ def test_a_retry_whose_run_was_not_made_makes_that_run_on_its_repeat(runtime: Ru
     assert (run.task_id, run.retried_from) == (task_id, str(failed))
     assert engine.get_project(project.id).task(task_id)["starts"] == 2
     assert shown(runtime, project.id) == {"in_progress": ["flaky"]}
+
+
+def test_a_rebuild_keeps_the_failure_of_a_tasks_earlier_run(runtime: Runtime) -> None:
+    # Found by tests/property/test_board.py: a rebuild reads the start of the task's next
+    # run in the same batch as the earlier run's failure, and must still apply them in order.
+    engine = runtime.engine
+    project, _ = engine.create_project(OWNER, "board", None, "main")
+    task_id = new_task(runtime, project.id, "again")
+    run_to(runtime, engine.start_task(project.id, OWNER, task_id).run_id, "failed")
+    runtime.catch_up()
+    engine.start_task(project.id, OWNER, task_id)
+    runtime.catch_up()
+    live = board_rows(runtime)
+
+    runtime.rebuild()
+
+    assert board_rows(runtime) == live
+    with runtime.db.reading() as cur:
+        board = readmodels.get_board(cur, str(project.id), OWNER)
+    assert board is not None
+    (task,) = next(c["tasks"] for c in board["columns"] if c["name"] == "in_progress")
+    assert task["last_failure"]["message"] == "it broke"
+
+
+def test_a_task_whose_started_run_is_not_made_yet_is_not_moved_or_deleted(
+    runtime: Runtime,
+) -> None:
+    # Found by tests/property/test_board.py: another user's move between a start's record
+    # and the making of its run left that run going for a task moved away, started again.
+    engine = runtime.engine
+    project, _ = engine.create_project(OWNER, "board", None, "main")
+    task_id = new_task(runtime, project.id, "once")
+    engine._update_project(  # the start is recorded; its run is about to be made
+        project.id,
+        OWNER,
+        lambda p, now: p.start_task(task_id=task_id, run_status=None, actor=OWNER, now=now),
+    )
+
+    for refused in (
+        lambda: engine.move_task(project.id, OWNER, task_id, "backlog"),
+        lambda: engine.delete_task(project.id, OWNER, task_id),
+    ):
+        with pytest.raises(Conflict) as going:
+            refused()
+        assert going.value.status == "pending"
+    made = engine.start_task(project.id, OWNER, task_id)
+    assert str(made.run_id) == engine.get_project(project.id).task(task_id)["run_id"]
