@@ -336,3 +336,15 @@ def test_proofs_outside_the_tree_are_refused() -> None:
         merkle.consistency_ranges(0, 5)
     with pytest.raises(ValueError):
         merkle.consistency_ranges(6, 5)
+
+
+def test_a_stored_tree_answers_any_root_or_proof_from_at_most_two_nodes_per_level() -> None:
+    for n in range(1, 300):
+        budget = 2 * n.bit_length()
+        assert len(merkle.perfect_parts(0, n)) <= n.bit_length()
+        for m in range(n):
+            ranges = merkle.inclusion_ranges(m, n)
+            assert sum(len(merkle.perfect_parts(s, e)) for s, e in ranges) <= budget
+        for m in range(1, n + 1):
+            ranges = merkle.consistency_ranges(m, n)
+            assert sum(len(merkle.perfect_parts(s, e)) for s, e in ranges) <= budget
