@@ -1,0 +1,214 @@
+"""The global Merkle log, stored: every perfect subtree's hash, so that any earlier root and
+any proof costs O(log n) node reads (one query each).
+
+Tables (not read models: a read-model layout change never drops them; `rebuild` recomputes
+them from the events, node for node):
+- `merkle_nodes (level, idx, hash)`: the perfect subtree over leaves [idx * 2^level,
+  (idx + 1) * 2^level); level 0 holds the leaf hashes, leaf index = rank in commit order.
+  A node is written once, when its last leaf arrives, and never changes.
+- `merkle_leaves (leaf_index, position)`: which stored event each leaf is.
+- `merkle_head`: one row, the position of the last event appended and the tree size.
+
+Writes run in the caller's transaction (with the events' or the checkpoint's bookkeeping).
+Two appenders racing: the one whose head update comes second finds the head moved and is
+refused (`OutOfOrder`), its transaction to be rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from adapters import merkle
+from adapters.db import Cursor, Database
+from adapters.merkle import Node
+
+TABLES = ("merkle_nodes", "merkle_leaves", "merkle_head")
+_ROWS_PER_INSERT = 300  # 3 parameters a row: under SQLite's oldest limit of 999
+
+
+class OutOfOrder(ValueError):
+    """An append that would not extend the log in commit order: refused, nothing written."""
+
+
+class NotInLog(ValueError):
+    """A tree size or leaf index the log does not (yet) have."""
+
+
+def create_tables(db: Database) -> None:
+    """Create the log's tables; safe to repeat, also from two processes at once."""
+    blob = "BYTEA" if db.postgres else "BLOB"
+    with db.transaction() as cur:
+        if db.postgres:
+            cur.execute("SELECT pg_advisory_xact_lock(7342)")
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS merkle_nodes ("
+            " level INTEGER NOT NULL, idx BIGINT NOT NULL,"
+            f" hash {blob} NOT NULL, PRIMARY KEY (level, idx))"
+        )
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS merkle_leaves ("
+            " leaf_index BIGINT PRIMARY KEY, position BIGINT NOT NULL UNIQUE)"
+        )
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS merkle_head ("
+            " id INTEGER PRIMARY KEY, position BIGINT NOT NULL, size BIGINT NOT NULL)"
+        )
+        cur.execute(
+            "INSERT INTO merkle_head (id, position, size) VALUES (1, 0, 0) "
+            "ON CONFLICT (id) DO NOTHING"
+        )
+
+
+def head(cur: Cursor) -> tuple[int, int]:
+    """(position of the last event appended, tree size); (0, 0) for an empty log."""
+    row = cur.execute("SELECT position, size FROM merkle_head WHERE id = 1").fetchone()
+    if row is None:
+        raise RuntimeError("the Merkle log's tables are missing: call create_tables first")
+    return int(row[0]), int(row[1])
+
+
+def size(cur: Cursor) -> int:
+    """The number of leaves in the log."""
+    return head(cur)[1]
+
+
+def append(cur: Cursor, leaves: Sequence[tuple[int, bytes]]) -> int:
+    """Append events, given as (position, event hash) in commit order, as the next leaves;
+    the new tree size. Every position must come after the last one appended."""
+    last, at = head(cur)
+    positions = [position for position, _ in leaves]
+    if any(b <= a for a, b in zip([last, *positions], positions, strict=False)):
+        raise OutOfOrder(f"positions {positions[:3]}… do not follow position {last}")
+    if any(len(entry) != merkle.HASH_SIZE for _, entry in leaves):
+        raise ValueError("an event hash is 32 bytes")
+    if not leaves:
+        return at
+    new_size = at + len(leaves)
+    # Take the head first: a concurrent appender waits here (PostgreSQL's row lock; SQLite's
+    # BEGIN IMMEDIATE already serialises), then finds the head moved.
+    moved = cur.execute(
+        "UPDATE merkle_head SET position = ?, size = ? WHERE id = 1 AND position = ? AND size = ?",
+        (positions[-1], new_size, last, at),
+    )
+    if moved.rowcount != 1:
+        raise OutOfOrder("another writer appended to the Merkle log meanwhile")
+    nodes = _new_nodes(_read(cur, _frontier(at)), at, [entry for _, entry in leaves])
+    _insert(cur, "merkle_nodes (level, idx, hash)", [(lv, i, h) for (lv, i), h in nodes.items()])
+    rows = [(at + offset, position) for offset, position in enumerate(positions)]
+    _insert(cur, "merkle_leaves (leaf_index, position)", rows)
+    return new_size
+
+
+def _frontier(size: int) -> list[Node]:
+    """The perfect subtrees on the right edge of a tree of `size`: the left siblings that
+    new leaves' nodes may need."""
+    return merkle.perfect_parts(0, size) if size else []
+
+
+def _new_nodes(known: dict[Node, bytes], at: int, entries: list[bytes]) -> dict[Node, bytes]:
+    """Every perfect subtree completed by leaves at, at + 1, … (in that order)."""
+    made: dict[Node, bytes] = {}
+    for offset, entry in enumerate(entries):
+        level, idx, h = 0, at + offset, merkle.leaf_hash(entry)
+        made[(level, idx)] = known[(level, idx)] = h
+        while idx & 1:
+            h = merkle.node_hash(known[(level, idx - 1)], h)
+            level, idx = level + 1, idx >> 1
+            made[(level, idx)] = known[(level, idx)] = h
+    return made
+
+
+def _insert(cur: Cursor, into: str, rows: Sequence[tuple[object, ...]]) -> None:
+    for i in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[i : i + _ROWS_PER_INSERT]
+        values = ", ".join(["(" + ", ".join("?" * len(chunk[0])) + ")"] * len(chunk))
+        cur.execute(f"INSERT INTO {into} VALUES {values}", [v for row in chunk for v in row])
+
+
+def _read(cur: Cursor, nodes: Iterable[Node]) -> dict[Node, bytes]:
+    """Stored nodes, in one query; every one of them must exist."""
+    wanted = sorted(set(nodes))
+    if not wanted:
+        return {}
+    where = " OR ".join(["(level = ? AND idx = ?)"] * len(wanted))
+    rows = cur.execute(
+        f"SELECT level, idx, hash FROM merkle_nodes WHERE {where}",
+        [v for node in wanted for v in node],
+    ).fetchall()
+    found = {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
+    missing = [node for node in wanted if node not in found]
+    if missing:
+        raise RuntimeError(f"the Merkle log lacks nodes {missing[:3]}: rebuild it")
+    return found
+
+
+def _subtrees(cur: Cursor, ranges: Sequence[merkle.Range]) -> list[bytes]:
+    """The hashes of subtrees of the stored tree, reading their perfect parts at once."""
+    parts = [merkle.perfect_parts(start, end) for start, end in ranges]
+    found = _read(cur, (node for nodes in parts for node in nodes))
+    return [merkle.fold([found[node] for node in nodes]) for nodes in parts]
+
+
+def _check_size(cur: Cursor, tree_size: int) -> None:
+    have = size(cur)
+    if not 0 <= tree_size <= have:
+        raise NotInLog(f"tree size {tree_size}: the log has {have} leaves")
+
+
+def root(cur: Cursor, tree_size: int) -> bytes:
+    """The root hash of the tree of `tree_size` leaves (the log now or at any earlier size)."""
+    _check_size(cur, tree_size)
+    return _subtrees(cur, [(0, tree_size)])[0] if tree_size else merkle.EMPTY_ROOT
+
+
+def inclusion(cur: Cursor, leaf_index: int, tree_size: int) -> list[bytes]:
+    """The inclusion proof (RFC 9162 PATH) of a leaf in the tree of `tree_size`."""
+    _check_size(cur, tree_size)
+    if not 0 <= leaf_index < tree_size:
+        raise NotInLog(f"leaf {leaf_index} is not in the tree of size {tree_size}")
+    return _subtrees(cur, merkle.inclusion_ranges(leaf_index, tree_size))
+
+
+def consistency(cur: Cursor, m: int, n: int) -> list[bytes]:
+    """The consistency proof (RFC 9162 PROOF) that the tree of size n extends that of m."""
+    _check_size(cur, n)
+    if not 0 < m <= n:
+        raise NotInLog(f"no consistency proof from size {m} to size {n}")
+    return _subtrees(cur, merkle.consistency_ranges(m, n))
+
+
+def leaf_index_of(cur: Cursor, position: int) -> int | None:
+    """The leaf index of the event stored at `position`, if it is in the log yet."""
+    row = cur.execute(
+        "SELECT leaf_index FROM merkle_leaves WHERE position = ?", (position,)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def leaf_hash(cur: Cursor, leaf_index: int) -> bytes | None:
+    """The leaf hash stored at `leaf_index` (leaf_hash of its event's hash), if any."""
+    row = cur.execute(
+        "SELECT hash FROM merkle_nodes WHERE level = 0 AND idx = ?", (leaf_index,)
+    ).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def reset(cur: Cursor) -> None:
+    """Empty the log (to rebuild it from the events)."""
+    cur.execute("DELETE FROM merkle_nodes")
+    cur.execute("DELETE FROM merkle_leaves")
+    cur.execute("UPDATE merkle_head SET position = 0, size = 0 WHERE id = 1")
+
+
+def rebuild(cur: Cursor, leaves: Iterable[tuple[int, bytes]], batch: int = 1000) -> int:
+    """Empty the log and append every (position, event hash), in commit order, in batches;
+    the tree size. The same events give the same nodes, however they were batched."""
+    reset(cur)
+    total = 0
+    pending: list[tuple[int, bytes]] = []
+    for leaf in leaves:
+        pending.append(leaf)
+        if len(pending) >= batch:
+            total = append(cur, pending)
+            pending = []
+    return append(cur, pending) if pending else total

@@ -1,0 +1,219 @@
+"""The stored Merkle log (adapters/merkle_log.py) on both stores: appended in batches, it
+answers every earlier root and every proof as the pure tree over the same events does, is
+rebuilt node for node, and never takes an event out of commit order."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from adapters import merkle, merkle_log
+from adapters.db import Cursor, Database
+from adapters.store import StoreSettings
+
+BATCHES = [1, 2, 1, 5, 8, 16, 3, 64, 37, 100, 1, 62]  # 300 leaves, ragged at every size
+
+
+@pytest.fixture
+def db(store_url: str) -> Iterator[Database]:
+    """The log's tables on a fresh database of each store."""
+    database = Database(StoreSettings.from_url(store_url))
+    merkle_log.create_tables(database)
+    yield database
+    database.close()
+
+
+def events(n: int, first_position: int = 1) -> list[tuple[int, bytes]]:
+    """(position, hash) of n events in commit order; positions skip numbers, as after a
+    rolled-back write."""
+    rng = random.Random(n)
+    out, position = [], first_position
+    for i in range(n):
+        out.append((position, hashlib.sha256(f"event {i}".encode()).digest()))
+        position += rng.choice((1, 1, 1, 2, 5))
+    return out
+
+
+def append_in_batches(db: Database, leaves: list[tuple[int, bytes]]) -> list[int]:
+    """Append the leaves batch by batch, one transaction each; the sizes after each."""
+    sizes, at = [], 0
+    for batch in BATCHES:
+        chunk = leaves[at : at + batch]
+        if not chunk:
+            break
+        with db.transaction() as cur:
+            sizes.append(merkle_log.append(cur, chunk))
+        at += len(chunk)
+    return sizes
+
+
+def dump(cur: Cursor) -> list[list[tuple[object, ...]]]:
+    """Every row of the log's tables, in key order."""
+    return [
+        [(int(a), int(b), bytes(h)) for a, b, h in cur.execute(sql).fetchall()]
+        if "nodes" in sql
+        else cur.execute(sql).fetchall()
+        for sql in (
+            "SELECT level, idx, hash FROM merkle_nodes ORDER BY level, idx",
+            "SELECT leaf_index, position FROM merkle_leaves ORDER BY leaf_index",
+            "SELECT id, position, size FROM merkle_head",
+        )
+    ]
+
+
+def test_every_earlier_root_equals_the_pure_tree_over_the_same_events(db: Database) -> None:
+    leaves = events(300)
+    hashes = [h for _, h in leaves]
+    sizes = append_in_batches(db, leaves)
+    assert sizes == [sum(BATCHES[: i + 1]) for i in range(len(BATCHES))]
+    with db.reading() as cur:
+        assert merkle_log.size(cur) == 300
+        assert merkle_log.head(cur) == (leaves[-1][0], 300)
+        for size in range(301):
+            assert merkle_log.root(cur, size) == merkle.mth(hashes[:size]), size
+
+
+def test_proofs_equal_the_pure_trees_at_every_batch_boundary(db: Database) -> None:
+    leaves = events(300)
+    hashes = [h for _, h in leaves]
+    subtree = merkle.levels_source(merkle.levels([merkle.leaf_hash(h) for h in hashes]))
+    sizes = append_in_batches(db, leaves)
+    rng = random.Random(7)
+    with db.reading() as cur:
+        for n in sizes:
+            root = merkle.mth(hashes[:n])
+            for i in {0, n - 1, *rng.sample(range(n), min(n, 10))}:
+                proof = merkle_log.inclusion(cur, i, n)
+                assert proof == merkle.inclusion_proof(i, n, subtree), (i, n)
+                leaf = merkle_log.leaf_hash(cur, i)
+                assert leaf == merkle.leaf_hash(hashes[i])
+                assert merkle.verify_inclusion(leaf, i, n, proof, root)
+            for m in {1, n, *(s for s in sizes if s <= n), *rng.sample(range(1, n + 1), min(n, 5))}:
+                proof = merkle_log.consistency(cur, m, n)
+                assert proof == merkle.consistency_proof(m, n, subtree), (m, n)
+                assert merkle.verify_consistency(m, n, merkle.mth(hashes[:m]), root, proof)
+
+
+def test_every_leaf_of_the_final_tree_proves_its_inclusion(db: Database) -> None:
+    leaves = events(300)
+    append_in_batches(db, leaves)
+    with db.reading() as cur:
+        root = merkle_log.root(cur, 300)
+        for i, (position, event_hash) in enumerate(leaves):
+            assert merkle_log.leaf_index_of(cur, position) == i
+            proof = merkle_log.inclusion(cur, i, 300)
+            assert merkle.verify_inclusion(merkle.leaf_hash(event_hash), i, 300, proof, root)
+
+
+def test_the_log_holds_every_perfect_subtree_and_nothing_else(db: Database) -> None:
+    append_in_batches(db, events(300))
+    with db.reading() as cur:
+        nodes = {(level, idx) for level, idx, _ in dump(cur)[0]}
+    expected = {(lv, i) for lv in range(9) for i in range(300 >> lv)}
+    assert nodes == expected
+
+
+def test_a_rebuild_from_the_events_gives_the_same_rows(db: Database) -> None:
+    leaves = events(300)
+    append_in_batches(db, leaves)
+    with db.reading() as cur:
+        live = dump(cur)
+    with db.transaction() as cur:
+        assert merkle_log.rebuild(cur, iter(leaves), batch=7) == 300
+    with db.reading() as cur:
+        assert dump(cur) == live
+
+
+def test_a_dropped_log_is_recreated_and_rebuilt_equal(db: Database) -> None:
+    leaves = events(300)
+    append_in_batches(db, leaves)
+    with db.reading() as cur:
+        live = dump(cur)
+    with db.transaction() as cur:
+        for table in merkle_log.TABLES:
+            cur.execute(f"DROP TABLE {table}")
+    merkle_log.create_tables(db)
+    merkle_log.create_tables(db)  # idempotent
+    with db.transaction() as cur:
+        assert merkle_log.size(cur) == 0
+        assert merkle_log.root(cur, 0) == merkle.EMPTY_ROOT
+        merkle_log.rebuild(cur, leaves)
+    with db.reading() as cur:
+        assert dump(cur) == live
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [(10, b"\x01" * 32)],  # the last position again
+        [(9, b"\x01" * 32)],  # before it
+        [(11, b"\x01" * 32), (11, b"\x02" * 32)],  # a repeat within the batch
+        [(12, b"\x01" * 32), (11, b"\x02" * 32)],  # backwards within the batch
+    ],
+)
+def test_a_position_not_after_the_last_one_is_refused_and_nothing_is_written(
+    db: Database, batch: list[tuple[int, bytes]]
+) -> None:
+    with db.transaction() as cur:
+        merkle_log.append(cur, [(3, b"\x00" * 32), (10, b"\x00" * 32)])
+    with db.reading() as cur:
+        before = dump(cur)
+    with pytest.raises(merkle_log.OutOfOrder), db.transaction() as cur:
+        merkle_log.append(cur, batch)
+    with db.reading() as cur:
+        assert dump(cur) == before
+
+
+def test_a_hash_that_is_not_32_bytes_is_refused(db: Database) -> None:
+    with pytest.raises(ValueError), db.transaction() as cur:
+        merkle_log.append(cur, [(1, b"\x00" * 31)])
+    with db.reading() as cur:
+        assert merkle_log.size(cur) == 0
+
+
+def test_sizes_and_leaves_beyond_the_log_are_not_in_it(db: Database) -> None:
+    with db.transaction() as cur:
+        merkle_log.append(cur, events(5))
+    with db.reading() as cur:
+        for ask in (
+            lambda: merkle_log.root(cur, 6),
+            lambda: merkle_log.inclusion(cur, 5, 5),
+            lambda: merkle_log.inclusion(cur, 0, 6),
+            lambda: merkle_log.consistency(cur, 3, 6),
+            lambda: merkle_log.consistency(cur, 0, 5),
+            lambda: merkle_log.consistency(cur, 5, 4),
+        ):
+            with pytest.raises(merkle_log.NotInLog):
+                ask()
+        assert merkle_log.leaf_index_of(cur, 10_000) is None
+        assert merkle_log.leaf_hash(cur, 5) is None
+        assert merkle_log.consistency(cur, 5, 5) == []
+
+
+def test_of_two_appenders_racing_for_the_same_events_exactly_one_wins(db: Database) -> None:
+    leaves = events(4)
+    with db.transaction() as cur:
+        merkle_log.append(cur, leaves[:1])
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def appender() -> None:
+        start.wait()
+        try:
+            with db.transaction() as cur:
+                outcomes.append(merkle_log.append(cur, leaves[1:]))
+        except merkle_log.OutOfOrder as exc:
+            outcomes.append(type(exc))
+
+    threads = [threading.Thread(target=appender) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes, key=str) == sorted([4, merkle_log.OutOfOrder], key=str)
+    with db.reading() as cur:
+        assert merkle_log.root(cur, 4) == merkle.mth([h for _, h in leaves])
