@@ -52,6 +52,7 @@ __all__ = [
     "SigningKeyError",
     "WrongOrigin",
     "load_or_create",
+    "parse_body",
     "parse_checkpoint",
     "verify_note",
 ]

@@ -61,7 +61,7 @@ def is_valid_name(name: str) -> bool:
     return (
         bool(name)
         and "+" not in name
-        and not any(c in _SPACES or ord(c) < 0x20 or c == "\x7f" for c in name)
+        and not any(c in _SPACES or ord(c) < 0x20 for c in name)
         and _is_utf8(name)
     )
 

@@ -8,6 +8,7 @@ import base64
 import hashlib
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -59,6 +60,27 @@ def test_the_empty_tree_has_size_zero() -> None:
     key = signer()
     empty_root = hashlib.sha256(b"").digest()
     assert verify_note(key.sign(ORIGIN, 0, empty_root), key.vkey).size == 0
+
+
+def test_the_documented_example_is_reproduced_byte_for_byte() -> None:
+    """docs/audit.md's worked example: RFC 8410's key signing the empty tree."""
+    pem = (
+        b"-----BEGIN PRIVATE KEY-----\n"
+        b"MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n"
+        b"-----END PRIVATE KEY-----\n"
+    )
+    private_key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(private_key, Ed25519PrivateKey)
+    key = Signer(private_key, "runledger/example")
+    vkey = "runledger/example+be4c3aa1+ARm/RAlphM3+hUG6wWfcO5bIUIaqMLa2ywxcOK1wMWbh"
+    note = (
+        "runledger/example\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\n"
+        "— runledger/example vkw6oWssIn43iFqEHfINyDV+kzUENrny0d4gfwoP14MLbUGBvUHWSZ01uOBXu1csTJ"
+        "vZ1e1Mwa1+z5dhTsOOyPt2Cwk=\n"
+    )
+    assert key.vkey == vkey
+    assert key.sign("runledger/example", 0, hashlib.sha256(b"").digest()) == note
+    assert verify_note(note, vkey) == Checkpoint("runledger/example", 0, hashlib.sha256().digest())
 
 
 def test_the_signature_checks_out_by_the_spec_computed_independently() -> None:
