@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from adapters.outage import guard_pool, session_options
-from adapters.store import StoreSettings
+from adapters.store import StoreSettings, events_channel
 from adapters.stored import StoredRow
 
 __all__ = ["Cursor", "Database", "NamesEventsTable", "StoredRow", "startup_lock"]
@@ -117,7 +117,8 @@ class Database:
         """Read events from the table the eventsourcing recorder writes."""
         if self.postgres:
             self.events_table = f'"{self.settings.pg_schema}"."{table_name}"'
-            self.events_channel = table_name.replace(".", "_")  # the recorder's NOTIFY channel
+            # the recorder's NOTIFY channel
+            self.events_channel = events_channel(self.settings.pg_schema, table_name)
         else:
             self.events_table = table_name
 
@@ -206,7 +207,8 @@ class Database:
 
     # -- the raw event log ---------------------------------------------------------------
 
-    def _id(self, run_id: UUID) -> Any:
+    def id_param(self, run_id: UUID) -> Any:
+        """An aggregate id as the events table holds it (a uuid, or hex text on SQLite)."""
         return run_id if self.postgres else run_id.hex
 
     def _position_column(self) -> str:
@@ -220,6 +222,8 @@ class Database:
                 sequence=int(r[2]),
                 topic=r[3],
                 state=bytes(r[4]),
+                prev_hash=None if r[5] is None else bytes(r[5]),
+                hash=None if r[6] is None else bytes(r[6]),
             )
             for r in rows
         ]
@@ -228,18 +232,18 @@ class Database:
         """A run's events with sequence > after, in sequence order."""
         pos = self._position_column()
         sql = (
-            f"SELECT {pos}, originator_id, originator_version, topic, state "
+            f"SELECT {pos}, originator_id, originator_version, topic, state, prev_hash, hash "
             f"FROM {self.events_table} WHERE originator_id = ? AND originator_version > ? "
             "ORDER BY originator_version LIMIT ?"
         )
         with self.reading() as cur:
-            return self._rows(cur.execute(sql, (self._id(run_id), after, limit)).fetchall())
+            return self._rows(cur.execute(sql, (self.id_param(run_id), after, limit)).fetchall())
 
     def events_after(self, position: int, limit: int = 500) -> list[StoredRow]:
         """All events with a global position > position, in position (commit) order."""
         pos = self._position_column()
         sql = (
-            f"SELECT {pos}, originator_id, originator_version, topic, state "
+            f"SELECT {pos}, originator_id, originator_version, topic, state, prev_hash, hash "
             f"FROM {self.events_table} WHERE {pos} > ? ORDER BY {pos} LIMIT ?"
         )
         with self.reading() as cur:
@@ -252,7 +256,7 @@ class Database:
             "WHERE originator_id = ? AND originator_version = ?"
         )
         with self.reading() as cur:
-            row = cur.execute(sql, (self._id(run_id), sequence)).fetchone()
+            row = cur.execute(sql, (self.id_param(run_id), sequence)).fetchone()
         return None if row is None else int(row[0])
 
     def head(self) -> int:

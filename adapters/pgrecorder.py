@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import (
     InterfaceError,
@@ -31,6 +32,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier, Literal
 
+from adapters.store import events_channel
 from domain.receipts import Receipt, ReceiptTakenOver
 
 APPEND_ATTEMPTS = 10  # as the library retries its own insert
@@ -42,13 +44,29 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.channel_name = events_channel(self.datastore.schema, self.events_table_name)
         schema = Identifier(self.datastore.schema)
         table = Identifier(self.events_table_name)
         function = Identifier(f"{self.events_table_name}_append")
+        # Each event's place in its stream's hash chain (adapters/chain.py), added to a
+        # table made before; the append function before the chain goes.
+        self.sql_create_statements.append(
+            SQL(
+                "ALTER TABLE {schema}.{table} ADD COLUMN IF NOT EXISTS prev_hash bytea, "
+                "ADD COLUMN IF NOT EXISTS hash bytea"
+            ).format(schema=schema, table=table)
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "DROP FUNCTION IF EXISTS {schema}.{function}"
+                "(uuid, bigint, text[], bytea[], text, text, text, text)"
+            ).format(schema=schema, function=function)
+        )
         self.sql_create_statements.append(
             SQL(
                 "CREATE OR REPLACE FUNCTION {schema}.{function}("
                 "id uuid, first_version bigint, topics text[], states bytea[], "
+                "prev_hashes bytea[], hashes bytea[], "
                 "r_owner text, r_key text, r_attempt text, r_result text, "
                 "OUT first_position bigint, OUT aligned boolean) "
                 "LANGUAGE plpgsql AS $$ BEGIN "
@@ -64,9 +82,10 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
                 "SET LOCAL lock_timeout = '{lock_timeout}s'; "
                 "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
                 "WITH ins AS (INSERT INTO {schema}.{table} "
-                "(originator_id, originator_version, topic, state) "
-                "SELECT id, first_version + n - 1, topic, state "
-                "FROM unnest(topics, states) WITH ORDINALITY AS e(topic, state, n) "
+                "(originator_id, originator_version, topic, state, prev_hash, hash) "
+                "SELECT id, first_version + n - 1, topic, state, prev_hash, hash "
+                "FROM unnest(topics, states, prev_hashes, hashes) "
+                "WITH ORDINALITY AS e(topic, state, prev_hash, hash, n) "
                 "RETURNING notification_id - originator_version AS offset_) "
                 "SELECT min(offset_) + first_version, min(offset_) = max(offset_) "
                 "INTO first_position, aligned FROM ins; "
@@ -83,8 +102,11 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
         )
         self.append_statement = SQL(
             "SELECT first_position, aligned "
-            "FROM {schema}.{function}(%b, %b, %b, %b, %b, %b, %b, %b)"
+            "FROM {schema}.{function}(%b, %b, %b, %b, %b, %b, %b, %b, %b, %b)"
         ).format(schema=schema, function=function)
+        self.hash_statement = SQL(
+            "SELECT hash FROM {schema}.{table} WHERE originator_id = %s AND originator_version = %s"
+        ).format(schema=schema, table=table)
         self.stored_statement = SQL(
             "SELECT notification_id, topic, state FROM {schema}.{table} "
             "WHERE originator_id = %s AND originator_version >= %s "
@@ -97,10 +119,12 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
         *,
         receipt: Receipt | None = None,
         result: str | None = None,
+        hashes: Sequence[tuple[bytes, bytes]] | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
-        """Append the events in one transaction (with the idempotency receipt's result, if
-        any, see domain/receipts.py); their positions, in order.
+        """Append the events in one transaction (with their chain hashes, and with the
+        idempotency receipt's result, if any, see domain/receipts.py); their positions, in
+        order.
 
         When the connection fails mid-call the append may or may not have committed:
         before trying again, look for the events themselves, so that a lost answer never
@@ -116,6 +140,7 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
             for i, e in enumerate(stored_events)
         ):  # not one aggregate's next events: the library's way
             assert receipt is None, "a receipt goes with one aggregate's events"
+            assert hashes is None, "a chain links one aggregate's events"
             return super().insert_events(stored_events, **kwargs)
         for attempt in range(APPEND_ATTEMPTS):
             try:
@@ -123,15 +148,26 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
                     stored = self._stored_positions(stored_events)
                     if stored is not None:
                         return stored
-                return self._append(stored_events, receipt, result)
+                return self._append(stored_events, receipt, result, hashes)
             except (InterfaceError, OperationalError):
                 if attempt + 1 == APPEND_ATTEMPTS:
                     raise
                 time.sleep(0.2)
         raise AssertionError("unreachable")
 
+    def stored_hash(self, aggregate_id: UUID, version: int) -> bytes | None:
+        """The stored hash of one event (None if it is not stored, or not hashed)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.hash_statement, (aggregate_id, version), prepare=True)
+            row = curs.fetchone()
+        return None if row is None or row["hash"] is None else bytes(row["hash"])
+
     def _append(
-        self, stored_events: Sequence[StoredEvent], receipt: Receipt | None, result: str | None
+        self,
+        stored_events: Sequence[StoredEvent],
+        receipt: Receipt | None,
+        result: str | None,
+        hashes: Sequence[tuple[bytes, bytes]] | None,
     ) -> list[int]:
         """One call of the append function.
 
@@ -145,7 +181,17 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
         owner, key, attempt = (
             (receipt.owner, receipt.key, receipt.attempt) if receipt else (None, None, None)
         )
-        args = (first.originator_id, first.originator_version, topics, states)
+        links = hashes if hashes is not None else [(None, None)] * len(stored_events)
+        prev_hashes = [prev for prev, _ in links]
+        digests = [digest for _, digest in links]
+        args = (
+            first.originator_id,
+            first.originator_version,
+            topics,
+            states,
+            prev_hashes,
+            digests,
+        )
         try:
             with self.datastore.get_connection() as conn, conn.cursor() as curs:
                 curs.execute(

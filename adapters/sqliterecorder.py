@@ -1,10 +1,12 @@
-"""The SQLite event recorder: the library's, plus the idempotency receipt in the same
-transaction as the events (see domain/receipts.py)."""
+"""The SQLite event recorder: the library's, plus each event's place in its stream's hash
+chain (adapters/chain.py) and the idempotency receipt (see domain/receipts.py), both in the
+same transaction as the events."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
@@ -12,9 +14,41 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from adapters.idempotency import RECORD_RESULT
 from domain.receipts import Receipt, ReceiptTakenOver
 
+HASH_COLUMNS = ("prev_hash", "hash")
+
 
 class ReceiptSQLiteApplicationRecorder(SQLiteApplicationRecorder):
-    """SQLiteApplicationRecorder whose inserts also record an idempotent request's result."""
+    """SQLiteApplicationRecorder whose inserts also store the events' chain hashes and
+    record an idempotent request's result."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.insert_hashed_statement = (
+            f"INSERT INTO {self.events_table_name} "
+            "(originator_id, originator_version, topic, state, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
+        )
+
+    def create_table(self) -> None:
+        """The library's table, with the chain's columns (added to a table made before)."""
+        super().create_table()
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(f"PRAGMA table_info({self.events_table_name})")
+            have = {row[1] for row in c.fetchall()}
+            for column in HASH_COLUMNS:
+                if column not in have:
+                    c.execute(f"ALTER TABLE {self.events_table_name} ADD COLUMN {column} BLOB")
+
+    def stored_hash(self, aggregate_id: UUID, version: int) -> bytes | None:
+        """The stored hash of one event (None if it is not stored, or not hashed)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT hash FROM {self.events_table_name} "
+                "WHERE originator_id = ? AND originator_version = ?",
+                (aggregate_id.hex, version),
+            )
+            row = c.fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
 
     def _insert_events(
         self,
@@ -23,10 +57,28 @@ class ReceiptSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         *,
         receipt: Receipt | None = None,
         result: str | None = None,
+        hashes: Sequence[tuple[bytes, bytes]] | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
         if receipt is not None:
             c.execute(RECORD_RESULT, (result, receipt.owner, receipt.key, receipt.attempt))
             if c.sqlite_cursor.rowcount != 1:
                 raise ReceiptTakenOver(f"Idempotency-Key {receipt.key!r} was taken over.")
-        return super()._insert_events(c, stored_events, **kwargs)
+        links = hashes if hashes is not None else [(None, None)] * len(stored_events)
+        positions: list[int] = []
+        for event, (prev_hash, digest) in zip(stored_events, links, strict=True):
+            c.execute(
+                self.insert_hashed_statement,
+                (
+                    event.originator_id.hex
+                    if isinstance(event.originator_id, UUID)
+                    else event.originator_id,
+                    event.originator_version,
+                    event.topic,
+                    event.state,
+                    prev_hash,
+                    digest,
+                ),
+            )
+            positions.append(int(c.sqlite_cursor.lastrowid or 0))
+        return positions

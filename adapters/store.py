@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -217,3 +218,14 @@ class StoreSettings:
             return f"sqlite file {self.sqlite_path}"
         where = f"{self.pg_user}@{self.pg_host}:{self.pg_port}/{self.pg_dbname}"
         return f"postgres {where} schema {self.pg_schema}"
+
+
+def events_channel(schema: str, table: str) -> str:
+    """The PostgreSQL NOTIFY channel of one events table: named by its schema too, since
+    channels are per database, so that stores in other schemas of the same database (other
+    deployments, test runs) never wake this one's listeners. At most 63 bytes, as
+    PostgreSQL's identifiers."""
+    name = f"{schema}.{table}".replace('"', "")
+    if len(name.encode()) <= 63:
+        return name
+    return f"runledger_{hashlib.sha256(name.encode()).hexdigest()[:32]}"

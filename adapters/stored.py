@@ -22,13 +22,17 @@ from domain.timestamps import parse_timestamp
 
 class StoredRow(NamedTuple):
     """One stored event as the log holds it: its global position, aggregate, sequence,
-    topic and encoded state. The engine hands these to its followers as it commits them."""
+    topic and encoded state, and its place in its stream's hash chain (adapters/chain.py;
+    None for an event stored before the chain, until the backfill hashes it). The engine
+    hands these to its followers as it commits them."""
 
     position: int
     run_id: UUID
     sequence: int
     topic: str
     state: bytes
+    prev_hash: bytes | None = None
+    hash: bytes | None = None
 
 
 EVENT_CLASSES: dict[str, type] = {

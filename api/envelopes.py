@@ -37,6 +37,8 @@ class Envelope:
     data: dict[str, Any]
     owner: str | None = None
     project_id: str | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
     _json: bytes | None = field(default=None, repr=False)
 
     @classmethod
@@ -58,6 +60,8 @@ class Envelope:
             actor=state["actor"],
             data=data,
             project_id=str(row.run_id) if is_project else None,
+            prev_hash=None if row.prev_hash is None else row.prev_hash.hex(),
+            hash=None if row.hash is None else row.hash.hex(),
         )
         if row.topic in FIRST_TOPICS:
             env.owner = state["owner"]
@@ -84,6 +88,8 @@ class Envelope:
                 "at": self.at,
                 "actor": self.actor,
                 "data": self.data,
+                "prev_hash": self.prev_hash,
+                "hash": self.hash,
             }
         return {
             "run_id": self.run_id,
@@ -93,6 +99,8 @@ class Envelope:
             "at": self.at,
             "actor": self.actor,
             "data": self.data,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
         }
 
     def json(self) -> bytes:

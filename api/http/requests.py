@@ -28,10 +28,11 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound=BaseModel)
 DIGITS = re.compile(r"[0-9]{1,19}")
-# Integers of fewer than 19 digits always fit in 64 bits; to look for longer digit runs
+# Integers of fewer than 16 digits always fit in ±(2^53 - 1); to look for longer digit runs
 # fast (re is ~8x slower here), every digit becomes "0" and everything else a space.
 _DIGITS_ONLY = bytes(ord("0") if 48 <= b <= 57 else ord(" ") for b in range(256))
-_LONG_RUN = b"0" * 19
+_LONG_RUN = b"0" * 16
+SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493), which RFC 8785 hashing needs
 
 
 def services(request: Request) -> Services:
@@ -74,12 +75,30 @@ async def parse(request: Request, model: type[M], *, optional: bool = False) -> 
         parsed = model.model_validate_json(raw)
     except ValidationError as exc:
         raise from_validation(exc) from None
-    if getattr(model, "free_form", False) and _LONG_RUN in raw.translate(_DIGITS_ONLY):
-        try:  # free-form payloads are stored as JSON again: refuse what cannot be
-            orjson.dumps(parsed.model_dump())
-        except orjson.JSONEncodeError:
-            raise invalid("The body holds a number beyond 64 bits.") from None
+    # Free-form payloads are stored and hashed (docs/audit.md) as JSON again: their
+    # integers must be exact in any JSON reader, as I-JSON (RFC 7493) asks.
+    free_form = getattr(model, "free_form", False)
+    if (
+        free_form
+        and _LONG_RUN in raw.translate(_DIGITS_ONLY)
+        and not _exact_integers(parsed.model_dump())
+    ):
+        raise invalid(
+            "The body holds an integer beyond ±(2^53 - 1), which JSON does not carry "
+            "exactly (RFC 7493); send it as a string."
+        )
     return parsed
+
+
+def _exact_integers(value: Any) -> bool:
+    """True when every integer in a JSON value is within ±(2^53 - 1)."""
+    if isinstance(value, dict):
+        return all(_exact_integers(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_exact_integers(item) for item in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -SAFE_INTEGER <= value <= SAFE_INTEGER
+    return True
 
 
 def path_id(request: Request, name: str = "run_id") -> UUID:

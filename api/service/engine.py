@@ -20,6 +20,7 @@ import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
+from adapters.chain import Chain
 from adapters.stored import StoredRow
 from api.service.board_commands import BoardEngineCommands
 from api.service.gate_commands import GateEngineCommands
@@ -71,6 +72,8 @@ class Engine(
         # here holds no database lock while it waits for the interpreter.
         self._run_locks = [threading.Lock() for _ in range(RUN_LOCK_STRIPES)]
         self._save_lock = threading.Lock()
+        # Each stream's hash chain, linked as events are saved (docs/audit.md).
+        self.chain = Chain(self.recorder.stored_hash)  # type: ignore[attr-defined]
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -172,17 +175,19 @@ class Engine(
         if not events:
             return Appended(aggregate.id, status, aggregate.version, None)
         stored = [self.mapper.to_stored_event(event) for event in events]
+        links = self.chain.link(stored)
         receipt = CURRENT_RECEIPT.get()
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"hashes": links}
         if receipt is not None:  # recorded with the events, in their transaction
             result = {"id": str(aggregate.id), "status": status, "sequence": aggregate.version}
-            extra = {"receipt": receipt, "result": orjson.dumps(result).decode()}
+            extra |= {"receipt": receipt, "result": orjson.dumps(result).decode()}
         with self._save_lock:
             positions = self.recorder.insert_events(stored, **extra)
             assert positions is not None and len(positions) == len(stored)
+            self.chain.stored(aggregate.id, aggregate.version, links[-1][1])
             rows = [
-                StoredRow(position, aggregate.id, s.originator_version, s.topic, s.state)
-                for position, s in zip(positions, stored, strict=True)
+                StoredRow(position, aggregate.id, s.originator_version, s.topic, s.state, *link)
+                for position, s, link in zip(positions, stored, links, strict=True)
             ]
             for follower in self.followers:  # still in commit order
                 follower(rows)

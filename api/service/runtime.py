@@ -11,6 +11,8 @@ from functools import partial
 from uuid import uuid4
 
 from adapters import readmodels
+from adapters.backfill import backfill, stream_hash
+from adapters.chain import Chain
 from adapters.db import Database, NamesEventsTable, StoredRow, startup_lock
 from adapters.idempotency import Idempotency
 from adapters.locks import Instance, ProcessLock, instance_alive
@@ -56,6 +58,10 @@ class Runtime:
         assert isinstance(recorder, NamesEventsTable)
         self.db.attach_event_store(recorder.events_table_name)
         guard_event_store(self.engine.recorder, self.settings)
+        # Each stream's hash chain: events stored before it get their hashes now, and a
+        # save that meets a stream not hashed yet hashes it first (adapters/backfill.py).
+        self.engine.chain = Chain(partial(stream_hash, self.db))
+        backfill(self.db)
         # This process, alive to the others while it holds its instance lock: idempotency
         # reservations name it, so a retry knows at once when their request died with it.
         self.instance = Instance(self.settings)

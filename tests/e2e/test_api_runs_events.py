@@ -18,7 +18,18 @@ from tests.e2e.runs_helpers import append, claim, history, log, ok, sse, submit
 from tests.support import ALICE, RUNNER, Server
 
 AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
-ENVELOPE_KEYS = {"run_id", "sequence", "position", "type", "at", "actor", "data"}
+ENVELOPE_KEYS = {
+    "run_id",
+    "sequence",
+    "position",
+    "type",
+    "at",
+    "actor",
+    "data",
+    "prev_hash",
+    "hash",
+}
+HEX_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
 def check_envelope(event: dict[str, Any]) -> None:
@@ -31,6 +42,7 @@ def check_envelope(event: dict[str, Any]) -> None:
     assert AT.match(event["at"]), event
     assert isinstance(event["actor"], str) and event["actor"], event
     assert isinstance(event["data"], dict), event
+    assert HEX_HASH.match(event["prev_hash"]) and HEX_HASH.match(event["hash"]), event
 
 
 def frames_to_end(client: httpx.Client, path: str, **kwargs: Any) -> list[dict[str, str]]:

@@ -1,0 +1,147 @@
+"""Each stream's hash chain (docs/audit.md): every event's `hash` covers the event as it
+was recorded and the hash of the event before it in its stream (`prev_hash`), so a change,
+insertion, removal or reordering inside a stream breaks the chain.
+
+`hash = SHA-256(canonical(envelope))`, the envelope being the event's wire envelope as
+recorded (its class's version then, never upcast: a later version of an event type does
+not change an old event's hash) without `hash` and `position`: `{run_id, sequence, type,
+at, actor, data, prev_hash}` for a run's event, `{project_id, type, at, actor, data,
+prev_hash}` for a project's. `canonical` is RFC 8785 (JCS). Hashes are computed once, when
+the event is stored (Chain.link), and stored with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+import orjson
+import rfc8785
+from eventsourcing.persistence import StoredEvent
+
+from domain.runs import Run
+from domain.topics import PROJECT_TOPICS, TYPES_BY_TOPIC
+
+ZERO = bytes(32)
+"""The `prev_hash` of a stream's first event."""
+SAFE_INTEGER = 2**53 - 1  # RFC 8785 numbers are IEEE 754 doubles: integers up to here
+_BASE_KEYS = frozenset({"timestamp", "actor", "originator_topic", "class_version"})
+_OUTPUT_TOPIC = Run.OutputRecorded.TOPIC
+
+
+def canonical(value: Any) -> bytes:
+    """RFC 8785 canonical JSON of a JSON value.
+
+    Plain values (no floats, integers within ±(2^53 - 1), ASCII object keys) are encoded by
+    orjson with sorted keys, whose output is then byte for byte RFC 8785's (a property
+    test holds it to the `rfc8785` package); anything else is encoded by `rfc8785`.
+    Integers beyond the safe range, which RFC 8785 cannot represent exactly, are refused
+    on input (`400`); an event stored before that rule keeps their exact digits."""
+    if _plain(value):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    try:
+        return rfc8785.dumps(value)
+    except rfc8785.IntegerDomainError:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def _plain(value: Any) -> bool:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return -SAFE_INTEGER <= value <= SAFE_INTEGER
+    if kind is dict:
+        return all(key.isascii() and _plain(item) for key, item in value.items())
+    if kind is list:
+        return all(_plain(item) for item in value)
+    return False
+
+
+def recorded_envelope(
+    aggregate_id: UUID, sequence: int, topic: str, state: bytes, prev_hash: bytes
+) -> dict[str, Any]:
+    """The envelope a hash covers: the event as recorded, with its `prev_hash` (hex)."""
+    decoded = orjson.loads(state)
+    if topic == _OUTPUT_TOPIC:
+        kind, data = decoded["kind"], decoded["data"]
+    else:
+        kind = TYPES_BY_TOPIC.get(topic, topic)
+        data = {k: v for k, v in decoded.items() if k not in _BASE_KEYS}
+    head: dict[str, Any]
+    if topic in PROJECT_TOPICS:
+        head = {"project_id": str(aggregate_id)}
+    else:
+        head = {"run_id": str(aggregate_id), "sequence": sequence}
+    return {
+        **head,
+        "type": kind,
+        "at": decoded["timestamp"],
+        "actor": decoded["actor"],
+        "data": data,
+        "prev_hash": prev_hash.hex(),
+    }
+
+
+def event_hash(
+    aggregate_id: UUID, sequence: int, topic: str, state: bytes, prev_hash: bytes
+) -> bytes:
+    """The hash of a stored event whose stream's previous event hashed to `prev_hash`."""
+    envelope = recorded_envelope(aggregate_id, sequence, topic, state, prev_hash)
+    return hashlib.sha256(canonical(envelope)).digest()
+
+
+class Chain:
+    """Links events about to be stored to their streams' chains.
+
+    The hash of each stream's last event is remembered (a bounded cache); on a miss it
+    is read from the store by `stored_hash(aggregate_id, sequence)`. An event never
+    changes once stored, so a remembered hash can only be missing, never wrong."""
+
+    def __init__(
+        self, stored_hash: Callable[[UUID, int], bytes | None], capacity: int = 100_000
+    ) -> None:
+        self._stored_hash = stored_hash
+        self._capacity = capacity
+        self._last: OrderedDict[UUID, tuple[int, bytes]] = OrderedDict()
+
+    def link(self, events: Sequence[StoredEvent]) -> list[tuple[bytes, bytes]]:
+        """(prev_hash, hash) of each of one stream's next events, in order."""
+        if not events:
+            return []
+        aggregate_id = UUID(str(events[0].originator_id))
+        prev = self.prev_hash(aggregate_id, events[0].originator_version)
+        links = []
+        for event in events:
+            digest = event_hash(
+                aggregate_id, event.originator_version, event.topic, event.state, prev
+            )
+            links.append((prev, digest))
+            prev = digest
+        return links
+
+    def prev_hash(self, aggregate_id: UUID, sequence: int) -> bytes:
+        """The hash of the event before `sequence` in its stream (ZERO for the first)."""
+        if sequence == 1:
+            return ZERO
+        known = self._last.get(aggregate_id)
+        if known is not None and known[0] == sequence - 1:
+            return known[1]
+        stored = self._stored_hash(aggregate_id, sequence - 1)
+        if stored is None:
+            raise LookupError(f"{aggregate_id} has no hashed event {sequence - 1}")
+        return stored
+
+    def stored(self, aggregate_id: UUID, sequence: int, digest: bytes) -> None:
+        """Remember a stream's last stored event's hash."""
+        self._last[aggregate_id] = (sequence, digest)
+        self._last.move_to_end(aggregate_id)
+        if len(self._last) > self._capacity:
+            self._last.popitem(last=False)
+
+    def forget(self) -> None:
+        """Forget every remembered hash (the store was changed behind this process)."""
+        self._last.clear()
