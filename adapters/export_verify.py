@@ -137,4 +137,4 @@ def _tree(
         )
     for line in checkpoints:
         kept = KeptCheckpoint(f"checkpoint {line.tree_size} (line {line.line})", line.note)
-        check_checkpoint(report, kept, list(keys) or [line.vkey], roots)
+        check_checkpoint(report, kept, list(keys) or [line.vkey], roots, size)
