@@ -5,7 +5,7 @@ all.
 Callers use the package (`readmodels.get_run(cur, …)`): every query is re-exported here.
 """
 
-from adapters.readmodels.board import get_board
+from adapters.readmodels.board import get_board, get_board_encoded
 from adapters.readmodels.leases import (
     delete_lease,
     expired_leases,
@@ -72,6 +72,7 @@ __all__ = [
     "delete_run",
     "expired_leases",
     "get_board",
+    "get_board_encoded",
     "get_plan",
     "get_project",
     "get_run",

@@ -7,7 +7,7 @@ from adapters.db import Cursor, Database
 from adapters.readmodels import board, leases, owners, plans, projects, runs, tracking
 
 # Read models are disposable: when their layout changes, bump this and they are rebuilt.
-READ_MODEL_VERSION = 4
+READ_MODEL_VERSION = 5
 READ_MODEL_TABLES = (
     "runs_view",
     "projects_view",
