@@ -165,7 +165,7 @@ def start_some(server: Server, client: LeanClient, base: str, task_ids: list[str
     runner = LeanClient(server, RUNNER_KEY)
     try:
         for k in range(min(20, len(task_ids))):
-            lease = call(runner, "/api/runner/claim", {"runner_id": "bench", "wait_seconds": 5})
+            lease = claim(runner)
             run_id, token = lease["run"]["run_id"], lease["fencing_token"]
             if k < 10:
                 body: dict = {"fencing_token": token, "outcome": "no_changes"}
@@ -177,6 +177,18 @@ def start_some(server: Server, client: LeanClient, base: str, task_ids: list[str
             call(runner, f"/api/runs/{run_id}/report", body)
     finally:
         runner.close()
+
+
+def claim(runner: LeanClient, patience: float = 600.0) -> dict:
+    """The next claimable run's lease (its run may wait for a busy read model first)."""
+    deadline = time.monotonic() + patience
+    body = orjson.dumps({"runner_id": "bench", "wait_seconds": 20})
+    while True:
+        status, answer = runner.post("/api/runner/claim", body)
+        if status == 200:
+            return dict(orjson.loads(answer))
+        if status != 204 or time.monotonic() > deadline:
+            raise BenchError(f"POST /api/runner/claim: {status} {answer[:300]!r}")
 
 
 def caught_up(server: Server, board: Board) -> tuple[float, dict]:
