@@ -142,6 +142,7 @@ def make_board(server: Server, key: str, tasks: int, spread: bool) -> Board:
                 board.backlog.append(task["task_id"])
         if spread:
             start_some(server, client, base, ready[:30])
+            client.close()  # idle while the runner claimed: the server may have closed it
         board.position = max(
             board.position,
             int(
