@@ -103,14 +103,21 @@ class BoardProjection:
             board.set_task_run(cur, tasks[run_id], run_summary(run), run_failure(run))
 
     def _write_board(self, cur: Cursor, project: Project) -> None:
+        """Write the rows of the project's tasks whose own fields or rank changed (a batch
+        moves a few tasks; rewriting all of them made every board event cost O(tasks))."""
         project_id = str(project.id)
         if project.deleted:
             board.delete_board(cur, project_id)
             return
-        known = board.board_runs(cur, project_id)
+        known = board.board_tasks(cur, project_id)
+        changed = []
         for column in project.columns.values():
             for rank, task_id in enumerate(column):
                 doc = task_doc(task_id, project.tasks[task_id])
-                new_run = task_id in known and known[task_id] != doc["run_id"]
-                board.upsert_task(cur, project_id, project.owner, doc, rank, new_run)
+                doc_text = board.encode_doc(doc)
+                stored = known.get(task_id)
+                if stored is None or stored.rank != rank or stored.doc != doc_text:
+                    row = board.task_row(project_id, project.owner, doc, rank, stored, doc_text)
+                    changed.append(row)
+        board.upsert_tasks(cur, changed)
         board.delete_tasks(cur, [t for t in known if t not in project.tasks])

@@ -5,7 +5,7 @@ tracking.py; schema.py creates them all.
 Callers use the package (`readmodels.get_run(cur, …)`): every query is re-exported here.
 """
 
-from adapters.readmodels.board import get_board
+from adapters.readmodels.board import get_board, get_board_encoded
 from adapters.readmodels.board_settings import get_board_settings, pickup_candidates
 from adapters.readmodels.leases import (
     delete_lease,
@@ -73,6 +73,7 @@ __all__ = [
     "delete_run",
     "expired_leases",
     "get_board",
+    "get_board_encoded",
     "get_board_settings",
     "get_plan",
     "get_project",

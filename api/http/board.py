@@ -154,7 +154,9 @@ async def get_board(request: Request) -> Response:
     owner = auth.user(request)
     project_id = str(path_id(request, "project_id"))
     return await read_model_doc(
-        request, lambda cur: readmodels.get_board(cur, project_id, owner), "No such project."
+        request,
+        lambda cur: readmodels.get_board_encoded(cur, project_id, owner),
+        "No such project.",
     )
 
 
