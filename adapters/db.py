@@ -223,6 +223,11 @@ class Database:
     def _position_column(self) -> str:
         return "notification_id" if self.postgres else "rowid"
 
+    @property
+    def position_column(self) -> str:
+        """The events table's column that holds the global position."""
+        return self._position_column()
+
     def _rows(self, rows: list[tuple[Any, ...]]) -> list[StoredRow]:
         return [
             StoredRow(
