@@ -125,10 +125,12 @@ def delete_board(cur: Cursor, project_id: str) -> None:
     cur.execute("DELETE FROM board_view WHERE project_id = ?", (project_id,))
 
 
-def task_of_run(cur: Cursor, run_id: str) -> str | None:
-    """The task whose last run this is, if any."""
-    row = cur.execute("SELECT task_id FROM board_view WHERE run_id = ?", (run_id,)).fetchone()
-    return None if row is None else str(row[0])
+def task_of_run(cur: Cursor, run_id: str) -> tuple[str, str] | None:
+    """The task whose last run this is, and its project, if any."""
+    row = cur.execute(
+        "SELECT task_id, project_id FROM board_view WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 def set_task_run(
