@@ -43,6 +43,15 @@ class Cursor:
         self._raw.execute(sql, tuple(params))
         return self
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement per row of parameters (pipelined on PostgreSQL: one round trip
+        for many rows, where execute() takes one each)."""
+        if not rows:
+            return
+        if self._postgres:
+            sql = sql.replace("?", "%s")
+        self._raw.executemany(sql, [tuple(row) for row in rows])
+
     def fetchall(self) -> list[tuple[Any, ...]]:
         """All remaining rows as tuples."""
         return [tuple(r) for r in self._raw.fetchall()]
@@ -213,6 +222,11 @@ class Database:
 
     def _position_column(self) -> str:
         return "notification_id" if self.postgres else "rowid"
+
+    @property
+    def position_column(self) -> str:
+        """The events table's column that holds the global position."""
+        return self._position_column()
 
     def _rows(self, rows: list[tuple[Any, ...]]) -> list[StoredRow]:
         return [

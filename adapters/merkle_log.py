@@ -6,8 +6,15 @@ them from the events, node for node):
 - `merkle_nodes (level, idx, hash)`: the perfect subtree over leaves [idx * 2^level,
   (idx + 1) * 2^level); level 0 holds the leaf hashes, leaf index = rank in commit order.
   A node is written once, when its last leaf arrives, and never changes.
-- `merkle_leaves (leaf_index, position)`: which stored event each leaf is.
-- `merkle_head`: one row, the position of the last event appended and the tree size.
+- `merkle_leaves (leaf_index, position, stream_id, sequence)`: which stored event each leaf
+  is: its position, its stream (the run's or project's id, canonical dashed UUID text) and
+  its sequence (version) there, so that a run's audit finds its leaves by index.
+- `merkle_head`: one row, the position of the last event appended and the tree size: the
+  log writer's tracking position (adapters/audit_writer.py).
+- `checkpoints (tree_size, root_hash, note, vkey, signed_at)`: every signed checkpoint, kept
+  forever, with the verifier key that signed it.
+- `audit_meta (name, value)`: the server id (`runledger/<server id>` is the origin),
+  generated once per store so that every process on one database signs as one log.
 
 Writes run in the caller's transaction (with the events' or the checkpoint's bookkeeping).
 Two appenders racing: the one whose head update comes second finds the head moved and is
@@ -16,14 +23,26 @@ refused (`OutOfOrder`), its transaction to be rolled back.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from adapters import merkle
 from adapters.db import Cursor, Database
 from adapters.merkle import Node
 
-TABLES = ("merkle_nodes", "merkle_leaves", "merkle_head")
-_ROWS_PER_INSERT = 300  # 3 parameters a row: under SQLite's oldest limit of 999
+TREE_TABLES = ("merkle_nodes", "merkle_leaves", "merkle_head")  # recomputable from the events
+TABLES = (*TREE_TABLES, "checkpoints", "audit_meta")
+_ROWS_PER_INSERT = 200  # up to 4 parameters a row: under SQLite's oldest limit of 999
+
+
+class Leaf(NamedTuple):
+    """One event as a leaf: its position, its 32-byte hash, its stream and sequence."""
+
+    position: int
+    hash: bytes
+    stream_id: str
+    sequence: int
 
 
 class OutOfOrder(ValueError):
@@ -47,8 +66,10 @@ def create_tables(db: Database) -> None:
         )
         cur.execute(
             "CREATE TABLE IF NOT EXISTS merkle_leaves ("
-            " leaf_index BIGINT PRIMARY KEY, position BIGINT NOT NULL UNIQUE)"
+            " leaf_index BIGINT PRIMARY KEY, position BIGINT NOT NULL UNIQUE,"
+            " stream_id TEXT NOT NULL, sequence BIGINT NOT NULL)"
         )
+        cur.execute("CREATE INDEX IF NOT EXISTS merkle_leaves_stream ON merkle_leaves (stream_id)")
         cur.execute(
             "CREATE TABLE IF NOT EXISTS merkle_head ("
             " id INTEGER PRIMARY KEY, position BIGINT NOT NULL, size BIGINT NOT NULL)"
@@ -57,6 +78,27 @@ def create_tables(db: Database) -> None:
             "INSERT INTO merkle_head (id, position, size) VALUES (1, 0, 0) "
             "ON CONFLICT (id) DO NOTHING"
         )
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS checkpoints ("
+            f" tree_size BIGINT PRIMARY KEY, root_hash {blob} NOT NULL, note TEXT NOT NULL,"
+            " vkey TEXT NOT NULL, signed_at TEXT NOT NULL)"
+        )
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
+        cur.execute(
+            "INSERT INTO audit_meta (name, value) VALUES ('server_id', ?) "
+            "ON CONFLICT (name) DO NOTHING",
+            (secrets.token_hex(8),),
+        )
+
+
+def server_id(cur: Cursor) -> str:
+    """This store's server id, made once by create_tables: the origin is `runledger/<id>`."""
+    row = cur.execute("SELECT value FROM audit_meta WHERE name = 'server_id'").fetchone()
+    if row is None:
+        raise RuntimeError("the Merkle log's tables are missing: call create_tables first")
+    return str(row[0])
 
 
 def head(cur: Cursor) -> tuple[int, int]:
@@ -72,14 +114,14 @@ def size(cur: Cursor) -> int:
     return head(cur)[1]
 
 
-def append(cur: Cursor, leaves: Sequence[tuple[int, bytes]]) -> int:
-    """Append events, given as (position, event hash) in commit order, as the next leaves;
-    the new tree size. Every position must come after the last one appended."""
+def append(cur: Cursor, leaves: Sequence[Leaf]) -> int:
+    """Append events, given in commit order, as the next leaves; the new tree size. Every
+    position must come after the last one appended."""
     last, at = head(cur)
-    positions = [position for position, _ in leaves]
+    positions = [leaf.position for leaf in leaves]
     if any(b <= a for a, b in zip([last, *positions], positions, strict=False)):
         raise OutOfOrder(f"positions {positions[:3]}… do not follow position {last}")
-    if any(len(entry) != merkle.HASH_SIZE for _, entry in leaves):
+    if any(len(leaf.hash) != merkle.HASH_SIZE for leaf in leaves):
         raise ValueError("an event hash is 32 bytes")
     if not leaves:
         return at
@@ -92,10 +134,13 @@ def append(cur: Cursor, leaves: Sequence[tuple[int, bytes]]) -> int:
     )
     if moved.rowcount != 1:
         raise OutOfOrder("another writer appended to the Merkle log meanwhile")
-    nodes = _new_nodes(_read(cur, _frontier(at)), at, [entry for _, entry in leaves])
+    nodes = _new_nodes(_read(cur, _frontier(at)), at, [leaf.hash for leaf in leaves])
     _insert(cur, "merkle_nodes (level, idx, hash)", [(lv, i, h) for (lv, i), h in nodes.items()])
-    rows = [(at + offset, position) for offset, position in enumerate(positions)]
-    _insert(cur, "merkle_leaves (leaf_index, position)", rows)
+    rows = [
+        (at + offset, leaf.position, leaf.stream_id, leaf.sequence)
+        for offset, leaf in enumerate(leaves)
+    ]
+    _insert(cur, "merkle_leaves (leaf_index, position, stream_id, sequence)", rows)
     return new_size
 
 
@@ -194,18 +239,18 @@ def leaf_hash(cur: Cursor, leaf_index: int) -> bytes | None:
 
 
 def reset(cur: Cursor) -> None:
-    """Empty the log (to rebuild it from the events)."""
+    """Empty the log (to rebuild it from the events); the checkpoints stay."""
     cur.execute("DELETE FROM merkle_nodes")
     cur.execute("DELETE FROM merkle_leaves")
     cur.execute("UPDATE merkle_head SET position = 0, size = 0 WHERE id = 1")
 
 
-def rebuild(cur: Cursor, leaves: Iterable[tuple[int, bytes]], batch: int = 1000) -> int:
-    """Empty the log and append every (position, event hash), in commit order, in batches;
-    the tree size. The same events give the same nodes, however they were batched."""
+def rebuild(cur: Cursor, leaves: Iterable[Leaf], batch: int = 1000) -> int:
+    """Empty the log and append every event, in commit order, in batches; the tree size.
+    The same events give the same nodes, however they were batched."""
     reset(cur)
     total = 0
-    pending: list[tuple[int, bytes]] = []
+    pending: list[Leaf] = []
     for leaf in leaves:
         pending.append(leaf)
         if len(pending) >= batch:

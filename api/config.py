@@ -36,6 +36,11 @@ class Config:
     db_connect_timeout: float = 2.0
     db_statement_timeout: float = 5.0
     db_lock_timeout: float = 5.0
+    # The audit log's signed checkpoints (docs/audit.md): at least every N events or T
+    # seconds when events arrived; the operator's Ed25519 key, else one in the data dir.
+    checkpoint_events: int = 1000
+    checkpoint_seconds: float = 10.0
+    signing_key_file: Path | None = None
 
     @classmethod
     def from_env(
@@ -54,6 +59,7 @@ class Config:
             or f"sqlite:///{data_dir / 'runledger.db'}"
         )
         poll = env.get("RUNLEDGER_POLL_INTERVAL")
+        key_file = env.get("RUNLEDGER_SIGNING_KEY_FILE")
         return cls(
             database_url=url,
             data_dir=data_dir,
@@ -75,6 +81,9 @@ class Config:
             db_connect_timeout=float(env.get("RUNLEDGER_DB_CONNECT_TIMEOUT", 2)),
             db_statement_timeout=float(env.get("RUNLEDGER_DB_STATEMENT_TIMEOUT", 5)),
             db_lock_timeout=float(env.get("RUNLEDGER_DB_LOCK_TIMEOUT", 5)),
+            checkpoint_events=int(env.get("RUNLEDGER_CHECKPOINT_EVENTS", 1000)),
+            checkpoint_seconds=float(env.get("RUNLEDGER_CHECKPOINT_SECONDS", 10)),
+            signing_key_file=Path(key_file) if key_file else None,
         )
 
     def store_settings(self) -> StoreSettings:

@@ -80,17 +80,19 @@ class BoardProjection:
         earlier run is kept however the log is cut into batches (a rebuild reads it whole)."""
         for on_project, stretch in groupby(rows, key=lambda row: row.topic in PROJECT_TOPICS):
             if on_project:
-                for project in self.projects.fold(list(stretch)).values():
+                rows_of = list(stretch)
+                last = {row.run_id: row.position for row in rows_of}
+                for project in self.projects.fold(rows_of).values():
                     self._write_board(cur, project)
-                    self._write_settings(cur, project)
+                    self._write_settings(cur, project, last[project.id])
             else:
                 self._apply_runs(cur, [row for row in stretch if row.topic in RUN_TOPICS])
 
-    def _write_settings(self, cur: Cursor, project: Project) -> None:
+    def _write_settings(self, cur: Cursor, project: Project, stamp: int) -> None:
         if project.deleted:
             board_settings.delete_settings(cur, str(project.id))
         else:
-            board_settings.set_settings(cur, str(project.id), project.board_settings)
+            board_settings.set_settings(cur, str(project.id), project.board_settings, stamp)
 
     def _apply_runs(self, cur: Cursor, run_rows: list[StoredRow]) -> None:
         tasks = {
@@ -100,17 +102,30 @@ class BoardProjection:
         }
         wanted = [row for row in run_rows if row.run_id in tasks]
         for run_id, run in self.runs.fold(wanted).items():
-            board.set_task_run(cur, tasks[run_id], run_summary(run), run_failure(run))
+            task_id, _ = tasks[run_id]
+            board.set_task_run(cur, task_id, run_summary(run), run_failure(run))
+        stamps: dict[str, int] = {}
+        for row in wanted:  # in log order: the last one of each project stays
+            stamps[tasks[row.run_id][1]] = row.position
+        for project_id, stamp in stamps.items():
+            board_settings.touch(cur, project_id, stamp)
 
     def _write_board(self, cur: Cursor, project: Project) -> None:
+        """Write the rows of the project's tasks whose own fields or rank changed (a batch
+        moves a few tasks; rewriting all of them made every board event cost O(tasks))."""
         project_id = str(project.id)
         if project.deleted:
             board.delete_board(cur, project_id)
             return
-        known = board.board_runs(cur, project_id)
+        known = board.board_tasks(cur, project_id)
+        changed = []
         for column in project.columns.values():
             for rank, task_id in enumerate(column):
                 doc = task_doc(task_id, project.tasks[task_id])
-                new_run = task_id in known and known[task_id] != doc["run_id"]
-                board.upsert_task(cur, project_id, project.owner, doc, rank, new_run)
+                doc_text = board.encode_doc(doc)
+                stored = known.get(task_id)
+                if stored is None or stored.rank != rank or stored.doc != doc_text:
+                    row = board.task_row(project_id, project.owner, doc, rank, stored, doc_text)
+                    changed.append(row)
+        board.upsert_tasks(cur, changed)
         board.delete_tasks(cur, [t for t in known if t not in project.tasks])

@@ -79,15 +79,30 @@ class ProjectionFeeder:
             self._apply(rows)
 
     def _apply_offered(self) -> bool:
-        """Apply the rows offered so far; False when they do not follow on (read instead)."""
+        """Apply the rows offered so far; False when they do not follow on (read instead).
+
+        Offers that follow on from each other are applied together, up to BATCH rows per
+        transaction: when the projections fall behind (a projection whose batch costs more
+        than an event, like the board's), they catch up in fewer, larger batches instead of
+        one transaction per command.
+        """
+        pending: list[StoredRow] = []
         while self._offered:
             after, rows = self._offered.popleft()
-            if rows[-1].position <= self.position:
+            reached = pending[-1].position if pending else self.position
+            if rows[-1].position <= reached:
                 continue
-            if after > self.position:
+            if after > reached:
+                if pending:
+                    self._apply(pending)
                 self._offered.clear()  # a gap between us and these rows
                 return False
-            self._apply(rows)
+            pending += [row for row in rows if row.position > reached]
+            if len(pending) >= BATCH:
+                self._apply(pending)
+                pending = []
+        if pending:
+            self._apply(pending)
         return True
 
     def _apply(self, rows: list[StoredRow]) -> None:

@@ -138,6 +138,12 @@ class LeanClient:
         answer = self._conn.getresponse()
         return answer.status, answer.read()
 
+    def get(self, path: str) -> tuple[int, bytes]:
+        """GET; the status and the whole answer."""
+        self._conn.request("GET", path, headers=self._headers)
+        answer = self._conn.getresponse()
+        return answer.status, answer.read()
+
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()

@@ -5,8 +5,12 @@ tracking.py; schema.py creates them all.
 Callers use the package (`readmodels.get_run(cur, …)`): every query is re-exported here.
 """
 
-from adapters.readmodels.board import get_board
-from adapters.readmodels.board_settings import get_board_settings, pickup_candidates
+from adapters.readmodels.board import get_board, get_board_encoded
+from adapters.readmodels.board_settings import (
+    board_stamp,
+    get_board_settings,
+    pickup_candidates,
+)
 from adapters.readmodels.leases import (
     delete_lease,
     expired_leases,
@@ -63,6 +67,7 @@ __all__ = [
     "active_runs_of_project",
     "advance_tracking_all",
     "all_runs",
+    "board_stamp",
     "children_to_cancel",
     "claimable_runs",
     "coordinators_of",
@@ -73,6 +78,7 @@ __all__ = [
     "delete_run",
     "expired_leases",
     "get_board",
+    "get_board_encoded",
     "get_board_settings",
     "get_plan",
     "get_project",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -20,49 +20,104 @@ SCHEMA = [
         run_id TEXT,
         doc TEXT NOT NULL,
         run_doc TEXT,
-        last_failure TEXT
+        last_failure TEXT,
+        shown TEXT NOT NULL,
+        task_json TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS board_view_project ON board_view (project_id, rank)",
     "CREATE INDEX IF NOT EXISTS board_view_run ON board_view (run_id)",
 ]
+# `shown` and `task_json` are the task as GET board shows it (its shown column, and the
+# whole task encoded), kept with every write of the row, so a read does no work per task.
 
 
-def board_runs(cur: Cursor, project_id: str) -> dict[str, str | None]:
-    """Task id → its run id, for the tasks of a project."""
+class Stored(NamedTuple):
+    """What the view holds of a task, as its projection compares and rewrites it."""
+
+    rank: int
+    run_id: str | None
+    doc: str
+    run_doc: str | None
+    last_failure: str | None
+
+
+def encode_doc(doc: dict[str, Any]) -> str:
+    """A task's own fields as the view stores them (`doc`)."""
+    return orjson.dumps(doc).decode()
+
+
+def shown_task(
+    doc: dict[str, Any], rank: int, run_doc: str | None, last_failure: str | None
+) -> tuple[str, str]:
+    """The task's shown column and the task encoded as the board shows it."""
+    run = orjson.loads(run_doc) if run_doc else None
+    column = shown_column(doc["column"], doc["run_id"], run and run["status"])
+    shown = {
+        **doc,
+        "column": column,
+        "rank": rank,
+        "run": orjson.Fragment(run_doc) if run_doc else None,
+        "last_failure": orjson.Fragment(last_failure) if last_failure else None,
+    }
+    return column, orjson.dumps(shown).decode()
+
+
+def board_tasks(cur: Cursor, project_id: str) -> dict[str, Stored]:
+    """Task id → what the view holds of it, for the tasks of a project."""
     rows = cur.execute(
-        "SELECT task_id, run_id FROM board_view WHERE project_id = ?", (project_id,)
+        "SELECT task_id, rank, run_id, doc, run_doc, last_failure FROM board_view "
+        "WHERE project_id = ?",
+        (project_id,),
     ).fetchall()
-    return {r[0]: r[1] for r in rows}
+    return {r[0]: Stored(*r[1:]) for r in rows}
 
 
-def upsert_task(
-    cur: Cursor, project_id: str, owner: str, doc: dict[str, Any], rank: int, new_run: bool
-) -> None:
-    """Write a task's own fields; `new_run` forgets the summary of its previous run (its
-    last failure stays)."""
-    cur.execute(
-        "INSERT INTO board_view (task_id, project_id, owner, column_name, rank, run_id, doc) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET "
-        "column_name = excluded.column_name, rank = excluded.rank, "
-        "run_id = excluded.run_id, doc = excluded.doc",
-        (
-            doc["task_id"],
-            project_id,
-            owner,
-            doc["column"],
-            rank,
-            doc["run_id"],
-            orjson.dumps(doc).decode(),
-        ),
+UPSERT = (
+    "INSERT INTO board_view (task_id, project_id, owner, column_name, rank, run_id, doc, "
+    "run_doc, last_failure, shown, task_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (task_id) DO UPDATE SET column_name = excluded.column_name, "
+    "rank = excluded.rank, run_id = excluded.run_id, doc = excluded.doc, "
+    "run_doc = excluded.run_doc, shown = excluded.shown, task_json = excluded.task_json"
+)
+
+
+def task_row(
+    project_id: str,
+    owner: str,
+    doc: dict[str, Any],
+    rank: int,
+    stored: Stored | None,
+    doc_text: str,
+) -> tuple[Any, ...]:
+    """The row of a task's own fields written over what the view had of it (`stored`); a
+    new run id forgets the summary of its previous run (its last failure stays)."""
+    new_run = stored is not None and stored.run_id != doc["run_id"]
+    run_doc = None if stored is None or new_run else stored.run_doc
+    last_failure = None if stored is None else stored.last_failure
+    shown, task_json = shown_task(doc, rank, run_doc, last_failure)
+    return (
+        doc["task_id"],
+        project_id,
+        owner,
+        doc["column"],
+        rank,
+        doc["run_id"],
+        doc_text,
+        run_doc,
+        last_failure,
+        shown,
+        task_json,
     )
-    if new_run:
-        cur.execute("UPDATE board_view SET run_doc = NULL WHERE task_id = ?", (doc["task_id"],))
+
+
+def upsert_tasks(cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+    """Write task rows (from task_row), all in one go."""
+    cur.executemany(UPSERT, rows)
 
 
 def delete_tasks(cur: Cursor, task_ids: list[str]) -> None:
     """Remove deleted tasks."""
-    for task_id in task_ids:
-        cur.execute("DELETE FROM board_view WHERE task_id = ?", (task_id,))
+    cur.executemany("DELETE FROM board_view WHERE task_id = ?", [(t,) for t in task_ids])
 
 
 def delete_board(cur: Cursor, project_id: str) -> None:
@@ -70,56 +125,61 @@ def delete_board(cur: Cursor, project_id: str) -> None:
     cur.execute("DELETE FROM board_view WHERE project_id = ?", (project_id,))
 
 
-def task_of_run(cur: Cursor, run_id: str) -> str | None:
-    """The task whose last run this is, if any."""
-    row = cur.execute("SELECT task_id FROM board_view WHERE run_id = ?", (run_id,)).fetchone()
-    return None if row is None else str(row[0])
+def task_of_run(cur: Cursor, run_id: str) -> tuple[str, str] | None:
+    """The task whose last run this is, and its project, if any."""
+    row = cur.execute(
+        "SELECT task_id, project_id FROM board_view WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 def set_task_run(
     cur: Cursor, task_id: str, summary: dict[str, Any], failure: dict[str, Any] | None
 ) -> None:
     """Write the summary of a task's run (and its failure, when it failed)."""
-    cur.execute(
-        "UPDATE board_view SET run_doc = ? WHERE task_id = ?",
-        (orjson.dumps(summary).decode(), task_id),
-    )
+    row = cur.execute(
+        "SELECT doc, rank, last_failure FROM board_view WHERE task_id = ?", (task_id,)
+    ).fetchone()
+    if row is None:
+        return
+    doc_text, rank, last_failure = row
+    run_doc = orjson.dumps(summary).decode()
     if failure is not None:
-        cur.execute(
-            "UPDATE board_view SET last_failure = ? WHERE task_id = ?",
-            (orjson.dumps(failure).decode(), task_id),
-        )
+        last_failure = orjson.dumps(failure).decode()
+    shown, task_json = shown_task(orjson.loads(doc_text), rank, run_doc, last_failure)
+    cur.execute(
+        "UPDATE board_view SET run_doc = ?, last_failure = ?, shown = ?, task_json = ? "
+        "WHERE task_id = ?",
+        (run_doc, last_failure, shown, task_json, task_id),
+    )
 
 
-def get_board(cur: Cursor, project_id: str, owner: str) -> dict[str, Any] | None:
-    """The owner's project's board, columns in order, each in rank order; None when the
-    project is not the owner's (or does not exist). Archived tasks are not shown."""
+def get_board_encoded(cur: Cursor, project_id: str, owner: str) -> dict[str, Any] | None:
+    """The owner's project's board, columns in order, each in rank order, its tasks as
+    encoded JSON (`orjson.Fragment`s, ready for the answer); None when the project is not
+    the owner's (or does not exist). Archived tasks are not shown."""
     found = cur.execute(
         "SELECT 1 FROM projects_view WHERE project_id = ? AND owner = ?", (project_id, owner)
     ).fetchone()
     if found is None:
         return None
     rows = cur.execute(
-        "SELECT doc, rank, run_doc, last_failure FROM board_view "
+        "SELECT shown, task_json FROM board_view "
         "WHERE project_id = ? AND column_name <> 'archived' ORDER BY rank, task_id",
         (project_id,),
     ).fetchall()
-    columns: dict[str, list[dict[str, Any]]] = {name: [] for name in SHOWN_COLUMNS}
-    for doc_text, rank, run_text, failure_text in rows:
-        doc = orjson.loads(doc_text)
-        run = orjson.loads(run_text) if run_text else None
-        column = shown_column(doc["column"], doc["run_id"], run and run["status"])
-        columns[column].append(
-            {
-                **doc,
-                "column": column,
-                "rank": rank,
-                "run": run,
-                "last_failure": orjson.loads(failure_text) if failure_text else None,
-            }
-        )
+    columns: dict[str, list[Any]] = {name: [] for name in SHOWN_COLUMNS}
+    fragment = orjson.Fragment
+    for shown, task_json in rows:
+        columns[shown].append(fragment(task_json))
     return {
         "project_id": project_id,
         "settings": get_board_settings(cur, project_id),
         "columns": [{"name": name, "tasks": tasks} for name, tasks in columns.items()],
     }
+
+
+def get_board(cur: Cursor, project_id: str, owner: str) -> dict[str, Any] | None:
+    """get_board_encoded with its tasks decoded, for callers other than the answer."""
+    board = get_board_encoded(cur, project_id, owner)
+    return None if board is None else dict(orjson.loads(orjson.dumps(board)))

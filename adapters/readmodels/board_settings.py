@@ -17,8 +17,13 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS board_settings_view (
         project_id TEXT PRIMARY KEY,
         auto_pickup INTEGER NOT NULL,
-        max_concurrent_runs INTEGER NOT NULL
+        max_concurrent_runs INTEGER NOT NULL,
+        stamp BIGINT NOT NULL
     )""",
+    # `stamp`: the position of the last event that changed what the project's board shows
+    # (its own events, its tasks' runs'): the same however the log was cut into batches,
+    # so a rebuilt view has the same stamps, and an answer built at a stamp stays right
+    # until the stamp moves.
     # Ready tasks that never ran (what the policy starts), and started tasks whose run the
     # view has not seen (made a moment ago, or never: a crash between start and run).
     "CREATE INDEX IF NOT EXISTS board_view_waiting ON board_view (project_id) "
@@ -29,14 +34,32 @@ SCHEMA = [
 ENDED = DONE_RUN | FAILED_RUN
 
 
-def set_settings(cur: Cursor, project_id: str, settings: dict[str, Any]) -> None:
-    """Write a board's settings."""
+def set_settings(cur: Cursor, project_id: str, settings: dict[str, Any], stamp: int) -> None:
+    """Write a board's settings, as of its project's event at position `stamp`."""
     cur.execute(
-        "INSERT INTO board_settings_view (project_id, auto_pickup, max_concurrent_runs) "
-        "VALUES (?, ?, ?) ON CONFLICT (project_id) DO UPDATE SET "
-        "auto_pickup = excluded.auto_pickup, max_concurrent_runs = excluded.max_concurrent_runs",
-        (project_id, int(settings["auto_pickup"]), settings["max_concurrent_runs"]),
+        "INSERT INTO board_settings_view (project_id, auto_pickup, max_concurrent_runs, stamp) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (project_id) DO UPDATE SET "
+        "auto_pickup = excluded.auto_pickup, max_concurrent_runs = excluded.max_concurrent_runs, "
+        "stamp = excluded.stamp",
+        (project_id, int(settings["auto_pickup"]), settings["max_concurrent_runs"], stamp),
     )
+
+
+def touch(cur: Cursor, project_id: str, stamp: int) -> None:
+    """A task's run changed what the board shows, at position `stamp`."""
+    cur.execute(
+        "UPDATE board_settings_view SET stamp = ? WHERE project_id = ?", (stamp, project_id)
+    )
+
+
+def board_stamp(cur: Cursor, project_id: str, owner: str) -> int | None:
+    """The board's stamp, if the project is the owner's (None otherwise)."""
+    row = cur.execute(
+        "SELECT s.stamp FROM board_settings_view s JOIN projects_view p "
+        "ON p.project_id = s.project_id WHERE s.project_id = ? AND p.owner = ?",
+        (project_id, owner),
+    ).fetchone()
+    return None if row is None else int(row[0])
 
 
 def delete_settings(cur: Cursor, project_id: str | None = None) -> None:

@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from api.config import Config
-from api.http import board, errors, events, files, gates, ops, plans, projects, runners, runs
+from api.http import audit, board, errors, events, files, gates, ops, plans, projects, runners, runs
 from api.http import metrics as metrics_routes
 from api.http.metrics import CommandTimer
 from api.service import bootstrap
@@ -40,6 +40,7 @@ def create_app(config: Config) -> Starlette:
         *events.routes,
         *files.routes,
         *gates.routes,
+        *audit.routes,
     ]
     app = Starlette(
         routes=[

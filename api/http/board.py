@@ -10,10 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters import readmodels
 from api.http import auth, schemas
 from api.http.errors import JSON
-from api.http.requests import idempotent, parse, path_id, read_model_doc, services
+from api.http.requests import idempotent, parse, path_id, read_model_json, services
 from api.http.runs import command_body
 from api.service import board as use_cases
 from api.service.engine import Appended
@@ -153,8 +152,9 @@ async def put_settings(request: Request) -> Response:
 async def get_board(request: Request) -> Response:
     owner = auth.user(request)
     project_id = str(path_id(request, "project_id"))
-    return await read_model_doc(
-        request, lambda cur: readmodels.get_board(cur, project_id, owner), "No such project."
+    boards = services(request).boards
+    return await read_model_json(
+        request, lambda cur: boards.answer(cur, project_id, owner), "No such project."
     )
 
 

@@ -15,6 +15,7 @@ from adapters.outage import RETRY_AFTER_SECONDS, is_unavailable
 from api.http import auth
 from api.http.errors import JSON
 from api.http.requests import services
+from api.service import audit
 
 VERSION = "0.1.0"
 HEALTH_TIMEOUT = 1.0  # seconds: an outage shows on /health well within 2 s
@@ -41,8 +42,9 @@ async def health(request: Request) -> Response:
 
 
 async def server_info(request: Request) -> Response:
-    store = services(request).runtime.settings.kind
-    return JSON({"version": VERSION, "store": store})
+    found = services(request)
+    store = found.runtime.settings.kind
+    return JSON({"version": VERSION, "store": store, "audit": audit.public_key(found)})
 
 
 async def diagnostics(request: Request) -> Response:

@@ -199,6 +199,26 @@ async def read_model_doc(
     return with_position(doc, position)
 
 
+async def read_model_json(
+    request: Request, read: Callable[[Cursor], bytes | None], missing: str
+) -> Response:
+    """read_model_doc for a document the read models keep encoded (`read` answers its JSON
+    bytes): without a min_position, the position and the document are read in one trip
+    to the thread pool."""
+    asked = "min_position" in request.query_params or "x-min-position" in request.headers
+    position = await read_position(request) if asked else None
+
+    def fetch() -> tuple[int, bytes | None]:
+        reached = services(request).read_models_position() if position is None else position
+        with services(request).db.reading() as cur:
+            return reached, read(cur)
+
+    reached, body = await run_in_threadpool(fetch)
+    if body is None:
+        raise NotFound(missing)
+    return Response(body, media_type="application/json", headers={"X-Position": str(reached)})
+
+
 def with_position(body: Any, position: int, status: int = 200) -> Response:
     """A read-model answer carrying X-Position."""
     return JSON(body, status_code=status, headers={"X-Position": str(position)})

@@ -6,9 +6,15 @@ task it left (with the project's sequence and position, for read-your-writes).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import orjson
+
+from adapters import readmodels
+from adapters.db import Cursor
 from api.service.results import Appended
 from domain.board import READY
 from domain.projects import Project
@@ -136,3 +142,34 @@ def _position(services: Services, project: Project, appended: Appended) -> int |
     if appended.position is not None:
         return appended.position
     return services.db.position_of(project.id, project.version)
+
+
+class BoardAnswers:
+    """GET board's answers, encoded once per change of the board: each project's last
+    answer is kept while its board's stamp (the position of the last event that changed
+    what it shows) stays the same, so a read is one indexed query and a cached body."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self._capacity = capacity
+        self._answers: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def answer(self, cur: Cursor, project_id: str, owner: str) -> bytes | None:
+        """The owner's project's board as JSON; None when it is not the owner's."""
+        stamp = readmodels.board_stamp(cur, project_id, owner)
+        if stamp is None:
+            return None
+        with self._lock:
+            known = self._answers.get(project_id)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        board = readmodels.get_board_encoded(cur, project_id, owner)
+        if board is None:
+            return None
+        body = orjson.dumps(board)
+        with self._lock:
+            self._answers[project_id] = (stamp, body)
+            self._answers.move_to_end(project_id)
+            if len(self._answers) > self._capacity:
+                self._answers.popitem(last=False)
+        return body

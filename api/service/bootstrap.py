@@ -12,6 +12,7 @@ from adapters.feed import ChangeFeed
 from adapters.keys import KeyRing, Principal, generated_key, load_keys
 from api.config import Config
 from api.envelopes import Envelope, RunDirectory, wire_type
+from api.service.board import BoardAnswers
 from api.service.claims import ClaimBoard
 from api.service.engine import Engine
 from api.service.hub import Hub
@@ -44,6 +45,7 @@ class Services:
     projection: ReadModelProgress
     claim_board: ClaimBoard
     watch: PositionWatch
+    boards: BoardAnswers
 
     @property
     def db(self) -> Database:
@@ -92,6 +94,7 @@ async def start(config: Config, metrics: Metrics) -> Services:
         projection=ReadModelProgress(runtime),
         claim_board=ClaimBoard(),
         watch=watch,
+        boards=BoardAnswers(),
     )
     runtime.projection.on_rows.append(wake_claims)
     runtime.start()

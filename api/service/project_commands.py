@@ -6,6 +6,7 @@ Mixed into the Engine (api/service/engine.py), which loads, decides and saves.
 from __future__ import annotations
 
 from collections.abc import Callable
+from copy import deepcopy
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,33 @@ from api.service.engine_parts import EngineParts
 from api.service.results import Appended
 from domain.errors import Conflict, NotFound
 from domain.projects import Project
+
+# Immutable values: a copy may share them.
+_PLAIN = frozenset({str, int, float, bool, type(None), UUID, datetime})
+
+
+def _copy_task(task: dict[str, Any]) -> dict[str, Any]:
+    """A task's fields, copied (deeply only when one is not a plain value)."""
+    for value in task.values():
+        if value.__class__ not in _PLAIN:
+            return deepcopy(task)
+    return task.copy()
+
+
+def copy_project(project: Project) -> Project:
+    """A copy of the project that a command may change without touching the original: what
+    deepcopy gives, in a fraction of its time for a board of many tasks (its tasks and
+    columns are copied as the plain dicts and lists of strings they are)."""
+    clone = object.__new__(type(project))
+    for name, value in vars(project).items():
+        if name == "tasks":
+            value = {task_id: _copy_task(task) for task_id, task in value.items()}
+        elif name == "columns":
+            value = {column: list(task_ids) for column, task_ids in value.items()}
+        elif value.__class__ not in _PLAIN:
+            value = deepcopy(value)
+        clone.__dict__[name] = value
+    return clone
 
 
 class ProjectCommands(EngineParts):
@@ -33,7 +61,14 @@ class ProjectCommands(EngineParts):
     ) -> Project:
         """The project (as it stood after `version`); NotFound unless it exists for `user`."""
         try:
-            project: object = self.repository.get(project_id, version=version)
+            # The cached project as it stands, not copied yet: a command's answer asks for
+            # the version it just saved, which this almost always is, and a deep copy of a
+            # board of 1,000 tasks costs more than the command (and a replay much more).
+            project: object = self.repository.get(project_id, deepcopy_from_cache=False)
+            if isinstance(project, Project) and version not in (None, project.version):
+                project = self.repository.get(project_id, version=version)
+            elif isinstance(project, Project):
+                project = copy_project(project)
         except AggregateNotFoundError:
             raise NotFound("No such project.") from None
         if not isinstance(project, Project):

@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from functools import partial
 from uuid import uuid4
 
-from adapters import readmodels
+from adapters import merkle_log, readmodels
+from adapters.audit_writer import LogWriter
 from adapters.backfill import backfill, stream_hash
 from adapters.chain import Chain
+from adapters.checkpoints import Signer, load_or_create
 from adapters.db import Database, NamesEventsTable, StoredRow, startup_lock
 from adapters.idempotency import Idempotency
 from adapters.locks import Instance, ProcessLock, instance_alive
@@ -47,6 +49,7 @@ class Runtime:
         with startup_lock(self.settings):
             self.db = Database(self.settings)
             readmodels.create_schema(self.db)
+            merkle_log.create_tables(self.db)  # the audit log: not a read model
             self.engine = Engine(
                 self.settings.eventsourcing_env(),
                 clock=utc_now,
@@ -62,6 +65,12 @@ class Runtime:
         # save that meets a stream not hashed yet hashes it first (adapters/backfill.py).
         self.engine.chain = Chain(partial(stream_hash, self.db))
         backfill(self.db)
+        # The global Merkle log and its signed checkpoints (adapters/audit_writer.py).
+        self.signer = self._signer()
+        self.audit_log = LogWriter(
+            self.db, self.signer, config.checkpoint_events, config.checkpoint_seconds
+        )
+        self.audit_loop: Loop | None = None  # appending while this process leads
         # This process, alive to the others while it holds its instance lock: idempotency
         # reservations name it, so a retry knows at once when their request died with it.
         self.instance = Instance(self.settings)
@@ -96,6 +105,12 @@ class Runtime:
             else Leadership(ProcessLock(self.settings, LOCK_NAME), self._promote, self._demote)
         )
 
+    def _signer(self) -> Signer:
+        """The checkpoints' key, named as this store's log: `runledger/<server id>`."""
+        with self.db.reading() as cur:
+            origin = f"runledger/{merkle_log.server_id(cur)}"
+        return load_or_create(self.config.data_dir, self.config.signing_key_file, origin)
+
     @property
     def leading(self) -> bool:
         """True while this process runs the projections and policies."""
@@ -125,6 +140,7 @@ class Runtime:
         """Lead or stand by in a background thread (role `api`: neither)."""
         self.keeping.start()
         self.projection.on_rows.append(self._wake_policies)
+        self.projection.on_rows.append(self._wake_audit_log)
         if self.leadership is not None:
             self.leadership.start()
 
@@ -147,12 +163,22 @@ class Runtime:
         ]
         for policy in self.policies:
             policy.start()
+        self.audit_loop = Loop(self.audit_log.name, self.audit_log.tick, self.poll_interval)
+        self.audit_loop.start()
 
     def _demote(self) -> None:
         policies, self.policies = self.policies, []
         for policy in policies:
             policy.stop()
+        audit_loop, self.audit_loop = self.audit_loop, None
+        if audit_loop is not None:
+            audit_loop.stop()
         self.projection.stop()
+
+    def _wake_audit_log(self, _rows: list[StoredRow]) -> None:
+        audit_loop = self.audit_loop
+        if audit_loop is not None:
+            audit_loop.wake()
 
     def _wake_policies(self, rows: list[StoredRow]) -> None:
         """Wake a policy only for the events it acts on (each also runs on a timer); the

@@ -31,6 +31,11 @@ USER_ENDPOINTS = [
     ("POST", "/api/runs/{main}/steer", {"kind": "stop", "instruction": "x"}),
     ("GET", "/api/events", None),
     ("GET", "/api/events/stream", None),
+    ("GET", "/api/runs/{main}/audit", None),
+    ("GET", "/api/audit/checkpoint", None),
+    ("GET", "/api/audit/public-key", None),
+    ("GET", "/api/audit/proofs/inclusion", None),
+    ("GET", "/api/audit/proofs/consistency", None),
 ]
 RUNNER_ENDPOINTS = [
     ("POST", "/api/runner/claim", {"runner_id": "r9"}),

@@ -25,8 +25,10 @@ def shown(runtime: Runtime, project_id: UUID) -> dict[str, list[str]]:
 
 
 def board_rows(runtime: Runtime) -> list[tuple[Any, ...]]:
+    """Every row of the board's views: the tasks, then each board's settings and stamp."""
     with runtime.db.reading() as cur:
         rows = cur.execute("SELECT * FROM board_view ORDER BY task_id").fetchall()
+        rows += cur.execute("SELECT * FROM board_settings_view ORDER BY project_id").fetchall()
     return [tuple(r) for r in rows]
 
 

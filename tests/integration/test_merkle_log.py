@@ -27,18 +27,25 @@ def db(store_url: str) -> Iterator[Database]:
     database.close()
 
 
-def events(n: int, first_position: int = 1) -> list[tuple[int, bytes]]:
-    """(position, hash) of n events in commit order; positions skip numbers, as after a
-    rolled-back write."""
+STREAM = "6f1c3a52-8a43-4c55-9d1e-0c1f2e3d4b5a"
+
+
+def leaf(position: int, event_hash: bytes) -> merkle_log.Leaf:
+    """An event at `position` with this hash (its stream and sequence do not matter here)."""
+    return merkle_log.Leaf(position, event_hash, STREAM, position)
+
+
+def events(n: int, first_position: int = 1) -> list[merkle_log.Leaf]:
+    """n events in commit order; positions skip numbers, as after a rolled-back write."""
     rng = random.Random(n)
     out, position = [], first_position
     for i in range(n):
-        out.append((position, hashlib.sha256(f"event {i}".encode()).digest()))
+        out.append(leaf(position, hashlib.sha256(f"event {i}".encode()).digest()))
         position += rng.choice((1, 1, 1, 2, 5))
     return out
 
 
-def append_in_batches(db: Database, leaves: list[tuple[int, bytes]]) -> list[int]:
+def append_in_batches(db: Database, leaves: list[merkle_log.Leaf]) -> list[int]:
     """Append the leaves batch by batch, one transaction each; the sizes after each."""
     sizes, at = [], 0
     for batch in BATCHES:
@@ -59,7 +66,8 @@ def dump(cur: Cursor) -> list[list[tuple[object, ...]]]:
         else cur.execute(sql).fetchall()
         for sql in (
             "SELECT level, idx, hash FROM merkle_nodes ORDER BY level, idx",
-            "SELECT leaf_index, position FROM merkle_leaves ORDER BY leaf_index",
+            "SELECT leaf_index, position, stream_id, sequence FROM merkle_leaves"
+            " ORDER BY leaf_index",
             "SELECT id, position, size FROM merkle_head",
         )
     ]
@@ -67,7 +75,7 @@ def dump(cur: Cursor) -> list[list[tuple[object, ...]]]:
 
 def test_every_earlier_root_equals_the_pure_tree_over_the_same_events(db: Database) -> None:
     leaves = events(300)
-    hashes = [h for _, h in leaves]
+    hashes = [leaf.hash for leaf in leaves]
     sizes = append_in_batches(db, leaves)
     assert sizes == [sum(BATCHES[: i + 1]) for i in range(len(BATCHES))]
     with db.reading() as cur:
@@ -79,7 +87,7 @@ def test_every_earlier_root_equals_the_pure_tree_over_the_same_events(db: Databa
 
 def test_proofs_equal_the_pure_trees_at_every_batch_boundary(db: Database) -> None:
     leaves = events(300)
-    hashes = [h for _, h in leaves]
+    hashes = [leaf.hash for leaf in leaves]
     subtree = merkle.levels_source(merkle.levels([merkle.leaf_hash(h) for h in hashes]))
     sizes = append_in_batches(db, leaves)
     rng = random.Random(7)
@@ -103,7 +111,7 @@ def test_every_leaf_of_the_final_tree_proves_its_inclusion(db: Database) -> None
     append_in_batches(db, leaves)
     with db.reading() as cur:
         root = merkle_log.root(cur, 300)
-        for i, (position, event_hash) in enumerate(leaves):
+        for i, (position, event_hash, _, _) in enumerate(leaves):
             assert merkle_log.leaf_index_of(cur, position) == i
             proof = merkle_log.inclusion(cur, i, 300)
             assert merkle.verify_inclusion(merkle.leaf_hash(event_hash), i, 300, proof, root)
@@ -134,7 +142,7 @@ def test_a_dropped_log_is_recreated_and_rebuilt_equal(db: Database) -> None:
     with db.reading() as cur:
         live = dump(cur)
     with db.transaction() as cur:
-        for table in merkle_log.TABLES:
+        for table in merkle_log.TREE_TABLES:
             cur.execute(f"DROP TABLE {table}")
     merkle_log.create_tables(db)
     merkle_log.create_tables(db)  # idempotent
@@ -149,17 +157,17 @@ def test_a_dropped_log_is_recreated_and_rebuilt_equal(db: Database) -> None:
 @pytest.mark.parametrize(
     "batch",
     [
-        [(10, b"\x01" * 32)],  # the last position again
-        [(9, b"\x01" * 32)],  # before it
-        [(11, b"\x01" * 32), (11, b"\x02" * 32)],  # a repeat within the batch
-        [(12, b"\x01" * 32), (11, b"\x02" * 32)],  # backwards within the batch
+        [leaf(10, b"\x01" * 32)],  # the last position again
+        [leaf(9, b"\x01" * 32)],  # before it
+        [leaf(11, b"\x01" * 32), leaf(11, b"\x02" * 32)],  # a repeat within the batch
+        [leaf(12, b"\x01" * 32), leaf(11, b"\x02" * 32)],  # backwards within the batch
     ],
 )
 def test_a_position_not_after_the_last_one_is_refused_and_nothing_is_written(
-    db: Database, batch: list[tuple[int, bytes]]
+    db: Database, batch: list[merkle_log.Leaf]
 ) -> None:
     with db.transaction() as cur:
-        merkle_log.append(cur, [(3, b"\x00" * 32), (10, b"\x00" * 32)])
+        merkle_log.append(cur, [leaf(3, b"\x00" * 32), leaf(10, b"\x00" * 32)])
     with db.reading() as cur:
         before = dump(cur)
     with pytest.raises(merkle_log.OutOfOrder), db.transaction() as cur:
@@ -170,7 +178,7 @@ def test_a_position_not_after_the_last_one_is_refused_and_nothing_is_written(
 
 def test_a_hash_that_is_not_32_bytes_is_refused(db: Database) -> None:
     with pytest.raises(ValueError), db.transaction() as cur:
-        merkle_log.append(cur, [(1, b"\x00" * 31)])
+        merkle_log.append(cur, [leaf(1, b"\x00" * 31)])
     with db.reading() as cur:
         assert merkle_log.size(cur) == 0
 
@@ -216,4 +224,4 @@ def test_of_two_appenders_racing_for_the_same_events_exactly_one_wins(db: Databa
         t.join()
     assert sorted(outcomes, key=str) == sorted([4, merkle_log.OutOfOrder], key=str)
     with db.reading() as cur:
-        assert merkle_log.root(cur, 4) == merkle.mth([h for _, h in leaves])
+        assert merkle_log.root(cur, 4) == merkle.mth([leaf.hash for leaf in leaves])

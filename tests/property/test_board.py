@@ -344,9 +344,13 @@ def check_aggregate(board: Board) -> Project:
 
 
 def board_rows(runtime: Runtime, project_id: UUID) -> list[tuple[Any, ...]]:
+    """The board's task rows, then its settings row (with its stamp)."""
     with runtime.db.reading() as cur:
         rows = cur.execute(
             "SELECT * FROM board_view WHERE project_id = ? ORDER BY task_id", (str(project_id),)
+        ).fetchall()
+        rows += cur.execute(
+            "SELECT * FROM board_settings_view WHERE project_id = ?", (str(project_id),)
         ).fetchall()
     return [tuple(r) for r in rows]
 

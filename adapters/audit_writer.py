@@ -1,0 +1,165 @@
+"""The Merkle log's writer: appends every event's hash as the next leaf, in commit order, and
+signs checkpoints of the tree (docs/audit.md).
+
+Like a projection it follows the event log from its own tracking position (`merkle_head`'s
+position), a batch at a time, each batch in one transaction with the move of that position;
+unlike one it is not a disposable read model: its tables survive a read-model layout change,
+and `rebuild` recomputes them from the events, row for row. Only the worker leader runs it.
+
+It never skips or reorders an event: leaves are dense ranks in position order (positions
+may skip numbers on PostgreSQL), and an event that has no hash yet (stored before the hash
+chain, the backfill not there yet) stops the batch before it until it has one.
+
+Checkpoints: one at once when none was ever signed (the tree as it is, empty or not), then
+whenever `every_events` leaves are past the latest checkpoint, or `every_seconds` after the
+first leaf past it was appended (by this writer) — so at least every N events or T seconds
+when events arrived, and never when none did. A batch never crosses the next N-th leaf, so
+that no more than N leaves ever separate two checkpoints. Every checkpoint is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from adapters import audit_store, merkle_log
+from adapters.audit_store import StoredCheckpoint
+from adapters.checkpoints import Signer
+from adapters.db import Cursor, Database
+
+log = logging.getLogger("runledger.audit")
+BATCH = 500
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class LogWriter:
+    """Appends the log's leaves and signs its checkpoints; `tick` is one loop step."""
+
+    name = "merkle-log"
+
+    def __init__(
+        self,
+        db: Database,
+        signer: Signer,
+        every_events: int = 1000,
+        every_seconds: float = 10.0,
+        *,
+        batch: int = BATCH,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], str] = _utc_now,
+    ) -> None:
+        if every_events < 1 or every_seconds <= 0:
+            raise ValueError("checkpoints need a positive event count and interval")
+        self.db, self.signer = db, signer
+        self.every_events, self.every_seconds = every_events, every_seconds
+        self.batch, self.clock, self.now = batch, clock, now
+        self._pending_since: float | None = None  # when a leaf past the checkpoint came
+
+    @property
+    def origin(self) -> str:
+        """The log's name in its checkpoints: `runledger/<server id>`."""
+        return self.signer.name
+
+    def tick(self) -> float | None:
+        """Append every event there is and sign what is due; seconds until the next
+        checkpoint falls due by time (None: nothing waits for one)."""
+        self.sign_if_due()
+        while self.step():
+            self.sign_if_due()
+        if self._pending_since is None:
+            return None
+        return max(0.0, self._pending_since + self.every_seconds - self.clock())
+
+    def catch_up(self) -> int:
+        """Bring the log up to the events' head, signing as it goes; the tree size."""
+        self.tick()
+        with self.db.reading() as cur:
+            return merkle_log.size(cur)
+
+    def step(self) -> int:
+        """Append the next batch of events (one transaction); how many were appended.
+        Another writer appending meanwhile (two leaders for a moment) makes this one read
+        the head again: the log takes each event once."""
+        while True:
+            try:
+                appended = self._append_batch()
+            except merkle_log.OutOfOrder:
+                log.info("another writer appended to the Merkle log; reading its head again")
+                continue
+            if appended and self._pending_since is None:
+                self._pending_since = self.clock()
+            return appended
+
+    def _append_batch(self) -> int:
+        with self.db.transaction() as cur:
+            position, size = merkle_log.head(cur)
+            signed = self._last_signed(cur)
+            room = self.batch if signed is None else max(1, self.every_events - (size - signed))
+            found = audit_store.event_leaves(self.db, cur, position, min(self.batch, room))
+            leaves = []
+            for leaf in found:
+                if leaf is None:
+                    break  # not hashed yet: wait for it rather than pass it
+                leaves.append(leaf)
+            if leaves:
+                merkle_log.append(cur, leaves)
+            return len(leaves)
+
+    def sign_if_due(self) -> StoredCheckpoint | None:
+        """Sign the tree as it is if a checkpoint is due; the checkpoint signed, if any."""
+        with self.db.reading() as cur:
+            size = merkle_log.size(cur)
+            signed = self._last_signed(cur)
+        if signed is not None and size == signed:
+            self._pending_since = None
+            return None
+        if signed is not None and size - signed < self.every_events:
+            if self._pending_since is None:
+                self._pending_since = self.clock()  # leaves another process appended
+            if self.clock() - self._pending_since < self.every_seconds:
+                return None
+        return self.sign(size)
+
+    def sign(self, tree_size: int) -> StoredCheckpoint:
+        """Sign the tree of `tree_size` leaves and keep the checkpoint (if that size has one
+        already, the one kept stays and is returned)."""
+        with self.db.transaction() as cur:
+            root = merkle_log.root(cur, tree_size)
+            note = self.signer.sign(self.origin, tree_size, root)
+            made = StoredCheckpoint(tree_size, root, note, self.signer.vkey, self.now())
+            audit_store.insert_checkpoint(cur, made)
+            kept = audit_store.checkpoint_at(cur, tree_size)
+        assert kept is not None
+        self._pending_since = None
+        log.debug("signed checkpoint %s of size %d", self.origin, tree_size)
+        return kept
+
+    def rebuild(self) -> int:
+        """Empty the tree and recompute it from the events (one transaction); the size.
+        The checkpoints stay: a rebuilt log must still match every one of them."""
+        with self.db.transaction() as cur:
+            merkle_log.reset(cur)
+            while True:
+                position, _ = merkle_log.head(cur)
+                found = audit_store.event_leaves(self.db, cur, position, self.batch)
+                leaves = []
+                for leaf in found:
+                    if leaf is None:
+                        raise RuntimeError(
+                            f"an event after position {position} has no hash yet: "
+                            "let the backfill finish (start the server) first"
+                        )
+                    leaves.append(leaf)
+                if not leaves:
+                    return merkle_log.size(cur)
+                merkle_log.append(cur, leaves)
+
+    @staticmethod
+    def _last_signed(cur: Cursor) -> int | None:
+        latest = audit_store.latest_checkpoint(cur)
+        return None if latest is None else latest.tree_size
