@@ -1,7 +1,8 @@
-"""Reading a store for `runledger verify` and `runledger export`, without writing a byte:
-its events in commit order, the Merkle log's leaves and the signed checkpoints it kept
-(tables of adapters/merkle_log.py and the checkpointer; absent on a store that has none
-yet), and which runs belong to a project.
+"""Reading a store for `runledger verify` and `runledger export`, without writing a byte
+(and without the runtime, whose start hashes unhashed events: a verify must see the store
+as it is): its events in commit order, the Merkle log's leaves and the signed checkpoints
+it kept (adapters/merkle_log.py's tables, absent from a store made before them), and
+which runs belong to a project.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from uuid import UUID
 
 import orjson
 
+from adapters.audit_store import StoredCheckpoint
 from adapters.db import Database, StoredRow
 from adapters.store import StoreSettings
 from domain.runs import Run
@@ -24,16 +26,6 @@ Progress = Callable[[int], None]
 
 class NoStore(LookupError):
     """The database holds no runledger event store."""
-
-
-@dataclass(frozen=True)
-class StoredCheckpoint:
-    """A checkpoint the server signed and kept."""
-
-    tree_size: int
-    root_hash: bytes
-    note: str
-    vkey: str
 
 
 @dataclass(frozen=True)
@@ -121,9 +113,12 @@ def stored_checkpoints(db: Database) -> list[StoredCheckpoint]:
         return []
     with db.reading() as cur:
         rows = cur.execute(
-            "SELECT tree_size, root_hash, note, vkey FROM checkpoints ORDER BY tree_size"
+            "SELECT tree_size, root_hash, note, vkey, signed_at FROM checkpoints ORDER BY tree_size"
         ).fetchall()
-    return [StoredCheckpoint(int(s), bytes(r), str(n), str(k)) for s, r, n, k in rows]
+    return [
+        StoredCheckpoint(int(size), bytes(root), str(note), str(vkey), str(at))
+        for size, root, note, vkey, at in rows
+    ]
 
 
 def stored_leaves(db: Database, page: int = 1000) -> Iterator[StoredLeaf]:

@@ -4,9 +4,10 @@ The file is checked whole first (adapters/export_verify.py: every line, every st
 against its envelope, every chain, every checkpoint's root), and refused, with nothing
 written, when anything fails. Then its events are stored in the file's (commit) order with
 their hashes, one stream's consecutive events per transaction, through the engine's
-recorder; then the read models catch up. The same events in the same order: the same
-runs, sequences, hashes, read models and Merkle roots (so the file's checkpoints verify
-against the new store too: `runledger verify --checkpoint`).
+recorder; then the read models and the Merkle log catch up (the log signs a checkpoint
+with this store's key). The same events in the same order: the same runs, sequences,
+hashes, read models and Merkle roots, so the file's checkpoints, signed by the source's
+key, verify against the new store too (`runledger verify --checkpoint`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def import_file(
             runtime.engine.recorder.insert_events(events, hashes=hashes)
             stored(len(batch))
     runtime.catch_up()
+    runtime.audit_log.catch_up()  # this store's own log of the same leaves, and its checkpoint
     return report
 
 

@@ -7,16 +7,13 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from adapters import merkle, merkle_log
+from adapters import audit_store, merkle
 from adapters.backfill import hash_stream
-from adapters.checkpoints import Signer
 from api import cli
 from api.service.runtime import Runtime
 
 OWNER, RUNNER = "alice", "runner-1"
-ORIGIN = "runledger/test-server"
 
 
 def some_history(runtime: Runtime) -> dict[str, Any]:
@@ -53,60 +50,26 @@ def root_of(runtime: Runtime) -> tuple[int, bytes]:
     return len(hashes), merkle.mth(hashes)
 
 
-def signer() -> Signer:
-    """The server's signing key, as a test makes one."""
-    return Signer(Ed25519PrivateKey.generate(), ORIGIN)
-
-
-def keep_checkpoint(runtime: Runtime, key: Signer, path: Path) -> Path:
-    """A signed checkpoint of the history as it stands, saved by an auditor."""
-    size, root = root_of(runtime)
-    path.write_text(key.sign(ORIGIN, size, root))
+def keep_checkpoint(runtime: Runtime, path: Path) -> Path:
+    """A checkpoint of the history as it stands saved, as an auditor keeps one (from GET
+    /api/audit/checkpoint)."""
+    path.write_text(sign_now(runtime).note)
     return path
 
 
-def log_everything(runtime: Runtime, key: Signer) -> None:
-    """The stored Merkle log and a kept checkpoint, as the server keeps them (the table
-    contract of docs/audit.md), built from the events as they stand."""
-    db = runtime.db
-    merkle_log.create_tables(db)
-    blob = "BYTEA" if db.postgres else "BLOB"
-    with db.transaction() as cur:
-        cur.execute(
-            "CREATE TABLE IF NOT EXISTS checkpoints (tree_size BIGINT PRIMARY KEY,"
-            f" root_hash {blob} NOT NULL, note TEXT NOT NULL, vkey TEXT NOT NULL,"
-            " signed_at TEXT NOT NULL)"
-        )
-    named = _columns(runtime, "merkle_leaves")
-    rows = db.events_after(0, 100_000)
-    with db.transaction() as cur:
-        if "stream_id" not in named:
-            cur.execute("ALTER TABLE merkle_leaves ADD COLUMN stream_id TEXT")
-            cur.execute("ALTER TABLE merkle_leaves ADD COLUMN sequence BIGINT")
-        merkle_log.rebuild(cur, [(r.position, r.hash) for r in rows])
-        for r in rows:
-            cur.execute(
-                "UPDATE merkle_leaves SET stream_id = ?, sequence = ? WHERE position = ?",
-                (str(r.run_id), r.sequence, r.position),
-            )
-        size, root = len(rows), merkle.mth([r.hash for r in rows])
-        cur.execute("DELETE FROM checkpoints WHERE tree_size = ?", (size,))
-        cur.execute(
-            "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)",
-            (size, root, key.sign(ORIGIN, size, root), key.vkey, "2026-12-02T00:00:00Z"),
-        )
+def sign_now(runtime: Runtime) -> audit_store.StoredCheckpoint:
+    """The server's log brought up to date, and a checkpoint of it signed and kept now."""
+    size = runtime.audit_log.catch_up()
+    assert size == len(events(runtime))
+    return runtime.audit_log.sign(size)
 
 
-def _columns(runtime: Runtime, table: str) -> set[str]:
-    with runtime.db.reading() as cur:
-        if runtime.db.postgres:
-            rows = cur.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = ?",
-                (table,),
-            ).fetchall()
-            return {r[0] for r in rows}
-        return {r[1] for r in cur.execute(f"PRAGMA table_info({table})").fetchall()}
+def cover_tracks(runtime: Runtime) -> None:
+    """What someone who changed the events can do next: recompute the Merkle log from them
+    and drop the checkpoints that no longer match (without the key, none can be re-signed)."""
+    runtime.audit_log.rebuild()
+    with runtime.db.transaction() as cur:
+        cur.execute("DELETE FROM checkpoints")
 
 
 # -- tampering, straight in the database ------------------------------------------------

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters import readmodels
+from adapters.checkpoints import Signer
 from adapters.export_verify import verify_export
 from api import cli
 from api.service.runtime import Runtime
@@ -24,10 +26,9 @@ from tests.integration.audit_helpers import (
     events,
     failures,
     keep_checkpoint,
-    log_everything,
     root_of,
     runledger,
-    signer,
+    sign_now,
     some_history,
 )
 from tests.support import fresh_store, open_runtime
@@ -63,8 +64,8 @@ def test_an_import_reproduces_events_hashes_read_models_and_the_merkle_root(
     runtime: Runtime, capsys: Capture, tmp_path: Path
 ) -> None:
     some_history(runtime)
-    key = signer()
-    kept = keep_checkpoint(runtime, key, tmp_path / "checkpoint")
+    kept = keep_checkpoint(runtime, tmp_path / "checkpoint")
+    key = runtime.signer
     exported = export(capsys, runtime.config.database_url, tmp_path / "history.ndjson")
 
     with another_store(runtime, tmp_path / "b") as url:
@@ -87,8 +88,8 @@ def test_an_export_with_one_changed_byte_is_refused_by_import_and_by_offline_ver
     runtime: Runtime, capsys: Capture, tmp_path: Path
 ) -> None:
     some_history(runtime)
-    key = signer()
-    log_everything(runtime, key)
+    sign_now(runtime)
+    key = runtime.signer
     data = export(capsys, runtime.config.database_url, tmp_path / "history.ndjson").read_bytes()
     assert verify_export(io.BytesIO(data), [key.vkey]).ok
 
@@ -117,8 +118,8 @@ def test_offline_verify_refuses_an_export_with_any_one_byte_changed(
     runtime = open_runtime(url, tmp_path)
     try:
         some_history(runtime)
-        key = signer()
-        log_everything(runtime, key)
+        sign_now(runtime)
+        key = runtime.signer
         data = export(capsys, url, tmp_path / "history.ndjson").read_bytes()
     finally:
         runtime.close()
@@ -183,20 +184,21 @@ def test_the_checkpoints_of_an_export_verify_offline_with_the_public_key_only(
     runtime: Runtime, capsys: Capture, tmp_path: Path
 ) -> None:
     some_history(runtime)
-    key = signer()
-    log_everything(runtime, key)
+    sign_now(runtime)
+    key = runtime.signer
     path = export(capsys, runtime.config.database_url, tmp_path / "h.ndjson")
 
     code, out = runledger(capsys, "verify", "--file", str(path), "--public-key", key.vkey)
     assert code == 0, out
-    assert out[-1].endswith(", 1 checkpoints")
+    assert out[-1].endswith(", 2 checkpoints")  # the log's first (size 0), and size 16
 
-    (tmp_path / "key.pub").write_text(signer().vkey + "\n")  # someone else's key, in a file
+    other = Signer(Ed25519PrivateKey.generate(), runtime.signer.name)
+    (tmp_path / "key.pub").write_text(other.vkey + "\n")  # someone else's key, in a file
     code, out = runledger(
         capsys, "verify", "--file", str(path), "--public-key", str(tmp_path / "key.pub")
     )
     assert code == 1
-    assert failures(out)[0].startswith("checkpoint 16 (line 18): bad signature")
+    assert failures(out)[0].startswith("checkpoint 0 (line 18): bad signature")
 
 
 def test_each_command_runs_as_a_process_on_a_stopped_servers_database(

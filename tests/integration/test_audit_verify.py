@@ -9,19 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from adapters.checkpoints import Signer
+from adapters.notes import Verifier
 from api.service.runtime import Runtime
 from tests.integration.audit_helpers import (
     change_one_byte,
+    cover_tracks,
     delete_event,
     events,
     failures,
     keep_checkpoint,
     last_version,
-    log_everything,
     rewrite_run,
     runledger,
-    signer,
+    sign_now,
     some_history,
 )
 
@@ -37,15 +40,14 @@ def test_an_untouched_history_verifies_with_its_log_and_a_kept_checkpoint(
     runtime: Runtime, capsys: Capture, tmp_path: Path
 ) -> None:
     some_history(runtime)
-    key = signer()
-    log_everything(runtime, key)
-    kept = keep_checkpoint(runtime, key, tmp_path / "checkpoint")
+    kept = keep_checkpoint(runtime, tmp_path / "checkpoint")
+    key = runtime.signer.vkey
 
-    code, out = verify(capsys, runtime, "--checkpoint", str(kept), "--public-key", key.vkey)
+    code, out = verify(capsys, runtime, "--checkpoint", str(kept), "--public-key", key)
 
     assert code == 0, out
     assert out[-1].startswith(f"runledger verify: ok: {len(events(runtime))} events in 5 streams")
-    assert out[-1].endswith(", 2 checkpoints")
+    assert out[-1].endswith(", 3 checkpoints")  # the log's first (size 0), size 16, the file
 
 
 def test_without_a_log_yet_verify_checks_the_chains_and_says_so(
@@ -85,12 +87,13 @@ def test_a_cut_off_tail_is_caught_by_a_kept_checkpoint(
     runtime: Runtime, capsys: Capture, tmp_path: Path
 ) -> None:
     runs = some_history(runtime)["runs"]
-    key = signer()
-    kept = keep_checkpoint(runtime, key, tmp_path / "checkpoint")
+    kept = keep_checkpoint(runtime, tmp_path / "checkpoint")
     delete_event(runtime, runs[1], last_version(runtime, runs[1]))
+    cover_tracks(runtime)
 
-    assert verify(capsys, runtime)[0] == 0  # every chain still holds
-    code, out = verify(capsys, runtime, "--checkpoint", str(kept), "--public-key", key.vkey)
+    assert verify(capsys, runtime)[0] == 0  # every chain and the log still hold
+    key = runtime.signer.vkey
+    code, out = verify(capsys, runtime, "--checkpoint", str(kept), "--public-key", key)
 
     assert code == 1
     assert failures(out) == [
@@ -103,12 +106,14 @@ def test_a_history_cut_off_at_its_end_is_caught_by_a_kept_checkpoint(
     runtime: Runtime, capsys: Capture, tmp_path: Path
 ) -> None:
     some_history(runtime)
-    key = signer()
-    kept = keep_checkpoint(runtime, key, tmp_path / "checkpoint")
+    kept = keep_checkpoint(runtime, tmp_path / "checkpoint")
     stream, version, *_ = events(runtime)[-1]
     delete_event(runtime, stream, version)
+    cover_tracks(runtime)
 
-    code, out = verify(capsys, runtime, "--checkpoint", str(kept), "--public-key", key.vkey)
+    assert verify(capsys, runtime)[0] == 0
+    key = runtime.signer.vkey
+    code, out = verify(capsys, runtime, "--checkpoint", str(kept), "--public-key", key)
 
     assert code == 1
     assert failures(out) == [
@@ -121,12 +126,13 @@ def test_a_run_rewritten_with_consistent_hashes_is_caught_by_a_kept_checkpoint(
     runtime: Runtime, capsys: Capture, tmp_path: Path
 ) -> None:
     runs = some_history(runtime)["runs"]
-    key = signer()
-    kept = keep_checkpoint(runtime, key, tmp_path / "checkpoint")
+    kept = keep_checkpoint(runtime, tmp_path / "checkpoint")
     rewrite_run(runtime, runs[2])
+    cover_tracks(runtime)
 
     assert verify(capsys, runtime)[0] == 0  # the chains hold: they were recomputed
-    code, out = verify(capsys, runtime, "--checkpoint", str(kept), "--public-key", key.vkey)
+    key = runtime.signer.vkey
+    code, out = verify(capsys, runtime, "--checkpoint", str(kept), "--public-key", key)
 
     assert code == 1
     assert failures(out) == [
@@ -139,7 +145,7 @@ def test_with_the_stored_log_a_cut_off_tail_and_a_rewritten_run_are_named(
     runtime: Runtime, capsys: Capture
 ) -> None:
     runs = some_history(runtime)["runs"]
-    log_everything(runtime, signer())
+    sign_now(runtime)
     delete_event(runtime, runs[1], 4)  # leaf 10: the run's last event
     rewrite_run(runtime, runs[2])  # leaf 2: its only event
 
@@ -158,15 +164,25 @@ def test_a_checkpoint_signed_by_another_key_fails(
     runtime: Runtime, capsys: Capture, tmp_path: Path
 ) -> None:
     some_history(runtime)
-    kept = keep_checkpoint(runtime, signer(), tmp_path / "checkpoint")
+    kept = keep_checkpoint(runtime, tmp_path / "checkpoint")
+    other = Signer(Ed25519PrivateKey.generate(), runtime.signer.name).vkey
 
-    code, out = verify(capsys, runtime, "--checkpoint", str(kept), "--public-key", signer().vkey)
+    code, out = verify(capsys, runtime, "--checkpoint", str(kept), "--public-key", other)
     assert code == 1
-    assert out[0].startswith(f"checkpoint file {kept}: bad signature")
+    theirs, ours = Verifier.from_vkey(other).label, runtime.signer.verifier.label
+    reason = f"bad signature (note is not signed by the expected key {theirs} ({ours}))"
+    assert failures(out) == [f"checkpoint file {kept}: {reason}"]
+    assert f"checkpoints in the store signed by keys not given: ['{runtime.signer.vkey}']" in (
+        "\n".join(out)
+    )
 
-    code, out = verify(capsys, runtime, "--checkpoint", str(kept))  # and no key to trust
+    with runtime.db.transaction() as cur:  # the store's key is trusted when none is given
+        cur.execute("DELETE FROM checkpoints")
+    code, out = verify(capsys, runtime, "--checkpoint", str(kept))  # and then none is known
     assert code == 1
-    assert out[0].endswith("no public key to check it with (give --public-key)")
+    assert failures(out) == [
+        f"checkpoint file {kept}: no public key to check it with (give --public-key)"
+    ]
 
 
 @pytest.mark.parametrize("which", ["run", "project"])
