@@ -189,9 +189,11 @@ def _import(args: argparse.Namespace) -> int:
 def meter(label: str, total: int | None) -> Iterator[Progress]:
     """A progress counter of events: a bar on a terminal, else a line now and then."""
     if sys.stderr.isatty():
+        from rich.console import Console
         from rich.progress import Progress as Bar
 
-        with Bar(transient=True) as bar:
+        # On stderr: stdout may be the export itself.
+        with Bar(console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task(label, total=total)
             yield lambda n: bar.advance(task, n)
         return
