@@ -73,14 +73,6 @@ class Chains:
         self._next[stream] = (row.sequence + 1, digest)
         return None
 
-    def heads(self) -> dict[UUID, tuple[int, bytes]]:
-        """Each intact stream's last sequence and hash."""
-        return {
-            stream: (n - 1, digest)
-            for stream, (n, digest) in self._next.items()
-            if stream not in self._broken
-        }
-
 
 class Frontier:
     """The Merkle tree (RFC 9162) grown one leaf at a time, keeping only the perfect

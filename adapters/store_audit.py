@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from uuid import UUID
 
 import orjson
@@ -44,8 +45,6 @@ def open_store(settings: StoreSettings) -> Database:
     """The database's event store, for reading; NoStore when there is none."""
     if settings.kind == "sqlite":
         assert settings.sqlite_path is not None
-        from pathlib import Path
-
         if not Path(settings.sqlite_path).is_file():
             raise NoStore(f"no SQLite database at {settings.sqlite_path}")
     db = Database(settings)

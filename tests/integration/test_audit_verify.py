@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.checkpoints import Signer
 from adapters.notes import Verifier
+from api import audit_cli, cli
 from api.service.runtime import Runtime
 from tests.integration.audit_helpers import (
     change_one_byte,
@@ -200,3 +201,18 @@ def test_one_run_or_project_is_verified_on_its_chains(
     code, out = verify(capsys, runtime, "--project", str(history["project"]))
     assert code == 1
     assert f"project {history['project']} version 3: missing_sequence" in out
+
+
+def test_off_a_terminal_progress_is_plain_lines_on_stderr(
+    runtime: Runtime, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    some_history(runtime)
+    monkeypatch.setattr(audit_cli, "PLAIN_EVERY", 0.0)  # a line for every event
+
+    code = cli.main(["verify", "--database", runtime.config.database_url])
+
+    assert code == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if line.startswith("runledger verify: ")] == [
+        f"runledger verify: {n}/16 events" for n in range(1, 17)
+    ]
