@@ -234,3 +234,25 @@ def test_each_command_runs_as_a_process_on_a_stopped_servers_database(
     broken = runledger_process("verify", "--database", f"sqlite:///{tmp_path / 'none.db'}")
     assert broken.returncode == 2
     assert "no SQLite database" in broken.stderr
+
+
+@pytest.mark.postgres
+def test_an_export_from_sqlite_imports_into_postgresql_with_the_same_hashes(
+    capsys: Capture, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    source = open_runtime(url, tmp_path)
+    try:
+        some_history(source)
+        exported = export(capsys, url, tmp_path / "h.ndjson")
+        with fresh_store("postgres", tmp_path) as pg_url:
+            assert runledger(capsys, "import", str(exported), "--database", pg_url)[0] == 0
+            copy = open_runtime(pg_url, tmp_path / "b")
+            try:
+                assert events(copy) == events(source)
+                assert root_of(copy) == root_of(source)
+                assert read_models(copy) == read_models(source)
+            finally:
+                copy.close()
+    finally:
+        source.close()
