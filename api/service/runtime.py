@@ -123,6 +123,11 @@ class Runtime:
             return self.projection.position
         return self.tracked.get()
 
+    def known_position(self) -> int | None:
+        """The read models' position when this process knows it without asking the
+        database (it projects them itself); None otherwise."""
+        return self.projection.position if self.leading else None
+
     def catch_up(self) -> int:
         """Bring every read model up to the head of the log."""
         return self.projection.catch_up()
