@@ -21,6 +21,7 @@ from projections.feeding import Projection, ProjectionFeeder
 
 log = logging.getLogger("runledger.projections")
 CLOSE_ENOUGH = 500  # events the swap may still have to apply while it holds the lock
+SWAP_ATTEMPTS = 3
 
 
 def rebuild_with_swap(db: Database, projections: Sequence[Projection]) -> int:
@@ -34,8 +35,19 @@ def rebuild_with_swap(db: Database, projections: Sequence[Projection]) -> int:
         # what is left for the swap is small.
         while db.head() - position > CLOSE_ENOUGH:
             position = feeder.catch_up()
-        log.info("rebuilt %s up to %d; swapping them in", ", ".join(tables), position)
-        return area.swap(feeder.catch_up, [projection.name for projection in projections])
+        names = [projection.name for projection in projections]
+        attempt = 1
+        while True:
+            log.info("rebuilt %s up to %d; swapping them in", ", ".join(tables), position)
+            try:
+                return area.swap(feeder.catch_up, names)
+            except Exception as exc:
+                if attempt == SWAP_ATTEMPTS or not area.busy(exc):
+                    raise
+                log.warning("the swap waited too long for a lock (%s); trying again", exc)
+            attempt += 1
+            feeder.reload()  # the swap's last events were rolled back with it
+            position = feeder.catch_up()
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,13 @@ class RebuildArea:
     def swap(self, finish: Callable[[], int], names: Sequence[str]) -> int:
         """In one transaction holding the read models' write lock: `finish` brings the
         fresh tables to the head (returning their position), they replace the live ones,
-        and the live tracking of the projections `names` moves to that position."""
+        and the live tracking of the projections `names` moves to that position.
+
+        When it fails (`busy` tells a lock wait that timed out) everything it did is
+        rolled back, the fresh tables' last events too: reload the feeder before again."""
+        if self.db.postgres:  # fresh tables have no planner statistics yet
+            for table in self.tables:
+                self._conn.execute(f'ANALYZE "{self.shadow}".{table}')
         with self._guard, self._transaction("BEGIN IMMEDIATE") as cur:
             if self.db.postgres:
                 cur.execute("SELECT pg_advisory_xact_lock(?, ?)", projecting_lock(self.db.settings))
@@ -175,6 +181,15 @@ class RebuildArea:
                     (name, position),
                 )
         return position
+
+    def busy(self, exc: BaseException) -> bool:
+        """True if `exc` is a lock wait that timed out (or a deadlock's victim): worth
+        another try, rather than a fault."""
+        if self.db.postgres:
+            from psycopg import errors
+
+            return isinstance(exc, errors.LockNotAvailable | errors.DeadlockDetected)
+        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
 def _temporary(statement: str) -> str:

@@ -5,6 +5,7 @@ writers going on in another runtime) never fail nor see a half-built model."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,47 @@ def test_status_gives_each_read_model_its_position_and_lag(
 
     assert main(["projections", "rebuild", "runs", *database]) == 0
     assert f"runs rebuilt up to position {head}" in capsys.readouterr().out
+
+
+class _Release(logging.Handler):
+    """Lets the blocking transaction go once the rebuild says it will try the swap again."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.go = release
+        self.retries = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "trying again" in record.getMessage():
+            self.retries += 1
+            self.go.set()
+
+
+def test_a_swap_that_waits_too_long_for_the_write_lock_is_tried_again(
+    store_url: str, tmp_path: Path
+) -> None:
+    runtime = open_runtime(store_url, tmp_path, db_lock_timeout=0.5)
+    release, held = threading.Event(), threading.Event()
+    handler = _Release(release)
+    logging.getLogger("runledger.projections").addHandler(handler)
+
+    def hold() -> None:  # a projector's batch that takes its time
+        with runtime.db.projecting():
+            held.set()
+            release.wait(60)
+
+    try:
+        make_history(runtime)
+        runtime.catch_up()
+        blocker = threading.Thread(target=hold)
+        blocker.start()
+        held.wait(10)
+        position = runtime.rebuild()
+        blocker.join()
+        assert handler.retries >= 1
+        assert position == runtime.db.head()
+        assert dump(runtime) == from_scratch(runtime)
+    finally:
+        release.set()
+        logging.getLogger("runledger.projections").removeHandler(handler)
+        runtime.close()
