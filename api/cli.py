@@ -1,4 +1,4 @@
-"""The `runledger` command: `serve`, and `projections rebuild`."""
+"""The `runledger` command: `serve`, `runner`, and `projections rebuild|status`."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import uvicorn
 
+from api import projections_cli
 from api.config import ROLES, Config
 
 if TYPE_CHECKING:
@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="STATUS=CATEGORY",
         help="map an exit status to a failure category (e.g. 3=flaky-test)",
     )
-    projections = commands.add_parser("projections", help="manage read models")
-    projections.add_argument("action", choices=["rebuild"])
-    projections.add_argument("--database")
+    projections_cli.add_parser(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.subcommand == "runner":
@@ -73,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"RUNLEDGER_ROLE must be one of {', '.join(ROLES)}; not {config.role!r}")
     if args.subcommand == "serve":
         return _serve(config, args.host, args.port)
-    return _rebuild(config)
+    return projections_cli.run(args, config, parser.error)
 
 
 def _serve(config: Config, host: str, port: int) -> int:
@@ -166,18 +164,6 @@ def _runner(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 def _exit_on_sigterm(sig: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signal.SIGTERM)
-
-
-def _rebuild(config: Config) -> int:
-    from api.service.runtime import Runtime
-
-    runtime = Runtime(replace(config))
-    try:
-        position = runtime.rebuild()
-    finally:
-        runtime.close()
-    print(f"runledger: read models rebuilt up to position {position}")
-    return 0
 
 
 if __name__ == "__main__":
