@@ -14,11 +14,19 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
+from adapters.locks import ADVISORY_NAMESPACE, advisory_key
 from adapters.outage import guard_pool, session_options
 from adapters.store import StoreSettings, events_channel
 from adapters.stored import StoredRow
 
-__all__ = ["Cursor", "Database", "NamesEventsTable", "StoredRow", "startup_lock"]
+__all__ = [
+    "Cursor",
+    "Database",
+    "NamesEventsTable",
+    "StoredRow",
+    "projecting_lock",
+    "startup_lock",
+]
 
 
 @runtime_checkable
@@ -92,6 +100,12 @@ def startup_lock(settings: StoreSettings) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def projecting_lock(settings: StoreSettings) -> tuple[int, int]:
+    """The two keys of the read models' write lock (a transaction advisory lock on
+    PostgreSQL, scoped to the schema)."""
+    return ADVISORY_NAMESPACE, advisory_key(settings, "projecting")
 
 
 class Database:
@@ -179,6 +193,28 @@ class Database:
             conn.commit()
         finally:
             cur.close()
+
+    @contextmanager
+    def projecting(self) -> Iterator[Cursor]:
+        """A transaction that writes read models. On PostgreSQL it first takes their write
+        lock, which a rebuild's swap takes too: the projector and the swap take turns, and
+        the projector never holds a read-model table while it waits (no deadlock). On
+        SQLite every write transaction takes turns anyway."""
+        with self.transaction() as cur:
+            if self.postgres:
+                cur.execute("SELECT pg_advisory_xact_lock(?, ?)", projecting_lock(self.settings))
+            yield cur
+
+    def has_table(self, name: str) -> bool:
+        """True if the table exists (in the schema this process uses)."""
+        with self.reading() as cur:
+            if self.postgres:
+                row = cur.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()
+                return bool(row and row[0])
+            row = cur.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).fetchone()
+            return row is not None
 
     @contextmanager
     def reading(self) -> Iterator[Cursor]:

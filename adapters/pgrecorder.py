@@ -49,12 +49,23 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
         table = Identifier(self.events_table_name)
         function = Identifier(f"{self.events_table_name}_append")
         # Each event's place in its stream's hash chain (adapters/chain.py), added to a
-        # table made before; the append function before the chain goes.
+        # table made before; the append function before the chain goes. Only when missing:
+        # ALTER TABLE takes the table's ACCESS EXCLUSIVE lock even when there is nothing to
+        # add, and a process starting beside busy writers (a CLI beside a server) would
+        # deadlock with their appends (it holds the index's SHARE lock, they ACCESS SHARE).
         self.sql_create_statements.append(
             SQL(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM information_schema.columns "
+                "WHERE table_schema = {schema_name} AND table_name = {table_name} "
+                "AND column_name = 'hash') THEN "
                 "ALTER TABLE {schema}.{table} ADD COLUMN IF NOT EXISTS prev_hash bytea, "
-                "ADD COLUMN IF NOT EXISTS hash bytea"
-            ).format(schema=schema, table=table)
+                "ADD COLUMN IF NOT EXISTS hash bytea; END IF; END $$"
+            ).format(
+                schema=schema,
+                table=table,
+                schema_name=Literal(self.datastore.schema),
+                table_name=Literal(self.events_table_name),
+            )
         )
         self.sql_create_statements.append(
             SQL(

@@ -1,5 +1,5 @@
-"""The `runledger` command: `serve`, `runner`, `projections rebuild`, and the audit's
-`verify`, `export` and `import` (api/audit_cli.py)."""
+"""The `runledger` command: `serve`, `runner`, `projections rebuild|status`, and the
+audit's `verify`, `export` and `import` (api/audit_cli.py)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import uvicorn
 
-from api import audit_cli
+from api import audit_cli, projections_cli
 from api.config import ROLES, Config
 
 if TYPE_CHECKING:
@@ -63,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="STATUS=CATEGORY",
         help="map an exit status to a failure category (e.g. 3=flaky-test)",
     )
-    projections = commands.add_parser("projections", help="manage read models")
-    projections.add_argument("action", choices=["rebuild"])
-    projections.add_argument("--database")
+    projections_cli.add_parser(commands)
     audit_cli.add_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -78,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"RUNLEDGER_ROLE must be one of {', '.join(ROLES)}; not {config.role!r}")
     if args.subcommand == "serve":
         return _serve(config, args.host, args.port)
-    return _rebuild(config)
+    return projections_cli.run(args, config, parser.error)
 
 
 def _serve(config: Config, host: str, port: int) -> int:
@@ -171,18 +168,6 @@ def _runner(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 def _exit_on_sigterm(sig: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signal.SIGTERM)
-
-
-def _rebuild(config: Config) -> int:
-    from api.service.runtime import Runtime
-
-    runtime = Runtime(replace(config))
-    try:
-        position = runtime.rebuild()
-    finally:
-        runtime.close()
-    print(f"runledger: read models rebuilt up to position {position}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ class BoardProjection:
     """Applies board events and the events of the tasks' runs to the board view."""
 
     name = "board"
+    tables: tuple[str, ...] = ("board_view", "board_settings_view")
 
     def __init__(self, engine: Loader) -> None:
         self.projects = Folder(engine)

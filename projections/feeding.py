@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from adapters import readmodels
-from adapters.db import Cursor, Database, StoredRow
+from adapters.db import Cursor, StoredRow
 from adapters.loop import Loop
 
 log = logging.getLogger("runledger.projections")
@@ -26,9 +27,11 @@ BATCH = 500
 
 
 class Projection(Protocol):
-    """What the feeder needs of a projection."""
+    """What the feeder needs of a projection (`tables`: the read-model tables it writes,
+    which a rebuild builds afresh and swaps in)."""
 
     name: str
+    tables: tuple[str, ...]
 
     def apply(self, cur: Cursor, rows: list[StoredRow]) -> None: ...
 
@@ -37,11 +40,22 @@ class Projection(Protocol):
     def reset(self, cur: Cursor) -> None: ...
 
 
+class ReadModelStore(Protocol):
+    """Where a feeder reads the log and writes read models: the database (adapters.db), or
+    a rebuild's fresh tables beside the live ones (adapters/readmodels/rebuild.py)."""
+
+    def reading(self) -> AbstractContextManager[Cursor]: ...
+
+    def projecting(self) -> AbstractContextManager[Cursor]: ...
+
+    def events_after(self, position: int, limit: int = 500) -> list[StoredRow]: ...
+
+
 class ProjectionFeeder:
     """Feeds the event log to a set of projections, in a background thread or on demand."""
 
     def __init__(
-        self, db: Database, projections: Sequence[Projection], poll_interval: float = 1.0
+        self, db: ReadModelStore, projections: Sequence[Projection], poll_interval: float = 1.0
     ) -> None:
         self.db = db
         self.projections = list(projections)
@@ -109,7 +123,7 @@ class ProjectionFeeder:
         target = rows[-1].position
         behind = {n: p for n, p in self.positions.items() if p < target}
         try:
-            with self.db.transaction() as cur:
+            with self.db.projecting() as cur:
                 for projection in self.projections:
                     if projection.name in behind:
                         expected = behind[projection.name]
@@ -135,8 +149,10 @@ class ProjectionFeeder:
             projection.forget()
 
     def rebuild(self) -> int:
-        """Empty every read model, rewind, and replay the whole log."""
-        with self.db.transaction() as cur:
+        """Empty every read model, rewind, and replay the whole log, in place: a reader
+        meanwhile sees the tables half built (a running server's rebuild swaps instead,
+        projections/rebuilding.py; this is the from-scratch reference tests compare with)."""
+        with self.db.projecting() as cur:
             for projection in self.projections:
                 projection.reset(cur)
         self._forget()

@@ -18,6 +18,7 @@ class OwnersProjection:
     """Records each owner's first position (their first run or project)."""
 
     name = "owners"
+    tables: tuple[str, ...] = ("owners_view",)
 
     def forget(self) -> None:
         """Nothing is held in memory."""

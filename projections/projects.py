@@ -31,6 +31,7 @@ class ProjectsProjection:
     """Applies project events to the projects view."""
 
     name = "projects"
+    tables: tuple[str, ...] = ("projects_view",)
 
     def __init__(self, engine: Loader) -> None:
         self.folder = Folder(engine)

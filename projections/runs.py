@@ -68,6 +68,7 @@ class RunsProjection:
     writing each touched run once per batch."""
 
     name = "runs"
+    tables: tuple[str, ...] = ("runs_view", "plans_view")
 
     def __init__(self, engine: Loader) -> None:
         self.folder = Folder(engine)
@@ -110,6 +111,7 @@ class LeasesProjection:
     """
 
     name = "leases"
+    tables: tuple[str, ...] = ("leases_view",)
 
     def forget(self) -> None:
         """Nothing is kept in memory."""

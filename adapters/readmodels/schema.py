@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 from adapters import idempotency
 from adapters.db import Cursor, Database
 from adapters.readmodels import (
@@ -44,6 +47,24 @@ VIEWS = [
     *board.SCHEMA,
     *board_settings.SCHEMA,
 ]
+
+
+_NAMES_TABLE = re.compile(r"CREATE (?:TABLE IF NOT EXISTS|INDEX IF NOT EXISTS \w+ ON) (\w+)")
+
+
+def table_of(statement: str) -> str:
+    """The table a CREATE TABLE or CREATE INDEX statement of a SCHEMA list is about."""
+    found = _NAMES_TABLE.match(statement)
+    assert found is not None, statement
+    return found.group(1)
+
+
+def statements_for(tables: Sequence[str]) -> list[str]:
+    """The statements that create these read-model tables and their indexes (and the
+    tracking table, which a rebuild keeps beside its fresh tables too)."""
+    wanted = {*tables, "projection_tracking"}
+    assert wanted <= {*READ_MODEL_TABLES, "projection_tracking"}, tables
+    return [s for s in [*tracking.SCHEMA, *VIEWS] if table_of(s) in wanted]
 
 
 def create_schema(db: Database) -> None:

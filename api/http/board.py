@@ -154,7 +154,10 @@ async def get_board(request: Request) -> Response:
     project_id = str(path_id(request, "project_id"))
     boards = services(request).boards
     return await read_model_json(
-        request, lambda cur: boards.answer(cur, project_id, owner), "No such project."
+        request,
+        lambda position: boards.cached(project_id, owner, position),
+        lambda cur, position: boards.answer(cur, project_id, owner, position),
+        "No such project.",
     )
 
 

@@ -200,23 +200,37 @@ async def read_model_doc(
 
 
 async def read_model_json(
-    request: Request, read: Callable[[Cursor], bytes | None], missing: str
+    request: Request,
+    cached: Callable[[int], bytes | None],
+    read: Callable[[Cursor, int], bytes | None],
+    missing: str,
 ) -> Response:
-    """read_model_doc for a document the read models keep encoded (`read` answers its JSON
-    bytes): without a min_position, the position and the document are read in one trip
-    to the thread pool."""
+    """read_model_doc for a document kept encoded: `cached(position)` answers from memory
+    when it can (no thread, no query), else `read(cur, position)` reads it; either knows
+    the read models' position. Without a min_position, a process that projects the read
+    models itself knows it at once; otherwise the position and the document are read in
+    one trip to the thread pool."""
     asked = "min_position" in request.query_params or "x-min-position" in request.headers
     position = await read_position(request) if asked else None
+    known = services(request).runtime.known_position()
+    if known is not None and (position is None or position <= known):
+        body = cached(known)
+        if body is not None:
+            return _encoded(body, known)
 
     def fetch() -> tuple[int, bytes | None]:
         reached = services(request).read_models_position() if position is None else position
         with services(request).db.reading() as cur:
-            return reached, read(cur)
+            return reached, read(cur, reached)
 
     reached, body = await run_in_threadpool(fetch)
     if body is None:
         raise NotFound(missing)
-    return Response(body, media_type="application/json", headers={"X-Position": str(reached)})
+    return _encoded(body, reached)
+
+
+def _encoded(body: bytes, position: int) -> Response:
+    return Response(body, media_type="application/json", headers={"X-Position": str(position)})
 
 
 def with_position(body: Any, position: int, status: int = 200) -> Response:

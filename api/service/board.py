@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 import orjson
@@ -145,31 +145,51 @@ def _position(services: Services, project: Project, appended: Appended) -> int |
 
 
 class BoardAnswers:
-    """GET board's answers, encoded once per change of the board: each project's last
-    answer is kept while its board's stamp (the position of the last event that changed
-    what it shows) stays the same, so a read is one indexed query and a cached body."""
+    """GET board's answers, encoded once per change of the board.
+
+    Each project's last answer is kept with the board's stamp (the position of the last
+    event that changed what it shows) and the read models' position it was checked at.
+    While the read models have not moved, nothing can have changed: the answer is served
+    from memory (`cached`). Once they moved, one indexed query for the stamp says whether
+    it still holds (`answer`)."""
 
     def __init__(self, capacity: int = 64) -> None:
         self._capacity = capacity
-        self._answers: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._answers: OrderedDict[str, _Answer] = OrderedDict()
         self._lock = threading.Lock()
 
-    def answer(self, cur: Cursor, project_id: str, owner: str) -> bytes | None:
-        """The owner's project's board as JSON; None when it is not the owner's."""
+    def cached(self, project_id: str, owner: str, position: int) -> bytes | None:
+        """The answer, if it was checked at exactly this read-model position."""
+        known = self._answers.get(project_id)
+        if known is not None and known.position == position and known.owner == owner:
+            return known.body
+        return None
+
+    def answer(self, cur: Cursor, project_id: str, owner: str, position: int) -> bytes | None:
+        """The owner's project's board as JSON, the read models being at `position` (or
+        past it); None when it is not the owner's."""
         stamp = readmodels.board_stamp(cur, project_id, owner)
         if stamp is None:
             return None
         with self._lock:
             known = self._answers.get(project_id)
-        if known is not None and known[0] == stamp:
-            return known[1]
-        board = readmodels.get_board_encoded(cur, project_id, owner)
-        if board is None:
-            return None
-        body = orjson.dumps(board)
+        if known is not None and known.stamp == stamp and known.owner == owner:
+            body = known.body
+        else:
+            board = readmodels.get_board_encoded(cur, project_id, owner)
+            if board is None:
+                return None
+            body = orjson.dumps(board)
         with self._lock:
-            self._answers[project_id] = (stamp, body)
+            self._answers[project_id] = _Answer(owner, stamp, position, body)
             self._answers.move_to_end(project_id)
             if len(self._answers) > self._capacity:
                 self._answers.popitem(last=False)
         return body
+
+
+class _Answer(NamedTuple):
+    owner: str
+    stamp: int
+    position: int  # the read models' position it was last checked at
+    body: bytes

@@ -6,6 +6,7 @@ a process that does not lead reads how far the read models are from their tracki
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 from uuid import uuid4
@@ -28,9 +29,10 @@ from api.service.pickup import BoardPickup
 from api.service.policies import LeaseExpiry, Merger, ProjectCleanup
 from domain.topics import WAKING_TOPICS
 from projections.board import BoardProjection
-from projections.feeding import ProjectionFeeder
+from projections.feeding import Projection, ProjectionFeeder
 from projections.owners import OwnersProjection
 from projections.projects import ProjectsProjection
+from projections.rebuilding import rebuild_with_swap
 from projections.runs import LeasesProjection, RunsProjection
 from projections.tracking import TrackedPosition
 
@@ -82,15 +84,7 @@ class Runtime:
         self.poll_interval = config.poll_interval or default_poll
         # The runs, projects and board read models, and the lease policy's leases view.
         self.projection = ProjectionFeeder(
-            self.db,
-            [
-                RunsProjection(self.engine),
-                ProjectsProjection(self.engine),
-                LeasesProjection(),
-                OwnersProjection(),
-                BoardProjection(self.engine),
-            ],
-            poll_interval=self.poll_interval,
+            self.db, self.new_projections(), poll_interval=self.poll_interval
         )
         self.tracked = TrackedPosition(self.db, [p.name for p in self.projection.projections])
         self.lease_policy = LeaseExpiry(self.db, self.engine)
@@ -123,13 +117,34 @@ class Runtime:
             return self.projection.position
         return self.tracked.get()
 
+    def known_position(self) -> int | None:
+        """The read models' position when this process knows it without asking the
+        database (it projects them itself); None otherwise."""
+        return self.projection.position if self.leading else None
+
     def catch_up(self) -> int:
         """Bring every read model up to the head of the log."""
         return self.projection.catch_up()
 
-    def rebuild(self) -> int:
-        """Rebuild every read model from the whole log."""
-        return self.projection.rebuild()
+    def new_projections(self, names: Sequence[str] = ()) -> list[Projection]:
+        """Fresh projections (nothing in memory yet): those named, or all of them."""
+        every: list[Projection] = [
+            RunsProjection(self.engine),
+            ProjectsProjection(self.engine),
+            LeasesProjection(),
+            OwnersProjection(),
+            BoardProjection(self.engine),
+        ]
+        unknown = set(names) - {p.name for p in every}
+        if unknown:
+            raise ValueError(f"no read model named {', '.join(sorted(unknown))}")
+        return [p for p in every if not names or p.name in names]
+
+    def rebuild(self, names: Sequence[str] = ()) -> int:
+        """Rebuild the named read models (or all) from the whole log into fresh tables and
+        swap them in, also while a server projects and serves the live ones; returns the
+        position the rebuilt tables reached."""
+        return rebuild_with_swap(self.db, self.new_projections(names))
 
     def lead_if_free(self) -> bool:
         """Take the worker lock now if it is free, and catch the read models up (at start,
