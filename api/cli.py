@@ -1,4 +1,5 @@
-"""The `runledger` command: `serve`, `runner`, and `projections rebuild|status`."""
+"""The `runledger` command: `serve`, `runner`, `projections rebuild|status`, and the
+audit's `verify`, `export` and `import` (api/audit_cli.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from api import projections_cli
+from api import audit_cli, projections_cli
 from api.config import ROLES, Config
 
 if TYPE_CHECKING:
@@ -62,10 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         help="map an exit status to a failure category (e.g. 3=flaky-test)",
     )
     projections_cli.add_parser(commands)
+    audit_cli.add_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.subcommand == "runner":
         return _runner(parser, args)
+    if args.subcommand in audit_cli.COMMANDS:
+        return audit_cli.run(args, parser)
     config = Config.from_env(database_url=args.database, role=getattr(args, "role", None))
     if config.role not in ROLES:
         parser.error(f"RUNLEDGER_ROLE must be one of {', '.join(ROLES)}; not {config.role!r}")

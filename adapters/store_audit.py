@@ -1,0 +1,162 @@
+"""Reading a store for `runledger verify` and `runledger export`, without writing a byte
+(and without the runtime, whose start hashes unhashed events: a verify must see the store
+as it is): its events in commit order, the Merkle log's leaves and the signed checkpoints
+it kept (adapters/merkle_log.py's tables, absent from a store made before them), and
+which runs belong to a project.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+import orjson
+
+from adapters.audit_store import StoredCheckpoint
+from adapters.db import Database, StoredRow
+from adapters.store import StoreSettings
+from domain.runs import Run
+
+# The tables the eventsourcing library names for runledger's application (its SQLite
+# recorder's default name; its PostgreSQL factory's `<application name>_events`).
+EVENTS_TABLES = {"sqlite": "stored_events", "postgres": "runledger_events"}
+Progress = Callable[[int], None]
+
+
+class NoStore(LookupError):
+    """The database holds no runledger event store."""
+
+
+@dataclass(frozen=True)
+class StoredLeaf:
+    """A leaf of the stored Merkle log: which event (position, and stream and sequence
+    when the log records them) and its leaf hash."""
+
+    leaf_index: int
+    position: int
+    stream_id: str | None
+    sequence: int | None
+    leaf_hash: bytes
+
+
+def open_store(settings: StoreSettings) -> Database:
+    """The database's event store, for reading; NoStore when there is none."""
+    if settings.kind == "sqlite":
+        assert settings.sqlite_path is not None
+        if not Path(settings.sqlite_path).is_file():
+            raise NoStore(f"no SQLite database at {settings.sqlite_path}")
+    db = Database(settings)
+    table = EVENTS_TABLES[settings.kind]
+    if not table_exists(db, table):
+        db.close()
+        raise NoStore(f"no runledger event store in {settings.describe()}")
+    db.attach_event_store(table)
+    return db
+
+
+def table_exists(db: Database, name: str) -> bool:
+    """True when the table is there (in the store's schema, on PostgreSQL)."""
+    with db.reading() as cur:
+        if db.postgres:
+            row = cur.execute("SELECT to_regclass(?)", (name,)).fetchone()
+            return row is not None and row[0] is not None
+        row = cur.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
+
+
+def count_events(db: Database) -> int:
+    """How many events the store holds."""
+    with db.reading() as cur:
+        row = cur.execute(f"SELECT COUNT(*) FROM {db.events_table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def all_events(db: Database, page: int = 1000) -> Iterator[StoredRow]:
+    """Every stored event, in commit order."""
+    after = 0
+    while rows := db.events_after(after, page):
+        yield from rows
+        after = rows[-1].position
+
+
+def stream_events(db: Database, stream: UUID, page: int = 1000) -> Iterator[StoredRow]:
+    """One stream's events, in sequence order."""
+    after = 0
+    while rows := db.run_events(stream, after, page):
+        yield from rows
+        after = rows[-1].sequence
+
+
+def project_runs(db: Database, project_id: UUID) -> set[UUID]:
+    """The runs submitted in a project (read from their first events)."""
+    wanted = str(project_id)
+    found: set[UUID] = set()
+    with db.reading() as cur:
+        rows = cur.execute(
+            f"SELECT originator_id, state FROM {db.events_table} WHERE topic = ?",
+            (Run.Submitted.TOPIC,),
+        ).fetchall()
+    for stream, state in rows:
+        if orjson.loads(bytes(state)).get("project_id") == wanted:
+            found.add(stream if isinstance(stream, UUID) else UUID(stream))
+    return found
+
+
+def stored_checkpoints(db: Database) -> list[StoredCheckpoint]:
+    """Every checkpoint the server kept, smallest first ([] when it keeps none yet)."""
+    if not table_exists(db, "checkpoints"):
+        return []
+    with db.reading() as cur:
+        rows = cur.execute(
+            "SELECT tree_size, root_hash, note, vkey, signed_at FROM checkpoints ORDER BY tree_size"
+        ).fetchall()
+    return [
+        StoredCheckpoint(int(size), bytes(root), str(note), str(vkey), str(at))
+        for size, root, note, vkey, at in rows
+    ]
+
+
+def stored_leaves(db: Database, page: int = 1000) -> Iterator[StoredLeaf]:
+    """The stored Merkle log's leaves in order (none when there is no log yet)."""
+    if not (table_exists(db, "merkle_leaves") and table_exists(db, "merkle_nodes")):
+        return
+    named = _has_columns(db, "merkle_leaves", ("stream_id", "sequence"))
+    columns = "l.stream_id, l.sequence" if named else "NULL, NULL"
+    sql = (
+        f"SELECT l.leaf_index, l.position, {columns}, n.hash FROM merkle_leaves l "
+        "JOIN merkle_nodes n ON n.level = 0 AND n.idx = l.leaf_index "
+        "WHERE l.leaf_index >= ? ORDER BY l.leaf_index LIMIT ?"
+    )
+    at = 0
+    while True:
+        with db.reading() as cur:
+            rows = cur.execute(sql, (at, page)).fetchall()
+        if not rows:
+            return
+        for index, position, stream, sequence, leaf in rows:
+            yield StoredLeaf(
+                int(index),
+                int(position),
+                None if stream is None else str(stream),
+                None if sequence is None else int(sequence),
+                bytes(leaf),
+            )
+        at = int(rows[-1][0]) + 1
+
+
+def _has_columns(db: Database, table: str, columns: tuple[str, ...]) -> bool:
+    with db.reading() as cur:
+        if db.postgres:
+            rows = cur.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = ?",
+                (table,),
+            ).fetchall()
+            have = {r[0] for r in rows}
+        else:
+            have = {r[1] for r in cur.execute(f"PRAGMA table_info({table})").fetchall()}
+    return set(columns) <= have
