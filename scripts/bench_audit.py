@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import random
-import signal
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,16 +42,14 @@ from benchreport import (
     Row,
     Setup,
     describe,
-    fmt_ms,
     fmt_rate,
     parse_with_stores,
-    percentile,
     planned,
     postgres_schema,
     progress,
     run_benchmark,
 )
-from benchserver import RUNNER_KEY, USER_KEY, Held, LeanClient, Server, open_runs
+from benchserver import RUNNER_KEY, Held, LeanClient, Server, open_runs
 
 from adapters.audit_writer import LogWriter
 from adapters.checkpoints import load_or_create
@@ -118,15 +113,6 @@ def fresh_url(store: str, pg_url: str, workdir: Path, name: str) -> Iterator[str
     path = workdir / name / "events.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     yield f"sqlite:///{path}"
-
-
-def stop_server(server: Server, store: str, report: Report) -> None:
-    """Stop it; warn when it exits badly; keep its log's findings."""
-    started_ok = server.proc is not None and server.proc.poll() is None
-    code = server.stop()
-    if started_ok and code not in (0, None, -signal.SIGTERM):
-        report.warn(f"{store}: server exited with code {code} on SIGTERM")
-    report.server_findings += [f"{store}: {line}" for line in server.findings()]
 
 
 # -- 1. the write path, hashed and plain ------------------------------------------------------
@@ -224,7 +210,7 @@ def write_path(store: str, pg_url: str, workdir: Path, plan: Plan, report: Repor
                 write_case(store, servers, per_post, n, plan, report)
         finally:
             for server in servers.values():
-                stop_server(server, store, report)
+                benchaudit.stop_server(server, store, report)
 
 
 # -- 2. the store, read whole in this process -------------------------------------------------
@@ -300,106 +286,6 @@ def store_passes(
     return [leaf.position for leaf in leaves], [str(r) for r in run_ids]
 
 
-# -- 3. proofs over HTTP ----------------------------------------------------------------------
-
-
-def caught_up(server: Server, size: int, timeout: float = 900.0) -> float:
-    """Wait until the server's log is signed at `size`, the runs view is at the head and the
-    server idles (it projects the store first: measured beside that, proofs would pay for
-    its CPU)."""
-    started = time.perf_counter()
-    client = LeanClient(server, USER_KEY)
-    try:
-        while time.perf_counter() - started < timeout:
-            server.check_alive()
-            signed, _ = client.get(f"/api/audit/checkpoint?tree_size={size}")
-            status, body = client.get("/api/diagnostics")
-            if signed == 200 and status == 200:
-                models = orjson.loads(body)["read_models"].values()
-                if all(int(model["lag"]) <= 0 for model in models) and idle(server):
-                    return time.perf_counter() - started
-            time.sleep(0.5)
-    finally:
-        client.close()
-    raise BenchError(f"the server did not catch up with the store within {timeout:.0f} s")
-
-
-def idle(server: Server, window: float = 1.0) -> bool:
-    """True when the server used under 10 % of a core over the next `window` seconds (the
-    runs view is at the head before the other read models, policies and the feed are)."""
-    before = server.cpu_seconds()
-    time.sleep(window)
-    return server.cpu_seconds() - before < 0.1 * window
-
-
-def timed_gets(client: LeanClient, paths: list[str], report: Report, what: str) -> list[float]:
-    """Each GET's latency; a warning for any answer but 200."""
-    latencies, bad = [], 0
-    for path in paths:
-        started = time.perf_counter()
-        status, body = client.get(path)
-        latencies.append(time.perf_counter() - started)
-        if status != 200:
-            bad += 1
-            if bad == 1:
-                report.warn(f"{what}: {status} {body[:200]!r} for {path}")
-    return latencies
-
-
-def proofs(
-    store: str,
-    url: str,
-    data: Path,
-    stored: tuple[list[int], list[str]],
-    plan: Plan,
-    report: Report,
-) -> None:
-    """Inclusion, consistency and run-audit latency against a server on the filled store."""
-    server = Server(url, data, client_timeout=120)
-    positions, runs = stored
-    size = len(positions)
-    try:
-        progress(f"{store}: serving the store; waiting for its read models and log")
-        server.start_for(store)
-        waited = caught_up(server, size)
-        report.notes.append(
-            f"{store}: a server started on the {size:,}-event store answered a checkpoint of "
-            f"the whole log and was idle with the runs view at the head after {waited:.1f} s"
-        )
-        rng = random.Random(11)
-        client = LeanClient(server, USER_KEY)
-        cases = {
-            "GET inclusion proof": [
-                f"/api/audit/proofs/inclusion?position={rng.choice(positions)}&tree_size={size}"
-                for _ in range(plan.proofs)
-            ],
-            "GET consistency proof": [
-                f"/api/audit/proofs/consistency?from={rng.randint(1, size)}&to={size}"
-                for _ in range(plan.proofs)
-            ],
-            "GET run audit (~1,000 events)": [
-                f"/api/runs/{runs[k % len(runs)]}/audit" for k in range(max(5, plan.proofs // 10))
-            ],
-        }
-        try:
-            for measure, paths in cases.items():
-                progress(f"{store}: {measure} x {len(paths)}")
-                client.get(paths[0])  # warm
-                before = server.cpu_seconds()
-                lat = timed_gets(client, paths, report, f"{store} {measure}")
-                cpu = server.cpu_seconds() - before
-                value = f"{fmt_ms(percentile(lat, 50))} / {fmt_ms(percentile(lat, 99))}"
-                notes = (
-                    f"n={len(lat)}, max {fmt_ms(max(lat))}, one client; server "
-                    f"{1000 * cpu / len(lat):.2f} ms CPU/request; tree size {size:,}"
-                )
-                report.rows.append(Row(store, f"{measure} p50/p99", "1", value, notes=notes))
-        finally:
-            client.close()
-    finally:
-        stop_server(server, store, report)
-
-
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -410,7 +296,7 @@ def bench_store(
     write_path(store, pg_url, workdir, plan, report)
     data = workdir / "store-data"
     stored = store_passes(store, url, data, plan, report)
-    proofs(store, url, data, stored, plan, report)
+    benchaudit.proofs(store, url, data, stored, plan.proofs, report)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

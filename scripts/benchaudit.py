@@ -3,11 +3,14 @@
 Each function times one pass over the store, in this process, with the code the server runs
 (adapters/): the raw read and decode of every event (the floor), the Merkle log's append,
 its rebuild from the events, and a full verification (every stream's chain, then the tree's
-root recomputed in memory and compared with the stored log's).
+root recomputed in memory and compared with the stored log's). Then proof latency, over
+HTTP, against a server on that store.
 """
 
 from __future__ import annotations
 
+import random
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +20,8 @@ from uuid import UUID
 
 import orjson
 from benchload import BenchError
+from benchreport import Report, Row, fmt_ms, percentile, progress
+from benchserver import USER_KEY, LeanClient, Server
 
 from adapters import audit_store, merkle, merkle_log
 from adapters.audit_writer import BATCH as WRITER_BATCH
@@ -175,3 +180,112 @@ def verify(db: Database) -> tuple[Pass, str]:
     if root != stored and not flaw:
         flaw = f"the recomputed root of {len(hashes)} events differs from the stored log's"
     return timed(len(hashes), mark), flaw or "ok"
+
+
+def stop_server(server: Server, store: str, report: Report) -> None:
+    """Stop it; warn when it exits badly; keep its log's findings."""
+    started_ok = server.proc is not None and server.proc.poll() is None
+    code = server.stop()
+    if started_ok and code not in (0, None, -signal.SIGTERM):
+        report.warn(f"{store}: server exited with code {code} on SIGTERM")
+    report.server_findings += [f"{store}: {line}" for line in server.findings()]
+
+
+# -- 3. proofs over HTTP ----------------------------------------------------------------------
+
+
+def caught_up(server: Server, size: int, timeout: float = 900.0) -> float:
+    """Wait until the server's log is signed at `size`, the runs view is at the head and the
+    server idles (it projects the store first: measured beside that, proofs would pay for
+    its CPU)."""
+    started = time.perf_counter()
+    client = LeanClient(server, USER_KEY)
+    try:
+        while time.perf_counter() - started < timeout:
+            server.check_alive()
+            signed, _ = client.get(f"/api/audit/checkpoint?tree_size={size}")
+            status, body = client.get("/api/diagnostics")
+            if signed == 200 and status == 200:
+                models = orjson.loads(body)["read_models"].values()
+                if all(int(model["lag"]) <= 0 for model in models) and idle(server):
+                    return time.perf_counter() - started
+            time.sleep(0.5)
+    finally:
+        client.close()
+    raise BenchError(f"the server did not catch up with the store within {timeout:.0f} s")
+
+
+def idle(server: Server, window: float = 1.0) -> bool:
+    """True when the server used under 10 % of a core over the next `window` seconds (the
+    runs view is at the head before the other read models, policies and the feed are)."""
+    before = server.cpu_seconds()
+    time.sleep(window)
+    return server.cpu_seconds() - before < 0.1 * window
+
+
+def timed_gets(client: LeanClient, paths: list[str], report: Report, what: str) -> list[float]:
+    """Each GET's latency; a warning for any answer but 200."""
+    latencies, bad = [], 0
+    for path in paths:
+        started = time.perf_counter()
+        status, body = client.get(path)
+        latencies.append(time.perf_counter() - started)
+        if status != 200:
+            bad += 1
+            if bad == 1:
+                report.warn(f"{what}: {status} {body[:200]!r} for {path}")
+    return latencies
+
+
+def proofs(
+    store: str,
+    url: str,
+    data: Path,
+    stored: tuple[list[int], list[str]],
+    count: int,
+    report: Report,
+) -> None:
+    """Inclusion, consistency and run-audit latency against a server on the filled store."""
+    server = Server(url, data, client_timeout=120)
+    positions, runs = stored
+    size = len(positions)
+    try:
+        progress(f"{store}: serving the store; waiting for its read models and log")
+        server.start_for(store)
+        waited = caught_up(server, size)
+        report.notes.append(
+            f"{store}: a server started on the {size:,}-event store answered a checkpoint of "
+            f"the whole log and was idle with the runs view at the head after {waited:.1f} s"
+        )
+        rng = random.Random(11)
+        client = LeanClient(server, USER_KEY)
+        cases = {
+            "GET inclusion proof": [
+                f"/api/audit/proofs/inclusion?position={rng.choice(positions)}&tree_size={size}"
+                for _ in range(count)
+            ],
+            "GET consistency proof": [
+                f"/api/audit/proofs/consistency?from={rng.randint(1, size)}&to={size}"
+                for _ in range(count)
+            ],
+            "GET run audit (~1,000 events)": [
+                f"/api/runs/{runs[k % len(runs)]}/audit" for k in range(max(5, count // 10))
+            ],
+        }
+        try:
+            for measure, paths in cases.items():
+                progress(f"{store}: {measure} x {len(paths)}")
+                client.get(paths[0])  # warm
+                before = server.cpu_seconds()
+                lat = timed_gets(client, paths, report, f"{store} {measure}")
+                cpu = server.cpu_seconds() - before
+                value = f"{fmt_ms(percentile(lat, 50))} / {fmt_ms(percentile(lat, 99))}"
+                notes = (
+                    f"n={len(lat)}, max {fmt_ms(max(lat))}, one client; server "
+                    f"{1000 * cpu / len(lat):.2f} ms CPU/request; tree size {size:,}"
+                )
+                report.rows.append(Row(store, f"{measure} p50/p99", "1", value, notes=notes))
+        finally:
+            client.close()
+    finally:
+        stop_server(server, store, report)
