@@ -71,10 +71,13 @@ def checkpoint_at(cur: Cursor, tree_size: int) -> StoredCheckpoint | None:
 def stream_leaves(cur: Cursor, stream_id: UUID) -> list[StreamLeaf]:
     """Every leaf of a stream's events, in leaf order (a sequence may come back more than
     once if its event was rewritten at a new position: the first is the one recorded)."""
+    # CROSS JOIN: SQLite then reads the stream's leaves first (by their index), where
+    # with no statistics it scanned every leaf node of the tree (75 ms at 200k events);
+    # PostgreSQL plans it as any inner join.
     rows = cur.execute(
         "SELECT l.leaf_index, l.position, l.sequence, n.hash FROM merkle_leaves l "
-        "JOIN merkle_nodes n ON n.level = 0 AND n.idx = l.leaf_index "
-        "WHERE l.stream_id = ? ORDER BY l.leaf_index",
+        "CROSS JOIN merkle_nodes n WHERE l.stream_id = ? AND n.level = 0 "
+        "AND n.idx = l.leaf_index ORDER BY l.leaf_index",
         (str(stream_id),),
     ).fetchall()
     return [StreamLeaf(int(i), int(p), int(s), bytes(h)) for i, p, s, h in rows]
@@ -90,10 +93,14 @@ def event_leaves(db: Database, cur: Cursor, after: int, limit: int) -> list[Leaf
         (after, limit),
     ).fetchall()
     leaves: list[Leaf | None] = []
+    names: dict[object, str] = {}  # a batch holds few streams: each id is parsed once
     for position, originator, version, digest in rows:
         if digest is None:
             leaves.append(None)
             continue
-        stream = originator if isinstance(originator, UUID) else UUID(originator)
-        leaves.append(Leaf(int(position), bytes(digest), str(stream), int(version)))
+        name = names.get(originator)
+        if name is None:
+            stream = originator if isinstance(originator, UUID) else UUID(originator)
+            name = names[originator] = str(stream)
+        leaves.append(Leaf(int(position), bytes(digest), name, int(version)))
     return leaves

@@ -44,6 +44,11 @@ class Cursor:
         self._raw = raw
         self._postgres = postgres
 
+    @property
+    def postgres(self) -> bool:
+        """True on PostgreSQL (`?` becomes `%s`), False on SQLite."""
+        return self._postgres
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         """Run one statement."""
         if self._postgres:

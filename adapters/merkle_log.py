@@ -135,12 +135,14 @@ def append(cur: Cursor, leaves: Sequence[Leaf]) -> int:
     if moved.rowcount != 1:
         raise OutOfOrder("another writer appended to the Merkle log meanwhile")
     nodes = _new_nodes(_read(cur, _frontier(at)), at, [leaf.hash for leaf in leaves])
-    _insert(cur, "merkle_nodes (level, idx, hash)", [(lv, i, h) for (lv, i), h in nodes.items()])
+    nodes_rows = [(lv, i, h) for (lv, i), h in nodes.items()]
+    _insert(cur, "merkle_nodes (level, idx, hash)", ("int", "bigint", "bytea"), nodes_rows)
     rows = [
         (at + offset, leaf.position, leaf.stream_id, leaf.sequence)
         for offset, leaf in enumerate(leaves)
     ]
-    _insert(cur, "merkle_leaves (leaf_index, position, stream_id, sequence)", rows)
+    columns = ("bigint", "bigint", "text", "bigint")
+    _insert(cur, "merkle_leaves (leaf_index, position, stream_id, sequence)", columns, rows)
     return new_size
 
 
@@ -163,7 +165,23 @@ def _new_nodes(known: dict[Node, bytes], at: int, entries: list[bytes]) -> dict[
     return made
 
 
-def _insert(cur: Cursor, into: str, rows: Sequence[tuple[object, ...]]) -> None:
+def _insert(
+    cur: Cursor, into: str, pg_types: Sequence[str], rows: Sequence[tuple[object, ...]]
+) -> None:
+    """Insert rows; `pg_types` are the columns' types on PostgreSQL."""
+    if not rows:
+        return
+    if cur.postgres:
+        # One array per column, in one short statement whose text never changes: psycopg
+        # parses a query of hundreds of placeholders anew on every call (it caches short
+        # ones only), which took a third of an append's time. PostgreSQL only, so psycopg's
+        # own placeholder rather than `?`.
+        # Sent in binary (`%b`): the text format escapes every element with regular
+        # expressions, which cost more than the insert itself.
+        arrays = ", ".join(f"%b::{kind}[]" for kind in pg_types)
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        cur.execute(f"INSERT INTO {into} SELECT * FROM unnest({arrays})", columns)
+        return
     for i in range(0, len(rows), _ROWS_PER_INSERT):
         chunk = rows[i : i + _ROWS_PER_INSERT]
         values = ", ".join(["(" + ", ".join("?" * len(chunk[0])) + ")"] * len(chunk))

@@ -40,6 +40,7 @@ class Server(ServeProcess):
         poll_interval: float | None = None,
         client_timeout: float = 30.0,
         root: Path = ROOT,  # the checkout whose code it runs (--code-dir)
+        launcher: tuple[str, ...] = ("-m", "api.cli"),  # see ServeProcess
     ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLEDGER_")}
         env.update(
@@ -49,7 +50,7 @@ class Server(ServeProcess):
         )
         if poll_interval is not None:
             env["RUNLEDGER_POLL_INTERVAL"] = str(poll_interval)
-        super().__init__(database_url, env, root)
+        super().__init__(database_url, env, root, launcher)
         self.client_timeout = client_timeout
 
     def start(self, timeout: float = 60.0) -> None:

@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""Benchmark what the audit (hash chains, the Merkle log) costs, on SQLite and PostgreSQL.
+
+For each store, in one run:
+
+1. the write path with and without hashing: `runledger serve` as it is, and the same code
+   with hashing switched off for the benchmark only (scripts/serve_unhashed.py), each on its
+   own fresh database, both running; runners post single-event commands and 100-event
+   batches to their own runs over HTTP, in alternating slices (hashed, plain, plain,
+   hashed, …); events/s of each and the ratio hashed / plain (target ≥ 0.90);
+2. a store of N events (200,000) filled through an in-process engine (with hashes), then,
+   in this process: the raw read and decode of every event (the floor); the Merkle log's
+   append (`merkle_log.append` in the writer's batches); its rebuild from the events
+   (`LogWriter.rebuild`); a full verification (every stream's chain and the tree's root);
+   each in events/s and as a ratio of the floor (target for rebuild and verify ≥ 0.25);
+3. proof latency against a server on that store: inclusion and consistency proofs, and a
+   run's audit (`GET /api/runs/{id}/audit`, a run of ~1,000 events), p50 / p99.
+
+    .venv/bin/python scripts/bench_audit.py [--quick] [--events 200000] [--stores sqlite,postgres]
+
+Progress goes to stderr, the report to stdout. Exit status 1 when a measurement failed or a
+check warned (an error answer, a wrong sequence, a verification that found a flaw), 130 when
+interrupted (servers, temporary files and schemas are removed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import benchaudit
+import orjson
+from bench_runners import close_runs, combine, output_event
+from benchload import ROOT, BenchError, Measured, Op, timed_workers
+from benchreport import (
+    DEFAULT_PG_URL,
+    Report,
+    Row,
+    Setup,
+    describe,
+    fmt_rate,
+    parse_with_stores,
+    planned,
+    postgres_schema,
+    progress,
+    run_benchmark,
+)
+from benchserver import RUNNER_KEY, Held, LeanClient, Server, open_runs
+
+from adapters.audit_writer import LogWriter
+from adapters.checkpoints import load_or_create
+
+PLAN_DEFAULTS = {
+    "events": (5_000, 200_000),
+    "duration": (1.5, 8.0),
+    "warmup": (0.3, 0.5),
+    "rounds": (1, 2),
+    "proofs": (30, 300),
+}
+WRITE_CASES = ((1, 1), (1, 4), (100, 1), (100, 4))  # (events per POST, clients)
+UNHASHED = (str(ROOT / "scripts" / "serve_unhashed.py"),)
+RUNNER_ID = "bench-runner"
+TARGET_WRITE, TARGET_READ = 0.90, 0.25
+SETUP = Setup(
+    title="runledger audit benchmark (hash chains and the Merkle log)",
+    packages=("uvicorn", "starlette", "eventsourcing", "psycopg", "orjson", "rfc8785"),
+    pg_shown=("synchronous_commit", "fsync", "shared_buffers"),
+    code=True,
+    legend="write path: value = with hashing, baseline = the same server with hashing off "
+    f"(scripts/serve_unhashed.py), ratio = hashed / plain (target >= {TARGET_WRITE:.2f}); "
+    "store passes: baseline = reading and decoding every event, ratio = rate / that "
+    f"(target for rebuild and verify >= {TARGET_READ:.2f}); latencies are client wall "
+    "clock, p50 / p99.",
+    tmp_prefix="runledger-bench-audit-",
+    partial_on_interrupt=True,
+    announce_drop=True,
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to measure."""
+
+    events: int  # in the store
+    duration: float  # timed seconds per write case and side, over `rounds` slices each
+    warmup: float  # per slice
+    rounds: int
+    proofs: int  # requests per proof kind
+
+    def summary(self) -> str:
+        """The header's `plan:` line."""
+        cases = ", ".join(f"{n} ev/POST x {c} client(s)" for n, c in WRITE_CASES)
+        return (
+            f"write path: {cases}; {self.duration:g} s per case and side in {self.rounds} "
+            f"round(s) of alternating slices (hashed/plain, then plain/hashed) after "
+            f"{self.warmup:g} s warm-up each; a store of {self.events:,} events (runs of "
+            f"{benchaudit.EVENTS_PER_RUN}); {self.proofs} requests per proof kind; the load "
+            "generator shares the machine with the servers"
+        )
+
+
+@contextlib.contextmanager
+def fresh_url(store: str, pg_url: str, workdir: Path, name: str) -> Iterator[str]:
+    """Another empty database of the same store (a SQLite file, a PostgreSQL schema)."""
+    if store == "postgres":
+        with postgres_schema(pg_url, announce=True) as url:
+            yield url
+        return
+    path = workdir / name / "events.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    yield f"sqlite:///{path}"
+
+
+# -- 1. the write path, hashed and plain ------------------------------------------------------
+
+
+def post_events(server: Server, runs: list[Held], per_post: int, plan: Plan) -> Measured:
+    """Each client posts `per_post` output events per request to its own run; counts events."""
+    events = [output_event(k) for k in range(per_post)]
+
+    def open_worker(i: int) -> tuple[Op, Op]:
+        run, client = runs[i], LeanClient(server, RUNNER_KEY)
+        path = f"/api/runs/{run.run_id}/events"
+        body = orjson.dumps({"fencing_token": run.token, "events": events})
+
+        def op() -> None:
+            status, answer = client.post(path, body)
+            if status != 200:
+                raise BenchError(f"{status} {answer[:200]!r}")
+            got = int(orjson.loads(answer)["sequence"])
+            if got != run.sequence + per_post:
+                raise BenchError(f"sequence {got} after {run.sequence} + {per_post}")
+            run.sequence = got
+
+        return op, client.close
+
+    m = timed_workers(len(runs), open_worker, plan.warmup, plan.duration / plan.rounds, 20)
+    return Measured(
+        m.count * per_post, m.seconds, m.errors, m.latencies, m.first_error, m.total * per_post
+    )
+
+
+def write_case(
+    store: str, servers: dict[str, Server], per_post: int, n: int, plan: Plan, report: Report
+) -> None:
+    """One case on both servers, in alternating slices; a row hashed vs plain."""
+    runs = {
+        side: open_runs(s, n, f"write {per_post}x{n}", RUNNER_ID) for side, s in servers.items()
+    }
+    parts: dict[str, list[Measured]] = {side: [] for side in servers}
+    cpu = dict.fromkeys(servers, 0.0)
+    try:
+        for k in range(plan.rounds):
+            order = ["hashed", "plain"] if k % 2 == 0 else ["plain", "hashed"]
+            for side in order:
+                progress(f"{store}: {per_post} ev/POST, {n} client(s), {side}, round {k + 1}")
+                before = servers[side].cpu_seconds()
+                parts[side].append(post_events(servers[side], runs[side], per_post, plan))
+                cpu[side] += servers[side].cpu_seconds() - before
+                servers[side].check_alive()
+    finally:
+        for side, server in servers.items():
+            close_runs(server, runs[side])
+    hashed, plain = combine(parts["hashed"]), combine(parts["plain"])
+    per_round = ", ".join(
+        f"{h.rate / p.rate:.2f}" if p.rate else "n/a"
+        for h, p in zip(parts["hashed"], parts["plain"], strict=True)
+    )
+    label = "request"
+    cpu_note = ", ".join(
+        f"{side} {1000 * cpu[side] / max(1, sum(m.total for m in parts[side])):.3f}"
+        for side in ("hashed", "plain")
+    )
+    notes = (
+        f"hashed {describe(hashed, label)}; plain {describe(plain, label)}; ratio per round "
+        f"{per_round}; server ms CPU/event {cpu_note}"
+    )
+    ratio = f"{hashed.rate / plain.rate:.2f}" if plain.rate else "n/a"
+    measure = f"POST events, {per_post}/cmd" if per_post == 1 else f"POST events, {per_post}/batch"
+    report.rows.append(
+        Row(store, measure, str(n), fmt_rate(hashed.rate), fmt_rate(plain.rate), ratio, notes)
+    )
+    for side, m in (("hashed", hashed), ("plain", plain)):
+        if m.errors:
+            report.warn(f"{store} {measure} {side} ({n}): {m.errors} errors: {m.first_error}")
+        if m.count == 0:
+            report.warn(f"{store} {measure} {side} ({n}): nothing finished inside the window")
+
+
+def write_path(store: str, pg_url: str, workdir: Path, plan: Plan, report: Report) -> None:
+    """Both servers, each on its own fresh database, then every write case."""
+    with (
+        fresh_url(store, pg_url, workdir, "hashed") as hashed_url,
+        fresh_url(store, pg_url, workdir, "plain") as plain_url,
+    ):
+        servers = {
+            "hashed": Server(hashed_url, workdir / "hashed-data", client_timeout=60),
+            "plain": Server(
+                plain_url, workdir / "plain-data", client_timeout=60, launcher=UNHASHED
+            ),
+        }
+        try:
+            for server in servers.values():
+                server.start_for(store)
+            for per_post, n in WRITE_CASES:
+                write_case(store, servers, per_post, n, plan, report)
+        finally:
+            for server in servers.values():
+                benchaudit.stop_server(server, store, report)
+
+
+# -- 2. the store, read whole in this process -------------------------------------------------
+
+
+def pass_row(store: str, measure: str, p: benchaudit.Pass, floor: float, target: bool) -> Row:
+    """A store pass as a row: its rate, the floor's, the ratio (against a target or not)."""
+    ratio = f"{p.rate / floor:.2f}" if floor else "n/a"
+    notes = f"{p.events:,} events in {p.seconds:.2f} s, this process's CPU {p.cpu:.2f} s"
+    if target and floor and p.rate / floor < TARGET_READ:
+        notes += f"; BELOW the {TARGET_READ:.2f} target"
+    return Row(store, measure, "1", fmt_rate(p.rate), fmt_rate(floor), ratio, notes)
+
+
+def store_passes(
+    store: str, url: str, data: Path, plan: Plan, report: Report
+) -> tuple[list[int], list[str]]:
+    """Fill the store, then time each pass over it; the events' positions, the runs' ids."""
+    from api.config import Config
+    from api.service.runtime import Runtime
+
+    progress(f"{store}: filling a store of {plan.events:,} events (in-process engine, hashed)")
+    filled, run_ids = benchaudit.fill(url, data, plan.events)
+    report.rows.append(
+        Row(
+            store,
+            "fill: engine record_output (hashed)",
+            "1",
+            fmt_rate(filled.rate),
+            notes=f"{filled.events:,} events in {filled.seconds:.1f} s "
+            f"(runs of {benchaudit.EVENTS_PER_RUN}, {benchaudit.OUTPUT_BATCH} outputs per command)",
+        )
+    )
+    runtime = Runtime(Config(database_url=url, data_dir=data))
+    try:
+        db = runtime.db
+        progress(f"{store}: read + decode every event")
+        reads = [benchaudit.read_decode(db)]
+        leaves = benchaudit.all_leaves(db)
+        progress(f"{store}: Merkle log append")
+        appended = benchaudit.append_log(db, leaves)
+        progress(f"{store}: Merkle log rebuild")
+        writer = LogWriter(db, load_or_create(data, None, runtime.signer.name))
+        rebuilt = benchaudit.rebuild_log(db, writer)
+        progress(f"{store}: verify")
+        verified, found = benchaudit.verify(db)
+        progress(f"{store}: read + decode again")
+        reads.append(benchaudit.read_decode(db))
+    finally:
+        runtime.close()
+    floor = max(r.rate for r in reads)
+    report.rows.append(
+        Row(
+            store,
+            "read + decode every event (floor)",
+            "1",
+            fmt_rate(floor),
+            notes="best of 2 passes (before and after the others): "
+            + ", ".join(fmt_rate(r.rate) for r in reads),
+        )
+    )
+    report.rows.append(
+        pass_row(store, "Merkle log append (writer batches)", appended, floor, False)
+    )
+    report.rows.append(pass_row(store, "rebuild: LogWriter.rebuild", rebuilt, floor, True))
+    report.rows.append(pass_row(store, "verify: chains + Merkle root", verified, floor, True))
+    if found != "ok":
+        report.warn(f"{store}: verification found a flaw: {found}")
+    if rebuilt.events != len(leaves) or verified.events != len(leaves):
+        report.warn(
+            f"{store}: {len(leaves)} events, rebuilt {rebuilt.events}, verified {verified.events}"
+        )
+    return [leaf.position for leaf in leaves], [str(r) for r in run_ids]
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def bench_store(
+    store: str, url: str, workdir: Path, pg_url: str, plan: Plan, report: Report
+) -> None:
+    """The write path, then the store's passes and proofs, for one store."""
+    write_path(store, pg_url, workdir, plan, report)
+    data = workdir / "store-data"
+    stored = store_passes(store, url, data, plan, report)
+    benchaudit.proofs(store, url, data, stored, plan.proofs, report)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--events", type=int, help="events in the store (200,000)")
+    parser.add_argument("--duration", type=float, help="timed s per write case and side (8)")
+    parser.add_argument("--warmup", type=float, help="warm-up s per slice (0.5)")
+    parser.add_argument("--rounds", type=int, help="rounds of alternating slices (2)")
+    parser.add_argument("--proofs", type=int, help="requests per proof kind (300)")
+    parser.add_argument("--stores", default="sqlite,postgres", help="sqlite,postgres")
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL URL (fresh schemas)")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    return parse_with_stores(parser, argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure every store and print the report."""
+    args = parse_args(argv)
+    if args.code_dir != ROOT:
+        raise SystemExit("bench_audit.py measures this checkout only (no --code-dir)")
+    plan = Plan(**planned(args, PLAN_DEFAULTS))
+    return run_benchmark(
+        SETUP,
+        args.stores,
+        args.pg_url,
+        plan.summary(),
+        lambda store, url, workdir, report: bench_store(
+            store, url, workdir, args.pg_url, plan, report
+        ),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""`runledger serve` without the hash chain and the Merkle log: bench_audit.py's "without
+hashing" side, and nothing else (no setting of the server turns hashing off).
+
+It patches, in this process only, `Chain.link` to give every event `(None, None)` (stored
+like an event from before the chain) and the log writer's `step` to append nothing (it
+would wait forever at the first unhashed event anyway), then runs `api.cli.main` with the
+command line it was given:
+
+    python scripts/serve_unhashed.py serve --port 8123 --database sqlite:///x.db
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from adapters.audit_writer import LogWriter  # noqa: E402
+from adapters.chain import Chain  # noqa: E402
+from api import cli  # noqa: E402
+
+
+def unlinked(_chain: Chain, events: Sequence[Any]) -> list[tuple[None, None]]:
+    """No hashes: each event is stored with NULL prev_hash and hash."""
+    return [(None, None)] * len(events)
+
+
+def appends_nothing(_writer: LogWriter) -> int:
+    """The log writer's step, doing nothing."""
+    return 0
+
+
+setattr(Chain, "link", unlinked)  # noqa: B010
+setattr(LogWriter, "step", appends_nothing)  # noqa: B010
+
+if __name__ == "__main__":
+    sys.exit(cli.main(sys.argv[1:]))
