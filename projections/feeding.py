@@ -83,14 +83,17 @@ class ProjectionFeeder:
             self._offered.append((after, rows))
             loop.wake()
 
-    def catch_up(self) -> int:
-        """Apply every event after the tracking positions; returns the position reached."""
+    def catch_up(self, up_to: int | None = None) -> int:
+        """Apply every event after the tracking positions (or at least those up to
+        `up_to`: a log written faster than it is read is never caught up with); returns
+        the position reached."""
         self._apply_offered()
-        while True:
+        while up_to is None or self.position < up_to:
             rows = self.db.events_after(self.position, BATCH)
             if not rows:
-                return self.position
+                break
             self._apply(rows)
+        return self.position
 
     def _apply_offered(self) -> bool:
         """Apply the rows offered so far; False when they do not follow on (read instead).

@@ -22,6 +22,7 @@ from projections.feeding import Projection, ProjectionFeeder
 log = logging.getLogger("runledger.projections")
 CLOSE_ENOUGH = 500  # events the swap may still have to apply while it holds the lock
 SWAP_ATTEMPTS = 3
+CATCH_UP_PASSES = 5
 
 
 def rebuild_with_swap(db: Database, projections: Sequence[Projection]) -> int:
@@ -30,24 +31,31 @@ def rebuild_with_swap(db: Database, projections: Sequence[Projection]) -> int:
     tables = [table for projection in projections for table in projection.tables]
     with RebuildArea(db, tables) as area:
         feeder = ProjectionFeeder(area, projections)
-        position = feeder.catch_up()
+
+        def to_head() -> int:  # each pass stops at the head it started from
+            return feeder.catch_up(up_to=db.head())
+
+        position = to_head()
         # The log grew while the first pass ran: catch up again (outside the lock) until
-        # what is left for the swap is small.
-        while db.head() - position > CLOSE_ENOUGH:
-            position = feeder.catch_up()
+        # what is left for the swap is small, or for a few passes when commands keep
+        # coming faster than a rebuild reads (the swap then applies what is left).
+        for _ in range(CATCH_UP_PASSES):
+            if db.head() - position <= CLOSE_ENOUGH:
+                break
+            position = to_head()
         names = [projection.name for projection in projections]
         attempt = 1
         while True:
             log.info("rebuilt %s up to %d; swapping them in", ", ".join(tables), position)
             try:
-                return area.swap(feeder.catch_up, names)
+                return area.swap(to_head, names)
             except Exception as exc:
                 if attempt == SWAP_ATTEMPTS or not area.busy(exc):
                     raise
                 log.warning("the swap waited too long for a lock (%s); trying again", exc)
             attempt += 1
             feeder.reload()  # the swap's last events were rolled back with it
-            position = feeder.catch_up()
+            position = to_head()
 
 
 @dataclass(frozen=True)
