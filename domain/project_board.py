@@ -272,18 +272,7 @@ class BoardCommands:
             raise Conflict("The task has a run already.", run_status or READY)
         if task["run_id"] is not None and run_status not in FAILED_RUN:
             raise Conflict("The task's run is being created.", "pending")
-        start = task["starts"] + 1
-        run_id = task_run_id(self.id, task_id, start)
-        self.trigger_event(
-            TaskStarted,
-            timestamp=now,
-            actor=actor,
-            task_id=task_id,
-            run_id=str(run_id),
-            start=start,
-            retried_from=None,
-        )
-        return run_id
+        return self._record_start(task_id, None, actor, now)
 
     def retry_task_run(
         self, *, task_id: str, failed_run_id: str, run_status: str | None, actor: str, now: datetime
@@ -304,7 +293,14 @@ class BoardCommands:
             return UUID(task["run_id"]) if repeat and going else None
         if run_status not in FAILED_RUN:
             raise Conflict("Only a failed run can be retried.", run_status or "pending")
-        start = task["starts"] + 1
+        return self._record_start(task_id, failed_run_id, actor, now)
+
+    def _record_start(
+        self, task_id: str, retried_from: str | None, actor: str, now: datetime
+    ) -> UUID:
+        """Record the task's next start (a retry of `retried_from`, if given); its run's
+        id, derived from (project, task, start count)."""
+        start = self.tasks[task_id]["starts"] + 1
         run_id = task_run_id(self.id, task_id, start)
         self.trigger_event(
             TaskStarted,
@@ -313,7 +309,7 @@ class BoardCommands:
             task_id=task_id,
             run_id=str(run_id),
             start=start,
-            retried_from=failed_run_id,
+            retried_from=retried_from,
         )
         return run_id
 
