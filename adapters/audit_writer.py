@@ -115,7 +115,9 @@ class LogWriter:
         with self.db.reading() as cur:
             size = merkle_log.size(cur)
             signed = self._last_signed(cur)
-        if signed is not None and size == signed:
+        if signed is not None and size <= signed:
+            # Nothing new, or the log is being appended anew (after a layout change) and is
+            # not yet back at the checkpoints it signed before.
             self._pending_since = None
             return None
         if signed is not None and size - signed < self.every_events:
