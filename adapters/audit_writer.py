@@ -71,6 +71,7 @@ class LogWriter:
         self._offered: deque[tuple[int, list[StoredRow]]] = deque()
         self._offered_rows = 0
         self._offered_lock = threading.Lock()
+        self._drained = False  # the last batch took every event there was to take
 
     @property
     def origin(self) -> str:
@@ -79,10 +80,10 @@ class LogWriter:
 
     def tick(self) -> float | None:
         """Append every event there is and sign what is due; seconds until the next
-        checkpoint falls due by time (None: nothing waits for one)."""
-        self.sign_if_due()
-        while self.step():
-            self.sign_if_due()
+        checkpoint falls due by time (None: nothing waits for one). It stops once a batch
+        found fewer events than it could take (no second transaction to find none: events
+        arriving meanwhile wake the loop again, and it polls besides)."""
+        self._append_all(until_drained=True)
         if self._pending_since is None:
             return None
         return max(0.0, self._pending_since + self.every_seconds - self.clock())
@@ -134,9 +135,16 @@ class LogWriter:
 
     def catch_up(self) -> int:
         """Bring the log up to the events' head, signing as it goes; the tree size."""
-        self.tick()
+        self._append_all(until_drained=False)
         with self.db.reading() as cur:
             return merkle_log.size(cur)
+
+    def _append_all(self, *, until_drained: bool) -> None:
+        self.sign_if_due()
+        while self.step():
+            self.sign_if_due()
+            if until_drained and self._drained:
+                return
 
     def step(self) -> int:
         """Append the next batch of events (one transaction); how many were appended.
@@ -159,8 +167,12 @@ class LogWriter:
             room = self.batch if signed is None else max(1, self.every_events - (size - signed))
             limit = min(self.batch, room)
             leaves = self._take_offered(position, limit)
-            if not leaves:
-                for leaf in audit_store.event_leaves(self.db, cur, position, limit):
+            if leaves:
+                self._drained = len(leaves) < limit and not self._offered
+            else:
+                found = audit_store.event_leaves(self.db, cur, position, limit)
+                self._drained = len(found) < limit
+                for leaf in found:
                     if leaf is None:
                         break  # not hashed yet: wait for it rather than pass it
                     leaves.append(leaf)

@@ -91,3 +91,15 @@ def test_an_unhashed_row_handed_over_waits_for_the_store(rt: Runtime) -> None:
     assert log.step() == 1  # the handed-over rows up to the unhashed one
     assert log.step() == 2  # then from the store, which has its hash
     assert log_entries(rt) == event_hashes(rt)
+
+
+def test_a_tick_ends_with_the_rows_handed_over_and_catch_up_reads_on(rt: Runtime) -> None:
+    submit(rt, 5)
+    rows = rt.db.events_after(0, 100)
+    log = writer(rt)
+    log.offer(0, rows[:3])
+    log.tick()  # one transaction: the handed-over rows, no second look at the store
+    with rt.db.reading() as cur:
+        assert merkle_log.size(cur) == 3
+    assert log.catch_up() == 5  # up to the head, from the store
+    assert log_entries(rt) == event_hashes(rt)
