@@ -39,7 +39,6 @@ from adapters.stored import StoredRow
 
 log = logging.getLogger("runledger.audit")
 BATCH = 500
-REBUILD_BATCH = 10_000  # a rebuild's leaves per append: fewer, larger statements
 OFFERED = 20_000  # rows held from the projections at most; beyond, the writer reads instead
 
 
@@ -219,8 +218,7 @@ class LogWriter:
             merkle_log.reset(cur)
             while True:
                 position, _ = merkle_log.head(cur)
-                batch = max(self.batch, REBUILD_BATCH)
-                found = audit_store.event_leaves(self.db, cur, position, batch)
+                found = audit_store.event_leaves(self.db, cur, position, self.batch)
                 leaves = []
                 for leaf in found:
                     if leaf is None:
