@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from adapters.db import Cursor, Database
+from adapters.merkle import leaf_hash
 from adapters.merkle_log import Leaf
 
 
@@ -71,16 +72,12 @@ def checkpoint_at(cur: Cursor, tree_size: int) -> StoredCheckpoint | None:
 def stream_leaves(cur: Cursor, stream_id: UUID) -> list[StreamLeaf]:
     """Every leaf of a stream's events, in leaf order (a sequence may come back more than
     once if its event was rewritten at a new position: the first is the one recorded)."""
-    # CROSS JOIN: SQLite then reads the stream's leaves first (by their index), where
-    # with no statistics it scanned every leaf node of the tree (75 ms at 200k events);
-    # PostgreSQL plans it as any inner join.
     rows = cur.execute(
-        "SELECT l.leaf_index, l.position, l.sequence, n.hash FROM merkle_leaves l "
-        "CROSS JOIN merkle_nodes n WHERE l.stream_id = ? AND n.level = 0 "
-        "AND n.idx = l.leaf_index ORDER BY l.leaf_index",
+        "SELECT leaf_index, position, sequence, hash FROM merkle_leaves "
+        "WHERE stream_id = ? ORDER BY leaf_index",
         (str(stream_id),),
     ).fetchall()
-    return [StreamLeaf(int(i), int(p), int(s), bytes(h)) for i, p, s, h in rows]
+    return [StreamLeaf(int(i), int(p), int(s), leaf_hash(bytes(h))) for i, p, s, h in rows]
 
 
 def event_leaves(db: Database, cur: Cursor, after: int, limit: int) -> list[Leaf | None]:

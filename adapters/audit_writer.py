@@ -10,6 +10,10 @@ It never skips or reorders an event: leaves are dense ranks in position order (p
 may skip numbers on PostgreSQL), and an event that has no hash yet (stored before the hash
 chain, the backfill not there yet) stops the batch before it until it has one.
 
+The projections hand it the rows they applied (`offer`: every event after a position, with
+its hash): when those follow on from its head it appends them without reading the events
+again; otherwise (behind, a gap, another writer) it reads them from the store.
+
 Checkpoints: one at once when none was ever signed (the tree as it is, empty or not), then
 whenever `every_events` leaves are past the latest checkpoint, or `every_seconds` after the
 first leaf past it was appended (by this writer) — so at least every N events or T seconds
@@ -20,7 +24,9 @@ that no more than N leaves ever separate two checkpoints. Every checkpoint is ke
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -28,9 +34,12 @@ from adapters import audit_store, merkle_log
 from adapters.audit_store import StoredCheckpoint
 from adapters.checkpoints import Signer
 from adapters.db import Cursor, Database
+from adapters.merkle_log import Leaf
+from adapters.stored import StoredRow
 
 log = logging.getLogger("runledger.audit")
 BATCH = 500
+OFFERED = 20_000  # rows held from the projections at most; beyond, the writer reads instead
 
 
 def _utc_now() -> str:
@@ -59,6 +68,10 @@ class LogWriter:
         self.every_events, self.every_seconds = every_events, every_seconds
         self.batch, self.clock, self.now = batch, clock, now
         self._pending_since: float | None = None  # when a leaf past the checkpoint came
+        self._offered: deque[tuple[int, list[StoredRow]]] = deque()
+        self._offered_rows = 0
+        self._offered_lock = threading.Lock()
+        self._drained = False  # the last batch took every event there was to take
 
     @property
     def origin(self) -> str:
@@ -67,19 +80,71 @@ class LogWriter:
 
     def tick(self) -> float | None:
         """Append every event there is and sign what is due; seconds until the next
-        checkpoint falls due by time (None: nothing waits for one)."""
-        self.sign_if_due()
-        while self.step():
-            self.sign_if_due()
+        checkpoint falls due by time (None: nothing waits for one). It stops once a batch
+        found fewer events than it could take (no second transaction to find none: events
+        arriving meanwhile wake the loop again, and it polls besides)."""
+        self._append_all(until_drained=True)
         if self._pending_since is None:
             return None
         return max(0.0, self._pending_since + self.every_seconds - self.clock())
 
+    def offer(self, after: int, rows: list[StoredRow]) -> None:
+        """Every event after position `after`, up to the last of `rows`, as the projections
+        applied them: appended from these when they follow on from the log's head."""
+        if not rows:
+            return
+        with self._offered_lock:
+            if self._offered_rows + len(rows) > OFFERED:
+                self._offered.clear()  # far behind: reading in large batches is as good
+                self._offered_rows = 0
+            self._offered.append((after, rows))
+            self._offered_rows += len(rows)
+
+    def _take_offered(self, position: int, limit: int) -> list[Leaf]:
+        """Up to `limit` offered events right after `position` as leaves; [] when the
+        offers do not follow on from it (the events are read from the store then)."""
+        leaves: list[Leaf] = []
+        names: dict[object, str] = {}
+        with self._offered_lock:
+            while self._offered and len(leaves) < limit:
+                after, rows = self._offered[0]
+                reached = leaves[-1].position if leaves else position
+                if rows[-1].position <= reached:
+                    self._drop_first()
+                    continue
+                if after > reached:  # a gap: these come later than the log's head
+                    if not leaves:
+                        self._offered.clear()
+                        self._offered_rows = 0
+                    break
+                for row in rows:
+                    if row.position <= reached:
+                        continue
+                    if row.hash is None or len(leaves) >= limit:
+                        return leaves  # not hashed: read from the store, which waits
+                    name = names.get(row.run_id)
+                    if name is None:
+                        name = names[row.run_id] = str(row.run_id)
+                    leaves.append(Leaf(row.position, row.hash, name, row.sequence))
+                self._drop_first()
+        return leaves
+
+    def _drop_first(self) -> None:
+        _, rows = self._offered.popleft()
+        self._offered_rows -= len(rows)
+
     def catch_up(self) -> int:
         """Bring the log up to the events' head, signing as it goes; the tree size."""
-        self.tick()
+        self._append_all(until_drained=False)
         with self.db.reading() as cur:
             return merkle_log.size(cur)
+
+    def _append_all(self, *, until_drained: bool) -> None:
+        self.sign_if_due()
+        while self.step():
+            self.sign_if_due()
+            if until_drained and self._drained:
+                return
 
     def step(self) -> int:
         """Append the next batch of events (one transaction); how many were appended.
@@ -100,12 +165,17 @@ class LogWriter:
             position, size = merkle_log.head(cur)
             signed = self._last_signed(cur)
             room = self.batch if signed is None else max(1, self.every_events - (size - signed))
-            found = audit_store.event_leaves(self.db, cur, position, min(self.batch, room))
-            leaves = []
-            for leaf in found:
-                if leaf is None:
-                    break  # not hashed yet: wait for it rather than pass it
-                leaves.append(leaf)
+            limit = min(self.batch, room)
+            leaves = self._take_offered(position, limit)
+            if leaves:
+                self._drained = len(leaves) < limit and not self._offered
+            else:
+                found = audit_store.event_leaves(self.db, cur, position, limit)
+                self._drained = len(found) < limit
+                for leaf in found:
+                    if leaf is None:
+                        break  # not hashed yet: wait for it rather than pass it
+                    leaves.append(leaf)
             if leaves:
                 merkle_log.append(cur, leaves)
             return len(leaves)
@@ -115,7 +185,9 @@ class LogWriter:
         with self.db.reading() as cur:
             size = merkle_log.size(cur)
             signed = self._last_signed(cur)
-        if signed is not None and size == signed:
+        if signed is not None and size <= signed:
+            # Nothing new, or the log is being appended anew (after a layout change) and is
+            # not yet back at the checkpoints it signed before.
             self._pending_since = None
             return None
         if signed is not None and size - signed < self.every_events:

@@ -1,20 +1,26 @@
-"""The global Merkle log, stored: every perfect subtree's hash, so that any earlier root and
-any proof costs O(log n) node reads (one query each).
+"""The global Merkle log, stored: every leaf's event hash and the perfect subtrees from
+level `STORED_FROM` up, so that any earlier root and any proof costs O(log n) node reads
+plus a few short ranges of leaves (one query each).
 
 Tables (not read models: a read-model layout change never drops them; `rebuild` recomputes
 them from the events, node for node):
+- `merkle_leaves (leaf_index, position, stream_id, sequence, hash)`: each leaf, leaf index =
+  rank in commit order: its event's position, its stream (the run's or project's id,
+  canonical dashed UUID text), its sequence (version) there, so that a run's audit finds its
+  leaves by index, and its event's hash (the leaf hash is merkle.leaf_hash of it).
+  Positions rise with the leaf index, so a position's leaf is found by the primary key.
 - `merkle_nodes (level, idx, hash)`: the perfect subtree over leaves [idx * 2^level,
-  (idx + 1) * 2^level); level 0 holds the leaf hashes, leaf index = rank in commit order.
-  A node is written once, when its last leaf arrives, and never changes.
-- `merkle_leaves (leaf_index, position, stream_id, sequence)`: which stored event each leaf
-  is: its position, its stream (the run's or project's id, canonical dashed UUID text) and
-  its sequence (version) there, so that a run's audit finds its leaves by index.
+  (idx + 1) * 2^level), for level >= STORED_FROM only (a lower one, over at most
+  2^STORED_FROM leaves, is computed from its leaves when needed: ~1/8 of a row per event
+  rather than ~2). A node is written once, when its last leaf arrives, and never changes.
 - `merkle_head`: one row, the position of the last event appended and the tree size: the
   log writer's tracking position (adapters/audit_writer.py).
 - `checkpoints (tree_size, root_hash, note, vkey, signed_at)`: every signed checkpoint, kept
   forever, with the verifier key that signed it.
 - `audit_meta (name, value)`: the server id (`runledger/<server id>` is the origin),
-  generated once per store so that every process on one database signs as one log.
+  generated once per store so that every process on one database signs as one log, and the
+  tree tables' layout (`LAYOUT`): a store with another layout has its tree emptied, to be
+  appended anew from the events by the log writer (the checkpoints stay and still verify).
 
 Writes run in the caller's transaction (with the events' or the checkpoint's bookkeeping).
 Two appenders racing: the one whose head update comes second finds the head moved and is
@@ -33,7 +39,10 @@ from adapters.merkle import Node
 
 TREE_TABLES = ("merkle_nodes", "merkle_leaves", "merkle_head")  # recomputable from the events
 TABLES = (*TREE_TABLES, "checkpoints", "audit_meta")
-_ROWS_PER_INSERT = 200  # up to 4 parameters a row: under SQLite's oldest limit of 999
+STORED_FROM = 4  # the lowest level of stored nodes: a node over 16 leaves
+LAYOUT = "2"  # 1: every level stored, leaf hashes at level 0, UNIQUE(position)
+_ROWS_PER_INSERT = 180  # up to 5 parameters a row: under SQLite's oldest limit of 999
+_SEARCH_SPAN = 4096  # leaves a position's lookup scans at most (by primary key) at the end
 
 
 class Leaf(NamedTuple):
@@ -60,14 +69,18 @@ def create_tables(db: Database) -> None:
         if db.postgres:
             cur.execute("SELECT pg_advisory_xact_lock(7342)")
         cur.execute(
+            "CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
+        _migrate(cur)
+        cur.execute(
             "CREATE TABLE IF NOT EXISTS merkle_nodes ("
             " level INTEGER NOT NULL, idx BIGINT NOT NULL,"
             f" hash {blob} NOT NULL, PRIMARY KEY (level, idx))"
         )
         cur.execute(
             "CREATE TABLE IF NOT EXISTS merkle_leaves ("
-            " leaf_index BIGINT PRIMARY KEY, position BIGINT NOT NULL UNIQUE,"
-            " stream_id TEXT NOT NULL, sequence BIGINT NOT NULL)"
+            " leaf_index BIGINT PRIMARY KEY, position BIGINT NOT NULL,"
+            f" stream_id TEXT NOT NULL, sequence BIGINT NOT NULL, hash {blob} NOT NULL)"
         )
         cur.execute("CREATE INDEX IF NOT EXISTS merkle_leaves_stream ON merkle_leaves (stream_id)")
         cur.execute(
@@ -84,13 +97,33 @@ def create_tables(db: Database) -> None:
             " vkey TEXT NOT NULL, signed_at TEXT NOT NULL)"
         )
         cur.execute(
-            "CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
-        )
-        cur.execute(
             "INSERT INTO audit_meta (name, value) VALUES ('server_id', ?) "
             "ON CONFLICT (name) DO NOTHING",
             (secrets.token_hex(8),),
         )
+
+
+def _migrate(cur: Cursor) -> None:
+    """Drop the tree's tables if they have another layout than LAYOUT (they are recomputable:
+    the head goes back to 0 and the writer appends every event again), and record LAYOUT."""
+    row = cur.execute("SELECT value FROM audit_meta WHERE name = 'log_layout'").fetchone()
+    if row is not None and str(row[0]) == LAYOUT:
+        return
+    if cur.postgres:
+        found = "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = ?"
+        old = cur.execute(found, ("merkle_leaves",)).fetchone() is not None
+    else:
+        found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        old = cur.execute(found, ("merkle_leaves",)).fetchone() is not None
+    if old:
+        cur.execute("DROP TABLE IF EXISTS merkle_nodes")
+        cur.execute("DROP TABLE IF EXISTS merkle_leaves")
+        cur.execute("DROP TABLE IF EXISTS merkle_head")
+    cur.execute(
+        "INSERT INTO audit_meta (name, value) VALUES ('log_layout', ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (LAYOUT,),
+    )
 
 
 def server_id(cur: Cursor) -> str:
@@ -135,14 +168,15 @@ def append(cur: Cursor, leaves: Sequence[Leaf]) -> int:
     if moved.rowcount != 1:
         raise OutOfOrder("another writer appended to the Merkle log meanwhile")
     nodes = _new_nodes(_read(cur, _frontier(at)), at, [leaf.hash for leaf in leaves])
-    nodes_rows = [(lv, i, h) for (lv, i), h in nodes.items()]
+    nodes_rows = [(lv, i, h) for (lv, i), h in nodes.items() if lv >= STORED_FROM]
     _insert(cur, "merkle_nodes (level, idx, hash)", ("int", "bigint", "bytea"), nodes_rows)
     rows = [
-        (at + offset, leaf.position, leaf.stream_id, leaf.sequence)
+        (at + offset, leaf.position, leaf.stream_id, leaf.sequence, leaf.hash)
         for offset, leaf in enumerate(leaves)
     ]
-    columns = ("bigint", "bigint", "text", "bigint")
-    _insert(cur, "merkle_leaves (leaf_index, position, stream_id, sequence)", columns, rows)
+    columns = ("bigint", "bigint", "text", "bigint", "bytea")
+    into = "merkle_leaves (leaf_index, position, stream_id, sequence, hash)"
+    _insert(cur, into, columns, rows)
     return new_size
 
 
@@ -189,19 +223,49 @@ def _insert(
 
 
 def _read(cur: Cursor, nodes: Iterable[Node]) -> dict[Node, bytes]:
-    """Stored nodes, in one query; every one of them must exist."""
+    """Perfect subtrees' hashes: the stored ones (level >= STORED_FROM) in one query, the
+    lower ones computed from their leaves, read in one more; every one must exist."""
     wanted = sorted(set(nodes))
-    if not wanted:
-        return {}
-    where = " OR ".join(["(level = ? AND idx = ?)"] * len(wanted))
-    rows = cur.execute(
-        f"SELECT level, idx, hash FROM merkle_nodes WHERE {where}",
-        [v for node in wanted for v in node],
-    ).fetchall()
-    found = {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
+    stored = [node for node in wanted if node[0] >= STORED_FROM]
+    found: dict[Node, bytes] = {}
+    if stored:
+        where = " OR ".join(["(level = ? AND idx = ?)"] * len(stored))
+        rows = cur.execute(
+            f"SELECT level, idx, hash FROM merkle_nodes WHERE {where}",
+            [v for node in stored for v in node],
+        ).fetchall()
+        found = {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
+    low = [node for node in wanted if node[0] < STORED_FROM]
+    if low:
+        found.update(_computed(cur, low))
     missing = [node for node in wanted if node not in found]
     if missing:
         raise RuntimeError(f"the Merkle log lacks nodes {missing[:3]}: rebuild it")
+    return found
+
+
+def _computed(cur: Cursor, nodes: Sequence[Node]) -> dict[Node, bytes]:
+    """Low perfect subtrees' hashes from their leaves (read in one query); a node whose
+    leaves are not all there is left out."""
+    spans = sorted((idx << level, (idx + 1) << level) for level, idx in nodes)
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    where = " OR ".join(["(leaf_index >= ? AND leaf_index < ?)"] * len(merged))
+    rows = cur.execute(
+        f"SELECT leaf_index, hash FROM merkle_leaves WHERE {where}",
+        [v for span in merged for v in span],
+    ).fetchall()
+    leaves = {int(i): merkle.leaf_hash(bytes(h)) for i, h in rows}
+    found: dict[Node, bytes] = {}
+    for level, idx in nodes:
+        start = idx << level
+        hashes = [leaves.get(i) for i in range(start, start + (1 << level))]
+        if all(h is not None for h in hashes):
+            found[(level, idx)] = merkle.levels([h for h in hashes if h is not None])[-1][0]
     return found
 
 
@@ -241,19 +305,43 @@ def consistency(cur: Cursor, m: int, n: int) -> list[bytes]:
 
 
 def leaf_index_of(cur: Cursor, position: int) -> int | None:
-    """The leaf index of the event stored at `position`, if it is in the log yet."""
+    """The leaf index of the event stored at `position`, if it is in the log yet.
+    Positions rise strictly with the leaf index, so `position - leaf_index` never falls:
+    between the first leaf's and the last's, it bounds where the leaf can be; a binary
+    search by primary key narrows that (positions skip numbers only on PostgreSQL, seldom)
+    until one short range scan finds it."""
+    last_position, size = head(cur)
+    if size == 0 or not 0 < position <= last_position:
+        return None
+    first = cur.execute("SELECT position FROM merkle_leaves WHERE leaf_index = 0").fetchone()
+    if first is None or position < int(first[0]):
+        return None
+    lo = max(0, position - (last_position - (size - 1)))
+    hi = min(size - 1, position - int(first[0]))
+    while hi - lo > _SEARCH_SPAN:
+        mid = (lo + hi) // 2
+        at = cur.execute(
+            "SELECT position FROM merkle_leaves WHERE leaf_index = ?", (mid,)
+        ).fetchone()
+        if at is None:
+            raise RuntimeError(f"the Merkle log lacks leaf {mid}: rebuild it")
+        if int(at[0]) == position:
+            return mid
+        lo, hi = (mid + 1, hi) if int(at[0]) < position else (lo, mid - 1)
     row = cur.execute(
-        "SELECT leaf_index FROM merkle_leaves WHERE position = ?", (position,)
+        "SELECT leaf_index FROM merkle_leaves "
+        "WHERE leaf_index >= ? AND leaf_index <= ? AND position = ?",
+        (lo, hi, position),
     ).fetchone()
     return None if row is None else int(row[0])
 
 
 def leaf_hash(cur: Cursor, leaf_index: int) -> bytes | None:
-    """The leaf hash stored at `leaf_index` (leaf_hash of its event's hash), if any."""
+    """The leaf hash at `leaf_index` (leaf_hash of its event's hash), if any."""
     row = cur.execute(
-        "SELECT hash FROM merkle_nodes WHERE level = 0 AND idx = ?", (leaf_index,)
+        "SELECT hash FROM merkle_leaves WHERE leaf_index = ?", (leaf_index,)
     ).fetchone()
-    return None if row is None else bytes(row[0])
+    return None if row is None else merkle.leaf_hash(bytes(row[0]))
 
 
 def reset(cur: Cursor) -> None:

@@ -14,6 +14,7 @@ from uuid import UUID
 
 import orjson
 
+from adapters import merkle
 from adapters.audit_store import StoredCheckpoint
 from adapters.db import Database, StoredRow
 from adapters.store import StoreSettings
@@ -126,10 +127,17 @@ def stored_leaves(db: Database, page: int = 1000) -> Iterator[StoredLeaf]:
         return
     named = _has_columns(db, "merkle_leaves", ("stream_id", "sequence"))
     columns = "l.stream_id, l.sequence" if named else "NULL, NULL"
+    # Layout 2 keeps each leaf's event hash in merkle_leaves; layout 1 its leaf hash as the
+    # level-0 node.
+    hashed = _has_columns(db, "merkle_leaves", ("hash",))
+    source = (
+        "merkle_leaves l"
+        if hashed
+        else "merkle_leaves l JOIN merkle_nodes n ON n.level = 0 AND n.idx = l.leaf_index"
+    )
     sql = (
-        f"SELECT l.leaf_index, l.position, {columns}, n.hash FROM merkle_leaves l "
-        "JOIN merkle_nodes n ON n.level = 0 AND n.idx = l.leaf_index "
-        "WHERE l.leaf_index >= ? ORDER BY l.leaf_index LIMIT ?"
+        f"SELECT l.leaf_index, l.position, {columns}, {'l' if hashed else 'n'}.hash "
+        f"FROM {source} WHERE l.leaf_index >= ? ORDER BY l.leaf_index LIMIT ?"
     )
     at = 0
     while True:
@@ -143,7 +151,7 @@ def stored_leaves(db: Database, page: int = 1000) -> Iterator[StoredLeaf]:
                 int(position),
                 None if stream is None else str(stream),
                 None if sequence is None else int(sequence),
-                bytes(leaf),
+                merkle.leaf_hash(bytes(leaf)) if hashed else bytes(leaf),
             )
         at = int(rows[-1][0]) + 1
 

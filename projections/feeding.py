@@ -63,6 +63,8 @@ class ProjectionFeeder:
         self.positions = self._load_positions()
         self.on_advance: list[Callable[[int], None]] = []
         self.on_rows: list[Callable[[list[StoredRow]], None]] = []
+        # (after, rows): the rows are every event in (after, rows[-1].position].
+        self.on_applied: list[Callable[[int, list[StoredRow]], None]] = []
         self._loop: Loop | None = None  # while following the log
         self._offered: deque[tuple[int, list[StoredRow]]] = deque()
 
@@ -123,7 +125,8 @@ class ProjectionFeeder:
         return True
 
     def _apply(self, rows: list[StoredRow]) -> None:
-        target = rows[-1].position
+        """Apply every event after `self.position` up to the last of `rows` (all of them)."""
+        after, target = self.position, rows[-1].position
         behind = {n: p for n, p in self.positions.items() if p < target}
         try:
             with self.db.projecting() as cur:
@@ -146,6 +149,8 @@ class ProjectionFeeder:
             callback(target)
         for on_rows in self.on_rows:
             on_rows(rows)
+        for on_applied in self.on_applied:
+            on_applied(after, rows)
 
     def _forget(self) -> None:
         for projection in self.projections:

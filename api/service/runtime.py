@@ -155,7 +155,7 @@ class Runtime:
         """Lead or stand by in a background thread (role `api`: neither)."""
         self.keeping.start()
         self.projection.on_rows.append(self._wake_policies)
-        self.projection.on_rows.append(self._wake_audit_log)
+        self.projection.on_applied.append(self._offer_audit_log)
         if self.leadership is not None:
             self.leadership.start()
 
@@ -190,9 +190,11 @@ class Runtime:
             audit_loop.stop()
         self.projection.stop()
 
-    def _wake_audit_log(self, _rows: list[StoredRow]) -> None:
+    def _offer_audit_log(self, after: int, rows: list[StoredRow]) -> None:
+        """Hand the log writer the events the projections applied, and wake it."""
         audit_loop = self.audit_loop
         if audit_loop is not None:
+            self.audit_log.offer(after, rows)
             audit_loop.wake()
 
     def _wake_policies(self, rows: list[StoredRow]) -> None:

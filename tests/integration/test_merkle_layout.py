@@ -1,0 +1,98 @@
+"""The Merkle log's layout change (adapters/merkle_log.py `LAYOUT`) on both stores: a store
+whose tree tables have the first layout (every level stored, the leaf hashes at level 0,
+UNIQUE(position), no `log_layout` in audit_meta) is still read as it is by the store's
+audit, and on start has its tree emptied and appended anew from the events; the
+checkpoints signed before stay and verify against the rebuilt log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters import audit_store, merkle, merkle_log, store_audit
+from adapters.audit_writer import LogWriter
+from adapters.db import Cursor
+from api.service.runtime import Runtime
+from tests.support import open_runtime
+
+
+@pytest.fixture
+def rt(store_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime (not leading: the test drives its writer) on a fresh store."""
+    runtime = open_runtime(store_url, tmp_path, checkpoint_events=5, checkpoint_seconds=60)
+    yield runtime
+    runtime.close()
+
+
+def writer(rt: Runtime) -> LogWriter:
+    return LogWriter(rt.db, rt.signer, every_events=5, every_seconds=60.0, batch=3)
+
+
+def to_first_layout(cur: Cursor, blob: str) -> None:
+    """Rewrite the tree's tables as the first layout held them (same tree)."""
+    leaves = cur.execute(
+        "SELECT leaf_index, position, stream_id, sequence, hash FROM merkle_leaves"
+        " ORDER BY leaf_index"
+    ).fetchall()
+    hashes = [bytes(row[4]) for row in leaves]
+    cur.execute("DROP TABLE merkle_nodes")
+    cur.execute("DROP TABLE merkle_leaves")
+    cur.execute(
+        "CREATE TABLE merkle_nodes (level INTEGER NOT NULL, idx BIGINT NOT NULL,"
+        f" hash {blob} NOT NULL, PRIMARY KEY (level, idx))"
+    )
+    cur.execute(
+        "CREATE TABLE merkle_leaves (leaf_index BIGINT PRIMARY KEY,"
+        " position BIGINT NOT NULL UNIQUE, stream_id TEXT NOT NULL, sequence BIGINT NOT NULL)"
+    )
+    tree = merkle.levels([merkle.leaf_hash(h) for h in hashes])
+    for level, row in enumerate(tree):
+        for idx, h in enumerate(row):
+            cur.execute("INSERT INTO merkle_nodes VALUES (?, ?, ?)", (level, idx, h))
+    for index, position, stream, sequence, _ in leaves:
+        cur.execute(
+            "INSERT INTO merkle_leaves VALUES (?, ?, ?, ?)", (index, position, stream, sequence)
+        )
+    cur.execute("DELETE FROM audit_meta WHERE name = 'log_layout'")
+
+
+def test_a_first_layout_log_is_rebuilt_and_its_checkpoints_still_verify(rt: Runtime) -> None:
+    log = writer(rt)
+    for n in (4, 7, 6):
+        for i in range(n):
+            rt.engine.submit_run("alice", f"task {i}")
+        log.catch_up()
+    with rt.db.reading() as cur:
+        size = merkle_log.size(cur)
+        head = merkle_log.head(cur)
+    live_leaves = list(store_audit.stored_leaves(rt.db))
+    signed = store_audit.stored_checkpoints(rt.db)
+    assert size == 17 and len(signed) > 3
+
+    with rt.db.transaction() as cur:
+        to_first_layout(cur, "BYTEA" if rt.db.postgres else "BLOB")
+    # The store's audit (export, verify) reads the first layout as it is.
+    assert list(store_audit.stored_leaves(rt.db)) == live_leaves
+
+    merkle_log.create_tables(rt.db)  # as on start: the old tree goes, the checkpoints stay
+    with rt.db.reading() as cur:
+        assert merkle_log.head(cur) == (0, 0)
+        assert audit_store.latest_checkpoint(cur) == signed[-1]
+        assert cur.execute("SELECT COUNT(*) FROM merkle_leaves").fetchone()[0] == 0
+    assert log.sign_if_due() is None  # nothing signed below the kept checkpoints
+
+    assert log.catch_up() == size
+    assert store_audit.stored_checkpoints(rt.db) == signed  # none signed while catching up
+    assert list(store_audit.stored_leaves(rt.db)) == live_leaves
+    with rt.db.reading() as cur:
+        assert merkle_log.head(cur) == head
+        for checkpoint in signed:
+            root = merkle_log.root(cur, checkpoint.tree_size)
+            assert root == checkpoint.root_hash, checkpoint.tree_size
+        for leaf in live_leaves:
+            assert merkle_log.leaf_index_of(cur, leaf.position) == leaf.leaf_index
+    merkle_log.create_tables(rt.db)  # the new layout stays as it is
+    with rt.db.reading() as cur:
+        assert merkle_log.size(cur) == size
