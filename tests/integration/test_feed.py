@@ -25,8 +25,9 @@ class Following:
         read = db.events_after
 
         def counted(position: int, limit: int = 500) -> list[StoredRow]:
-            self.reads += 1
-            return read(position, limit)
+            rows = read(position, limit)
+            self.reads += 1  # once it answered: a read still going may yet see later commits
+            return rows
 
         db.events_after = counted  # type: ignore[method-assign]
         self.feed = ChangeFeed(
