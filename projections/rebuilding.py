@@ -37,12 +37,18 @@ def rebuild_with_swap(db: Database, projections: Sequence[Projection]) -> int:
 
         position = to_head()
         # The log grew while the first pass ran: catch up again (outside the lock) until
-        # what is left for the swap is small, or for a few passes when commands keep
-        # coming faster than a rebuild reads (the swap then applies what is left).
+        # what is left for the swap is small; but only while each pass leaves less than
+        # the one before: when commands come faster than a rebuild reads, more passes
+        # only take longer, and the swap applies what is left.
+        behind = db.head() - position
         for _ in range(CATCH_UP_PASSES):
-            if db.head() - position <= CLOSE_ENOUGH:
+            if behind <= CLOSE_ENOUGH:
                 break
             position = to_head()
+            left = db.head() - position
+            if left >= behind:
+                break
+            behind = left
         names = [projection.name for projection in projections]
         attempt = 1
         while True:
