@@ -134,8 +134,10 @@ def test_readers_never_fail_nor_see_a_half_built_model_while_another_process_reb
                 reads[0] += 1
 
         def write() -> None:
+            # A busy server, not one written flat out: a rebuild projects no faster than
+            # commands are made, and would only chase them.
             i = 0
-            while not stop.is_set():
+            while not stop.wait(0.005):
                 server.engine.submit_run(OWNER, f"more {i}")
                 server.projection.wake()
                 i += 1
