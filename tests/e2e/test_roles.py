@@ -17,14 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from adapters import readmodels
-from adapters.locks import ADVISORY_NAMESPACE, advisory_key
-from adapters.store import StoreSettings
-from api.service.leadership import LOCK_NAME
 from tests.e2e.helpers import read_model, submit, wait_for
+from tests.e2e.process_chaos import cut_lock_connection
 from tests.support import ALICE, RUNNER, Server, open_runtime, postgres_schema
 
 
@@ -147,14 +144,7 @@ def test_a_leader_that_loses_its_lock_connection_stops_and_one_process_leads_aga
     tmp_path: Path,
 ) -> None:
     with postgres_schema() as url, servers(url, tmp_path, "all", "all") as (first, second):
-        settings = StoreSettings.from_url(url)
-        key = advisory_key(settings, LOCK_NAME) & 0xFFFFFFFF
-        with psycopg.connect(settings.pg_conninfo, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                "AND classid = %s AND objid = %s AND granted",
-                (ADVISORY_NAMESPACE, key),
-            )
+        cut_lock_connection(url)
         wait_for(
             lambda: any("lost the worker lock" in line for line in first.output),
             10,
