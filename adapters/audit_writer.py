@@ -18,7 +18,12 @@ Checkpoints: one at once when none was ever signed (the tree as it is, empty or 
 whenever `every_events` leaves are past the latest checkpoint, or `every_seconds` after the
 first leaf past it was appended (by this writer) — so at least every N events or T seconds
 when events arrived, and never when none did. A batch never crosses the next N-th leaf, so
-that no more than N leaves ever separate two checkpoints. Every checkpoint is kept.
+that no more than N leaves ever separate two checkpoints; the batch that reaches it signs
+in its own transaction, from the root the append computed. Every checkpoint is kept.
+
+Its loop settles (SETTLE): ticks come at least 50 ms apart, so that under load one
+transaction appends the commits of 50 ms rather than one each (most of an append's cost on
+SQLite is per transaction).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from adapters.stored import StoredRow
 
 log = logging.getLogger("runledger.audit")
 BATCH = 500
+SETTLE = 0.05  # s between the log loop's ticks at least: the commits of 50 ms in one append
 OFFERED = 20_000  # rows held from the projections at most; beyond, the writer reads instead
 
 
@@ -104,7 +110,7 @@ class LogWriter:
         """Up to `limit` offered events right after `position` as leaves; [] when the
         offers do not follow on from it (the events are read from the store then)."""
         leaves: list[Leaf] = []
-        names: dict[object, str] = {}
+        names: dict[int, str] = {}
         with self._offered_lock:
             while self._offered and len(leaves) < limit:
                 after, rows = self._offered[0]
@@ -122,9 +128,10 @@ class LogWriter:
                         continue
                     if row.hash is None or len(leaves) >= limit:
                         return leaves  # not hashed: read from the store, which waits
-                    name = names.get(row.run_id)
+                    key = row.run_id.int  # (a UUID's own hash and == are Python code)
+                    name = names.get(key)
                     if name is None:
-                        name = names[row.run_id] = str(row.run_id)
+                        name = names[key] = str(row.run_id)
                     leaves.append(Leaf(row.position, row.hash, name, row.sequence))
                 self._drop_first()
         return leaves
@@ -140,16 +147,16 @@ class LogWriter:
             return merkle_log.size(cur)
 
     def _append_all(self, *, until_drained: bool) -> None:
-        self.sign_if_due()
+        self.sign_if_due()  # the first checkpoint, or one due by time
         while self.step():
-            self.sign_if_due()
             if until_drained and self._drained:
                 return
 
     def step(self) -> int:
-        """Append the next batch of events (one transaction); how many were appended.
-        Another writer appending meanwhile (two leaders for a moment) makes this one read
-        the head again: the log takes each event once."""
+        """Append the next batch of events (one transaction, with the checkpoint that its
+        last leaf makes due by count); how many were appended. Another writer appending
+        meanwhile (two leaders for a moment) makes this one read the head again: the log
+        takes each event once."""
         while True:
             try:
                 appended = self._append_batch()
@@ -168,7 +175,9 @@ class LogWriter:
             limit = min(self.batch, room)
             leaves = self._take_offered(position, limit)
             if leaves:
-                self._drained = len(leaves) < limit and not self._offered
+                # Everything handed over is in: events committed since are handed over
+                # (and wake the loop) once the projections have them.
+                self._drained = not self._offered
             else:
                 found = audit_store.event_leaves(self.db, cur, position, limit)
                 self._drained = len(found) < limit
@@ -176,8 +185,12 @@ class LogWriter:
                     if leaf is None:
                         break  # not hashed yet: wait for it rather than pass it
                     leaves.append(leaf)
-            if leaves:
-                merkle_log.append(cur, leaves)
+            if not leaves:
+                return 0
+            new_size, root = merkle_log.append_rooted(cur, leaves)
+            if signed is not None and new_size - signed >= self.every_events:
+                assert root is not None
+                self._sign(cur, new_size, root)
             return len(leaves)
 
     def sign_if_due(self) -> StoredCheckpoint | None:
@@ -201,14 +214,17 @@ class LogWriter:
         """Sign the tree of `tree_size` leaves and keep the checkpoint (if that size has one
         already, the one kept stays and is returned)."""
         with self.db.transaction() as cur:
-            root = merkle_log.root(cur, tree_size)
-            note = self.signer.sign(self.origin, tree_size, root)
-            made = StoredCheckpoint(tree_size, root, note, self.signer.vkey, self.now())
-            audit_store.insert_checkpoint(cur, made)
-            kept = audit_store.checkpoint_at(cur, tree_size)
+            kept = self._sign(cur, tree_size, merkle_log.root(cur, tree_size))
+        log.debug("signed checkpoint %s of size %d", self.origin, tree_size)
+        return kept
+
+    def _sign(self, cur: Cursor, tree_size: int, root: bytes) -> StoredCheckpoint:
+        note = self.signer.sign(self.origin, tree_size, root)
+        made = StoredCheckpoint(tree_size, root, note, self.signer.vkey, self.now())
+        audit_store.insert_checkpoint(cur, made)
+        kept = audit_store.checkpoint_at(cur, tree_size)
         assert kept is not None
         self._pending_since = None
-        log.debug("signed checkpoint %s of size %d", self.origin, tree_size)
         return kept
 
     def rebuild(self) -> int:

@@ -17,6 +17,8 @@ class Loop:
     The first tick comes at once, or with `at_once=False` after the first wake or interval.
     `timed_out` says whether the wait before the current tick ran its course (nobody woke
     the loop), for a tick that looks further afield when nobody named what is new.
+    With `settle`, ticks come at least that many seconds apart: wakes meanwhile are
+    gathered into the next tick (for a tick whose cost is mostly per call, not per item).
     """
 
     def __init__(
@@ -26,9 +28,10 @@ class Loop:
         interval: float,
         *,
         at_once: bool = True,
+        settle: float = 0.0,
     ) -> None:
         self.name, self.tick, self.interval = name, tick, interval
-        self.at_once = at_once
+        self.at_once, self.settle = at_once, settle
         self.timed_out = False
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -68,7 +71,10 @@ class Loop:
                 self._stop.wait(self._backoff.failed(exc))
                 continue
             self._backoff.succeeded()
-            self._pause(self.interval if delay is None else max(0.0, min(delay, self.interval)))
+            pause = self.interval if delay is None else max(0.0, min(delay, self.interval))
+            if self.settle > 0 and self._stop.wait(min(self.settle, pause)):
+                return
+            self._pause(max(0.0, pause - self.settle))
 
     def _pause(self, seconds: float) -> None:
         self.timed_out = not self._wake.wait(seconds)

@@ -150,6 +150,12 @@ def size(cur: Cursor) -> int:
 def append(cur: Cursor, leaves: Sequence[Leaf]) -> int:
     """Append events, given in commit order, as the next leaves; the new tree size. Every
     position must come after the last one appended."""
+    return append_rooted(cur, leaves)[0]
+
+
+def append_rooted(cur: Cursor, leaves: Sequence[Leaf]) -> tuple[int, bytes | None]:
+    """append, and the new tree's root, which the append has at hand (None when `leaves`
+    is empty: then nothing was read or written)."""
     last, at = head(cur)
     positions = [leaf.position for leaf in leaves]
     if any(b <= a for a, b in zip([last, *positions], positions, strict=False)):
@@ -157,7 +163,7 @@ def append(cur: Cursor, leaves: Sequence[Leaf]) -> int:
     if any(len(leaf.hash) != merkle.HASH_SIZE for leaf in leaves):
         raise ValueError("an event hash is 32 bytes")
     if not leaves:
-        return at
+        return at, None
     new_size = at + len(leaves)
     # Take the head first: a concurrent appender waits here (PostgreSQL's row lock; SQLite's
     # BEGIN IMMEDIATE already serialises), then finds the head moved.
@@ -167,7 +173,9 @@ def append(cur: Cursor, leaves: Sequence[Leaf]) -> int:
     )
     if moved.rowcount != 1:
         raise OutOfOrder("another writer appended to the Merkle log meanwhile")
-    nodes = _new_nodes(_read(cur, _frontier(at)), at, [leaf.hash for leaf in leaves])
+    known = _read(cur, _frontier(at))
+    nodes = _new_nodes(known, at, [leaf.hash for leaf in leaves])
+    new_root = merkle.fold([known[node] for node in merkle.perfect_parts(0, new_size)])
     nodes_rows = [(lv, i, h) for (lv, i), h in nodes.items() if lv >= STORED_FROM]
     _insert(cur, "merkle_nodes (level, idx, hash)", ("int", "bigint", "bytea"), nodes_rows)
     rows = [
@@ -177,7 +185,7 @@ def append(cur: Cursor, leaves: Sequence[Leaf]) -> int:
     columns = ("bigint", "bigint", "text", "bigint", "bytea")
     into = "merkle_leaves (leaf_index, position, stream_id, sequence, hash)"
     _insert(cur, into, columns, rows)
-    return new_size
+    return new_size, new_root
 
 
 def _frontier(size: int) -> list[Node]:
@@ -187,7 +195,8 @@ def _frontier(size: int) -> list[Node]:
 
 
 def _new_nodes(known: dict[Node, bytes], at: int, entries: list[bytes]) -> dict[Node, bytes]:
-    """Every perfect subtree completed by leaves at, at + 1, … (in that order)."""
+    """Every perfect subtree completed by leaves at, at + 1, … (in that order); `known`
+    (the frontier before them) gains them too, so it then holds the new frontier."""
     made: dict[Node, bytes] = {}
     for offset, entry in enumerate(entries):
         level, idx, h = 0, at + offset, merkle.leaf_hash(entry)

@@ -12,7 +12,7 @@ from functools import partial
 from uuid import uuid4
 
 from adapters import merkle_log, readmodels
-from adapters.audit_writer import LogWriter
+from adapters.audit_writer import SETTLE, LogWriter
 from adapters.backfill import backfill, stream_hash
 from adapters.chain import Chain
 from adapters.checkpoints import Signer, load_or_create
@@ -178,7 +178,9 @@ class Runtime:
         ]
         for policy in self.policies:
             policy.start()
-        self.audit_loop = Loop(self.audit_log.name, self.audit_log.tick, self.poll_interval)
+        self.audit_loop = Loop(
+            self.audit_log.name, self.audit_log.tick, self.poll_interval, settle=SETTLE
+        )
         self.audit_loop.start()
 
     def _demote(self) -> None:

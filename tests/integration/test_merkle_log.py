@@ -46,15 +46,18 @@ def events(n: int, first_position: int = 1) -> list[merkle_log.Leaf]:
 
 
 def append_in_batches(db: Database, leaves: list[merkle_log.Leaf]) -> list[int]:
-    """Append the leaves batch by batch, one transaction each; the sizes after each."""
+    """Append the leaves batch by batch, one transaction each; the sizes after each. The
+    root each append hands back is the pure tree's over the leaves so far."""
     sizes, at = [], 0
     for batch in BATCHES:
         chunk = leaves[at : at + batch]
         if not chunk:
             break
         with db.transaction() as cur:
-            sizes.append(merkle_log.append(cur, chunk))
+            size, root = merkle_log.append_rooted(cur, chunk)
         at += len(chunk)
+        assert root == merkle.mth([leaf.hash for leaf in leaves[:at]]), at
+        sizes.append(size)
     return sizes
 
 

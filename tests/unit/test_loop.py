@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import queue
+import threading
+import time
 
 from adapters.loop import Loop
 
@@ -39,3 +41,33 @@ def test_a_tick_after_the_interval_ran_out_is_told_it_timed_out() -> None:
         assert seen.get(timeout=10) is True
     finally:
         loop.stop()
+
+
+def test_a_settling_loop_gathers_the_wakes_of_its_settle_time_into_one_tick() -> None:
+    ticks: queue.Queue[float] = queue.Queue()
+    loop = Loop("test", lambda: ticks.put(time.monotonic()), FOREVER, settle=0.3)
+    loop.start()
+    try:
+        first = ticks.get(timeout=10)
+        for _ in range(5):  # within the settle time: one tick after it, not five
+            loop.wake()
+            time.sleep(0.01)
+        second = ticks.get(timeout=10)
+        assert second - first >= 0.3
+        assert ticks.empty()
+        time.sleep(0.4)
+        assert ticks.empty()  # no wake after the tick: none until the interval
+        loop.wake()  # settled long ago: a tick (the interval never runs out here)
+        assert ticks.get(timeout=10) - second >= 0.4
+    finally:
+        loop.stop()
+
+
+def test_a_settling_loop_stops_without_waiting_out_its_settle_time() -> None:
+    ticked = threading.Event()
+    loop = Loop("test", ticked.set, FOREVER, settle=FOREVER)
+    loop.start()
+    assert ticked.wait(10)
+    started = time.monotonic()
+    loop.stop()
+    assert time.monotonic() - started < 5
