@@ -236,8 +236,10 @@ class Session:
                 return
 
     def _heartbeat(self) -> None:
+        # The first beat at once: it confirms the claim, which the server gives back when
+        # its runner says nothing within RUNLEDGER_CLAIM_CONFIRM_SECONDS.
         interval = max(self.lease_seconds / 3, 0.2)
-        while not self.done.wait(interval):
+        while True:
             try:
                 _, answer = self.api.call(f"/api/runner/leases/{self.lease_id}/heartbeat", {}, 10)
                 self.news.heartbeat(answer)
@@ -246,6 +248,8 @@ class Session:
                 return
             except Exception:
                 log.warning("run %s: heartbeat failed; will retry", self.run_id, exc_info=True)
+            if self.done.wait(interval):
+                return
 
     def _outcome(self, code: int, where: Path, repo: str | None) -> dict[str, Any]:
         if code != 0:

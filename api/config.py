@@ -25,6 +25,9 @@ class Config:
     ping_interval: float = 15.0
     poll_interval: float | None = None  # None: 0.1 s on SQLite, 1 s on PostgreSQL
     lease_seconds: float = 30.0
+    # A claim its runner does not confirm (an event, a heartbeat, a report) within this
+    # many seconds goes back to pending without using an attempt (run.claim_abandoned).
+    claim_confirm_seconds: float = 10.0
     retry_backoff: float = 2.0
     subscriber_buffer: int = 10_000
     max_streams_per_key: int = 100
@@ -69,6 +72,7 @@ class Config:
             ping_interval=float(env.get("RUNLEDGER_PING_INTERVAL", 15)),
             poll_interval=float(poll) if poll else None,
             lease_seconds=float(env.get("RUNLEDGER_LEASE_SECONDS", 30)),
+            claim_confirm_seconds=float(env.get("RUNLEDGER_CLAIM_CONFIRM_SECONDS", 10)),
             retry_backoff=float(env.get("RUNLEDGER_RETRY_BACKOFF", 2)),
             allowed_roots=tuple(
                 r for r in env.get("RUNLEDGER_ALLOWED_ROOTS", "").split(os.pathsep) if r

@@ -100,14 +100,17 @@ class RunsProjection:
 
 # Events that leave a run's lease as it was (their KEEPS_LEASE fact); claims and renewals
 # set it; any other run event either ends the lease or happens when the run holds none.
+# Runner output keeps the lease, and confirms its claim.
 _LEASE_KEEPING = LEASE_KEEPING_TOPICS
+_OUTPUT = Run.OutputRecorded.TOPIC
 
 
 class LeasesProjection:
-    """The lease-expiry policy's own state: which run holds which lease until when.
+    """The lease-expiry policy's own state: which run holds which lease until when, and
+    which claims are still to be confirmed by when; and who holds them (GET /api/runners).
 
     It reads only the few fields it needs from each event, so runner output (most of the
-    log) costs it nothing but a set lookup.
+    log) costs it a set lookup, and one update per run and batch.
     """
 
     name = "leases"
@@ -122,19 +125,40 @@ class LeasesProjection:
 
     def apply(self, cur: Cursor, rows: list[StoredRow]) -> None:
         """Record each run's current lease, or its absence."""
+        spoke: dict[str, None] = {}  # runs whose runner sent output, in order
         for row in rows:
+            if row.topic == _OUTPUT:
+                spoke[str(row.run_id)] = None
+                continue
             if row.topic in _LEASE_KEEPING or row.topic not in RUN_TOPICS:
                 continue
             run_id = str(row.run_id)
             if row.topic == Run.Claimed.TOPIC:
+                self._confirm(cur, spoke)
                 state = current_state(row.topic, row.state)
-                expires = parse_timestamp(state["lease_expires_at"]).timestamp()
-                readmodels.upsert_lease(
-                    cur, run_id, state["lease_id"], state["fencing_token"], expires
-                )
+                confirm_by = state["confirm_by"]
+                lease = {
+                    **state,
+                    "expires_at": parse_timestamp(state["lease_expires_at"]).timestamp(),
+                    "claimed_at": format_timestamp(parse_timestamp(state["timestamp"])),
+                    "confirm_by": parse_timestamp(confirm_by).timestamp() if confirm_by else None,
+                }
+                readmodels.upsert_lease(cur, run_id, lease)
             elif row.topic == Run.LeaseRenewed.TOPIC:
                 state = current_state(row.topic, row.state)
-                expires = parse_timestamp(state["lease_expires_at"]).timestamp()
-                readmodels.renew_lease(cur, run_id, state["lease_id"], expires)
+                expiry = state["lease_expires_at"]
+                expires = parse_timestamp(expiry).timestamp()
+                renewed_at = format_timestamp(parse_timestamp(state["timestamp"]))
+                readmodels.renew_lease(cur, run_id, state["lease_id"], expires, renewed_at, expiry)
             else:
+                spoke.pop(run_id, None)
                 readmodels.delete_lease(cur, run_id)
+        self._confirm(cur, spoke)
+
+    @staticmethod
+    def _confirm(cur: Cursor, spoke: dict[str, None]) -> None:
+        """Confirm the claims of runs whose runners spoke (before a later claim of one of
+        them is recorded, which a runner must confirm anew)."""
+        if spoke:
+            readmodels.confirm_leases(cur, list(spoke))
+            spoke.clear()

@@ -19,7 +19,7 @@ from adapters.readmodels import (
 )
 
 # Read models are disposable: when their layout changes, bump this and they are rebuilt.
-READ_MODEL_VERSION = 7
+READ_MODEL_VERSION = 8
 READ_MODEL_TABLES = (
     "runs_view",
     "projects_view",

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from adapters import readmodels
 from api.http import auth, schemas
 from api.http.errors import JSON
-from api.http.requests import idempotent, parse, path_id, services
+from api.http.requests import (
+    idempotent,
+    int_param,
+    parse,
+    path_id,
+    read_position,
+    services,
+    with_position,
+)
 from api.http.runs import answer_with, command_body
 from api.service import claims
 from api.service import runners as use_cases
@@ -19,10 +31,27 @@ from api.service.engine import Appended
 async def claim(request: Request) -> Response:
     name = auth.runner(request)
     body = await parse(request, schemas.Claim)
-    claimed = await claims.claim(services(request), body.runner_id, name, body.wait_seconds)
+    gone = asyncio.Event()
+    watching = asyncio.ensure_future(_watch_disconnect(request, gone))
+    try:
+        claimed = await claims.claim(
+            services(request), body.runner_id, name, body.wait_seconds, gone
+        )
+    finally:
+        watching.cancel()
     if claimed is None:
         return Response(status_code=204)
     return JSON(claimed)
+
+
+async def _watch_disconnect(request: Request, gone: asyncio.Event) -> None:
+    """Set `gone` when the client disconnects (the body is read: the server's next
+    message is the disconnect)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
 
 
 async def append_events(request: Request) -> Response:
@@ -66,7 +95,22 @@ async def heartbeat(request: Request) -> Response:
     return JSON(await run_in_threadpool(use_cases.heartbeat, services(request), lease_id, name))
 
 
+async def list_runners(request: Request) -> Response:
+    """Who holds the leases of the caller's runs, since when, and their last heartbeat."""
+    owner = auth.user(request)
+    limit = int_param(request, "limit", 100, 1, 1000)
+    assert limit is not None
+    position = await read_position(request)
+
+    def fetch() -> list[dict[str, Any]]:
+        with services(request).db.reading() as cur:
+            return readmodels.runner_leases(cur, owner, limit)
+
+    return with_position({"items": await run_in_threadpool(fetch)}, position)
+
+
 routes = [
+    Route("/api/runners", list_runners, methods=["GET"]),
     Route("/api/runner/claim", claim, methods=["POST"]),
     Route("/api/runner/leases/{lease_id}/heartbeat", heartbeat, methods=["POST"]),
     Route("/api/runs/{run_id}/events", append_events, methods=["POST"]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -106,16 +107,26 @@ class ClaimBoard:
 
 
 async def claim(
-    services: Services, runner_id: str, runner: str, wait_seconds: float
+    services: Services,
+    runner_id: str,
+    runner: str,
+    wait_seconds: float,
+    gone: asyncio.Event | None = None,
 ) -> Claimed | None:
-    """Claim the oldest claimable run, waiting up to `wait_seconds` for one (None if none)."""
+    """Claim the oldest claimable run, waiting up to `wait_seconds` for one (None if none).
+
+    `gone` is set when the client that asked has disconnected: from then on nothing is
+    claimed for it, and a claim made as it went is given back at once (run.claim_abandoned;
+    a claim whose answer is lost later is given back once its confirm time passes)."""
     deadline = time.monotonic() + wait_seconds
     hub, board = services.hub, services.claim_board
     seen = hub.generation  # before looking, so news during the look is not lost
+    if _is_gone(gone):
+        return None
     claimed = await to_thread.run_sync(try_claim, services, runner_id, runner)
     while claimed is None:
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or _is_gone(gone):
             return None
         claimed, go, look_again = await board.look(services, seen, runner_id, runner)
         if claimed is None and go:
@@ -123,6 +134,28 @@ async def claim(
         elif claimed is None:
             # Woken when the runs view gains a claimable run (bootstrap's wake_claims) or
             # anything is published; the board's next look covers backoffs and the idle poll.
-            await hub.wait_for_news(min(remaining, look_again), since=seen)
+            await _wait(hub.wait_for_news(min(remaining, look_again), since=seen), gone)
             seen = hub.generation
+    await asyncio.sleep(0)  # a disconnect that came meanwhile is seen now
+    if _is_gone(gone):
+        run_id, token = UUID(claimed["run"]["run_id"]), claimed["fencing_token"]
+        await to_thread.run_sync(services.engine.abandon_claim, run_id, token, True)
+        return None
     return claimed
+
+
+def _is_gone(gone: asyncio.Event | None) -> bool:
+    return gone is not None and gone.is_set()
+
+
+async def _wait(news: Coroutine[Any, Any, None], gone: asyncio.Event | None) -> None:
+    """Wait for news, or until the client is gone."""
+    if gone is None:
+        await news
+        return
+    waits = {asyncio.ensure_future(news), asyncio.ensure_future(gone.wait())}
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()

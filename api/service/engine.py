@@ -59,12 +59,14 @@ class Engine(
         clock: Callable[[], datetime],
         new_id: Callable[[], UUID],
         lease_seconds: float = 30.0,
+        claim_confirm_seconds: float = 10.0,
         retry_backoff: float = 2.0,
     ) -> None:
         super().__init__(env=env)
         self.clock = clock
         self.new_id = new_id
         self.lease_seconds = lease_seconds
+        self.claim_confirm_seconds = claim_confirm_seconds
         self.retry_backoff = retry_backoff
         self.followers: list[Callable[[list[StoredRow]], None]] = []
         # Commands on one run take turns in this process (no version-conflict storms), and

@@ -27,6 +27,7 @@ class EngineParts:
         clock: Callable[[], datetime]
         new_id: Callable[[], UUID]
         lease_seconds: float
+        claim_confirm_seconds: float
         retry_backoff: float
 
         @property

@@ -25,21 +25,27 @@ MERGE_TRIES = 5
 
 
 class LeaseExpiry:
-    """Expires every lease that lapsed without a heartbeat."""
+    """Expires every lease that lapsed without a heartbeat, and gives back every claim its
+    runner did not confirm in time (pending again, no attempt used)."""
 
     def __init__(self, db: Database, engine: Engine) -> None:
         self.db, self.engine = db, engine
 
     def tick(self) -> float | None:
-        """Expire what is due; returns the seconds until the next lease can lapse."""
+        """Act on what is due; returns the seconds until the next lease can lapse or claim
+        fall due."""
         now = time.time()
         with self.db.reading() as cur:
+            unconfirmed = readmodels.unconfirmed_claims(cur, now)
             due = readmodels.expired_leases(cur, now)
-            upcoming = readmodels.next_lease_expiry(cur)
+            upcoming = readmodels.next_lease_deadline(cur)
+        for run_id, token in unconfirmed:
+            with suppress(DomainError):  # the run moved on (deleted, …): nothing to give back
+                self.engine.abandon_claim(UUID(run_id), token, client_gone=False)
         for run_id, token in due:
             with suppress(DomainError):  # the run moved on (deleted, …): nothing to expire
                 self.engine.expire_lease(UUID(run_id), token)
-        if due:
+        if due or unconfirmed:
             return 0.05  # the leases view catches up, then look again
         return None if upcoming is None else max(upcoming - time.time(), 0.0) + 0.01
 

@@ -147,6 +147,7 @@ class RunCommands(EngineParts):
         lease_id = str(self.new_id())
         now = self.clock()
         expires = now + timedelta(seconds=self.lease_seconds)
+        confirm_by = now + timedelta(seconds=self.claim_confirm_seconds)
         run, appended = self._update_run(
             run_id,
             None,
@@ -156,6 +157,7 @@ class RunCommands(EngineParts):
                 lease_expires_at=format_timestamp(expires),
                 now=now,
                 runner=runner,
+                confirm_by=format_timestamp(confirm_by),
             ),
         )
         work = MappingProxyType(run.assignment())
@@ -197,6 +199,18 @@ class RunCommands(EngineParts):
                 now=now,
                 retry_backoff=self.retry_backoff,
                 **details,
+            ),
+        )
+
+    def abandon_claim(self, run_id: UUID, fencing_token: int, client_gone: bool) -> Appended:
+        """Give back a claim its runner never confirmed: at once when its client is gone,
+        else once its confirm time passed (idempotent: a confirmed, replaced or gone lease
+        is left alone)."""
+        return self._update(
+            run_id,
+            None,
+            lambda run, now: run.abandon_claim(
+                fencing_token=fencing_token, now=now, client_gone=client_gone
             ),
         )
 

@@ -57,6 +57,7 @@ class Runtime:
                 clock=utc_now,
                 new_id=uuid4,
                 lease_seconds=config.lease_seconds,
+                claim_confirm_seconds=config.claim_confirm_seconds,
                 retry_backoff=config.retry_backoff,
             )
         recorder = self.engine.recorder

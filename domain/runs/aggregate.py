@@ -18,7 +18,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.errors import Conflict, Invalid, NotFound
-from domain.runs import events, gate_events, plan_events
+from domain.runs import events, gate_events, lease_events, plan_events
 from domain.runs.attempts import AttemptCommands
 from domain.runs.coordination import CoordinatorCommands
 from domain.runs.gates import GateCommands
@@ -47,7 +47,8 @@ class Run(
     Event = events.Event
     Submitted = events.Submitted
     Created = events.Submitted  # the library's name for the creation event
-    Claimed = events.Claimed
+    Claimed = lease_events.Claimed
+    ClaimAbandoned = lease_events.ClaimAbandoned
     Paused = events.Paused
     Resumed = events.Resumed
     Cancelled = events.Cancelled
@@ -60,8 +61,8 @@ class Run(
     ChangesRequested = events.ChangesRequested
     MergeStarted = events.MergeStarted
     MergeCompleted = events.MergeCompleted
-    LeaseRenewed = events.LeaseRenewed
-    LeaseExpired = events.LeaseExpired
+    LeaseRenewed = lease_events.LeaseRenewed
+    LeaseExpired = lease_events.LeaseExpired
     RetryScheduled = events.RetryScheduled
     MergeFailed = events.MergeFailed
     MergeRefused = events.MergeRefused

@@ -10,17 +10,17 @@ from typing import Any
 from domain.errors import Conflict, Invalid, StaleLease
 from domain.events import make_event
 from domain.runs.events import (
-    Claimed,
     Completed,
     Failed,
-    LeaseExpired,
-    LeaseRenewed,
     OutputRecorded,
     RetryScheduled,
     ReviewRequested,
 )
+from domain.runs.lease_events import ClaimAbandoned, Claimed, LeaseExpired, LeaseRenewed
 from domain.runs.states import (
     FAILURE_CATEGORIES,
+    IN_PROGRESS,
+    PAUSED,
     TRANSIENT,
     RunState,
     check_output,
@@ -40,9 +40,12 @@ class AttemptCommands(RunState):
         lease_expires_at: str,
         now: datetime,
         runner: str | None = None,
+        confirm_by: str | None = None,
     ) -> None:
         """Give the run to a runner under a new lease with the next fencing token; only that
-        runner (`runner`, by default `runner_id`) may then speak for the run."""
+        runner (`runner`, by default `runner_id`) may then speak for the run. Unless it
+        speaks (an event, a heartbeat, a report) by `confirm_by`, the claim may be
+        abandoned (`abandon_claim`)."""
         runner = runner or runner_id
         if not self.is_claimable:
             raise Conflict("The run is not waiting for a runner.", self.status)
@@ -57,6 +60,31 @@ class AttemptCommands(RunState):
             fencing_token=self.fencing_token + 1,
             lease_expires_at=lease_expires_at,
             runner=runner,
+            confirm_by=confirm_by,
+        )
+
+    def abandon_claim(self, *, fencing_token: int, now: datetime, client_gone: bool) -> None:
+        """Give the run back (pending, no attempt used) if the claim under this token was
+        never confirmed: at once when the claiming client is known to be gone (`client_gone`),
+        else once its confirm time passed. Otherwise (confirmed, another lease, a claim
+        from before confirmation, a run neither in progress nor paused) change nothing."""
+        lease = self.lease
+        if self.status not in (IN_PROGRESS, PAUSED) or lease is None:
+            return
+        if lease["fencing_token"] != fencing_token or lease.get("confirmed", True):
+            return
+        confirm_by = lease.get("confirm_by")
+        if not client_gone and (confirm_by is None or parse_timestamp(confirm_by) > now):
+            return
+        self._trigger(
+            ClaimAbandoned,
+            now,
+            "engine",
+            lease_id=lease["lease_id"],
+            fencing_token=fencing_token,
+            runner=lease["runner"],
+            runner_id=lease["runner_id"],
+            reason="client_disconnected" if client_gone else "not_confirmed",
         )
 
     def record_output(

@@ -108,37 +108,6 @@ def set_coordinator_status(run: Run, status: str) -> None:
         run.coordinator_status = status
 
 
-class Claimed(Event):
-    """A runner took the run. v2 names the runner the lease belongs to (`runner`, the
-    key's name) apart from the instance it said it was (`runner_id`)."""
-
-    TYPE = "run.claimed"
-    WAKES = ("lease-expiry",)
-    class_version = 2
-    runner_id: str
-    lease_id: str
-    fencing_token: int
-    lease_expires_at: str
-    runner: str
-
-    @staticmethod
-    def upcast_v1_v2(state: dict[str, Any]) -> None:
-        state["runner"] = state["runner_id"]
-
-    def apply(self, run: Run) -> None:
-        run.status = IN_PROGRESS
-        run.lease = {
-            "lease_id": self.lease_id,
-            "runner": self.runner,
-            "runner_id": self.runner_id,
-            "fencing_token": self.fencing_token,
-            "expires_at": self.lease_expires_at,
-        }
-        run.fencing_token = self.fencing_token
-        if run.started_at is None:
-            run.started_at = self.timestamp
-
-
 class Paused(Event):
     TYPE = "run.paused"
     KEEPS_LEASE = True
@@ -179,6 +148,9 @@ class OutputRecorded(Event):
         return self.kind
 
     def apply(self, run: Run) -> None:
+        lease = run.lease
+        if lease is not None and not lease.get("confirmed", True):
+            run.lease = {**lease, "confirmed": True}  # its runner spoke: the claim reached it
         if self.kind == "step.started":
             run.step_count += 1
         elif self.kind in OUTPUT_EFFECTS:  # gates and steering: domain/runs/gate_rules.py
@@ -295,25 +267,6 @@ class MergeCompleted(Event):
         run.merge_result = self.merge_result
         run.end(MERGED, self.timestamp)
         set_coordinator_status(run, COMPLETE)
-
-
-class LeaseRenewed(Event):
-    TYPE = "lease.renewed"
-    WAKES = ("lease-expiry",)
-    lease_id: str
-    lease_expires_at: str
-
-    def apply(self, run: Run) -> None:
-        run.lease = {**(run.lease or {}), "expires_at": self.lease_expires_at}
-
-
-class LeaseExpired(Event):
-    TYPE = "lease.expired"
-    lease_id: str
-    fencing_token: int
-
-    def apply(self, run: Run) -> None:
-        run.lease = None
 
 
 class RetryScheduled(Event):

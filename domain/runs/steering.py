@@ -74,6 +74,7 @@ class SteeringCommands(RunState):
         lease_expires_at: str,
         now: datetime,
         runner: str | None = None,
+        confirm_by: str | None = None,
     ) -> None:
         """Claim the run (domain/runs/attempts.py), handing the runner its pending directives."""
         super().claim(  # type: ignore[misc]
@@ -82,6 +83,7 @@ class SteeringCommands(RunState):
             lease_expires_at=lease_expires_at,
             now=now,
             runner=runner,
+            confirm_by=confirm_by,
         )
         self._deliver_directives(now)
 

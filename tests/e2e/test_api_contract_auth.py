@@ -18,6 +18,7 @@ RUN_READS = [
 ]
 USER_ENDPOINTS = [
     ("GET", "/api/runs", None),
+    ("GET", "/api/runners", None),
     ("POST", "/api/runs", {"task": "x"}),
     ("DELETE", "/api/runs/{main}", None),
     ("POST", "/api/runs/{main}/pause", {}),

@@ -141,6 +141,17 @@ CASES = [
     Case("list-limit-word", "GET", "/api/runs", params={"limit": "ten"}, field="limit"),
     Case("list-cursor-garbage", "GET", "/api/runs", params={"cursor": "!!!"}, field="cursor"),
     Case("list-cursor-word", "GET", "/api/runs", params={"cursor": "page2"}, field="cursor"),
+    # GET /api/runners
+    Case("runners-limit-0", "GET", "/api/runners", params={"limit": 0}, field="limit"),
+    Case("runners-limit-1001", "GET", "/api/runners", params={"limit": 1001}, field="limit"),
+    Case("runners-limit-word", "GET", "/api/runners", params={"limit": "all"}, field="limit"),
+    Case(
+        "runners-min-position-word",
+        "GET",
+        "/api/runners",
+        params={"min_position": "soon"},
+        field="min_position",
+    ),
     Case(
         "list-cursor-forged-huge",
         "GET",

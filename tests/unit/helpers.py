@@ -19,6 +19,7 @@ from domain.runs import (
     PENDING,
     Run,
 )
+from domain.timestamps import format_timestamp
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -32,13 +33,18 @@ def submit(**options: Any) -> Run:
     return Run.submit(run_id=uuid4(), owner=OWNER, task="t", now=NOW, **options)
 
 
-def claim(run: Run, now: datetime = NOW) -> None:
-    """The runner claims the run under the next lease."""
+def claim(run: Run, now: datetime = NOW, confirm_within: float | None = None) -> None:
+    """The runner claims the run under the next lease (to be confirmed within
+    `confirm_within` seconds, if given)."""
+    confirm_by = None
+    if confirm_within is not None:
+        confirm_by = format_timestamp(now + timedelta(seconds=confirm_within))
     run.claim(
         runner_id=RUNNER,
         lease_id=f"lease-{run.fencing_token + 1}",
         lease_expires_at=(now + timedelta(seconds=30)).isoformat(),
         now=now,
+        confirm_by=confirm_by,
     )
 
 

@@ -16,11 +16,14 @@ def types(topics: frozenset[str]) -> set[str]:
     return {TYPES_BY_TOPIC[topic] or topic for topic in topics}
 
 
-def test_a_run_is_claimable_after_it_is_submitted_retried_or_sent_back() -> None:
+def test_a_run_is_claimable_after_it_is_submitted_retried_sent_back_or_its_claim_abandoned() -> (
+    None
+):
     assert types(CLAIMABLE_TOPICS) == {
         "run.submitted",
         "run.retry_scheduled",
         "review.changes_requested",
+        "run.claim_abandoned",
     }
 
 

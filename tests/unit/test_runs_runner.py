@@ -54,6 +54,12 @@ def test_claim_when_pending_starts_the_run_under_a_lease() -> None:
         "runner_id": RUNNER,
         "fencing_token": 1,
         "expires_at": (LATER + timedelta(seconds=30)).isoformat(),
+        "claimed_at": "2024-05-01T12:05:00.000000Z",
+        "renewed_at": None,
+        "confirm_by": None,  # (helpers.claim gives none)
+        "confirmed": True,
+        "first": True,
+        "before": PENDING,
     }
     assert (run.fencing_token, run.started_at) == (1, LATER)
     assert appended(run) == ["run.claimed"]

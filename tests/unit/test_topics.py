@@ -29,6 +29,7 @@ STORED_TOPICS = {
     "runledger:run.archived": "run.archived",
     "runledger:run.cancelled": "run.cancelled",
     "runledger:run.claimed": "run.claimed",
+    "runledger:run.claim_abandoned": "run.claim_abandoned",
     "runledger:run.completed": "run.completed",
     "runledger:run.deleted": "run.deleted",
     "runledger:run.failed": "run.failed",

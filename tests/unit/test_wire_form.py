@@ -65,14 +65,22 @@ def domain_fields(event: Any) -> dict[str, Any]:
 def test_a_version_1_claim_reads_as_the_current_version() -> None:
     state = current_state(Run.Claimed.TOPIC, orjson.dumps(V1_CLAIM))
 
-    assert state == {**V1_CLAIM, "runner": RUNNER}
+    assert state == {**V1_CLAIM, "runner": RUNNER, "confirm_by": None}
+
+
+def test_a_version_2_claim_reads_with_no_confirm_time() -> None:
+    v2 = {**V1_CLAIM, "runner": "runner-key", "class_version": 2}
+
+    state = current_state(Run.Claimed.TOPIC, orjson.dumps(v2))
+
+    assert state == {**V1_CLAIM, "runner": "runner-key", "confirm_by": None}
 
 
 def test_a_current_claim_reads_without_its_stored_class_version() -> None:
     run = submit()
     claim(run)
     stored = MAPPER.to_stored_event(run.collect_events()[-1])
-    assert orjson.loads(stored.state)["class_version"] == 2
+    assert orjson.loads(stored.state)["class_version"] == 3
 
     assert "class_version" not in current_state(stored.topic, stored.state)
 
@@ -82,7 +90,8 @@ def test_the_envelope_of_a_version_1_claim_carries_the_current_versions_data() -
 
     envelope = Envelope.from_row(claimed)
 
-    assert (envelope.type, envelope.data) == ("run.claimed", {**V1_DATA, "runner": RUNNER})
+    current = {**V1_DATA, "runner": RUNNER, "confirm_by": None}
+    assert (envelope.type, envelope.data) == ("run.claimed", current)
 
 
 def test_the_mapper_reads_a_version_1_claim_as_the_current_version() -> None:
@@ -90,7 +99,7 @@ def test_the_mapper_reads_a_version_1_claim_as_the_current_version() -> None:
 
     event = MAPPER.to_domain_event(as_read_by_the_repository(claimed))
 
-    assert domain_fields(event) == {**V1_DATA, "runner": RUNNER}
+    assert domain_fields(event) == {**V1_DATA, "runner": RUNNER, "confirm_by": None}
     assert (event.originator_id, event.originator_version) == (claimed.run_id, 2)
 
 
@@ -101,6 +110,7 @@ def test_the_folded_run_of_a_version_1_claim_holds_the_runners_lease() -> None:
     run = folder.fold(rows)[rows[0].run_id]
 
     assert run.lease["runner"] == RUNNER and run.lease["lease_id"] == "lease-1"
+    assert run.lease["confirmed"]  # a claim from before confirmation needs none
 
 
 def test_every_kind_of_event_shows_clients_the_fields_the_domain_reads() -> None:
