@@ -213,13 +213,63 @@ def remove_worktree(repo: str | Path, path: str | Path) -> None:
     run(repo, "worktree", "prune")
 
 
-def commit_all(worktree: str | Path, message: str) -> bool:
-    """Commit every change in a worktree; False when there was nothing to commit."""
+def commit_all(worktree: str | Path, message: str, author: tuple[str, str] | None = None) -> bool:
+    """Commit every change in a worktree, as `author` (name, email) when given, else as
+    runledger; False when there was nothing to commit."""
     git(worktree, "add", "--all")
     if run(worktree, "diff", "--cached", "--quiet").returncode == 0:
         return False
-    git(worktree, "commit", "--quiet", "--no-verify", "-m", message)
+    who: list[str] = []
+    if author is not None:
+        name, email = author
+        who = ["-c", f"user.name={name}", "-c", f"user.email={email}"]
+    result = subprocess.run(
+        ["git", "-C", str(worktree), *who, "commit", "--quiet", "--no-verify", "-m", message],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"} if author else {**os.environ, **GIT_ENV},
+        timeout=120,
+    )
+    output(result, ("commit",))
     return True
+
+
+def main_repository(worktree: str | Path) -> str | None:
+    """The repository a linked worktree belongs to (None when it is not one, or broken)."""
+    result = run(worktree, "rev-parse", "--path-format=absolute", "--git-common-dir")
+    if result.returncode != 0:
+        return None
+    common = Path(result.stdout.strip())
+    return str(common.parent) if common.name == ".git" else str(common)
+
+
+def identity(repo: str | Path) -> tuple[str, str] | None:
+    """The user.name and user.email git would commit as in `repo` (its own config, the
+    user's or the system's), or None unless both are set."""
+    found = []
+    for key in ("user.name", "user.email"):
+        result = subprocess.run(
+            ["git", "-C", str(repo), "config", "--get", key],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        value = result.stdout.strip()
+        if result.returncode != 0 or not value:
+            return None
+        found.append(value)
+    return found[0], found[1]
+
+
+def parse_author(text: str) -> tuple[str, str] | None:
+    """`Name <email>` as (name, email); None when it is not of that form."""
+    name, bracket, rest = text.strip().partition("<")
+    email, closing, tail = rest.partition(">")
+    if not bracket or not closing or tail.strip() or not name.strip() or not email.strip():
+        return None
+    if any(c in text for c in "\n\r\x00"):
+        return None
+    return name.strip(), email.strip()
 
 
 def create_branch(repo: str | Path, branch: str, start: str) -> bool:

@@ -28,6 +28,9 @@ import json
 import logging
 import os
 import queue
+import shlex
+import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -64,6 +67,8 @@ class RunnerConfig:
     once: bool = False
     plan: bool = False  # a planner: the command's stdout is the run's work plan
     kill_grace: float = KILL_GRACE  # seconds between SIGTERM and SIGKILL of the agent
+    author: tuple[str, str] = ("runledger", "runledger@localhost")  # without the repo's own
+    idle_timeout: float | None = None  # end an agent silent this long (runner-transient)
 
 
 class Session:
@@ -86,6 +91,8 @@ class Session:
         self.stream = RunStream(
             api, self.run_id, int(self.run.get("sequence") or 0), self.news.heard, self.news.end
         )
+        self.last_output = time.monotonic()  # when the agent last printed a line
+        self.idled = False  # the watchdog ended the agent (--idle-timeout)
 
     def work(self) -> None:
         """Do the run from claim to report."""
@@ -94,27 +101,32 @@ class Session:
         heartbeat.start()
         sender.start()
         self.stream.start()
+        where, repo = self.config.workdir.resolve() / self.run_id, self.run.get("repository_path")
         try:
-            where, repo = self._prepare()
-            code = self._turns(where)
-        except Exception as exc:  # the runner itself failed: say so, transiently
-            log.exception("run %s: runner error", self.run_id)
-            self._stop_listening()
+            try:
+                where, repo = self._prepare()
+                code = self._turns(where)
+            except Exception as exc:  # the runner itself failed: say so, transiently
+                log.exception("run %s: runner error", self.run_id)
+                self._stop_listening()
+                sender.join()
+                if not self.lost.is_set():
+                    failure = _failure("runner-transient", exc)
+                    self._report({"outcome": "failed", "failure": failure})
+                return
+            finally:
+                self._stop_listening()
             sender.join()
-            if not self.lost.is_set():
-                self._report({"outcome": "failed", "failure": _failure("runner-transient", exc)})
-            return
+            heartbeat.join(timeout=1)
+            if self.lost.is_set():
+                log.warning("run %s: %s; not reporting", self.run_id, self.news.why)
+                return
+            if self.config.plan:
+                self._finish_planning(code, where, repo)
+                return
+            self._report(self._outcome(code, where, repo))
         finally:
-            self._stop_listening()
-        sender.join()
-        heartbeat.join(timeout=1)
-        if self.lost.is_set():
-            log.warning("run %s: %s; not reporting", self.run_id, self.news.why)
-            return
-        if self.config.plan:
-            self._finish_planning(code, where, repo)
-            return
-        self._report(self._outcome(code, where, repo))
+            remove_workspace(where, repo)  # its branch keeps the work; a redo checks it out
 
     def _stop_listening(self) -> None:
         self.done.set()
@@ -179,9 +191,14 @@ class Session:
             )
             try:
                 suspended = False
+                self.last_output = time.monotonic()
                 while agent.running():
                     if self.lost.is_set() or self.news.redirect_waiting():
                         redirected = not self.lost.is_set()
+                        agent.stop(self.config.kill_grace)
+                        break
+                    if self._silent_too_long(suspended):
+                        self.idled = True
                         agent.stop(self.config.kill_grace)
                         break
                     if self.news.paused.is_set() != suspended:  # a pause holds the agent
@@ -198,10 +215,21 @@ class Session:
         self._send("step.completed", {"name": "command", "turn": turn, **ended})
         return code, redirected
 
+    def _silent_too_long(self, suspended: bool) -> bool:
+        """The watchdog: the agent printed nothing for --idle-timeout seconds (a paused
+        agent is not idle: its silence restarts when it resumes)."""
+        limit = self.config.idle_timeout
+        if limit is None or suspended:
+            if suspended:
+                self.last_output = time.monotonic()
+            return False
+        return time.monotonic() - self.last_output > limit
+
     def _send(self, kind: str, data: dict[str, Any]) -> None:
         self.output.put((kind, data))
 
     def _line(self, name: str, line: str) -> None:
+        self.last_output = time.monotonic()
         text = line.rstrip("\n")
         if name == "stdout" and self.config.plan:
             self.stdout.append(line)
@@ -252,6 +280,10 @@ class Session:
                 return
 
     def _outcome(self, code: int, where: Path, repo: str | None) -> dict[str, Any]:
+        if self.idled:
+            silence = f"{self.config.idle_timeout:g} s"
+            message = f"The agent printed nothing for {silence} and was ended (--idle-timeout)."
+            return {"outcome": "failed", "failure": _failure("runner-transient", message)}
         if code != 0:
             category = self.config.exit_categories.get(code, "agent")
             if code < 0:
@@ -259,7 +291,8 @@ class Session:
             return {"outcome": "failed", "failure": _failure(category, f"exit status {code}")}
         if repo is None:
             return {"outcome": "no_changes"}
-        git.commit_all(where, f"runledger: {self.run['task'].splitlines()[0][:72]}")
+        author = git.identity(where) or self.config.author
+        git.commit_all(where, f"runledger: {self.run['task'].splitlines()[0][:72]}", author)
         base = self.run.get("originating_branch") or "main"
         branch = f"runledger/{self.run_id}"
         files = git.changed_files(repo, base, branch)
@@ -278,8 +311,6 @@ class Session:
 
     def _finish_planning(self, code: int, where: Path, repo: str | None) -> None:
         """Send the planner's plan (the lease ends with it), or report why there is none."""
-        if repo is not None:
-            git.remove_worktree(repo, where)
         if code != 0:
             self._report(self._outcome(code, where, None))
             return
@@ -341,12 +372,20 @@ def _seconds_until(stamp: str) -> float:
 
 
 def serve_forever(config: RunnerConfig) -> int:
-    """Claim and do runs until interrupted (or after one run with `once`)."""
+    """Claim and do runs until interrupted (or after one run with `once`); 2 when the
+    server refuses the key (or the claim itself): retrying would be refused again."""
     api = Api(config.server, config.key)
     log.info("runner %s: waiting for work at %s", config.runner_id, config.server)
     while True:
         try:
             claim = api.claim(config.runner_id, config.wait_seconds)
+        except Refused as exc:
+            why = {
+                401: "the server does not know this key (check --key or RUNLEDGER_RUNNER_KEY)",
+                403: "this key is not a runner key (it needs the runner role)",
+            }.get(exc.status, f"the server refused the claim: {exc.detail}")
+            print(f"runledger runner: {why} ({exc.status}).", file=sys.stderr, flush=True)
+            return 2
         except (OSError, RuntimeError) as exc:
             log.warning("claim failed (%s); retrying in 2 s", exc)
             time.sleep(2)
@@ -360,3 +399,55 @@ def serve_forever(config: RunnerConfig) -> int:
             log.exception("run %s: the runner could not finish it", claim["run"]["run_id"])
         if config.once:
             return 0
+
+
+def remove_workspace(where: Path, repo: str | None) -> None:
+    """Remove a run's worktree (its branch stays: a redo checks it out again) or scratch
+    directory; quiet when it is gone already."""
+    try:
+        if repo is not None and (where / ".git").exists():
+            git.remove_worktree(repo, where)
+        if where.exists():
+            shutil.rmtree(where, ignore_errors=True)
+    except (OSError, git.GitError):
+        log.warning("could not remove %s", where, exc_info=True)
+
+
+def cleanup(workdir: Path) -> int:
+    """`runner --cleanup`: remove every run's worktree and scratch directory left in
+    `workdir` (their branches stay); 0, or 1 if one could not be removed."""
+    if not workdir.is_dir():
+        print(f"runledger runner: nothing to clean up in {workdir} (no such directory)")
+        return 0
+    failed = 0
+    removed = 0
+    for where in sorted(workdir.iterdir()):
+        if not where.is_dir():
+            continue
+        repo = git.main_repository(where) if (where / ".git").is_file() else None
+        remove_workspace(where, repo)
+        if where.exists():
+            failed += 1
+            print(f"runledger runner: could not remove {where}", file=sys.stderr)
+        else:
+            removed += 1
+    print(f"runledger runner: removed {removed} run director{'y' if removed == 1 else 'ies'}")
+    return 1 if failed else 0
+
+
+def resolve_command(command: str, cwd: Path) -> str:
+    """The command with a relative program path (`./my-agent.sh`, `scripts/agent`) made
+    absolute from `cwd`, the directory the runner was started in: the command runs in
+    each run's worktree, where that path would mean something else. A bare name (found on
+    PATH), an absolute path, or a program written with quotes or shell syntax is left as
+    it is."""
+    stripped = command.lstrip()
+    program, _, rest = stripped.partition(" ")
+    if "/" not in program or program.startswith("/") or program.startswith("~"):
+        return command
+    if any(c in program for c in "'\"$`\\;&|<>()*?[]{}="):
+        return command
+    found = (cwd / program).resolve()
+    if not found.exists():
+        return command
+    return shlex.quote(str(found)) + (" " + rest if rest else "")

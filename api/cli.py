@@ -6,19 +6,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import signal
 import socket
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import uvicorn
 
-from api import audit_cli, projections_cli
+from api import audit_cli, projections_cli, runner_cli
 from api.config import ROLES, Config
 
 if TYPE_CHECKING:
@@ -41,33 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         help="api: HTTP only; worker: projections and policies (one process at a time "
         "does them); all: both (default, or RUNLEDGER_ROLE)",
     )
-    agent = commands.add_parser("runner", help="claim runs and do them with a command")
-    agent.add_argument(
-        "--server", default=os.environ.get("RUNLEDGER_SERVER", "http://127.0.0.1:8000")
-    )
-    agent.add_argument("--key", default=os.environ.get("RUNLEDGER_RUNNER_KEY"))
-    agent.add_argument("--command", required=True, help="run with the task on stdin")
-    agent.add_argument("--runner-id", default=f"{socket.gethostname()}-{os.getpid()}")
-    agent.add_argument("--workdir", default=".runledger-runner", help="worktrees go here")
-    agent.add_argument("--once", action="store_true", help="exit after one run")
-    agent.add_argument(
-        "--plan",
-        action="store_true",
-        help="a planner: the command prints a work plan (JSON) that the run's children do",
-    )
-    agent.add_argument(
-        "--exit-category",
-        action="append",
-        default=[],
-        metavar="STATUS=CATEGORY",
-        help="map an exit status to a failure category (e.g. 3=flaky-test)",
-    )
+    runner_cli.add_parser(commands)
     projections_cli.add_parser(commands)
     audit_cli.add_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.subcommand == "runner":
-        return _runner(parser, args)
+        return runner_cli.run(parser, args)
     if args.subcommand in audit_cli.COMMANDS:
         return audit_cli.run(args, parser)
     config = Config.from_env(database_url=args.database, role=getattr(args, "role", None))
@@ -130,44 +108,6 @@ class _Server(uvicorn.Server):
         if hub is not None and hub.loop is not None:
             hub.loop.call_soon_threadsafe(hub.close_all)
         super().handle_exit(sig, frame)
-
-
-def _runner(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from adapters.runner_agent import DEFAULT_EXIT_CATEGORIES, RunnerConfig, serve_forever
-    from domain.runs.states import FAILURE_CATEGORIES
-
-    if not args.key:
-        parser.error("runner needs --key (or RUNLEDGER_RUNNER_KEY): a key with the runner role")
-    categories = dict(DEFAULT_EXIT_CATEGORIES)
-    for entry in args.exit_category:
-        status, _, category = entry.partition("=")
-        if not status.strip().lstrip("-").isdigit() or category not in FAILURE_CATEGORIES:
-            parser.error(
-                f"--exit-category wants STATUS=CATEGORY with a category of "
-                f"{', '.join(FAILURE_CATEGORIES)}; not {entry!r}"
-            )
-        categories[int(status)] = category
-    config = RunnerConfig(
-        server=args.server,
-        key=args.key,
-        command=args.command,
-        runner_id=args.runner_id,
-        workdir=Path(args.workdir),
-        exit_categories=categories,
-        once=args.once,
-        plan=args.plan,
-    )
-    # A SIGTERM unwinds like Ctrl-C, so the agent's process group (a session of its own,
-    # which a terminal's Ctrl-C does not reach) is ended on the way out.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        return serve_forever(config)
-    except KeyboardInterrupt:
-        return 130
-
-
-def _exit_on_sigterm(sig: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signal.SIGTERM)
 
 
 if __name__ == "__main__":

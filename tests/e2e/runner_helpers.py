@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -18,10 +19,17 @@ from tests.support import RUNNER, Server
 
 @contextmanager
 def runner(
-    server: Server, workdir: Path, command: str, *extra: str, log: Path | None = None
+    server: Server,
+    workdir: Path,
+    command: str,
+    *extra: str,
+    log: Path | None = None,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
+    key: str = RUNNER,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`runledger runner` in a subprocess for the duration of the block (its log in `log`
-    if given)."""
+    if given), started in `cwd` with `env` added to the environment."""
     with ExitStack() as stack:
         sink: int | IO[bytes] = (
             subprocess.DEVNULL if log is None else stack.enter_context(log.open("ab"))
@@ -35,14 +43,15 @@ def runner(
                 "--server",
                 server.url,
                 "--key",
-                RUNNER,
+                key,
                 "--command",
                 command,
                 "--workdir",
                 str(workdir),
                 *extra,
             ],
-            cwd=ROOT,
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=sink,
         )

@@ -36,7 +36,8 @@ class OldClaim(NamedTuple):
 
 def store_version_1_claim(url: str, data_dir: Path, run_id: UUID) -> tuple[str, dict, str]:
     """Append what a build before `run.claimed` v2 stored (no `runner`, no `class_version`),
-    through the event store's recorder, as that build would; its lease id, data and time."""
+    through the event store's recorder, as that build would: its lease id, its data as read
+    at the current version (with `runner`, and `confirm_by` null), and its time."""
     now = datetime.now(UTC)
     lease_id = str(uuid4())
     data = {
@@ -53,7 +54,7 @@ def store_version_1_claim(url: str, data_dir: Path, run_id: UUID) -> tuple[str, 
         runtime.engine.recorder.insert_events([stored])
     finally:
         runtime.close()
-    return lease_id, {**data, "runner": RUNNER_NAME}, state["timestamp"]
+    return lease_id, {**data, "runner": RUNNER_NAME, "confirm_by": None}, state["timestamp"]
 
 
 @pytest.fixture(

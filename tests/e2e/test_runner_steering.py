@@ -24,6 +24,9 @@ from tests.support import ALICE, Server
 AGENTS = Path(__file__).parent / "agents"
 # The agent: a shell that starts `sleep 60` in its group and waits for it; both pids noted.
 SLEEPER = "sleep 60 & echo $! > sleep.pid; echo $$ > shell.pid; wait"
+# The same, deaf to SIGTERM (its `sleep` inherits the ignored signal): only SIGKILL, after
+# the runner's grace period, ends it.
+STUBBORN = f"trap '' TERM; {SLEEPER}"
 
 
 def alive(pid: int) -> bool:
@@ -68,12 +71,13 @@ def started(alice: httpx.Client, workdir: Path, task: str = "work") -> tuple[str
     return run_id, pids
 
 
+@pytest.mark.parametrize("agent", [SLEEPER, STUBBORN], ids=["agent", "agent-ignoring-sigterm"])
 @pytest.mark.parametrize("how", ["stop", "cancel"])
 def test_a_stop_or_a_cancel_kills_the_agents_process_group_within_two_seconds(
-    server: Server, tmp_path: Path, how: str
+    server: Server, tmp_path: Path, how: str, agent: str
 ) -> None:
     work = tmp_path / "work"
-    with server.client(ALICE) as alice, runner(server, work, SLEEPER, log=tmp_path / "log"):
+    with server.client(ALICE) as alice, runner(server, work, agent, log=tmp_path / "log"):
         run_id, pids = started(alice, work)
         if how == "stop":
             body = {"kind": "stop", "instruction": "wrong approach"}
