@@ -3,9 +3,12 @@
 For each claimed run it makes (or reuses, after a request for changes) a worktree of the
 project's repository on branch `runledger/<run_id>`, runs the command there with the task
 on stdin and in RUNLEDGER_TASK, streams stdout and stderr as `tool.output` events in
-batches, heartbeats while the command works, then commits what changed and reports
-`changes` or `no_changes` — or `failed`, with a category read from the exit status.
-A run with no repository runs in a scratch directory. Only the standard library is used.
+batches (or, with `--format`, reads an agent CLI's JSON lines into messages, tool calls,
+turns and usage: adapters/runner_formats.py), heartbeats while the command works, then
+commits what changed and reports `changes` or `no_changes` — or `failed`, with a category
+read from the exit status. A run with no repository runs in a scratch directory, and
+either is removed when the attempt ends (adapters/runner_workspace.py). Only the standard
+library is used.
 
 While the command works the runner follows the run's stream (adapters/runner_stream.py,
 with the heartbeat answers as the fallback; adapters/runner_news.py keeps what they say):
@@ -28,8 +31,6 @@ import json
 import logging
 import os
 import queue
-import shlex
-import shutil
 import sys
 import threading
 import time
@@ -39,10 +40,12 @@ from typing import Any
 
 from adapters import git
 from adapters.runner_api import Api, LeaseLost, Refused
+from adapters.runner_formats import Reader, bounded, reader
 from adapters.runner_gates import GateDesk
 from adapters.runner_news import News
 from adapters.runner_process import KILL_GRACE, AgentProcess
 from adapters.runner_stream import RunStream
+from adapters.runner_workspace import plan_body, remove_workspace, task_text
 
 log = logging.getLogger("runledger.runner")
 # Exit statuses with a meaning (sysexits.h); anything else non-zero is the agent's failure.
@@ -69,6 +72,7 @@ class RunnerConfig:
     kill_grace: float = KILL_GRACE  # seconds between SIGTERM and SIGKILL of the agent
     author: tuple[str, str] = ("runledger", "runledger@localhost")  # without the repo's own
     idle_timeout: float | None = None  # end an agent silent this long (runner-transient)
+    format: str = "lines"  # how to read the agent's stdout (adapters/runner_formats.py)
 
 
 class Session:
@@ -92,6 +96,7 @@ class Session:
             api, self.run_id, int(self.run.get("sequence") or 0), self.news.heard, self.news.end
         )
         self.last_output = time.monotonic()  # when the agent last printed a line
+        self.reader: Reader | None = None  # this turn's reader of structured output
         self.idled = False  # the watchdog ended the agent (--idle-timeout)
 
     def work(self) -> None:
@@ -185,6 +190,7 @@ class Session:
             "step.started", {"name": "command", "command": self.config.command, "turn": turn}
         )
         redirected = False
+        self.reader = reader(self.config.format, self.run.get("model"))
         try:
             agent = AgentProcess(
                 self.config.command, where, env, task_text(self.run["task"], directives), self._line
@@ -211,6 +217,9 @@ class Session:
             code = agent.finish()
         finally:
             desk.close()
+        if self.reader is not None:
+            for kind, data in map(bounded, self.reader.finish()):
+                self._send(kind, data)
         ended = {"exit_code": code, **({"stopped_by": "redirect"} if redirected else {})}
         self._send("step.completed", {"name": "command", "turn": turn, **ended})
         return code, redirected
@@ -233,6 +242,10 @@ class Session:
         text = line.rstrip("\n")
         if name == "stdout" and self.config.plan:
             self.stdout.append(line)
+        if name == "stdout" and self.reader is not None:
+            for event in self.reader.feed(text):
+                self.output.put(bounded(event))
+            return
         if len(text) > MAX_LINE:
             text = text[:MAX_LINE] + f"… [{len(text) - MAX_LINE} more characters]"
         self.output.put(("tool.output", {"stream": name, "text": text}))
@@ -249,7 +262,7 @@ class Session:
                 except queue.Empty:
                     break
                 batch.append({"type": kind, "data": data})
-                size += len(data.get("text", "")) + 64
+                size += len(json.dumps(data)) + 32
             if batch and not self.lost.is_set():
                 try:
                     self.api.call_reliably(
@@ -343,24 +356,6 @@ class Session:
             log.warning("run %s: lease lost before the report", self.run_id)
 
 
-def plan_body(text: str) -> dict[str, Any]:
-    """A planner's stdout as a work plan's body: `{"subtasks": […],
-    "auto_approve_children"?}` or the bare list of subtasks (ValueError otherwise)."""
-    found = json.loads(text)
-    if isinstance(found, list):
-        return {"subtasks": found}
-    if isinstance(found, dict) and isinstance(found.get("subtasks"), list):
-        return {k: v for k, v in found.items() if k in ("subtasks", "auto_approve_children")}
-    raise ValueError("expected a JSON object with a subtasks list, or a list of subtasks")
-
-
-def task_text(task: str, directives: list[dict[str, Any]]) -> str:
-    """What the command reads on stdin: the task, then one paragraph per directive so far,
-    `Redirect: <instruction>` or `Amend: <instruction>`."""
-    said = [f"{d['kind'].capitalize()}: {d['instruction']}" for d in directives]
-    return "\n\n".join([task, *said])
-
-
 def _failure(category: str, detail: object) -> dict[str, str]:
     return {"category": category, "message": str(detail)[:2000]}
 
@@ -399,55 +394,3 @@ def serve_forever(config: RunnerConfig) -> int:
             log.exception("run %s: the runner could not finish it", claim["run"]["run_id"])
         if config.once:
             return 0
-
-
-def remove_workspace(where: Path, repo: str | None) -> None:
-    """Remove a run's worktree (its branch stays: a redo checks it out again) or scratch
-    directory; quiet when it is gone already."""
-    try:
-        if repo is not None and (where / ".git").exists():
-            git.remove_worktree(repo, where)
-        if where.exists():
-            shutil.rmtree(where, ignore_errors=True)
-    except (OSError, git.GitError):
-        log.warning("could not remove %s", where, exc_info=True)
-
-
-def cleanup(workdir: Path) -> int:
-    """`runner --cleanup`: remove every run's worktree and scratch directory left in
-    `workdir` (their branches stay); 0, or 1 if one could not be removed."""
-    if not workdir.is_dir():
-        print(f"runledger runner: nothing to clean up in {workdir} (no such directory)")
-        return 0
-    failed = 0
-    removed = 0
-    for where in sorted(workdir.iterdir()):
-        if not where.is_dir():
-            continue
-        repo = git.main_repository(where) if (where / ".git").is_file() else None
-        remove_workspace(where, repo)
-        if where.exists():
-            failed += 1
-            print(f"runledger runner: could not remove {where}", file=sys.stderr)
-        else:
-            removed += 1
-    print(f"runledger runner: removed {removed} run director{'y' if removed == 1 else 'ies'}")
-    return 1 if failed else 0
-
-
-def resolve_command(command: str, cwd: Path) -> str:
-    """The command with a relative program path (`./my-agent.sh`, `scripts/agent`) made
-    absolute from `cwd`, the directory the runner was started in: the command runs in
-    each run's worktree, where that path would mean something else. A bare name (found on
-    PATH), an absolute path, or a program written with quotes or shell syntax is left as
-    it is."""
-    stripped = command.lstrip()
-    program, _, rest = stripped.partition(" ")
-    if "/" not in program or program.startswith("/") or program.startswith("~"):
-        return command
-    if any(c in program for c in "'\"$`\\;&|<>()*?[]{}="):
-        return command
-    found = (cwd / program).resolve()
-    if not found.exists():
-        return command
-    return shlex.quote(str(found)) + (" " + rest if rest else "")

@@ -59,7 +59,13 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(config: Config, host: str, port: int) -> int:
     from api.http.app import create_app
     from api.service.bootstrap import load_keyring
+    from api.service.usage import load_prices
 
+    try:
+        load_prices(config.prices_file)
+    except ValueError as exc:
+        print(f"runledger: RUNLEDGER_PRICES_FILE: {exc}", file=sys.stderr)
+        return 2
     _, generated = load_keyring(config)
     if generated is not None:
         print(f"runledger: no API keys configured; use the key for user 'local': {generated}")

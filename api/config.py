@@ -44,6 +44,8 @@ class Config:
     checkpoint_events: int = 1000
     checkpoint_seconds: float = 10.0
     signing_key_file: Path | None = None
+    # The operator's prices per model, for usage an agent reports without a cost.
+    prices_file: Path | None = None
 
     @classmethod
     def from_env(
@@ -63,6 +65,7 @@ class Config:
         )
         poll = env.get("RUNLEDGER_POLL_INTERVAL")
         key_file = env.get("RUNLEDGER_SIGNING_KEY_FILE")
+        prices = env.get("RUNLEDGER_PRICES_FILE")
         return cls(
             database_url=url,
             data_dir=data_dir,
@@ -88,6 +91,7 @@ class Config:
             checkpoint_events=int(env.get("RUNLEDGER_CHECKPOINT_EVENTS", 1000)),
             checkpoint_seconds=float(env.get("RUNLEDGER_CHECKPOINT_SECONDS", 10)),
             signing_key_file=Path(key_file) if key_file else None,
+            prices_file=Path(prices) if prices else None,
         )
 
     def store_settings(self) -> StoreSettings:

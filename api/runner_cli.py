@@ -11,6 +11,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from adapters.runner_formats import FORMATS
+
 DEFAULT_AUTHOR = "runledger <runledger@localhost>"
 
 
@@ -70,6 +72,14 @@ def add_parser(commands: Any) -> None:
         "(runner-transient): agent CLIs sometimes hang without a final message",
     )
     agent.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="lines",
+        help="how to read the agent's stdout: lines (each line is tool.output, the default), "
+        "claude-stream-json (claude -p --output-format stream-json --verbose) or codex-json "
+        "(codex exec --json): messages, tool calls, turns and token usage become events",
+    )
+    agent.add_argument(
         "--cleanup",
         action="store_true",
         help="remove the worktrees and scratch directories left in --workdir (by an earlier "
@@ -80,13 +90,8 @@ def add_parser(commands: Any) -> None:
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Run the reference runner (or its cleanup) as the flags say."""
     from adapters.git import parse_author
-    from adapters.runner_agent import (
-        DEFAULT_EXIT_CATEGORIES,
-        RunnerConfig,
-        cleanup,
-        resolve_command,
-        serve_forever,
-    )
+    from adapters.runner_agent import DEFAULT_EXIT_CATEGORIES, RunnerConfig, serve_forever
+    from adapters.runner_workspace import cleanup, resolve_command
     from domain.runs.states import FAILURE_CATEGORIES
 
     workdir = Path(args.workdir)
@@ -121,6 +126,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         plan=args.plan,
         author=author,
         idle_timeout=args.idle_timeout,
+        format=args.format,
     )
     # A SIGTERM unwinds like Ctrl-C, so the agent's process group (a session of its own,
     # which a terminal's Ctrl-C does not reach) is ended on the way out.

@@ -9,6 +9,7 @@ from adapters import readmodels
 from adapters.db import Cursor, StoredRow
 from adapters.stored import current_state
 from domain.runs import Run
+from domain.runs.usage import token_totals
 from domain.timestamps import format_timestamp, parse_timestamp
 from domain.topics import LEASE_KEEPING_TOPICS, RUN_TOPICS
 from projections.folding import Folder, Loader
@@ -60,6 +61,7 @@ def run_view(run: Run) -> dict[str, Any]:
         "directives": [{**d, "at": _ts(d["at"])} for d in run.directives],
         "not_before": run.not_before,
         "archived_at": _ts(run.archived_at),
+        "usage": token_totals(run.usage),
     }
 
 

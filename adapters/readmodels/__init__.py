@@ -62,12 +62,14 @@ from adapters.readmodels.tracking import (
     tracked_position,
     tracked_positions,
 )
+from adapters.readmodels.usage import add_usage, note_run, project_usage, run_usage
 
 __all__ = [
     "READ_MODEL_TABLES",
     "READ_MODEL_VERSION",
     "active_coordinators",
     "active_runs_of_project",
+    "add_usage",
     "advance_tracking_all",
     "all_runs",
     "board_stamp",
@@ -92,13 +94,16 @@ __all__ = [
     "next_claimable_at",
     "next_lease_deadline",
     "note_owner",
+    "note_run",
     "owner_start",
     "pickup_candidates",
+    "project_usage",
     "renew_lease",
     "reset",
     "run_docs",
     "run_of_lease",
     "run_statuses",
+    "run_usage",
     "runner_leases",
     "runs_in_status",
     "runs_of_missing_projects",

@@ -16,10 +16,11 @@ from adapters.readmodels import (
     projects,
     runs,
     tracking,
+    usage,
 )
 
 # Read models are disposable: when their layout changes, bump this and they are rebuilt.
-READ_MODEL_VERSION = 8
+READ_MODEL_VERSION = 9
 READ_MODEL_TABLES = (
     "runs_view",
     "projects_view",
@@ -28,6 +29,8 @@ READ_MODEL_TABLES = (
     "plans_view",
     "board_view",
     "board_settings_view",
+    "usage_runs",
+    "usage_view",
 )
 
 META = [
@@ -46,6 +49,7 @@ VIEWS = [
     *plans.SCHEMA,
     *board.SCHEMA,
     *board_settings.SCHEMA,
+    *usage.SCHEMA,
 ]
 
 

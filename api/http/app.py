@@ -9,7 +9,20 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from api.config import Config
-from api.http import audit, board, errors, events, files, gates, ops, plans, projects, runners, runs
+from api.http import (
+    audit,
+    board,
+    errors,
+    events,
+    files,
+    gates,
+    ops,
+    plans,
+    projects,
+    runners,
+    runs,
+    usage,
+)
 from api.http import metrics as metrics_routes
 from api.http.metrics import CommandTimer
 from api.service import bootstrap
@@ -41,6 +54,7 @@ def create_app(config: Config) -> Starlette:
         *files.routes,
         *gates.routes,
         *audit.routes,
+        *usage.routes,
     ]
     app = Starlette(
         routes=[

@@ -18,6 +18,7 @@ from api.service.engine import Engine
 from api.service.hub import Hub
 from api.service.metrics import Metrics
 from api.service.runtime import ReadModelProgress, Runtime
+from api.service.usage import PriceTable, load_prices
 from domain.topics import CLAIMABLE_TOPICS
 from projections.tracking import PositionWatch
 
@@ -46,6 +47,7 @@ class Services:
     claim_board: ClaimBoard
     watch: PositionWatch
     boards: BoardAnswers
+    prices: PriceTable  # the operator's price table (api/service/usage.py)
 
     @property
     def db(self) -> Database:
@@ -95,6 +97,7 @@ async def start(config: Config, metrics: Metrics) -> Services:
         claim_board=ClaimBoard(),
         watch=watch,
         boards=BoardAnswers(),
+        prices=load_prices(config.prices_file),
     )
     runtime.projection.on_rows.append(wake_claims)
     runtime.start()

@@ -35,6 +35,7 @@ from projections.projects import ProjectsProjection
 from projections.rebuilding import rebuild_with_swap
 from projections.runs import LeasesProjection, RunsProjection
 from projections.tracking import TrackedPosition
+from projections.usage import UsageProjection
 
 
 def utc_now() -> datetime:
@@ -135,6 +136,7 @@ class Runtime:
             LeasesProjection(),
             OwnersProjection(),
             BoardProjection(self.engine),
+            UsageProjection(),
         ]
         unknown = set(names) - {p.name for p in every}
         if unknown:

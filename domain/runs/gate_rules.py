@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from domain.errors import Invalid
+from domain.runs.usage import apply_usage
 
 if TYPE_CHECKING:
     from domain.runs.aggregate import Run
@@ -100,6 +101,7 @@ OUTPUT_EFFECTS = {
     "gate.opened": _open_gate,
     "gate.acknowledged": _acknowledge_gate,
     "steering.applied": _apply_directive,
+    "usage.reported": apply_usage,
 }
 
 

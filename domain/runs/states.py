@@ -9,6 +9,7 @@ from uuid import UUID
 
 from domain.errors import Invalid
 from domain.runs.gate_rules import check_gate_output
+from domain.runs.usage import USAGE_REPORTED, check_usage
 
 if TYPE_CHECKING:
     from domain.runs.events import Event
@@ -32,6 +33,7 @@ OUTPUT_TYPES = frozenset(
         "gate.opened",
         "gate.acknowledged",
         "steering.applied",
+        "usage.reported",
         "log",
     }
 )
@@ -44,6 +46,8 @@ def check_output(events: list[tuple[str, Any]]) -> None:
             raise Invalid(f"Unknown runner event type {kind!r}.", "events")
         if not isinstance(data, dict):
             raise Invalid("A runner event's data must be an object.", "events")
+        if kind == USAGE_REPORTED:
+            check_usage(data)
         check_gate_output(kind, data)
 
 
@@ -86,6 +90,7 @@ INITIAL_STATE: dict[str, Any] = {
     "gate_resolutions": list,
     "approved_tools": list,
     "directives": list,
+    "usage": dict,  # model -> its totals (domain/runs/usage.py)
 }
 
 
@@ -141,6 +146,7 @@ class RunState:
     gate_resolutions: list[dict[str, Any]]
     approved_tools: list[str]
     directives: list[dict[str, Any]]
+    usage: dict[str, dict[str, Any]]  # model -> its token and cost totals
 
     if TYPE_CHECKING:  # given by Run (domain/runs/aggregate.py) and the library's Aggregate
 

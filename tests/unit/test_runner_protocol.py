@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from adapters.runner_agent import task_text
 from adapters.runner_gates import gate_request
 from adapters.runner_news import News
 from adapters.runner_stream import Frame, frames
+from adapters.runner_workspace import task_text
 
 
 def lines(text: str) -> list[bytes]:

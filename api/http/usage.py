@@ -1,0 +1,45 @@
+"""Usage routes: a run's token usage and cost by model, a project's by model and day."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.http import auth
+from api.http.errors import invalid
+from api.http.requests import path_id, read_position, services, with_position
+from api.service import usage
+
+
+async def run_usage(request: Request) -> Response:
+    owner = auth.user(request)
+    run_id = path_id(request)
+    position = await read_position(request)
+    body = await run_in_threadpool(usage.run_usage, services(request), run_id, owner)
+    return with_position(body, position)
+
+
+async def project_usage(request: Request) -> Response:
+    owner = auth.user(request)
+    project_id = path_id(request, "project_id")
+    try:
+        since = usage.parse_day(request.query_params.get("since"), "since")
+        until = usage.parse_day(request.query_params.get("until"), "until")
+    except ValueError as exc:
+        field = "since" if str(exc).startswith("since") else "until"
+        raise invalid(str(exc), field) from None
+    if since is not None and until is not None and since > until:
+        raise invalid("since must not be after until.", "since")
+    position = await read_position(request)
+    body = await run_in_threadpool(
+        usage.project_usage, services(request), project_id, owner, since, until
+    )
+    return with_position(body, position)
+
+
+routes = [
+    Route("/api/runs/{run_id}/usage", run_usage, methods=["GET"]),
+    Route("/api/projects/{project_id}/usage", project_usage, methods=["GET"]),
+]
