@@ -133,12 +133,12 @@ def steer(alice: httpx.Client, run_id: str, kind: str, instruction: str) -> dict
 def test_a_redirect_stops_the_turn_and_the_next_turn_gets_the_instruction(
     server: Server, tmp_path: Path
 ) -> None:
-    work = tmp_path / "work"
+    work, where = tmp_path / "work", tmp_path / "turns"
+    where.mkdir()
     command = f"sh {AGENTS / 'turns.sh'}"
     with server.client(ALICE) as alice:
-        with runner(server, work, command, log=tmp_path / "log"):
+        with runner(server, work, command, log=tmp_path / "log", env={"TURNS_DIR": str(where)}):
             run_id = ok(alice.post("/api/runs", json={"task": "write docs"}), 202)["run_id"]
-            where = work / run_id
             first = int(wait_for_file(where / "pid.1"))
 
             directive = steer(alice, run_id, "redirect", "write tests instead")
@@ -171,13 +171,13 @@ def test_a_redirect_stops_the_turn_and_the_next_turn_gets_the_instruction(
 def test_an_amend_lets_the_turn_finish_then_the_next_turn_gets_it(
     quick_server: Server, tmp_path: Path
 ) -> None:
-    work = tmp_path / "work"
+    work, where = tmp_path / "work", tmp_path / "turns"
+    where.mkdir()
     command = f"sh {AGENTS / 'turns.sh'}"
     server = quick_server
     with server.client(ALICE) as alice:
-        with runner(server, work, command, log=tmp_path / "log"):
+        with runner(server, work, command, log=tmp_path / "log", env={"TURNS_DIR": str(where)}):
             run_id = ok(alice.post("/api/runs", json={"task": "write docs"}), 202)["run_id"]
-            where = work / run_id
             wait_for_file(where / "pid.1")
 
             amend = steer(alice, run_id, "amend", "and a changelog entry")
