@@ -9,6 +9,7 @@ A real server (the `server` fixture, on SQLite and on PostgreSQL) and a real run
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,3 +238,32 @@ def test_a_pause_suspends_the_agents_process_group_and_a_resume_lets_it_go_on(
         wait_for_state(pids, "T")
         ok(alice.post(f"/api/runs/{run_id}/cancel", json={}))  # a suspended agent still ends
         assert seconds_until_gone(pids) < 2.0
+
+
+def test_a_lost_lease_kills_the_agents_process_group_within_two_seconds(
+    store_url: str, tmp_path: Path
+) -> None:
+    # A 2 s lease; the runner is frozen (SIGSTOP) past it, so its lease expires while its
+    # agent (a session of its own) keeps running. Once thawed, the runner learns it lost the
+    # lease (its stream, or its next heartbeat's 409) and ends the agent.
+    env = {"RUNLEDGER_LEASE_SECONDS": "2", "RUNLEDGER_RETRY_BACKOFF": "60"}
+    server = Server(store_url, tmp_path / "data", **env).start()
+    work = tmp_path / "work"
+    try:
+        with (
+            server.client(ALICE) as alice,
+            runner(server, work, STUBBORN, log=tmp_path / "log") as proc,
+        ):
+            run_id, pids = started(alice, work)
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                deadline = time.monotonic() + 20
+                while "lease.expired" not in [e["type"] for e in history(alice, run_id)]:
+                    assert time.monotonic() < deadline, "the lease never expired"
+                    time.sleep(0.1)
+                assert all(alive(pid) for pid in pids)  # the agent ran on meanwhile
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            assert seconds_until_gone(pids) < 2.0
+    finally:
+        server.kill()
