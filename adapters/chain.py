@@ -92,14 +92,20 @@ def _canonical_envelope(envelope: dict[str, Any]) -> bytes:
     data (its keys and its other values are ASCII strings and a safe integer when they
     are strings at all). The write path's hashing, where checking the whole envelope cost
     a third of the hash."""
-    if (
+    if _plain_envelope(envelope):
+        return orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
+    return canonical(envelope)
+
+
+def _plain_envelope(envelope: dict[str, Any]) -> bool:
+    """True when every value of the envelope is plain JSON (its other values are a stream
+    id, a sequence and a prev_hash made here)."""
+    return (
         type(envelope["type"]) is str
         and type(envelope["at"]) is str
         and type(envelope["actor"]) is str
         and _plain(envelope["data"])
-    ):
-        return orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
-    return canonical(envelope)
+    )
 
 
 def _head(aggregate_id: UUID, topic: str) -> tuple[str, str]:
@@ -110,7 +116,12 @@ def _head(aggregate_id: UUID, topic: str) -> tuple[str, str]:
 def _envelope(
     head: tuple[str, str], sequence: int, topic: str, state: bytes, prev_hash: bytes
 ) -> dict[str, Any]:
-    decoded = orjson.loads(state)
+    return _envelope_of(head, sequence, topic, orjson.loads(state), prev_hash)
+
+
+def _envelope_of(
+    head: tuple[str, str], sequence: int, topic: str, decoded: dict[str, Any], prev_hash: bytes
+) -> dict[str, Any]:
     if topic == _OUTPUT_TOPIC:
         kind, data = decoded["kind"], decoded["data"]
     else:
@@ -140,17 +151,33 @@ class Chain:
         self._capacity = capacity
         self._last: OrderedDict[UUID, tuple[int, bytes]] = OrderedDict()
 
-    def link(self, events: Sequence[StoredEvent]) -> list[tuple[bytes, bytes]]:
-        """(prev_hash, hash) of each of one stream's next events, in order."""
+    def link(
+        self,
+        events: Sequence[StoredEvent],
+        states: Sequence[dict[str, Any] | None] | None = None,
+    ) -> list[tuple[bytes, bytes]]:
+        """(prev_hash, hash) of each of one stream's next events, in order. `states`, when
+        given, are the events' states as the mapper encoded them (None where it cannot
+        say): hashed from there rather than decoded from the stored bytes again, which
+        gives the same envelope whenever the state is plain JSON (checked; otherwise the
+        bytes are decoded)."""
         if not events:
             return []
         aggregate_id = UUID(str(events[0].originator_id))
         prev = self.prev_hash(aggregate_id, events[0].originator_version)
         head = _head(aggregate_id, events[0].topic)  # a stream's events are all one kind's
         links = []
-        for event in events:
-            envelope = _envelope(head, event.originator_version, event.topic, event.state, prev)
-            digest = sha256(_canonical_envelope(envelope)).digest()
+        for i, event in enumerate(events):
+            state = None if states is None else states[i]
+            body = None
+            if state is not None:
+                envelope = _envelope_of(head, event.originator_version, event.topic, state, prev)
+                if _plain_envelope(envelope):  # then its bytes decode to just this
+                    body = orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
+            if body is None:
+                envelope = _envelope(head, event.originator_version, event.topic, event.state, prev)
+                body = _canonical_envelope(envelope)
+            digest = sha256(body).digest()
             links.append((prev, digest))
             prev = digest
         return links

@@ -76,6 +76,13 @@ class LeanMapper(Mapper[UUID]):
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         """A domain event as a stored event."""
+        return self.to_stored_event_and_state(domain_event)[0]
+
+    def to_stored_event_and_state(
+        self, domain_event: Any
+    ) -> tuple[StoredEvent, dict[str, Any] | None]:
+        """A domain event as a stored event, and the state its bytes encode when they are
+        plain JSON (None otherwise): what the hash chain hashes, without decoding it again."""
         cls = type(domain_event)
         state = domain_event.__dict__.copy()
         originator_id = state.pop("originator_id")
@@ -102,7 +109,7 @@ class LeanMapper(Mapper[UUID]):
                 "state": stored_state,
             },
         )
-        return stored
+        return stored, state if self.plain else None
 
 
 def _whole_seconds(seconds: float) -> int:

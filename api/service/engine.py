@@ -21,6 +21,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from adapters.chain import Chain
+from adapters.store import LeanMapper
 from adapters.stored import StoredRow
 from api.service.board_commands import BoardEngineCommands
 from api.service.gate_commands import GateEngineCommands
@@ -176,8 +177,13 @@ class Engine(
         events = aggregate.collect_events()
         if not events:
             return Appended(aggregate.id, status, aggregate.version, None)
-        stored = [self.mapper.to_stored_event(event) for event in events]
-        links = self.chain.link(stored)
+        mapper = self.mapper
+        if isinstance(mapper, LeanMapper):
+            stored, states = zip(*map(mapper.to_stored_event_and_state, events), strict=True)
+            links = self.chain.link(stored, states)
+        else:
+            stored = tuple(map(mapper.to_stored_event, events))
+            links = self.chain.link(stored)
         receipt = CURRENT_RECEIPT.get()
         extra: dict[str, Any] = {"hashes": links}
         if receipt is not None:  # recorded with the events, in their transaction

@@ -15,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.chain import SAFE_INTEGER, ZERO, Chain, canonical, event_hash, recorded_envelope
+from adapters.store import LeanMapper, OrjsonTranscoder
+from tests.unit.test_stored_form import every_kind_of_event
 
 text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=12)
 scalars = (
@@ -93,3 +95,27 @@ def test_a_stream_whose_previous_event_is_not_hashed_cannot_be_linked() -> None:
     chain = Chain(lambda *_: None)
     with pytest.raises(LookupError):
         chain.link([stored(uuid4(), 2)])
+
+
+def test_hashing_from_the_mappers_state_gives_the_hashes_of_the_stored_bytes() -> None:
+    mapper = LeanMapper(transcoder=OrjsonTranscoder())
+    by_stream: dict[Any, list[Any]] = {}
+    for event in every_kind_of_event():
+        by_stream.setdefault(event.originator_id, []).append(event)
+    for events in by_stream.values():
+        pairs = [mapper.to_stored_event_and_state(event) for event in events]
+        stored = [pair[0] for pair in pairs]
+        states = [pair[1] for pair in pairs]
+        assert all(state is not None for state in states)
+        chain = Chain(lambda _id, _version: ZERO)
+        assert chain.link(stored, states) == chain.link(stored)
+
+
+def test_a_state_that_is_not_plain_json_is_hashed_from_its_bytes() -> None:
+    run_id = uuid4()
+    state = {"timestamp": "2026-12-02T10:00:00.000000Z", "actor": "r", "kind": "log"}
+    odd = {**state, "data": {"values": (1, 2.5)}}  # a tuple and a float: decoded otherwise
+    stored = StoredEvent(run_id, 2, "runledger:run.output", orjson.dumps(odd))
+    chain = Chain(lambda _id, _version: ZERO)
+
+    assert chain.link([stored], [odd]) == chain.link([stored])
