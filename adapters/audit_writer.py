@@ -110,7 +110,7 @@ class LogWriter:
         """Up to `limit` offered events right after `position` as leaves; [] when the
         offers do not follow on from it (the events are read from the store then)."""
         leaves: list[Leaf] = []
-        names: dict[int, str] = {}
+        names: dict[int, str] = {}  # a UUID's own hash and == are Python code: key by int
         with self._offered_lock:
             while self._offered and len(leaves) < limit:
                 after, rows = self._offered[0]
@@ -123,16 +123,21 @@ class LogWriter:
                         self._offered.clear()
                         self._offered_rows = 0
                     break
-                for row in rows:
-                    if row.position <= reached:
-                        continue
-                    if row.hash is None or len(leaves) >= limit:
-                        return leaves  # not hashed: read from the store, which waits
-                    key = row.run_id.int  # (a UUID's own hash and == are Python code)
+                start = 0
+                while rows[start].position <= reached:  # rows rise: a few at most
+                    start += 1
+                take = rows[start : start + limit - len(leaves)]
+                unhashed = next((i for i, row in enumerate(take) if row.hash is None), None)
+                if unhashed is not None:
+                    take = take[:unhashed]  # not hashed: read from the store, which waits
+                for row in take:
+                    key = row.run_id.int
                     name = names.get(key)
                     if name is None:
                         name = names[key] = str(row.run_id)
-                    leaves.append(Leaf(row.position, row.hash, name, row.sequence))
+                    leaves.append(Leaf(row.position, row.hash, name, row.sequence))  # type: ignore[arg-type]
+                if unhashed is not None or start + len(take) < len(rows):
+                    return leaves
                 self._drop_first()
         return leaves
 

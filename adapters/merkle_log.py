@@ -29,6 +29,7 @@ refused (`OutOfOrder`), its transaction to be rolled back.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -173,10 +174,11 @@ def append_rooted(cur: Cursor, leaves: Sequence[Leaf]) -> tuple[int, bytes | Non
     )
     if moved.rowcount != 1:
         raise OutOfOrder("another writer appended to the Merkle log meanwhile")
-    known = _read(cur, _frontier(at))
-    nodes = _new_nodes(known, at, [leaf.hash for leaf in leaves])
-    new_root = merkle.fold([known[node] for node in merkle.perfect_parts(0, new_size)])
-    nodes_rows = [(lv, i, h) for (lv, i), h in nodes.items() if lv >= STORED_FROM]
+    frontier = _frontier(at)
+    known = _read(cur, frontier)
+    edge = [(level, known[(level, idx)]) for level, idx in frontier]
+    nodes_rows = _new_nodes(edge, at, [leaf.hash for leaf in leaves])
+    new_root = merkle.fold([h for _, h in edge])
     _insert(cur, "merkle_nodes (level, idx, hash)", ("int", "bigint", "bytea"), nodes_rows)
     rows = [
         (at + offset, leaf.position, leaf.stream_id, leaf.sequence, leaf.hash)
@@ -194,17 +196,22 @@ def _frontier(size: int) -> list[Node]:
     return merkle.perfect_parts(0, size) if size else []
 
 
-def _new_nodes(known: dict[Node, bytes], at: int, entries: list[bytes]) -> dict[Node, bytes]:
-    """Every perfect subtree completed by leaves at, at + 1, … (in that order); `known`
-    (the frontier before them) gains them too, so it then holds the new frontier."""
-    made: dict[Node, bytes] = {}
+def _new_nodes(
+    edge: list[tuple[int, bytes]], at: int, entries: list[bytes]
+) -> list[tuple[int, int, bytes]]:
+    """The perfect subtrees of level STORED_FROM or more that leaves at, at + 1, … (in that
+    order) complete, as (level, index, hash). `edge` is the tree's right edge before them
+    (its perfect parts, left to right, as (level, hash)); it becomes the edge after them."""
+    sha256 = hashlib.sha256
+    made: list[tuple[int, int, bytes]] = []
     for offset, entry in enumerate(entries):
-        level, idx, h = 0, at + offset, merkle.leaf_hash(entry)
-        made[(level, idx)] = known[(level, idx)] = h
-        while idx & 1:
-            h = merkle.node_hash(known[(level, idx - 1)], h)
+        idx, level, h = at + offset, 0, sha256(b"\x00" + entry).digest()
+        while idx & 1:  # a right child: it completes its parent with the edge's last part
+            h = sha256(b"\x01" + edge.pop()[1] + h).digest()
             level, idx = level + 1, idx >> 1
-            made[(level, idx)] = known[(level, idx)] = h
+            if level >= STORED_FROM:
+                made.append((level, idx, h))
+        edge.append((level, h))
     return made
 
 
