@@ -25,7 +25,9 @@ from adapters.chain import Chain  # noqa: E402
 from api import cli  # noqa: E402
 
 
-def unlinked(_chain: Chain, events: Sequence[Any]) -> list[tuple[None, None]]:
+def unlinked(
+    _chain: Chain, events: Sequence[Any], _states: Sequence[Any] | None = None
+) -> list[tuple[None, None]]:
     """No hashes: each event is stored with NULL prev_hash and hash."""
     return [(None, None)] * len(events)
 
