@@ -70,3 +70,14 @@ def wait_for_status(client: httpx.Client, run_id: str, status: str, timeout: flo
             return run
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} never reached {status}: {run}")
+
+
+def runner_command(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """`runledger runner ARGS` run to its end (a minute at most): its exit status and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", "runner", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

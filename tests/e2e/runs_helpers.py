@@ -6,7 +6,8 @@ claims are deterministic: the runner always gets the oldest claimable run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -133,3 +134,19 @@ def sse(
             response.read()
         assert response.status_code == 200, f"{response.status_code} {response.text[:300]}"
         yield response, sse_frames(response)
+
+
+def types_of(client: httpx.Client, run_id: str) -> list[str]:
+    """The types of the run's first events (one page)."""
+    return [e["type"] for e in client.get(f"/api/runs/{run_id}/events").json()["events"]]
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """check()'s first truthy value, polling every 50 ms (fails after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")

@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.e2e.runs_helpers import types_of, wait_until
 from tests.support import ALICE, BOB, RUNNER, Server
 
 CONFIRM = 1.0  # s: the server's confirm window here
@@ -41,20 +42,6 @@ def raw_claim(server: Server, wait_seconds: float) -> socket.socket:
         + body
     )
     return sock
-
-
-def types_of(client: httpx.Client, run_id: str) -> list[str]:
-    return [e["type"] for e in client.get(f"/api/runs/{run_id}/events").json()["events"]]
-
-
-def wait_until(check, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def claim(runner: httpx.Client, runner_id: str = "steady", wait: float = 5) -> dict:

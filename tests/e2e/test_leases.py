@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.runs_helpers import types_of, wait_until
 from tests.support import ALICE, OTHER_RUNNER, RUNNER, Server
 
 FAST = {"RUNLEDGER_LEASE_SECONDS": "1", "RUNLEDGER_RETRY_BACKOFF": "0.2"}
@@ -24,20 +25,6 @@ def fast(store_url: str, tmp_path: Path) -> Iterator[Server]:
         yield srv
     finally:
         srv.kill()
-
-
-def types_of(client: httpx.Client, run_id: str) -> list[str]:
-    return [e["type"] for e in client.get(f"/api/runs/{run_id}/events").json()["events"]]
-
-
-def wait_until(check, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def claim(runner: httpx.Client, wait: float = 5) -> dict:

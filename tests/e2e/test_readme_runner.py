@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 from adapters import git
-from tests.e2e.runner_helpers import runner, wait_for_status
+from tests.e2e.runner_helpers import runner, runner_command, wait_for_status
 from tests.e2e.runs_helpers import ok
 from tests.serve import ROOT
 from tests.support import ALICE, Server, make_repo
@@ -27,13 +25,7 @@ def runner_commands() -> list[list[str]]:
 
 
 def help_text() -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "runner", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = runner_command("--help")
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -8,8 +8,6 @@ A real server (the `server` fixture, on SQLite and on PostgreSQL) and real runne
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,9 +15,8 @@ import httpx
 import pytest
 
 from adapters import git
-from tests.e2e.runner_helpers import runner, wait_for_status
+from tests.e2e.runner_helpers import runner, runner_command, wait_for_status
 from tests.e2e.runs_helpers import history, ok
-from tests.serve import ROOT
 from tests.support import ALICE, Server, make_repo
 
 
@@ -74,25 +71,15 @@ def test_a_refused_key_ends_the_runner_with_a_clear_message(
     server: Server, tmp_path: Path, key: str, expected: str
 ) -> None:
     started = time.monotonic()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "runner",
-            "--server",
-            server.url,
-            "--key",
-            key,
-            "--command",
-            "true",
-            "--workdir",
-            str(tmp_path / "work"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = runner_command(
+        "--server",
+        server.url,
+        "--key",
+        key,
+        "--command",
+        "true",
+        "--workdir",
+        str(tmp_path / "work"),
     )
     assert done.returncode == 2, done.stderr
     assert expected in done.stderr
@@ -143,13 +130,7 @@ def test_cleanup_removes_leftover_worktrees_and_scratch_directories(
     (work / "22222222-2222-4222-8222-222222222222").mkdir()
     (work / "22222222-2222-4222-8222-222222222222" / "notes.txt").write_text("scratch")
 
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "runner", "--cleanup", "--workdir", str(work)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = runner_command("--cleanup", "--workdir", str(work))
 
     assert done.returncode == 0, done.stderr
     assert "removed 2 run directories" in done.stdout
@@ -192,22 +173,12 @@ def test_an_agent_silent_past_the_idle_timeout_is_ended_and_the_run_fails_transi
 
 
 def test_git_author_must_be_a_name_and_an_email(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "runner",
-            "--key",
-            "k",
-            "--command",
-            "true",
-            "--git-author",
-            "just a name",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = runner_command(
+        "--key",
+        "k",
+        "--command",
+        "true",
+        "--git-author",
+        "just a name",
     )
     assert done.returncode == 2 and "--git-author wants 'NAME <EMAIL>'" in done.stderr
