@@ -180,7 +180,7 @@ def test_status_gives_each_read_model_its_position_and_lag(
     assert answer["head"] == head
     by_name = {entry["name"]: entry for entry in answer["read_models"]}
     assert by_name["runs"] == {"name": "runs", "position": head - 1, "lag": 1, "size": None}
-    assert set(by_name) == {"runs", "projects", "leases", "owners", "board", "merkle"}
+    assert set(by_name) == {"runs", "projects", "leases", "owners", "board", "usage", "merkle"}
     # The log's tables come with the runtime; its writer (the leader's) has not run here.
     assert by_name["merkle"] == {"name": "merkle", "position": 0, "lag": head, "size": 0}
 
