@@ -16,7 +16,7 @@ import pytest
 
 from adapters import git
 from tests.e2e.runner_helpers import runner, runner_command, wait_for_status
-from tests.e2e.runs_helpers import history, ok
+from tests.e2e.runs_helpers import history, ok, read_run, wait_until
 from tests.support import ALICE, Server, make_repo
 
 
@@ -116,7 +116,14 @@ def test_the_worktrees_of_ended_runs_are_removed_and_their_branches_kept(
             )
         )
         with runner(server, work, command):
-            wait_for_status(alice, changed, "awaiting_review", timeout=60)
+            # (the read model may still show the first review: wait for the second one)
+            wait_until(
+                lambda: (
+                    (run := read_run(alice, changed, 0))["revision"] == 1
+                    and run["status"] == "awaiting_review"
+                ),
+                timeout=60,
+            )
         log = git.git(repo, "log", "--format=%s", f"runledger/{changed}")
         assert log.splitlines()[:2] == ["runledger: change it", "runledger: change it"]
 

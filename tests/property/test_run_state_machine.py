@@ -51,9 +51,11 @@ REVIEWED = {  # decision -> (event, status)
 # A repeated decision is a no-op while the run is still where that decision led it.
 LED_TO = {"approve": {MERGING, MERGED}, "decline": {DECLINED}, "request_changes": {IN_PROGRESS}}
 
-NAMING_AN_ID = {"gate.opened", "gate.acknowledged", "steering.applied"}
+WITH_CHECKED_DATA = {"gate.opened", "gate.acknowledged", "steering.applied", "usage.reported"}
 VALID_OUTPUTS = [
-    *((kind, {}) for kind in sorted(OUTPUT_TYPES - NAMING_AN_ID)),
+    *((kind, {}) for kind in sorted(OUTPUT_TYPES - WITH_CHECKED_DATA)),
+    ("usage.reported", {"model": "m", "input_tokens": 3, "output_tokens": 2}),
+    ("usage.reported", {"model": "m", "input_tokens": 1, "output_tokens": 0, "cost_usd": 0.5}),
     ("gate.opened", {"gate_id": "g1", "kind": "tool_approval", "prompt": "ok?"}),
     ("gate.opened", {"gate_id": "g2"}),
     ("gate.acknowledged", {"gate_id": "g1"}),
@@ -65,6 +67,8 @@ INVALID_OUTPUTS = [
     ("gate.opened", {"gate_id": "g3", "kind": "tool"}),
     ("gate.acknowledged", {}),
     ("steering.applied", {"directive_id": 5}),
+    ("usage.reported", {}),
+    ("usage.reported", {"model": "m", "input_tokens": -1, "output_tokens": 0}),
     ("run.completed", {}),
 ]
 output_batches = st.lists(st.sampled_from(VALID_OUTPUTS + INVALID_OUTPUTS), max_size=3)
