@@ -188,7 +188,9 @@ class Held:
 
 
 def open_runs(server: Server, n: int, task: str, runner_id: str) -> list[Held]:
-    """Submit n runs (`{task} {i}`) as the user and claim them all as the runner."""
+    """Submit n runs (`{task} {i}`) as the user and claim them all as the runner, each
+    claim confirmed at once by a heartbeat, as a runner does (the server gives back a claim
+    its runner does not confirm within RUNLEDGER_CLAIM_CONFIRM_SECONDS)."""
     with server.client(USER_KEY) as user:
         wanted = [submit_run(user, f"{task} {i}") for i in range(n)]
     held: dict[str, Held] = {}
@@ -196,8 +198,11 @@ def open_runs(server: Server, n: int, task: str, runner_id: str) -> list[Held]:
         while len(held) < n:
             lease = claim_run(runner, 10, runner_id)
             run = lease["run"]
+            beat = runner.post(f"/api/runner/leases/{lease['lease_id']}/heartbeat")
+            if beat.status_code != 200:
+                raise BenchError(f"heartbeat: {beat.status_code} {beat.text[:300]}")
             held[run["run_id"]] = Held(
-                run["run_id"], int(lease["fencing_token"]), int(run["sequence"])
+                run["run_id"], int(lease["fencing_token"]), int(beat.json()["sequence"])
             )
     if set(held) != set(wanted):
         raise BenchError(f"claimed other runs than submitted: {sorted(set(held) - set(wanted))}")
