@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import secrets
@@ -40,6 +41,7 @@ class KeyRing:
 
     def __init__(self, keys: dict[str, Principal]) -> None:
         self._keys = keys
+        self._by_hash = {hashlib.sha256(k.encode()).hexdigest(): p for k, p in keys.items()}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -51,6 +53,11 @@ class KeyRing:
             if hmac.compare_digest(key.encode(), presented.encode()):
                 found = principal
         return found
+
+    def find_hash(self, key_hash: str) -> Principal | None:
+        """The principal of the key whose SHA-256 (hex) this is, or None (a session's key,
+        which the server keeps only hashed)."""
+        return self._by_hash.get(key_hash)
 
 
 def load_keys(env_value: str | None, keys_file: str | None) -> dict[str, Principal]:

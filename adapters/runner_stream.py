@@ -4,8 +4,9 @@ reaches it at once rather than at the next heartbeat. Standard library only (htt
 
 Flows: one thread per session connects to `GET /api/runs/{id}/stream` with `Last-Event-ID`
 (the claim's sequence at first, then the last id seen), hands each event to a callback, and
-reconnects with backoff when the connection drops; `done` or a `404` (the run is no longer
-this runner's) ends the lease; `stop()` shuts the socket down to end a blocked read.
+reconnects with backoff when the connection drops; `done`, a `204` (ended, nothing more)
+or a `404` (the run is no longer this runner's) ends the lease; `stop()` shuts the socket
+down to end a blocked read.
 """
 
 from __future__ import annotations
@@ -132,6 +133,9 @@ class RunStream:
             response = conn.getresponse()
             if response.status == 404:
                 self.ended("the run is no longer this runner's")
+                return None
+            if response.status == 204:  # the run ended, and its last event was seen
+                self.ended("the run has ended")
                 return None
             if response.status in (401, 403):
                 log.error("run %s: this key may not read the run's stream", self.run_id)

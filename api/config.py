@@ -46,6 +46,10 @@ class Config:
     signing_key_file: Path | None = None
     # The operator's prices per model, for usage an agent reports without a cost.
     prices_file: Path | None = None
+    # Browser sessions (POST /api/session) last this long; other origins allowed to call
+    # the API with bearer keys (CORS: none by default).
+    session_hours: float = 12.0
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(
@@ -92,6 +96,10 @@ class Config:
             checkpoint_seconds=float(env.get("RUNLEDGER_CHECKPOINT_SECONDS", 10)),
             signing_key_file=Path(key_file) if key_file else None,
             prices_file=Path(prices) if prices else None,
+            session_hours=float(env.get("RUNLEDGER_SESSION_HOURS", 12)),
+            cors_origins=tuple(
+                o.strip() for o in env.get("RUNLEDGER_CORS_ORIGINS", "").split(",") if o.strip()
+            ),
         )
 
     def store_settings(self) -> StoreSettings:

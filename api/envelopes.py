@@ -113,8 +113,14 @@ class Envelope:
         """One SSE frame with the given id (the sequence or the position)."""
         return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, self.type.encode(), self.json())
 
+    def sse_unnamed(self, event_id: int) -> bytes:
+        """The frame without an `event:` field (`?named=false`): every event reaches an
+        `EventSource`'s `onmessage`; the type is in the data."""
+        return b"id: %d\ndata: %s\n\n" % (event_id, self.json())
+
 
 DONE_FRAME = b"event: done\ndata: {}\n\n"
+DONE_FRAME_UNNAMED = b'data: {"type":"done"}\n\n'
 
 
 def wire_type(row: StoredRow) -> str:

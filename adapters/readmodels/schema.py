@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from adapters import idempotency
+from adapters import idempotency, sessions
 from adapters.db import Cursor, Database
 from adapters.readmodels import (
     board,
@@ -95,6 +95,7 @@ def create_schema(db: Database) -> None:
         for statement in VIEWS:
             cur.execute(statement)
         idempotency.create_table(cur, db.postgres)
+        sessions.create_table(cur)  # browser sessions: kept across layouts too
 
 
 def reset(cur: Cursor, table: str, name: str) -> None:

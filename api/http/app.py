@@ -6,11 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 
 from api.config import Config
 from api.http import (
     audit,
+    auth,
     board,
     errors,
     events,
@@ -21,6 +25,7 @@ from api.http import (
     projects,
     runners,
     runs,
+    sessions,
     usage,
 )
 from api.http import metrics as metrics_routes
@@ -28,6 +33,28 @@ from api.http.metrics import CommandTimer
 from api.service import bootstrap
 from api.service.metrics import Metrics
 from domain.errors import DomainError
+
+# What a page on an allowed origin may send: bearer keys, never cookies (no credentials).
+CORS_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "Last-Event-ID",
+    "X-Min-Position",
+)
+
+
+class AllowedOrigins(CORSMiddleware):
+    """Starlette's CORS, which also sends its expose list to origins it does not allow:
+    here a request from another origin passes through with no CORS header at all."""
+
+    async def simple_response(
+        self, scope: Scope, receive: Receive, send: Send, request_headers: Headers
+    ) -> None:
+        if not self.is_allowed_origin(request_headers["origin"]):
+            await self.app(scope, receive, send)
+            return
+        await super().simple_response(scope, receive, send, request_headers)
 
 
 def create_app(config: Config) -> Starlette:
@@ -45,6 +72,7 @@ def create_app(config: Config) -> Starlette:
 
     # A worker process answers only the operations routes: it is not behind the balancer.
     api_routes = [
+        *sessions.routes,
         *projects.routes,
         *board.routes,
         *runs.routes,
@@ -72,4 +100,14 @@ def create_app(config: Config) -> Starlette:
         },
     )
     app.add_middleware(CommandTimer, metrics=metrics)
+    app.add_middleware(auth.Credentials)
+    if config.cors_origins:  # outermost: a preflight is answered before anything else
+        app.add_middleware(
+            AllowedOrigins,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=list(CORS_HEADERS),
+            expose_headers=["Location", "Retry-After", "WWW-Authenticate", "X-Position"],
+            max_age=600,
+        )
     return app

@@ -1,27 +1,87 @@
-"""Bearer keys and roles: who is calling, and may they use this endpoint."""
+"""Who is calling, and may they use this endpoint: bearer keys, or a browser session's
+cookie (API.md, "Authentication and ownership").
+
+A bearer key wins over a cookie. A session cookie is looked up once per request, off the
+event loop, by `Credentials` (a middleware) before the route runs; `principal` reads what
+it found. A state-changing request authenticated by the cookie must carry
+`X-Requested-With: runledger`: another site's page can make a browser send the cookie, but
+not that header without CORS allowing it. Keys are never accepted in a URL: a query
+parameter holding a configured key is refused, by `Credentials`, whatever else the request
+carries (it is in someone's logs by now).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.keys import KeyRing, Principal
+from adapters.sessions import Session, digest
 from api.http.errors import ApiError
 from api.http.requests import path_id, services
 from api.service import runners
 
+SESSION_COOKIE = "runledger_session"
+CSRF_HEADER, CSRF_VALUE = "x-requested-with", "runledger"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller: who, the key behind it (hashed: stream slots are per key),
+    and whether a session cookie rather than the key itself was presented."""
+
+    principal: Principal
+    key_hash: str
+    by_cookie: bool
+
+
+def _bearer(request: HTTPConnection) -> str | None:
+    """The bearer token of the Authorization header; None without the header."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def caller(request: Request) -> Caller:
+    """The authenticated caller (401 when there is none)."""
+    keys: KeyRing = services(request).keys
+    token = _bearer(request)
+    if token is not None:
+        found = keys.find(token) if token else None
+        if found is None:
+            raise ApiError(
+                401, "unauthorized", "A valid API key is required (Authorization: Bearer)."
+            )
+        return Caller(found, digest(token), by_cookie=False)
+    session: Session | None = request.scope.get("state", {}).get("session")
+    if session is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "A valid API key (Authorization: Bearer) or a session (POST /api/session) is required.",
+        )
+    if request.method not in SAFE_METHODS and request.headers.get(CSRF_HEADER) != CSRF_VALUE:
+        raise ApiError(
+            403,
+            "forbidden",
+            "A request authenticated by the session cookie that changes something must "
+            "carry the header X-Requested-With: runledger.",
+        )
+    return Caller(session.principal, session.key_hash, by_cookie=True)
+
 
 def principal(request: Request, *roles: str) -> Principal:
-    """The caller behind the bearer key, who must have one of `roles` (401 or 403
+    """The caller behind the key or session, who must have one of `roles` (401 or 403
     otherwise)."""
-    keys: KeyRing = services(request).keys
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    found = keys.find(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
-    if found is None:
-        raise ApiError(401, "unauthorized", "A valid API key is required (Authorization: Bearer).")
+    found = caller(request).principal
     if found.role not in roles:
         raise ApiError(403, "forbidden", f"This endpoint is for {' or '.join(roles)} keys.")
     return found
@@ -48,3 +108,35 @@ async def run_reader(request: Request) -> tuple[str, UUID]:
         runners.lease_holders_owner, services(request), run_id, found.name
     )
     return owner, run_id
+
+
+KEY_IN_URL = ApiError(
+    401,
+    "unauthorized",
+    "API keys are never accepted in a URL: send Authorization: Bearer, or sign in with "
+    "POST /api/session. Treat this key as leaked: rotate it.",
+)
+
+
+class Credentials:
+    """Before any /api route: refuses a request with a key in its query string (401, on
+    every route, the public ones too), and finds the session of one that has a session
+    cookie and no bearer key (off the event loop: it reads the database) for `caller`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            conn = HTTPConnection(scope)
+            found: Any = scope["app"].state.services
+            if any(
+                value and found.keys.find(value) for _, value in conn.query_params.multi_items()
+            ):
+                await KEY_IN_URL.response()(scope, receive, send)
+                return
+            token = conn.cookies.get(SESSION_COOKIE)
+            if token and _bearer(conn) is None:
+                session = await run_in_threadpool(found.sessions.find, token)
+                scope.setdefault("state", {})["session"] = session
+        await self.app(scope, receive, send)

@@ -16,8 +16,8 @@ from adapters.db import Database
 from api.envelopes import Envelope
 from api.http import auth
 from api.http.errors import JSON, ending_on_outage, invalid
-from api.http.requests import DIGITS, MAX_INT, int_param, services, uuid_param
-from api.http.streams import global_stream, run_stream
+from api.http.requests import DIGITS, MAX_INT, bool_param, int_param, services, uuid_param
+from api.http.streams import NAMED, UNNAMED, Framing, global_stream, run_stream
 from api.service import events as use_cases
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -54,7 +54,7 @@ def _sse(request: Request, frames: AsyncIterator[bytes]) -> Response:
     """The stream, if the caller's key has a slot left; else 429 (and no stream starts)."""
     config = services(request).config
     slots = services(request).hub.slots
-    key = request.headers.get("authorization", "").partition(" ")[2].strip()  # checked already
+    key = auth.caller(request).key_hash  # checked already; slots are per key
     if not slots.take(key, config.max_streams_per_key):
         detail = (
             f"This API key already has {config.max_streams_per_key} open streams "
@@ -96,13 +96,24 @@ async def _ndjson(db: Database, run_id: UUID, after: int) -> AsyncIterator[bytes
             return
 
 
+def _framing(request: Request) -> Framing:
+    """?named=false: frames without `event:` (all reach `onmessage`); named by default."""
+    return NAMED if bool_param(request, "named", True) else UNNAMED
+
+
 async def run_sse(request: Request) -> Response:
     owner, run_id = await auth.run_reader(request)
     after = _resume_point(request)
+    framing = _framing(request)
     found = services(request)
     # On the streams' threads: a thousand reconnecting clients rebuild a thousand runs.
     run = await found.hub.off_loop(found.engine.get_run, run_id, owner)
-    return _sse(request, run_stream(found.hub, found.db, run_id, after, run.is_terminal))
+    if run.is_terminal and after >= run.version:
+        # The client has every event of a run that will have no more, and was sent `done`
+        # (it follows the last event): 204 is what makes an EventSource stop reconnecting.
+        return Response(status_code=204, headers=SSE_HEADERS)
+    stream = run_stream(found.hub, found.db, run_id, after, run.is_terminal, framing)
+    return _sse(request, stream)
 
 
 def _filter(request: Request, owner: str) -> Callable[[Envelope], bool]:
@@ -149,8 +160,10 @@ async def global_sse(request: Request) -> Response:
     owner = auth.user(request)
     after = _resume_point(request)
     accepts = _filter(request, owner)
+    framing = _framing(request)
     found = services(request)
-    return _sse(request, global_stream(found.hub, found.db, found.directory, after, accepts))
+    stream = global_stream(found.hub, found.db, found.directory, after, accepts, framing)
+    return _sse(request, stream)
 
 
 routes = [

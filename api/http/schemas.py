@@ -194,3 +194,9 @@ class BoardSettings(Body):
 class ReorderTask(Body):
     before_task_id: UUID | None = None
     after_task_id: UUID | None = None
+
+
+class SessionStart(Body):
+    """POST /api/session: a user key, exchanged for a session cookie."""
+
+    key: Annotated[str, StringConstraints(min_length=1, max_length=500)]

@@ -2,8 +2,9 @@
 
 Flows (each its own task or thread):
   feed thread ──call_soon_threadsafe──► Hub.publish ──► each Subscriber's bounded buffer
-  request: take one of the key's stream slots (429 when none is left) ─► stream task
-  stream task: register ─► replay stored events after N, a page at a time (read and
+  request: a finished run's client that already has its last event gets 204 (stop);
+    take one of the key's stream slots (429 when none is left) ─► stream task
+  stream task: register ─► `retry:` ─► replay stored events after N, a page at a time (read and
     encoded on a replay thread) ─► drain live, skipping seen ids ─► give the slot back
   sse-starlette: `: ping` every 15 s; client disconnect or server shutdown cancels the task
   after a wave of streams ended: collect cycles and trim the heap, on a replay thread
@@ -16,26 +17,42 @@ from typing import NamedTuple
 from uuid import UUID
 
 from adapters.db import Database
-from api.envelopes import DONE_FRAME, Envelope, RunDirectory
+from api.envelopes import DONE_FRAME, DONE_FRAME_UNNAMED, Envelope, RunDirectory
 from api.service.hub import Hub
 
 # A replay reads this many events at a time and writes them in chunks of about this size:
 # what a stream holds at once (encoded, in flight) is bounded, however long the history.
 REPLAY_PAGE = 200
 CHUNK_BYTES = 32 * 1024
+# Sent once, first: how long a client that lost the stream waits before it reconnects.
+RETRY_MS = 3000
+RETRY_FRAME = b"retry: %d\n\n" % RETRY_MS
+
+
+class Framing(NamedTuple):
+    """How a stream writes its events: named frames (`event: <type>`, the default), or
+    unnamed ones (`?named=false`) that an EventSource's `onmessage` receives all of."""
+
+    frame: Callable[[Envelope, int], bytes]
+    done: bytes
+
+
+NAMED = Framing(Envelope.sse, DONE_FRAME)
+UNNAMED = Framing(Envelope.sse_unnamed, DONE_FRAME_UNNAMED)
 
 
 async def run_stream(
-    hub: Hub, db: Database, run_id: UUID, after: int, finished: bool
+    hub: Hub, db: Database, run_id: UUID, after: int, finished: bool, framing: Framing = NAMED
 ) -> AsyncIterator[bytes]:
     """A run's events with sequence > after, then live ones, then `done` once it ends."""
     key = str(run_id)
     sub = hub.subscribe(lambda env: env.run_id == key)
     try:
+        yield RETRY_FRAME
         last = after
         while True:  # replay, and catch up again if live delivery ever shows a gap
             while True:
-                page = await hub.off_loop(_run_page, db, run_id, last)
+                page = await hub.off_loop(_run_page, db, run_id, last, framing)
                 for chunk in page.chunks:
                     yield chunk
                 last, finished = page.last, finished or page.terminal
@@ -43,7 +60,7 @@ async def run_stream(
                     break
             del page  # nothing of the replay stays with the stream while it waits
             if finished:
-                yield DONE_FRAME
+                yield framing.done
                 return
             gap = ended = False
             while not (gap or ended):
@@ -57,10 +74,10 @@ async def run_stream(
                     if env.sequence != last + 1:
                         gap = True
                         break
-                    frames.append(env.sse(env.sequence))
+                    frames.append(framing.frame(env, env.sequence))
                     last = env.sequence
                     if env.is_terminal:
-                        frames.append(DONE_FRAME)
+                        frames.append(framing.done)
                         ended = True
                         break
                 del batch  # the envelopes are shared: let them go once every stream sent them
@@ -81,13 +98,13 @@ class Page(NamedTuple):
     terminal: bool = False
 
 
-def _run_page(db: Database, run_id: UUID, after: int) -> Page:
+def _run_page(db: Database, run_id: UUID, after: int, framing: Framing) -> Page:
     """Up to REPLAY_PAGE of a run's stored events after a sequence, as SSE writes."""
     rows = db.run_events(run_id, after, REPLAY_PAGE)
     frames, terminal = [], False
     for row in rows:
         env = Envelope.from_row(row)
-        frames.append(env.sse(row.sequence))
+        frames.append(framing.frame(env, row.sequence))
         terminal = terminal or env.is_terminal
     last = rows[-1].sequence if rows else after
     return Page(_chunked(frames), last, len(rows), terminal)
@@ -119,13 +136,15 @@ async def global_stream(
     directory: RunDirectory,
     after: int,
     accepts: Callable[[Envelope], bool],
+    framing: Framing = NAMED,
 ) -> AsyncIterator[bytes]:
     """The caller's events in global order after a position, then live ones."""
     sub = hub.subscribe(accepts)
     try:
+        yield RETRY_FRAME
         last = after
         while True:
-            page = await hub.off_loop(_global_page, db, directory, last, accepts)
+            page = await hub.off_loop(_global_page, db, directory, last, accepts, framing)
             for chunk in page.chunks:
                 yield chunk
             last = page.last
@@ -139,7 +158,7 @@ async def global_stream(
             frames = []
             for env in batch:
                 if env.position > last:
-                    frames.append(env.sse(env.position))
+                    frames.append(framing.frame(env, env.position))
                     last = env.position
             del batch
             for chunk in _chunked(frames):
@@ -149,7 +168,11 @@ async def global_stream(
 
 
 def _global_page(
-    db: Database, directory: RunDirectory, position: int, accepts: Callable[[Envelope], bool]
+    db: Database,
+    directory: RunDirectory,
+    position: int,
+    accepts: Callable[[Envelope], bool],
+    framing: Framing,
 ) -> Page:
     """The accepted events among the next REPLAY_PAGE stored after a position, as writes."""
     rows = db.events_after(position, REPLAY_PAGE)
@@ -157,6 +180,6 @@ def _global_page(
     for row in rows:
         env = directory.stamp(Envelope.from_row(row))
         if accepts(env):
-            frames.append(env.sse(env.position))
+            frames.append(framing.frame(env, env.position))
     last = rows[-1].position if rows else position
     return Page(_chunked(frames), last, len(rows))

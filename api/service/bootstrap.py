@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from adapters.db import Database, StoredRow
 from adapters.feed import ChangeFeed
 from adapters.keys import KeyRing, Principal, generated_key, load_keys
+from adapters.sessions import Sessions
 from api.config import Config
 from api.envelopes import Envelope, RunDirectory, wire_type
 from api.service.board import BoardAnswers
@@ -48,6 +49,7 @@ class Services:
     watch: PositionWatch
     boards: BoardAnswers
     prices: PriceTable  # the operator's price table (api/service/usage.py)
+    sessions: Sessions  # browser sessions (adapters/sessions.py)
 
     @property
     def db(self) -> Database:
@@ -98,6 +100,7 @@ async def start(config: Config, metrics: Metrics) -> Services:
         watch=watch,
         boards=BoardAnswers(),
         prices=load_prices(config.prices_file),
+        sessions=Sessions(runtime.db, keys),
     )
     runtime.projection.on_rows.append(wake_claims)
     runtime.start()

@@ -133,7 +133,19 @@ def sse(
         if response.status_code != 200:
             response.read()
         assert response.status_code == 200, f"{response.status_code} {response.text[:300]}"
-        yield response, sse_frames(response)
+        yield response, _after_retry(sse_frames(response))
+
+
+RETRY_FRAME = {"retry": "3000"}
+
+
+def _after_retry(frames: Iterator[dict[str, str]]) -> Iterator[dict[str, str]]:
+    """The frames after the stream's first, which is `retry:` alone; no other has it."""
+    first = next(frames, None)
+    assert first == RETRY_FRAME, f"a stream starts with its retry frame, not {first}"
+    for frame in frames:
+        assert "retry" not in frame, f"retry is sent once, at the start: {frame}"
+        yield frame
 
 
 def types_of(client: httpx.Client, run_id: str) -> list[str]:

@@ -200,8 +200,13 @@ def test_a_finished_runs_stream_replays_from_the_resume_point_then_done(server: 
             alice, path, params={"after": 1}, headers={"Last-Event-ID": "4"}
         )
         assert ids(header_wins) == [5, 6]
-        assert ids(frames_to_end(alice, path, headers={"Last-Event-ID": "6"})) == []
-        assert ids(frames_to_end(alice, path, params={"after": 100})) == []
+        # A client that has the last event of a finished run (it was sent `done`) is told
+        # to stop: 204, which ends an EventSource's reconnecting.
+        for resume in ({"headers": {"Last-Event-ID": "6"}}, {"params": {"after": 100}}):
+            stop = alice.get(path, **resume)  # type: ignore[arg-type]
+            assert stop.status_code == 204, (resume, stop.status_code, stop.text)
+            assert stop.content == b""
+        assert ids(frames_to_end(alice, path, headers={"Last-Event-ID": "5"})) == [6]
 
 
 def test_a_live_runs_stream_follows_new_events_until_the_run_ends(server: Server) -> None:
