@@ -1,5 +1,6 @@
-"""The `runledger` command: `serve`, `runner`, `projections rebuild|status`, and the
-audit's `verify`, `export` and `import` (api/audit_cli.py)."""
+"""The `runledger` command: `serve`, `runner`, `projections rebuild|status`, the audit's
+`verify`, `export` and `import` (api/audit_cli.py), and the user's `runs`, `tail`, `gates`
+and `board` over the HTTP API (api/user_cli.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from api import audit_cli, projections_cli, runner_cli
+from api import audit_cli, projections_cli, runner_cli, user_cli
 from api.config import ROLES, Config
 
 if TYPE_CHECKING:
@@ -42,10 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     runner_cli.add_parser(commands)
     projections_cli.add_parser(commands)
     audit_cli.add_commands(commands)
+    user_cli.add_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.subcommand == "runner":
         return runner_cli.run(parser, args)
+    if args.subcommand in user_cli.COMMANDS:
+        return user_cli.run(args, parser)
     if args.subcommand in audit_cli.COMMANDS:
         return audit_cli.run(args, parser)
     config = Config.from_env(database_url=args.database, role=getattr(args, "role", None))
