@@ -16,6 +16,8 @@ from api.http import (
     audit,
     auth,
     board,
+    dashboard,
+    docs,
     errors,
     events,
     files,
@@ -72,7 +74,9 @@ def create_app(config: Config) -> Starlette:
 
     # A worker process answers only the operations routes: it is not behind the balancer.
     api_routes = [
+        *dashboard.routes,
         *sessions.routes,
+        *docs.routes,
         *projects.routes,
         *board.routes,
         *runs.routes,

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
 from api.http import auth
 from api.http.errors import JSON, invalid
-from api.http.requests import int_param, path_id, read_position, services, with_position
+from api.http.models.ops import Checkpoint, ConsistencyProof, InclusionProof, PublicKey, RunAudit
+from api.http.openapi import MIN_POSITION, TEXT, Doc, Endpoint, Param
+from api.http.requests import MAX_INT, int_param, path_id, read_position, services, with_position
 from api.service import audit as use_cases
 
 
@@ -61,10 +64,94 @@ async def consistency_proof(request: Request) -> Response:
     return JSON(await run_in_threadpool(use_cases.consistency, services(request), first, second))
 
 
+def _whole(minimum: int) -> dict[str, Any]:
+    """The schema of an integer parameter as int_param reads it."""
+    return {"type": "integer", "minimum": minimum, "maximum": MAX_INT}
+
+
+USER_ONLY = (400, 401, 403, 404)  # a runner key is 403 on every audit route
+
 routes = [
-    Route("/api/runs/{run_id}/audit", run_audit, methods=["GET"]),
-    Route("/api/audit/checkpoint", checkpoint, methods=["GET"]),
-    Route("/api/audit/public-key", public_key, methods=["GET"]),
-    Route("/api/audit/proofs/inclusion", inclusion_proof, methods=["GET"]),
-    Route("/api/audit/proofs/consistency", consistency_proof, methods=["GET"]),
+    Endpoint(
+        "/api/runs/{run_id}/audit",
+        run_audit,
+        "GET",
+        Doc(
+            "Audit a run against its chain, the Merkle log and the latest checkpoint",
+            "audit",
+            {200: RunAudit},
+            params=(MIN_POSITION,),
+            errors=(*USER_ONLY, 503),
+            headers={200: {"X-Position": "the read models' position the answer reflects"}},
+            description="Whose run it is is read from the runs read model, not from the "
+            "(possibly tampered) events. `first_bad` is present only when `valid` is false "
+            '(docs/audit.md, "What a run\'s audit checks").',
+        ),
+    ),
+    Endpoint(
+        "/api/audit/checkpoint",
+        checkpoint,
+        "GET",
+        Doc(
+            "The latest signed checkpoint (or the one kept at a tree size)",
+            "audit",
+            {200: (TEXT, Checkpoint)},
+            params=(
+                Param(
+                    "tree_size",
+                    _whole(0),
+                    "the checkpoint kept at this size (404 if none was signed at it); the "
+                    "latest by default",
+                ),
+            ),
+            description="The checkpoint's signed note (c2sp.org signed-note), as text/plain. "
+            "With `Accept: application/json`, JSON instead: `{tree_size, root_hash (base64), "
+            "signed_note, vkey, signed_at}`. 404 before the first checkpoint.",
+        ),
+    ),
+    Endpoint(
+        "/api/audit/public-key",
+        public_key,
+        "GET",
+        Doc(
+            "The key checkpoints are signed with",
+            "audit",
+            {200: PublicKey},
+            errors=(401, 403),
+            description="The same object is `audit` in the public GET /api/server/info.",
+        ),
+    ),
+    Endpoint(
+        "/api/audit/proofs/inclusion",
+        inclusion_proof,
+        "GET",
+        Doc(
+            "Prove one of your events is in a tree of the log",
+            "audit",
+            {200: InclusionProof},
+            params=(
+                Param("position", _whole(1), "the event's global position", required=True),
+                Param(
+                    "tree_size", _whole(1), "the tree's size; by default the latest checkpoint's"
+                ),
+            ),
+            description="404 when the event is someone else's or missing, is not (yet) in a "
+            "tree of that size, or the log is not that large yet.",
+        ),
+    ),
+    Endpoint(
+        "/api/audit/proofs/consistency",
+        consistency_proof,
+        "GET",
+        Doc(
+            "Prove a tree of the log extends an earlier one",
+            "audit",
+            {200: ConsistencyProof},
+            params=(
+                Param("from", _whole(1), "the earlier tree's size (at most `to`)", required=True),
+                Param("to", _whole(1), "the later tree's size", required=True),
+            ),
+            description="400 unless 1 <= from <= to; 404 when the log has fewer than `to` leaves.",
+        ),
+    ),
 ]

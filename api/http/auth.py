@@ -119,15 +119,18 @@ KEY_IN_URL = ApiError(
 
 
 class Credentials:
-    """Before any /api route: refuses a request with a key in its query string (401, on
-    every route, the public ones too), and finds the session of one that has a session
-    cookie and no bearer key (off the event loop: it reads the database) for `caller`."""
+    """Before any /api route (and /metrics, which takes a user's key too): refuses a request
+    with a key in its query string (401, on every route, the public ones too), and finds
+    the session of one that has a session cookie and no bearer key (off the event loop: it
+    reads the database) for `caller`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+        if scope["type"] == "http" and (
+            scope["path"].startswith("/api/") or scope["path"] == "/metrics"
+        ):
             conn = HTTPConnection(scope)
             found: Any = scope["app"].state.services
             if any(

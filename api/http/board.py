@@ -8,10 +8,17 @@ from uuid import UUID
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from api.http import auth, schemas
 from api.http.errors import JSON
+from api.http.models.projects import (
+    Board,
+    PickupSettingsChanged,
+    ReadyColumn,
+    StartedTask,
+    TaskChanged,
+)
+from api.http.openapi import MIN_POSITION, Doc, Endpoint
 from api.http.requests import idempotent, parse, path_id, read_model_json, services
 from api.http.runs import command_body
 from api.service import board as use_cases
@@ -161,16 +168,146 @@ async def get_board(request: Request) -> Response:
     )
 
 
+TAG = "board"
+ERRORS = (400, 401, 403, 404, 409)
+BUSY = "409 while the task's run is going."
+
+
+def _move_doc(column: str, summary: str) -> Doc:
+    return Doc(
+        summary,
+        TAG,
+        {200: TaskChanged},
+        body=schemas.NoBody,
+        body_optional=True,
+        errors=ERRORS,
+        description=f"To the bottom of `{column}` (already there: nothing appended). {BUSY} "
+        "Moving a task whose run is done or failed leaves that run.",
+    )
+
+
 routes = [
-    Route("/api/projects/{project_id}/backlog/tasks", create_task, methods=["POST"]),
-    Route(TASK, edit_task, methods=["PATCH"]),
-    Route(TASK, delete_task, methods=["DELETE"]),
-    Route(TASK + "/ready", _move("ready"), methods=["POST"]),
-    Route(TASK + "/backlog", _move("backlog"), methods=["POST"]),
-    Route(TASK + "/archive", _move("archived"), methods=["POST"]),
-    Route(TASK + "/reorder", _task_command(_reorder), methods=["POST"]),
-    Route(TASK + "/start", start_task, methods=["POST"]),
-    Route("/api/projects/{project_id}/backlog/ready-all", ready_all, methods=["POST"]),
-    Route("/api/projects/{project_id}/backlog/settings", put_settings, methods=["PUT"]),
-    Route("/api/projects/{project_id}/board", get_board, methods=["GET"]),
+    Endpoint(
+        "/api/projects/{project_id}/backlog/tasks",
+        create_task,
+        "POST",
+        Doc(
+            "Add a task at the bottom of the backlog",
+            TAG,
+            {201: TaskChanged},
+            body=schemas.CreateTask,
+            errors=ERRORS,
+        ),
+    ),
+    Endpoint(
+        TASK,
+        edit_task,
+        "PATCH",
+        Doc(
+            "Change a task's title or description",
+            TAG,
+            {200: TaskChanged},
+            body=schemas.EditTask,
+            errors=ERRORS,
+            description="Any of the fields, none null; only real changes are recorded.",
+            idempotent=False,
+        ),
+    ),
+    Endpoint(
+        TASK,
+        delete_task,
+        "DELETE",
+        Doc(
+            "Remove a task",
+            TAG,
+            {204: None},
+            errors=ERRORS,
+            description=BUSY,
+            headers={204: {"X-Position": "the position of the project's last event"}},
+        ),
+    ),
+    Endpoint(TASK + "/ready", _move("ready"), "POST", _move_doc("ready", "Make a task ready")),
+    Endpoint(
+        TASK + "/backlog",
+        _move("backlog"),
+        "POST",
+        _move_doc("backlog", "Move a task back to the backlog"),
+    ),
+    Endpoint(
+        TASK + "/archive",
+        _move("archived"),
+        "POST",
+        _move_doc("archived", "Archive a task (hidden from the board)"),
+    ),
+    Endpoint(
+        TASK + "/reorder",
+        _task_command(_reorder),
+        "POST",
+        Doc(
+            "Place a task before or after another task of its column",
+            TAG,
+            {200: TaskChanged},
+            body=schemas.ReorderTask,
+            errors=ERRORS,
+            description="Exactly one of before_task_id and after_task_id (400 otherwise).",
+        ),
+    ),
+    Endpoint(
+        TASK + "/start",
+        start_task,
+        "POST",
+        Doc(
+            "Start a run for a ready task",
+            TAG,
+            {202: StartedTask},
+            body=schemas.NoBody,
+            body_optional=True,
+            errors=ERRORS,
+            description="409 unless the task is ready with no run, or its last run failed. "
+            "The run's task is the title (+ a blank line and the description); it carries "
+            "task_id. run_id, status, sequence and position are the run's.",
+        ),
+    ),
+    Endpoint(
+        "/api/projects/{project_id}/backlog/ready-all",
+        ready_all,
+        "POST",
+        Doc(
+            "Make every backlog task ready, in their order",
+            TAG,
+            {200: ReadyColumn},
+            body=schemas.NoBody,
+            body_optional=True,
+            errors=ERRORS,
+        ),
+    ),
+    Endpoint(
+        "/api/projects/{project_id}/backlog/settings",
+        put_settings,
+        "PUT",
+        Doc(
+            "Set the board's auto-pickup",
+            TAG,
+            {200: PickupSettingsChanged},
+            body=schemas.BoardSettings,
+            errors=ERRORS,
+            description="While auto_pickup is on, the engine starts ready tasks that never "
+            "ran, top first, while fewer than max_concurrent_runs of the board's runs are "
+            "active. A limit left out keeps the current one.",
+            idempotent=False,
+        ),
+    ),
+    Endpoint(
+        "/api/projects/{project_id}/board",
+        get_board,
+        "GET",
+        Doc(
+            "Read a project's board",
+            TAG,
+            {200: Board},
+            params=(MIN_POSITION,),
+            errors=(400, 401, 403, 404, 503),
+            headers={200: {"X-Position": "the read models' position this answer is as of"}},
+        ),
+    ),
 ]

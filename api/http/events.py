@@ -10,12 +10,13 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from adapters.db import Database
 from api.envelopes import Envelope
 from api.http import auth
 from api.http.errors import JSON, ending_on_outage, invalid
+from api.http.models.runs import GlobalEvents, RunEvents
+from api.http.openapi import SSE, UUID_SCHEMA, Doc, Endpoint, Param, limit
 from api.http.requests import DIGITS, MAX_INT, bool_param, int_param, services, uuid_param
 from api.http.streams import NAMED, UNNAMED, Framing, global_stream, run_stream
 from api.service import events as use_cases
@@ -166,9 +167,82 @@ async def global_sse(request: Request) -> Response:
     return _sse(request, stream)
 
 
+AFTER = Param("after", {"type": "integer", "minimum": 0, "default": 0}, "start after this")
+RESUME = (
+    Param(
+        "after",
+        {"type": "integer", "minimum": 0, "default": 0},
+        "resume after this id, for clients that cannot send Last-Event-ID (the header wins)",
+    ),
+    Param("Last-Event-ID", {"type": "string", "pattern": "^[0-9]+$"}, where="header"),
+    Param(
+        "named",
+        {"type": "boolean", "default": True},
+        "false: frames without `event:`, so that an EventSource's onmessage gets them all",
+    ),
+)
+FILTERS = (
+    Param("run_id", UUID_SCHEMA, "only this run's events"),
+    Param("project_id", UUID_SCHEMA, "only this project's events (and its runs')"),
+    Param(
+        "type",
+        {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 200}},
+        "only these types (repeatable); a trailing * matches a prefix: review.*",
+    ),
+)
+STREAM_ERRORS = (400, 401, 403, 404, 429)
+
 routes = [
-    Route("/api/runs/{run_id}/events", run_events, methods=["GET"]),
-    Route("/api/runs/{run_id}/stream", run_sse, methods=["GET"]),
-    Route("/api/events", global_events, methods=["GET"]),
-    Route("/api/events/stream", global_sse, methods=["GET"]),
+    Endpoint(
+        "/api/runs/{run_id}/events",
+        run_events,
+        "GET",
+        Doc(
+            "A run's events after a sequence",
+            "events",
+            {200: RunEvents},
+            auth=("user", "runner"),
+            params=(AFTER, limit(100, 1000)),
+            description="With `Accept: application/x-ndjson`, the whole history after "
+            "`after` as one envelope per line.",
+        ),
+    ),
+    Endpoint(
+        "/api/runs/{run_id}/stream",
+        run_sse,
+        "GET",
+        Doc(
+            "Follow a run's events (SSE), resumable",
+            "events",
+            {200: SSE, 204: None},
+            auth=("user", "runner"),
+            params=RESUME,
+            errors=STREAM_ERRORS,
+            description="204: the run has ended and the client has its last event (it was "
+            "sent `done`): a standard client stops reconnecting.",
+        ),
+    ),
+    Endpoint(
+        "/api/events",
+        global_events,
+        "GET",
+        Doc(
+            "Your events in global order",
+            "events",
+            {200: GlobalEvents},
+            params=(AFTER, limit(100, 1000), *FILTERS),
+        ),
+    ),
+    Endpoint(
+        "/api/events/stream",
+        global_sse,
+        "GET",
+        Doc(
+            "Follow your events in global order (SSE)",
+            "events",
+            {200: SSE},
+            params=(*RESUME, *FILTERS),
+            errors=STREAM_ERRORS,
+        ),
+    ),
 ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from api.http import auth
 from api.http.errors import JSON
+from api.http.models.runners import ChangedFiles
+from api.http.openapi import DIFF, Doc, Endpoint
 from api.http.requests import path_id, services
 from api.service import diffs
 
@@ -27,7 +28,27 @@ async def file_diff(request: Request) -> Response:
     return Response(diff, media_type="text/x-diff; charset=utf-8")
 
 
+MISSING = (
+    "404 when the run has no repository, or its branch, its originating branch (or merge "
+    "commit) is missing, or the two share no history."
+)
+
 routes = [
-    Route("/api/runs/{run_id}/files", list_files, methods=["GET"]),
-    Route("/api/runs/{run_id}/files/{path:path}", file_diff, methods=["GET"]),
+    Endpoint(
+        "/api/runs/{run_id}/files",
+        list_files,
+        "GET",
+        Doc("The files a run's branch changed", "files", {200: ChangedFiles}, description=MISSING),
+    ),
+    Endpoint(
+        "/api/runs/{run_id}/files/{path:path}",
+        file_diff,
+        "GET",
+        Doc(
+            "One changed file's unified diff",
+            "files",
+            {200: DIFF},
+            description="The path is taken literally. " + MISSING,
+        ),
+    ),
 ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from api.http import auth, schemas
 from api.http.errors import JSON, invalid
+from api.http.models.runners import AutoApproveSet, DirectiveSent, GateResolved
+from api.http.openapi import Doc, Endpoint
 from api.http.requests import idempotent, parse, path_id, services
 from api.http.runs import answer_with, command_body
 from api.service import steering
@@ -82,8 +83,49 @@ async def steer(request: Request) -> Response:
     return await idempotent(request, owner, command, answer)
 
 
+COMMAND_ERRORS = (400, 401, 403, 404, 409)
+
 routes = [
-    Route("/api/runs/{run_id}/gates/{gate_id}", resolve_gate, methods=["POST"]),
-    Route("/api/runs/{run_id}/auto-approve", auto_approve, methods=["POST"]),
-    Route("/api/runs/{run_id}/steer", steer, methods=["POST"]),
+    Endpoint(
+        "/api/runs/{run_id}/gates/{gate_id}",
+        resolve_gate,
+        "POST",
+        Doc(
+            "Resolve one of a run's open gates",
+            "gates",
+            {200: GateResolved},
+            body=schemas.ResolveGate,
+            errors=COMMAND_ERRORS,
+            description="approve or deny a tool or shell approval; answer a question. 409 "
+            "unless the gate is open and the run has not ended.",
+        ),
+    ),
+    Endpoint(
+        "/api/runs/{run_id}/auto-approve",
+        auto_approve,
+        "POST",
+        Doc(
+            "Turn a run's auto-approval of tool gates on or off",
+            "gates",
+            {200: AutoApproveSet},
+            body=schemas.AutoApprove,
+            errors=COMMAND_ERRORS,
+            description="Turning it on also approves the tool gates open now. 409 once the "
+            "run has ended.",
+        ),
+    ),
+    Endpoint(
+        "/api/runs/{run_id}/steer",
+        steer,
+        "POST",
+        Doc(
+            "Steer a run (or a coordinator's children): stop, redirect, amend",
+            "gates",
+            {202: DirectiveSent},
+            body=schemas.Steer,
+            errors=COMMAND_ERRORS,
+            description="A coordinator without `target_child_run_id` steers each of its "
+            "active children. 409 when no target is active.",
+        ),
+    ),
 ]

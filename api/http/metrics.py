@@ -6,10 +6,10 @@ import time
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.http import auth
+from api.http.openapi import TEXT, Doc, Endpoint
 from api.http.requests import services
 from api.service.metrics import Metrics
 
@@ -45,4 +45,21 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-routes = [Route("/metrics", metrics_endpoint, methods=["GET"])]
+routes = [
+    Endpoint(
+        "/metrics",
+        metrics_endpoint,
+        "GET",
+        Doc(
+            "Prometheus metrics",
+            "operations",
+            {200: TEXT},
+            errors=(401, 403),
+            description="The Prometheus text exposition format (version 0.0.4): events by "
+            "type, command latency, SSE subscribers, read-model lag. The counts are global, "
+            "across every user's runs, so a user key is needed (Authorization: Bearer; a "
+            "session cookie is not read here), unless RUNLEDGER_METRICS_PUBLIC=true makes "
+            "it public.",
+        ),
+    )
+]

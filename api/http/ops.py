@@ -9,11 +9,13 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from adapters.outage import RETRY_AFTER_SECONDS, is_unavailable
 from api.http import auth
 from api.http.errors import JSON
+from api.http.models import ErrorBody
+from api.http.models.ops import Degraded, Diagnostics, Healthy, ServerInfo
+from api.http.openapi import Doc, Endpoint
 from api.http.requests import services
 from api.service import audit
 
@@ -65,7 +67,45 @@ async def diagnostics(request: Request) -> Response:
 
 
 routes = [
-    Route("/health", health, methods=["GET"]),
-    Route("/api/server/info", server_info, methods=["GET"]),
-    Route("/api/diagnostics", diagnostics, methods=["GET"]),
+    Endpoint(
+        "/health",
+        health,
+        "GET",
+        Doc(
+            "Is the server up and its database reachable",
+            "operations",
+            {200: Healthy, 503: Degraded},
+            auth=(),
+            errors=(),
+            headers={503: {"Retry-After": "seconds before trying again"}},
+            description="Public, and says nothing else: positions and lag are in the keyed "
+            "GET /api/diagnostics. 503 within about 1.5 s when the database does not answer.",
+        ),
+    ),
+    Endpoint(
+        "/api/server/info",
+        server_info,
+        "GET",
+        Doc(
+            "This server's version, store and checkpoint signing key",
+            "operations",
+            # 401 for a key in the query string, refused on every /api route, public or not.
+            {200: ServerInfo, 401: ErrorBody},
+            auth=(),
+            errors=(),
+            description="Public: no key needed. As on every /api route, a request with a "
+            "configured key in its query string is refused (401): the key has leaked.",
+        ),
+    ),
+    Endpoint(
+        "/api/diagnostics",
+        diagnostics,
+        "GET",
+        Doc(
+            "This process's positions, lag, streams and role",
+            "operations",
+            {200: Diagnostics},
+            errors=(401, 403, 503),
+        ),
+    ),
 ]

@@ -9,11 +9,13 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from adapters.db import Cursor
 from api.http import auth, schemas
 from api.http.errors import JSON, invalid
+from api.http.models.common import Answer
+from api.http.models.runners import CoordinatorPlan, PlanChildren, PlanSet, RunGraph
+from api.http.openapi import MIN_POSITION, Doc, Endpoint
 from api.http.requests import idempotent, parse, path_id, read_model_doc, services
 from api.http.runs import command_body
 from api.service import plans as use_cases
@@ -61,17 +63,50 @@ def _read(read: Callable[[Cursor, str, str], dict[str, Any] | None], missing: st
     return endpoint
 
 
+def _read_doc(summary: str, answer: type[Answer]) -> Doc:
+    return Doc(
+        summary,
+        "plans",
+        {200: answer},
+        params=(MIN_POSITION,),
+        errors=(400, 401, 403, 404, 503),
+        headers={200: {"X-Position": "the read models' position this answer reflects"}},
+    )
+
+
 routes = [
-    Route("/api/runs/{run_id}/work-plan", set_work_plan, methods=["PUT"]),
-    Route(
+    Endpoint(
+        "/api/runs/{run_id}/work-plan",
+        set_work_plan,
+        "PUT",
+        Doc(
+            "Give a run its work plan (its owner, or its planner runner)",
+            "plans",
+            {201: PlanSet},
+            auth=("user", "runner"),
+            body=schemas.WorkPlan,
+            errors=(400, 401, 403, 404, 409),
+            description="A user key sends no `fencing_token`; a runner key must send the "
+            "token of the run's current lease (and its lease ends). 409 once subtasks "
+            "were dispatched, or when the originating branch does not exist.",
+        ),
+    ),
+    Endpoint(
         "/api/runs/{run_id}/work-plan",
         _read(use_cases.work_plan, "No such run with a work plan."),
-        methods=["GET"],
+        "GET",
+        _read_doc("Read a coordinator's work plan", CoordinatorPlan),
     ),
-    Route(
+    Endpoint(
         "/api/runs/{run_id}/children",
         _read(use_cases.children, "No such run with a work plan."),
-        methods=["GET"],
+        "GET",
+        _read_doc("A coordinator's child runs beside their subtasks", PlanChildren),
     ),
-    Route("/api/runs/{run_id}/graph", _read(use_cases.graph, "No such run."), methods=["GET"]),
+    Endpoint(
+        "/api/runs/{run_id}/graph",
+        _read(use_cases.graph, "No such run."),
+        "GET",
+        _read_doc("A run's graph to draw (subtasks, or its lifecycle)", RunGraph),
+    ),
 ]

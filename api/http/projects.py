@@ -7,11 +7,15 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from adapters import readmodels
 from api.http import auth, schemas
 from api.http.errors import JSON, invalid
+from api.http.models.common import CommandAnswer
+from api.http.models.projects import Project as ProjectDoc
+from api.http.models.projects import ProjectChanged, ProjectList
+from api.http.models.runs import RunPage
+from api.http.openapi import MIN_POSITION, UUID_SCHEMA, Doc, Endpoint, Param, limit
 from api.http.requests import (
     bool_param,
     idempotent,
@@ -22,7 +26,7 @@ from api.http.requests import (
     services,
     with_position,
 )
-from api.http.runs import answer_with, list_runs, run_options
+from api.http.runs import ARCHIVED, CURSOR, STATUS, answer_with, list_runs, run_options
 from api.service import projects as use_cases
 from api.service import queries
 from api.service import runs as run_use_cases
@@ -122,12 +126,117 @@ async def project_runs(request: Request) -> Response:
     return await list_runs(request, project_id=str(project_id))
 
 
+TAG = "projects"
+READ_ERRORS = (400, 401, 403, 404, 503)
+COMMAND_ERRORS = (400, 401, 403, 404, 409)
+X_POSITION = {"X-Position": "the read models' position this answer is as of"}
+CONFIRM = Param(
+    "confirm",
+    {"type": "boolean"},
+    "must be true (anything else is 400): a deletion is not undone",
+    required=True,
+)
+
 routes = [
-    Route("/api/projects", create_project, methods=["POST"]),
-    Route("/api/projects", list_projects, methods=["GET"]),
-    Route("/api/projects/{project_id}", get_project, methods=["GET"]),
-    Route("/api/projects/{project_id}", update_project, methods=["PATCH"]),
-    Route("/api/projects/{project_id}", delete_project, methods=["DELETE"]),
-    Route("/api/projects/{project_id}/runs", submit_project_run, methods=["POST"]),
-    Route("/api/projects/{project_id}/runs", project_runs, methods=["GET"]),
+    Endpoint(
+        "/api/projects",
+        create_project,
+        "POST",
+        Doc(
+            "Create a project",
+            TAG,
+            {201: ProjectChanged},
+            body=schemas.CreateProject,
+            errors=(400, 401, 403),
+            description="`repository_path`, when given, must be an absolute path to an "
+            "existing git repository inside one of the operator's allowed roots (400 "
+            "otherwise).",
+        ),
+    ),
+    Endpoint(
+        "/api/projects",
+        list_projects,
+        "GET",
+        Doc(
+            "List your projects, oldest first",
+            TAG,
+            {200: ProjectList},
+            params=(MIN_POSITION,),
+            errors=(400, 401, 403, 503),
+            headers={200: X_POSITION},
+        ),
+    ),
+    Endpoint(
+        "/api/projects/{project_id}",
+        get_project,
+        "GET",
+        Doc(
+            "Read a project",
+            TAG,
+            {200: ProjectDoc},
+            params=(MIN_POSITION,),
+            errors=READ_ERRORS,
+            headers={200: X_POSITION},
+        ),
+    ),
+    Endpoint(
+        "/api/projects/{project_id}",
+        update_project,
+        "PATCH",
+        Doc(
+            "Change a project's name, default branch or settings",
+            TAG,
+            {200: ProjectChanged},
+            body=schemas.UpdateProject,
+            errors=COMMAND_ERRORS,
+            description="Any of the fields, none null; only real changes are recorded.",
+            idempotent=False,
+        ),
+    ),
+    Endpoint(
+        "/api/projects/{project_id}",
+        delete_project,
+        "DELETE",
+        Doc(
+            "Delete a project and cancel its active runs",
+            TAG,
+            {204: None},
+            params=(CONFIRM,),
+            errors=COMMAND_ERRORS,
+            headers={204: {"X-Position": "the deletion's position (0: nothing appended)"}},
+            description="Its active runs get run.cancelled (reason `project deleted`); a run "
+            "that is merging is left to finish.",
+        ),
+    ),
+    Endpoint(
+        "/api/projects/{project_id}/runs",
+        submit_project_run,
+        "POST",
+        Doc(
+            "Submit a run in a project (its repository and default branch)",
+            TAG,
+            {202: CommandAnswer},
+            body=schemas.SubmitProjectRun,
+        ),
+    ),
+    Endpoint(
+        "/api/projects/{project_id}/runs",
+        project_runs,
+        "GET",
+        Doc(
+            "List a project's runs, newest first",
+            TAG,
+            {200: RunPage},
+            params=(
+                STATUS,
+                Param("parent_run_id", UUID_SCHEMA),
+                ARCHIVED,
+                limit(50, 500),
+                CURSOR,
+                MIN_POSITION,
+            ),
+            errors=READ_ERRORS,
+            headers={200: X_POSITION},
+        ),
+    ),
 ]

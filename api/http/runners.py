@@ -8,11 +8,13 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from adapters import readmodels
 from api.http import auth, schemas
 from api.http.errors import JSON
+from api.http.models.common import CommandAnswer
+from api.http.models.runners import Claimed, Heartbeat, OutputAppended, RunnerLeases
+from api.http.openapi import MIN_POSITION, Doc, Endpoint, limit
 from api.http.requests import (
     idempotent,
     int_param,
@@ -109,10 +111,79 @@ async def list_runners(request: Request) -> Response:
     return with_position({"items": await run_in_threadpool(fetch)}, position)
 
 
+RUNNER = ("runner",)
+LEASE_ERRORS = (400, 401, 403, 404, 409)  # 409: stale_lease, or the run's status
+
 routes = [
-    Route("/api/runners", list_runners, methods=["GET"]),
-    Route("/api/runner/claim", claim, methods=["POST"]),
-    Route("/api/runner/leases/{lease_id}/heartbeat", heartbeat, methods=["POST"]),
-    Route("/api/runs/{run_id}/events", append_events, methods=["POST"]),
-    Route("/api/runs/{run_id}/report", report, methods=["POST"]),
+    Endpoint(
+        "/api/runners",
+        list_runners,
+        "GET",
+        Doc(
+            "Who holds the leases of your runs",
+            "runners",
+            {200: RunnerLeases},
+            params=(limit(100, 1000), MIN_POSITION),
+            errors=(400, 401, 403, 503),
+            headers={200: {"X-Position": "the read models' position this answer reflects"}},
+        ),
+    ),
+    Endpoint(
+        "/api/runner/claim",
+        claim,
+        "POST",
+        Doc(
+            "Claim the oldest claimable run (long-poll)",
+            "runners",
+            {200: Claimed, 204: None},
+            auth=RUNNER,
+            body=schemas.Claim,
+            errors=(400, 401, 403),
+            description="Waits up to `wait_seconds` for a claimable run; 204 when none "
+            "came. The runner must confirm the claim (an event, a heartbeat or its report) "
+            "within RUNLEDGER_CLAIM_CONFIRM_SECONDS, or the run is given back.",
+            idempotent=False,
+        ),
+    ),
+    Endpoint(
+        "/api/runner/leases/{lease_id}/heartbeat",
+        heartbeat,
+        "POST",
+        Doc(
+            "Renew a lease; get the gates and directives to act on",
+            "runners",
+            {200: Heartbeat},
+            auth=RUNNER,
+            errors=(400, 401, 403, 409),
+            description="409 stale_lease once the lease is lost. No body.",
+            idempotent=False,
+        ),
+    ),
+    Endpoint(
+        "/api/runs/{run_id}/events",
+        append_events,
+        "POST",
+        Doc(
+            "Append the runner's output events",
+            "runners",
+            {200: OutputAppended},
+            auth=RUNNER,
+            body=schemas.RunnerEvents,
+            errors=(*LEASE_ERRORS, 413),
+            description="One batch, appended all or nothing under the lease's fencing token.",
+        ),
+    ),
+    Endpoint(
+        "/api/runs/{run_id}/report",
+        report,
+        "POST",
+        Doc(
+            "Report how the runner's attempt ended",
+            "runners",
+            {200: CommandAnswer},
+            auth=RUNNER,
+            body=schemas.Report,
+            errors=LEASE_ERRORS,
+        ),
+    ),
 ]

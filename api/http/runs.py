@@ -9,11 +9,13 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from adapters import readmodels
 from api.http import auth, schemas
 from api.http.errors import JSON, invalid
+from api.http.models.common import CommandAnswer
+from api.http.models.runs import Retried, Run, RunPage
+from api.http.openapi import MIN_POSITION, UUID_SCHEMA, Doc, Endpoint, Param, limit
 from api.http.requests import (
     DIGITS,
     MAX_INT,
@@ -207,15 +209,102 @@ def _decode_cursor(cursor: str | None) -> int | None:
         raise invalid("The cursor is not one this server gave out.", "cursor") from None
 
 
+RUN_ANSWERS: dict[int, Any] = {200: CommandAnswer}
+CURSOR = Param("cursor", {"type": "string", "maxLength": 100}, "next_cursor of the page before")
+STATUS = Param(
+    "status",
+    {"type": "array", "items": {"type": "string", "enum": list(STATUSES)}},
+    "only runs in these statuses (repeatable)",
+)
+ARCHIVED = Param("archived", {"type": "boolean", "default": False}, "include archived runs")
+AT_SEQUENCE = Param(
+    "at_sequence",
+    {"type": "integer", "minimum": 1},
+    "the run as it stood after this event, rebuilt from the events (404 past its last)",
+)
+
+
+def _run_command(
+    verb: str, endpoint: Any, body: type[schemas.Body], summary: str, optional: bool = True
+) -> Endpoint:
+    """POST /api/runs/{run_id}/<verb>: `endpoint`, or the engine's method of that name."""
+    if isinstance(endpoint, str):
+        endpoint = _command(endpoint, body)
+    errors = (400, 401, 403, 404, 409)
+    doc = Doc(summary, "runs", RUN_ANSWERS, body=body, body_optional=optional, errors=errors)
+    return Endpoint(f"/api/runs/{{run_id}}/{verb}", endpoint, "POST", doc)
+
+
 routes = [
-    Route("/api/runs", submit_run, methods=["POST"]),
-    Route("/api/runs", list_runs, methods=["GET"]),
-    Route("/api/runs/{run_id}", get_run, methods=["GET"]),
-    Route("/api/runs/{run_id}", delete_run, methods=["DELETE"]),
-    Route("/api/runs/{run_id}/pause", _command("pause_run", schemas.NoBody), methods=["POST"]),
-    Route("/api/runs/{run_id}/resume", _command("resume_run", schemas.NoBody), methods=["POST"]),
-    Route("/api/runs/{run_id}/cancel", _command("cancel_run", schemas.CancelRun), methods=["POST"]),
-    Route("/api/runs/{run_id}/review", review_run, methods=["POST"]),
-    Route("/api/runs/{run_id}/archive", _command("archive_run", schemas.NoBody), methods=["POST"]),
-    Route("/api/runs/{run_id}/retry", retry_run, methods=["POST"]),
+    Endpoint(
+        "/api/runs",
+        submit_run,
+        "POST",
+        Doc("Submit a run", "runs", {202: CommandAnswer}, body=schemas.SubmitRun),
+    ),
+    Endpoint(
+        "/api/runs",
+        list_runs,
+        "GET",
+        Doc(
+            "List your runs, newest first",
+            "runs",
+            {200: RunPage},
+            params=(
+                STATUS,
+                Param("project_id", UUID_SCHEMA),
+                Param("parent_run_id", UUID_SCHEMA),
+                ARCHIVED,
+                limit(50, 500),
+                CURSOR,
+                MIN_POSITION,
+            ),
+        ),
+    ),
+    Endpoint(
+        "/api/runs/{run_id}",
+        get_run,
+        "GET",
+        Doc(
+            "Read a run",
+            "runs",
+            {200: Run},
+            auth=("user", "runner"),
+            params=(AT_SEQUENCE, MIN_POSITION),
+            errors=(400, 401, 403, 404, 503),
+        ),
+    ),
+    Endpoint(
+        "/api/runs/{run_id}",
+        delete_run,
+        "DELETE",
+        Doc(
+            "Delete a run (its events stay for audit)",
+            "runs",
+            {204: None},
+            headers={204: {"X-Sequence": "run.deleted's sequence", "X-Position": "its position"}},
+        ),
+    ),
+    _run_command("pause", _command("pause_run", schemas.NoBody), schemas.NoBody, "Pause a run"),
+    _run_command("resume", _command("resume_run", schemas.NoBody), schemas.NoBody, "Resume a run"),
+    _run_command(
+        "cancel", _command("cancel_run", schemas.CancelRun), schemas.CancelRun, "Cancel a run"
+    ),
+    _run_command("review", review_run, schemas.Review, "Decide a run's review", optional=False),
+    _run_command(
+        "archive", _command("archive_run", schemas.NoBody), schemas.NoBody, "Archive a run"
+    ),
+    Endpoint(
+        "/api/runs/{run_id}/retry",
+        retry_run,
+        "POST",
+        Doc(
+            "Retry a failed run as a new run",
+            "runs",
+            {201: Retried},
+            body=schemas.NoBody,
+            body_optional=True,
+            errors=(400, 401, 403, 404, 409),
+        ),
+    ),
 ]

@@ -8,10 +8,11 @@ import ipaddress
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from api.http import auth
 from api.http.errors import ApiError
+from api.http.models import ErrorBody
+from api.http.openapi import Doc, Endpoint
 from api.http.requests import parse, services
 from api.http.schemas import SessionStart
 
@@ -62,6 +63,44 @@ async def end_session(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/session", start_session, methods=["POST"]),
-    Route("/api/session", end_session, methods=["DELETE"]),
+    Endpoint(
+        "/api/session",
+        start_session,
+        "POST",
+        Doc(
+            "Sign in: exchange a user key for a session cookie",
+            "sessions",
+            # Public, yet it answers 401 and 403 (which a public route's errors leave out).
+            {204: None, 401: ErrorBody, 403: ErrorBody},
+            auth=(),
+            body=SessionStart,
+            errors=(400, 413),
+            headers={
+                204: {
+                    "Set-Cookie": f"{auth.SESSION_COOKIE}=<token>; HttpOnly; SameSite=Strict; "
+                    "Path=/; Max-Age=RUNLEDGER_SESSION_HOURS (12) in seconds; Secure unless "
+                    "served on a loopback address"
+                }
+            },
+            description="No key needed: the key travels in the body. 401 unauthorized for "
+            "a key this server does not know, 403 forbidden for a runner's key (sessions "
+            "are for user keys). The cookie then authenticates like its key; its writes "
+            "also need X-Requested-With: runledger.",
+        ),
+    ),
+    Endpoint(
+        "/api/session",
+        end_session,
+        "DELETE",
+        Doc(
+            "Sign out: end the session and clear its cookie",
+            "sessions",
+            {204: None},
+            errors=(401, 403),
+            headers={204: {"Set-Cookie": f'{auth.SESSION_COOKIE}=""; Max-Age=0 (cleared)'}},
+            description="With the session cookie, which it ends everywhere (and, as for any "
+            "write by the cookie, the header X-Requested-With: runledger, else 403). With a "
+            "bearer key it only clears the cookie.",
+        ),
+    ),
 ]

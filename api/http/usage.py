@@ -5,10 +5,11 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from api.http import auth
 from api.http.errors import invalid
+from api.http.models.projects import ProjectUsage, RunUsage
+from api.http.openapi import MIN_POSITION, Doc, Endpoint, Param
 from api.http.requests import path_id, read_position, services, with_position
 from api.service import usage
 
@@ -39,7 +40,43 @@ async def project_usage(request: Request) -> Response:
     return with_position(body, position)
 
 
+ERRORS = (400, 401, 403, 404, 503)
+X_POSITION = {200: {"X-Position": "the read models' position this answer is as of"}}
+
+
+def _day(name: str, text: str) -> Param:
+    return Param(name, {"type": "string", "format": "date"}, f"{text} (a UTC day, inclusive)")
+
+
 routes = [
-    Route("/api/runs/{run_id}/usage", run_usage, methods=["GET"]),
-    Route("/api/projects/{project_id}/usage", project_usage, methods=["GET"]),
+    Endpoint(
+        "/api/runs/{run_id}/usage",
+        run_usage,
+        "GET",
+        Doc(
+            "A run's token usage and cost by model",
+            "usage",
+            {200: RunUsage},
+            params=(MIN_POSITION,),
+            errors=ERRORS,
+            headers=X_POSITION,
+            description="A coordinator's includes its children's, each child's total listed "
+            "under `children`.",
+        ),
+    ),
+    Endpoint(
+        "/api/projects/{project_id}/usage",
+        project_usage,
+        "GET",
+        Doc(
+            "A project's token usage and cost by model and by day",
+            "usage",
+            {200: ProjectUsage},
+            params=(_day("since", "from this day"), _day("until", "to this day"), MIN_POSITION),
+            errors=ERRORS,
+            headers=X_POSITION,
+            description="Its runs' usage (deleted runs too) between two UTC days, every day "
+            "by default; 400 when since is after until.",
+        ),
+    ),
 ]
