@@ -78,7 +78,9 @@ class Sessions:
         if row is None or float(row[1]) <= self.clock():
             return None
         principal = self.keys.find_hash(str(row[0]))
-        return None if principal is None else Session(principal, str(row[0]))
+        if principal is None or principal.role != "user":  # gone, or no longer a user's
+            return None
+        return Session(principal, str(row[0]))
 
     def end(self, token: str) -> None:
         """End a session (nothing happens for an unknown one)."""

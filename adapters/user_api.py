@@ -86,7 +86,7 @@ class UserApi:
             finally:
                 conn.close()
             decoded = _decode(raw, response.getheader("content-type") or "")
-            if response.status >= 500:
+            if response.status >= 500 or _still_running(attempt, response.status, decoded):
                 last = f"{response.status} {decoded}"
                 continue
             if response.status >= 400:
@@ -153,7 +153,7 @@ class UserApi:
             if response.status != 200:
                 raw = response.read()
                 decoded = _decode(raw, response.getheader("content-type") or "")
-                if response.status >= 500:
+                if response.status >= 500 or response.status == 429:  # come back later
                     raise Unreachable(f"{response.status} {decoded}")
                 raise ApiError(response.status, decoded)
             try:
@@ -182,6 +182,19 @@ class _Progress(Exception):
     def __init__(self, last: int, reason: str) -> None:
         super().__init__(reason)
         self.last, self.reason = last, reason
+
+
+def _still_running(attempt: int, status: int, body: Any) -> bool:
+    """A retry that found the first try of this request still running (the server holds
+    its Idempotency-Key): wait and ask again, never report it as refused."""
+    if attempt == 0 or status != 409 or not isinstance(body, dict):
+        return False
+    return body.get("status") == "in_progress" and "Idempotency-Key" in str(body.get("detail"))
+
+
+def quote(part: str) -> str:
+    """An id as one path segment (a gate id is any string its runner chose)."""
+    return urllib.parse.quote(part, safe="")
 
 
 def _listed(value: Any) -> list[Any]:

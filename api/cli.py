@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     config = Config.from_env(database_url=args.database, role=getattr(args, "role", None))
     if config.role not in ROLES:
         parser.error(f"RUNLEDGER_ROLE must be one of {', '.join(ROLES)}; not {config.role!r}")
+    if config.cookie_secure not in ("auto", "true", "false"):
+        parser.error(
+            f"RUNLEDGER_COOKIE_SECURE must be auto, true or false; not {config.cookie_secure!r}"
+        )
     if args.subcommand == "serve":
         return _serve(config, args.host, args.port)
     return projections_cli.run(args, config, parser.error)

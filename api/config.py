@@ -49,6 +49,7 @@ class Config:
     # Browser sessions (POST /api/session) last this long; other origins allowed to call
     # the API with bearer keys (CORS: none by default).
     session_hours: float = 12.0
+    cookie_secure: str = "auto"  # true, false, or auto: Secure unless on loopback over HTTP
     cors_origins: tuple[str, ...] = ()
 
     @classmethod
@@ -97,6 +98,7 @@ class Config:
             signing_key_file=Path(key_file) if key_file else None,
             prices_file=Path(prices) if prices else None,
             session_hours=float(env.get("RUNLEDGER_SESSION_HOURS", 12)),
+            cookie_secure=env.get("RUNLEDGER_COOKIE_SECURE", "auto").strip().lower(),
             cors_origins=tuple(
                 o.strip() for o in env.get("RUNLEDGER_CORS_ORIGINS", "").split(",") if o.strip()
             ),

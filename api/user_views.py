@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from adapters.user_api import UserApi
+from adapters.user_api import UserApi, quote
 
 Handler = Callable[[UserApi, argparse.Namespace], int]
 ENDED = {"completed": 0, "merged": 0, "failed": 1, "merge_failed": 1, "declined": 3, "cancelled": 4}
@@ -32,8 +32,13 @@ def _width() -> int:
     return shutil.get_terminal_size((120, 24)).columns
 
 
+CONTROL = dict.fromkeys([*range(0, 32), *range(127, 160)], " ")  # C0, DEL, C1
+
+
 def _clip(text: str, width: int) -> str:
-    line = " ".join(str(text).split())
+    """One line of at most `width` characters, with no control character (agent output
+    could otherwise move the cursor, retitle the terminal, or hide lines)."""
+    line = " ".join(str(text).translate(CONTROL).split())
     return line if len(line) <= width else line[: max(1, width - 1)] + "…"
 
 
@@ -88,7 +93,7 @@ def list_runs(api: UserApi, args: argparse.Namespace) -> int:
 
 def show_run(api: UserApi, args: argparse.Namespace) -> int:
     params = {} if args.at_sequence is None else {"at_sequence": args.at_sequence}
-    run = api.get(f"/api/runs/{args.run}", **params)
+    run = api.get(f"/api/runs/{quote(args.run)}", **params)
     if args.json:
         _json(run)
         return 0
@@ -128,7 +133,11 @@ def describe_run(run: dict[str, Any]) -> list[str]:
         ),
         ("merge", run.get("merge_result")),
     ]
-    lines = [f"{name + ':':<14}{value}" for name, value in fields if value not in (None, "", {})]
+    lines = [
+        f"{name + ':':<14}{_clip(str(value), 1000)}"
+        for name, value in fields
+        if value not in (None, "", {})
+    ]
     for gate in run.get("open_gates") or []:
         lines.append(
             f"{'open gate:':<14}{gate['gate_id']} {gate['kind']}: {gate.get('prompt', '')}"
@@ -164,7 +173,7 @@ def decide(verb: str) -> Handler:
     """The handler of `runs cancel|approve|decline|request-changes|retry`."""
 
     def handler(api: UserApi, args: argparse.Namespace) -> int:
-        path = f"/api/runs/{args.run}"
+        path = f"/api/runs/{quote(args.run)}"
         if verb == "cancel":
             answer = api.post(f"{path}/cancel", {"reason": args.reason} if args.reason else {})
         elif verb == "retry":
@@ -208,18 +217,19 @@ def tail(api: UserApi, args: argparse.Namespace) -> int:
     def reconnecting(last: int, reason: str) -> None:
         print(f"runledger: {reason}; resuming after event {last}", file=sys.stderr, flush=True)
 
-    last = args.after
+    last, got = args.after, False
     width = _width()
-    for event in api.follow(args.run, args.after, reconnecting, args.give_up_after):
-        last = event["sequence"]
+    for event in api.follow(quote(args.run), args.after, reconnecting, args.give_up_after):
+        last, got = event["sequence"], True
         if args.json:
             _json(event)
         else:
             head = f"{last:>6}  {event['at'][11:23]}  {event['type']:<22}  "
             _out(head + _clip(summary(event), max(20, width - len(head))))
-    # The run as it stood after the last event: rebuilt from the events, so never behind.
-    run = api.get(f"/api/runs/{args.run}", at_sequence=max(last, 1))
-    status = str(run["status"])
+    # The run as it stood after the last event received: rebuilt from the events, never
+    # behind. With none received (it had ended before --after), as the read model has it.
+    found = api.get(f"/api/runs/{quote(args.run)}", **({"at_sequence": last} if got else {}))
+    status = str(found["status"])
     print(f"runledger: run {args.run} ended {status}", file=sys.stderr, flush=True)
     return ENDED.get(status, 0)
 
@@ -228,7 +238,7 @@ def tail(api: UserApi, args: argparse.Namespace) -> int:
 
 
 def list_gates(api: UserApi, args: argparse.Namespace) -> int:
-    gates = api.get(f"/api/runs/{args.run}").get("open_gates") or []
+    gates = api.get(f"/api/runs/{quote(args.run)}").get("open_gates") or []
     if args.json:
         _json(gates)
     elif not gates:
@@ -248,7 +258,7 @@ def resolve_gate(api: UserApi, args: argparse.Namespace) -> int:
         body.update(decision="answer", answer=args.answer)
     else:
         body["decision"] = "approve" if args.approve else "deny"
-    answer = api.post(f"/api/runs/{args.run}/gates/{args.gate}", body)
+    answer = api.post(f"/api/runs/{quote(args.run)}/gates/{quote(args.gate)}", body)
     if args.json:
         _json(answer)
     else:
@@ -258,7 +268,7 @@ def resolve_gate(api: UserApi, args: argparse.Namespace) -> int:
 
 
 def show_board(api: UserApi, args: argparse.Namespace) -> int:
-    board = api.get(f"/api/projects/{args.project}/board")
+    board = api.get(f"/api/projects/{quote(args.project)}/board")
     if args.json:
         _json(board)
         return 0

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.keys import KeyRing, Principal
 from adapters.sessions import Session, digest
-from api.http.errors import ApiError
+from api.http.errors import DATABASE_ERRORS, ApiError, handle_database_error
 from api.http.requests import path_id, services
 from api.service import runners
 
@@ -42,12 +42,13 @@ class Caller:
 
 
 def _bearer(request: HTTPConnection) -> str | None:
-    """The bearer token of the Authorization header; None without the header."""
+    """The token of an `Authorization: Bearer` header ("" when empty); None without one.
+    Another scheme (a proxy's Basic auth, say) is not ours: the cookie still counts."""
     header = request.headers.get("authorization")
     if header is None:
         return None
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 def caller(request: Request) -> Caller:
@@ -56,7 +57,7 @@ def caller(request: Request) -> Caller:
     token = _bearer(request)
     if token is not None:
         found = keys.find(token) if token else None
-        if found is None:
+        if found is None:  # a wrong key is not rescued by a cookie
             raise ApiError(
                 401, "unauthorized", "A valid API key is required (Authorization: Bearer)."
             )
@@ -133,13 +134,29 @@ class Credentials:
         ):
             conn = HTTPConnection(scope)
             found: Any = scope["app"].state.services
-            if any(
-                value and found.keys.find(value) for _, value in conn.query_params.multi_items()
-            ):
+            if _key_in(conn.query_params.multi_items(), found.keys):
                 await KEY_IN_URL.response()(scope, receive, send)
                 return
             token = conn.cookies.get(SESSION_COOKIE)
             if token and _bearer(conn) is None:
-                session = await run_in_threadpool(found.sessions.find, token)
+                try:
+                    session = await run_in_threadpool(found.sessions.find, token)
+                except DATABASE_ERRORS as exc:  # outside the app's handlers: answer here
+                    response = await handle_database_error(Request(scope), exc)
+                    await response(scope, receive, send)
+                    return
                 scope.setdefault("state", {})["session"] = session
         await self.app(scope, receive, send)
+
+
+def _key_in(params: list[tuple[str, str]], keys: KeyRing) -> bool:
+    """True when a configured key is a query parameter's name or value (also padded, or
+    after `Bearer`)."""
+    for name, value in params:
+        for text in (name, value):
+            candidate = text.strip()
+            if candidate.lower().startswith("bearer "):
+                candidate = candidate[7:].strip()
+            if candidate and keys.find(candidate) is not None:
+                return True
+    return False

@@ -47,7 +47,8 @@ SSE_EVENT = {
     "type": "object",
     "description": "One event: `id` the run's sequence or the log's position, `event` the "
     "envelope's type (left out with ?named=false), `data` the envelope as JSON (RunEvent or "
-    "ProjectEvent); a run's stream ends with `event: done`, `data: {}`.",
+    "ProjectEvent); a run's stream ends with `event: done`, `data: {}` (with ?named=false: "
+    '`data: {"type":"done"}`).',
     "properties": {
         "id": {"type": "string", "pattern": "^[0-9]+$"},
         "event": {"type": "string"},
@@ -261,7 +262,8 @@ def _describe(status: int, answer: Answer) -> str:
         return (
             "Server-Sent Events: `retry:` once, then frames `id: <n>`, `event: <type>` (left "
             "out with ?named=false), `data: <envelope JSON>`; `: ping` comments; a run's "
-            "stream ends with `event: done` / `data: {}`"
+            "stream ends with `event: done` / `data: {}` (?named=false: "
+            '`data: {"type":"done"}`)'
         )
     if isinstance(answer, type):
         return (answer.__doc__ or answer.__name__).strip().splitlines()[0]

@@ -30,6 +30,17 @@ def _loopback(request: Request) -> bool:
 
 
 async def start_session(request: Request) -> Response:
+    # Another site's page can post a form or a no-cors fetch here (same-site pages share
+    # cookies with ours) to sign the browser in as someone else; it cannot send JSON's
+    # content type or our header without CORS allowing it.
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json" and request.headers.get(auth.CSRF_HEADER) != auth.CSRF_VALUE:
+        raise ApiError(
+            400,
+            "invalid_request",
+            "Sign in with a JSON body (Content-Type: application/json).",
+            errors=[{"field": "Content-Type", "message": "must be application/json"}],
+        )
     body = await parse(request, SessionStart)
     found = services(request)
     principal = found.keys.find(body.key)
@@ -47,9 +58,17 @@ async def start_session(request: Request) -> Response:
         path="/",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https" or not _loopback(request),
+        secure=_secure(request, found.config.cookie_secure),
     )
     return response
+
+
+def _secure(request: Request, setting: str) -> bool:
+    """`Secure` on the cookie: RUNLEDGER_COOKIE_SECURE=true|false, or auto: on, unless the
+    request came over plain HTTP to a loopback address."""
+    if setting in ("true", "false"):
+        return setting == "true"
+    return request.url.scheme == "https" or not _loopback(request)
 
 
 async def end_session(request: Request) -> Response:

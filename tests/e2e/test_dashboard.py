@@ -209,6 +209,15 @@ def test_drag_a_board_task_and_find_the_new_order_after_a_reload(
         page.drag_and_drop(f"[data-task='{first}']", "[data-column=ready]")
         page.wait_for_selector(f"[data-column=ready] [data-task='{first}']")
         shot(page, request, "board-after-drag")
+        # and from the keyboard: the card's own buttons, focused and pressed with Enter
+        page.focus("button[aria-label='Move pick the colours up']")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "want => [...document.querySelectorAll('[data-column=backlog] .card strong')]"
+            ".map(e => e.textContent).join('|') === want",
+            arg="pick the colours|ship it",
+        )
+        assert columns(alice, project)["backlog"] == ["pick the colours", "ship it"]
 
 
 def test_a_coordinators_graph_follows_its_subtasks_live(
@@ -255,3 +264,49 @@ def test_diagnostics_and_projects_views(
     page.click("#sign-out")
     page.wait_for_selector("#key")
     assert page.evaluate("fetch('/api/runs').then(r => r.status)") == 401
+
+
+def test_leaving_a_view_closes_its_streams_even_while_it_loads(
+    srv: Server, page: Any, request: pytest.FixtureRequest
+) -> None:
+    with srv.client(ALICE) as alice:
+        runs = [submit(alice, task=f"run {i}")["run_id"] for i in range(3)]
+        for run in runs:  # hop between views without waiting for any to finish loading
+            page.evaluate("id => { location.hash = '#/runs/' + id }", run)
+            page.evaluate("() => { location.hash = '#/runs' }")
+        page.evaluate("id => { location.hash = '#/runs/' + id }", runs[0])
+        page.wait_for_selector("#timeline [data-seq='1']")
+        page.wait_for_timeout(1500)  # any stream a left view still opened has connected
+
+        def subscribers() -> int:
+            return int(ok(alice.get("/api/diagnostics"))["subscribers"])
+
+        assert subscribers() == 1  # the run view's own stream, nothing left behind
+
+
+def test_a_session_that_ends_under_an_open_view_brings_the_sign_in_back(
+    store_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    srv = Server(store_url, tmp_path / "data", RUNLEDGER_SESSION_HOURS=str(4 / 3600)).start()
+    try:
+        with srv.client(ALICE) as alice, sync_playwright() as p:
+            run = submit(alice, task="watched")["run_id"]
+            browser = launch_chromium(p)
+            try:
+                tab = browser.new_page()
+                tab.set_default_timeout(WAIT)
+                tab.goto(f"{srv.url}/#/runs/{run}")
+                tab.fill("#key", ALICE)
+                tab.press("#key", "Enter")
+                tab.wait_for_selector("#timeline [data-seq='1']")
+                tab.wait_for_timeout(4500)  # the session expires; the stream is still open
+                srv.kill()  # its stream breaks; the browser's reconnect is refused (401)
+                srv.start()
+                tab.wait_for_selector("#key", timeout=30_000)
+                shot(tab, request, "signed-out")
+            finally:
+                browser.close()
+    finally:
+        srv.kill()

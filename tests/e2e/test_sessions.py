@@ -243,3 +243,36 @@ def test_cors_is_off_by_default_and_allows_only_the_configured_origins(
             assert "access-control-allow-origin" not in bad_preflight.headers
     finally:
         cors.kill()
+
+
+def test_sign_in_takes_json_only_so_no_other_site_can_sign_a_browser_in(srv: Server) -> None:
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        form = client.post("/api/session", data={"key": ALICE})  # what a foreign form sends
+        error(form, 400, "invalid_request")
+        text = client.post(
+            "/api/session", content=f'{{"key": "{ALICE}"}}', headers={"Content-Type": "text/plain"}
+        )
+        error(text, 400, "invalid_request")  # a no-cors fetch's kind of body
+        assert "runledger_session" not in client.cookies
+        ours = client.post(
+            "/api/session",
+            content=f'{{"key": "{ALICE}"}}',
+            headers={"Content-Type": "text/plain", "X-Requested-With": "runledger"},
+        )
+        assert ours.status_code == 204  # the dashboard's own header is enough
+
+
+def test_another_authorization_scheme_leaves_the_cookie_in_charge(srv: Server) -> None:
+    with browser(srv) as page:
+        basic = {"Authorization": "Basic dXNlcjpwYXNz"}  # a proxy's own sign-in, passed on
+        ok(page.get("/api/runs", headers=basic))
+
+
+def test_cookie_secure_can_be_set_by_the_operator(store_url: str, tmp_path: Path) -> None:
+    server = Server(store_url, tmp_path / "data", RUNLEDGER_COOKIE_SECURE="true").start()
+    try:
+        answer = httpx.post(f"{server.url}/api/session", json={"key": ALICE})
+        assert answer.status_code == 204
+        assert "secure" in answer.headers["set-cookie"].lower()
+    finally:
+        server.kill()

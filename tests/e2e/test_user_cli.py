@@ -162,6 +162,15 @@ def test_gates_list_and_resolve(srv: Server) -> None:
     assert denied["decision"] == "deny"
     twice = cli(srv, "gates", "resolve", run, "g2", "--approve")
     assert twice.returncode == 2 and "409" in twice.stderr
+    with srv.client(RUNNER) as runner:  # an id that is no plain path segment
+        odd = {"gate_id": "why? 50% #1", "kind": "question", "prompt": "Ready?\x1b]0;pwned\x07"}
+        position = append(runner, run, token, {"type": "gate.opened", "data": odd})["position"]
+    with srv.client(ALICE) as alice:
+        ok(alice.get(f"/api/runs/{run}", params={"min_position": position}))
+    shown = cli(srv, "gates", "list", run).stdout
+    assert "why? 50% #1" in shown and "\x1b" not in shown and "\x07" not in shown
+    odd_answer = cli(srv, "gates", "resolve", run, "why? 50% #1", "--answer", "yes")
+    assert odd_answer.returncode == 0, odd_answer.stderr
     both = cli(srv, "gates", "resolve", run, "g1", "--approve", "--deny")
     assert both.returncode == 2 and "not allowed with" in both.stderr
 
@@ -286,3 +295,6 @@ def test_tail_follows_across_a_server_killed_and_restarted(srv: Server) -> None:
     assert sequences == list(range(1, len(lines) + 1)), sequences  # each once, in order
     assert lines[-1]["type"] == "run.failed"
     assert "resuming after event 4" in err and f"run {run} ended failed" in err
+    # started after its end: nothing to print, and still the run's outcome
+    after = cli(srv, "tail", run, "--after", str(sequences[-1]))
+    assert after.returncode == 1 and after.stdout == "", after.stderr

@@ -40,9 +40,15 @@ export async function call (method, path, body, params) {
 
 // A read that includes the page's own writes (and `atLeast`, e.g. an event's position).
 export async function get (path, params = {}, atLeast = 0) {
+  return (await read(path, params, atLeast)).data
+}
+
+// The same, with the position the answer includes (X-Position): a stream that follows
+// from there misses nothing that came after the read.
+export async function read (path, params = {}, atLeast = 0) {
   const wanted = Math.max(written, atLeast)
   const query = wanted ? { ...params, min_position: wanted } : params
-  return (await call('GET', path, null, query)).data
+  return call('GET', path, null, query)
 }
 
 export async function post (path, body) { return (await call('POST', path, body)).data }

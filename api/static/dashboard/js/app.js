@@ -3,6 +3,7 @@
 
 import { call, onUnauthorized } from './api.js'
 import { h } from './dom.js'
+import { View } from './view.js'
 import { showRuns } from './views/runs.js'
 import { showRun } from './views/run.js'
 import { showProjects, showBoard } from './views/board.js'
@@ -10,7 +11,7 @@ import { showDiagnostics } from './views/diagnostics.js'
 
 const main = document.getElementById('main')
 const signOut = document.getElementById('sign-out')
-let leave = null // the current view's clean-up (close its streams)
+let view = null // the page being shown (view.js): closed when the reader goes elsewhere
 
 export function setConnection (text) {
   document.getElementById('connection').textContent = text
@@ -38,8 +39,8 @@ function signInForm () {
 }
 
 function showSignIn () {
-  if (leave) leave()
-  leave = null
+  if (view) view.close()
+  view = null
   signOut.hidden = true
   setConnection('')
   const { form, key } = signInForm()
@@ -48,21 +49,23 @@ function showSignIn () {
 }
 
 async function route () {
-  if (leave) leave()
-  leave = null
-  const path = location.hash.replace(/^#/, '') || '/runs'
+  if (view) view.close()
+  const here = view = new View(main)
+  const path = location.hash.replace(/^#/, '').split('?')[0] || '/runs'
   const parts = path.split('/').filter(Boolean)
   try {
     await call('GET', '/api/runs', null, { limit: 1 }) // signed in? (401 otherwise)
+    if (here.closed) return
     signOut.hidden = false
-    if (parts[0] === 'runs' && parts[1]) leave = await showRun(main, parts[1])
-    else if (parts[0] === 'projects' && parts[1]) leave = await showBoard(main, parts[1])
-    else if (parts[0] === 'projects') leave = await showProjects(main)
-    else if (parts[0] === 'diagnostics') leave = await showDiagnostics(main)
-    else leave = await showRuns(main)
+    if (parts[0] === 'runs' && parts[1]) await showRun(here, parts[1])
+    else if (parts[0] === 'projects' && parts[1]) await showBoard(here, parts[1])
+    else if (parts[0] === 'projects') await showProjects(here)
+    else if (parts[0] === 'diagnostics') await showDiagnostics(here)
+    else await showRuns(here)
   } catch (e) {
+    if (here.closed) return
     if (e.status === 401) return showSignIn()
-    main.replaceChildren(h('p', { class: 'error', role: 'alert' }, `Could not load this page: ${e.message}`))
+    here.show(h('p', { class: 'error', role: 'alert' }, `Could not load this page: ${e.message}`))
   }
 }
 

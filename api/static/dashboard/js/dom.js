@@ -44,3 +44,15 @@ export function summary (event) {
   const text = JSON.stringify(data)
   return text === '{}' ? '' : text
 }
+
+// At most one call per `ms`, and never more than `ms` late: under a steady stream of
+// events a view still refreshes (a debounce would wait for the stream to pause).
+export function throttle (fn, ms) {
+  let timer = null
+  let args = []
+  return (...latest) => {
+    args = latest
+    if (timer) return
+    timer = setTimeout(() => { timer = null; fn(...args) }, ms)
+  }
+}

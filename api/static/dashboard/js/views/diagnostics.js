@@ -4,9 +4,9 @@
 import { get } from '../api.js'
 import { h } from '../dom.js'
 
-export async function showDiagnostics (main) {
+export async function showDiagnostics (view) {
   const box = h('div', { id: 'diagnostics' })
-  main.replaceChildren(h('h1', {}, 'Diagnostics'), box)
+  view.show(h('h1', {}, 'Diagnostics'), box)
   async function draw () {
     const d = await get('/api/diagnostics')
     const models = Object.entries(d.read_models || {})
@@ -22,5 +22,5 @@ export async function showDiagnostics (main) {
   }
   await draw()
   const timer = setInterval(() => draw().catch(() => {}), 2000)
-  return () => clearInterval(timer)
+  view.keep({ stop: () => clearInterval(timer) })
 }

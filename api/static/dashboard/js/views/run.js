@@ -5,7 +5,7 @@
 
 import { get, post, call } from '../api.js'
 import { follow } from '../stream.js'
-import { h, badge, when, debounce, summary } from '../dom.js'
+import { h, badge, when, debounce, throttle, summary } from '../dom.js'
 import { VirtualList } from '../vlist.js'
 import { setConnection } from '../app.js'
 import { planPanel } from './plan.js'
@@ -99,7 +99,7 @@ async function auditPanel (runId) {
   return panel
 }
 
-export async function showRun (main, runId) {
+export async function showRun (view, runId) {
   let run = await get(`/api/runs/${runId}`)
   const header = h('div')
   const sliderLabel = h('span', { id: 'slider-label', role: 'status' })
@@ -124,7 +124,7 @@ export async function showRun (main, runId) {
   }
   ensurePlan()
   const problem = h('p', { class: 'error', role: 'alert', id: 'run-error' })
-  main.replaceChildren(header, problem, panels, planSlot,
+  view.show(header, problem, panels, planSlot,
     h('section', { 'aria-label': 'Timeline' }, h('h2', {}, 'Timeline'),
       h('div', { class: 'row' }, h('label', { for: 'time-slider' }, 'As of event'), sliderLabel, live), slider, timeline.el))
 
@@ -148,23 +148,45 @@ export async function showRun (main, runId) {
       travelled ? h('p', { class: 'timetravel', role: 'status' }, `As it stood after event ${travelled} of ${run.last_sequence}`) : '',
       fields(shown), travelled ? '' : actions(shown, act))
   }
-  let filesShownFor = null
+  // Each panel is built again only when what it shows changed, so that a comment or an
+  // answer being typed survives the refreshes that events bring; the audit (it reads the
+  // whole run) is read at first and once more when the run ends.
+  const built = {}
+  async function panel (name, key, build) {
+    if (!built[name] || built[name].key !== key) built[name] = { key, el: await build() }
+    return built[name].el
+  }
   async function drawPanels () {
-    const parts = [gatesPanel(run, resolve), reviewPanel(run, review)]
-    if (run.tree_hash && filesShownFor !== run.tree_hash) filesShownFor = run.tree_hash
-    if (run.tree_hash || run.branch) parts.push(await filesPanel(runId))
-    try { parts.push(await auditPanel(runId)) } catch (e) { parts.push(h('p', { class: 'muted' }, `Audit: ${e.message}`)) }
-    panels.replaceChildren(...parts.filter(Boolean))
+    const ended = TERMINAL.includes(run.status)
+    const parts = [
+      await panel('gates', JSON.stringify(run.open_gates), () => gatesPanel(run, resolve)),
+      await panel('review', run.status + JSON.stringify(run.review), () => reviewPanel(run, review)),
+      run.tree_hash || run.branch ? await panel('files', `${run.tree_hash} ${run.branch}`, () => filesPanel(runId)) : null,
+      await panel('audit', String(ended), () => auditPanel(runId).catch((e) => h('p', { class: 'muted' }, `Audit: ${e.message}`)))
+    ]
+    if (!view.closed) panels.replaceChildren(...parts.filter(Boolean))
   }
   let atLeast = 0
-  async function refresh () {
-    run = await get(`/api/runs/${runId}`, {}, atLeast)
+  async function refreshOnce () {
+    const fresh = await get(`/api/runs/${runId}`, {}, atLeast)
+    if (view.closed) return
+    run = fresh
     if (!travelled) { drawHeader(run); slider.max = run.last_sequence; slider.value = run.last_sequence; sliderLabel.textContent = `${run.last_sequence} (live)` } else slider.max = run.last_sequence
     await drawPanels()
     ensurePlan()
     if (plan) await plan.refresh(atLeast)
   }
-  const later = debounce(() => refresh().catch((e) => { problem.textContent = e.message }), 200)
+  // One refresh at a time, in order; asked again meanwhile, it runs once more after.
+  let running = null
+  let again = false
+  function refresh () {
+    if (running) { again = true; return running }
+    running = (async () => {
+      do { again = false; await refreshOnce() } while (again && !view.closed)
+    })().finally(() => { running = null })
+    return running
+  }
+  const later = throttle(() => refresh().catch((e) => { problem.textContent = e.message }), 250)
 
   async function travel () {
     const n = Number(slider.value)
@@ -172,7 +194,9 @@ export async function showRun (main, runId) {
     travelled = n
     live.hidden = false
     sliderLabel.textContent = `${n} of ${run.last_sequence}`
-    drawHeader(await get(`/api/runs/${runId}`, { at_sequence: n }))
+    const then = await get(`/api/runs/${runId}`, { at_sequence: n })
+    if (travelled !== n || view.closed) return // moved on meanwhile
+    drawHeader(then)
     timeline.scrollTo(n - 1)
   }
   function backToLive () {
@@ -190,10 +214,15 @@ export async function showRun (main, runId) {
   drawHeader(run)
   sliderLabel.textContent = `${run.last_sequence} (live)`
   // The timeline starts at once; the panels (the audit reads the whole run) come beside it.
-  const panelsDrawn = drawPanels().then(() => plan && plan.refresh(0)).catch((e) => { problem.textContent = e.message })
-  const stream = follow(`/api/runs/${runId}/stream`, {
+  const panelsDrawn = refresh().catch((e) => { problem.textContent = e.message })
+  view.keep(follow(`/api/runs/${runId}/stream`, {
     key: (event) => event.sequence,
     onState: (state) => setConnection(state),
+    // The browser gave up on the stream: over if the run ended and every event is here.
+    probe: async (last) => {
+      const now = await get(`/api/runs/${runId}`)
+      return TERMINAL.includes(now.status) && now.last_sequence <= last ? 'ended' : 'retry'
+    },
     onEvent: (event) => {
       timeline.push(event)
       atLeast = Math.max(atLeast, event.position)
@@ -201,7 +230,6 @@ export async function showRun (main, runId) {
       later()
     },
     onDone: later
-  })
+  }))
   await panelsDrawn
-  return () => stream.stop()
 }
