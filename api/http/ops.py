@@ -18,6 +18,7 @@ from api.http.models.ops import Degraded, Diagnostics, Healthy, ServerInfo
 from api.http.openapi import Doc, Endpoint
 from api.http.requests import services
 from api.service import audit
+from projections.rebuilding import status
 
 VERSION = "0.1.0"
 HEALTH_TIMEOUT = 1.0  # seconds: an outage shows on /health well within 2 s
@@ -52,12 +53,16 @@ async def server_info(request: Request) -> Response:
 async def diagnostics(request: Request) -> Response:
     auth.user(request)
     state = services(request)
-    head = await run_in_threadpool(state.db.head)
+    names = [p.name for p in state.runtime.projection.projections]
+    head, found = await run_in_threadpool(status, state.db, names)
+    models: dict[str, Any] = {
+        s.name: {"position": s.position, "lag": s.lag, **({"size": s.size} if s.size else {})}
+        for s in found
+        if s.position is not None and s.lag is not None
+    }
     body: dict[str, Any] = {
         "head_position": head,
-        "read_models": {
-            "runs": {"position": state.projection.position, "lag": head - state.projection.position}
-        },
+        "read_models": models,
         "change_feed": {"position": state.feed.position, "lag": head - state.feed.position},
         "subscribers": len(state.hub.subscribers),
         "subscribers_dropped": state.hub.dropped,

@@ -54,8 +54,8 @@ class Progress(Answer):
     lag: int = Field(description="head_position minus position")
 
 
-class ReadModels(Answer):
-    runs: Progress
+class ReadModelProgress(Progress):
+    size: int | None = Field(None, ge=0, description="the Merkle log's tree size")
 
 
 class Worker(Answer):
@@ -67,7 +67,10 @@ class Diagnostics(Answer):
     """This process's positions and lag, its event streams and its role."""
 
     head_position: int = Field(ge=0)
-    read_models: ReadModels
+    read_models: dict[str, ReadModelProgress] = Field(
+        description="each read model (runs, projects, board, …) and the Merkle log "
+        "(`merkle`, with its tree `size`), by name, from their tracked positions"
+    )
     change_feed: Progress
     subscribers: int = Field(ge=0, description="open event streams on this process")
     subscribers_dropped: int = Field(ge=0, description="streams ended for falling behind")
