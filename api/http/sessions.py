@@ -73,6 +73,8 @@ def _secure(request: Request, setting: str) -> bool:
 
 async def end_session(request: Request) -> Response:
     caller = auth.caller(request)  # 401 without a session; 403 without the header
+    if caller.principal.role != "user":
+        raise ApiError(403, "forbidden", "Sessions are for user keys.")
     if caller.by_cookie:
         token = request.cookies.get(auth.SESSION_COOKIE, "")
         await run_in_threadpool(services(request).sessions.end, token)

@@ -37,6 +37,7 @@ USER_ENDPOINTS = [
     ("GET", "/api/audit/public-key", None),
     ("GET", "/api/audit/proofs/inclusion", None),
     ("GET", "/api/audit/proofs/consistency", None),
+    ("DELETE", "/api/session", None),
 ]
 RUNNER_ENDPOINTS = [
     ("POST", "/api/runner/claim", {"runner_id": "r9"}),
