@@ -25,7 +25,7 @@ from tests.e2e.openapi_check import Contract
 from tests.e2e.runs_helpers import append, claim, log, ok, report, submit
 from tests.support import ALICE, BOB, RUNNER, Server
 
-SCHEMATHESIS_SECONDS = int(os.environ.get("RUNLEDGER_SCHEMATHESIS_SECONDS", "150"))
+SCHEMATHESIS_SECONDS = int(os.environ.get("RUNLEDGER_SCHEMATHESIS_SECONDS", "90"))
 
 
 def app_document(tmp_path: Path) -> tuple[Any, dict[str, Any]]:
