@@ -109,8 +109,10 @@ def parse_sse(stream: bytes) -> list[dict[str, str]]:
 
 
 def check_stream(frames: list[dict[str, str]], run_id: UUID, after: int, total: int) -> None:
-    """Exactly the events after the resume point, each with its sequence as id, then done."""
-    *events, done = frames
+    """The retry frame, exactly the events after the resume point, each with its sequence as
+    id, then done."""
+    retry, *events, done = frames
+    assert retry == {"retry": "3000"}
     assert done == {"event": "done", "data": "{}"}
     assert [int(f["id"]) for f in events] == list(range(after + 1, total + 1))
     for frame in events:
