@@ -90,8 +90,19 @@ async function filesPanel (runId) {
   return panel
 }
 
-async function auditPanel (runId) {
+const AUDIT_AT_ONCE = 5000 // events: a longer run's audit (it reads them all) waits to be asked
+
+async function auditPanel (runId, events) {
   const panel = h('section', { class: 'panel', id: 'audit', 'aria-label': 'Audit' }, h('h2', {}, 'Audit'))
+  if (events > AUDIT_AT_ONCE) {
+    const button = h('button', { type: 'button', id: 'verify' }, `Verify its history (${events} events)`)
+    button.addEventListener('click', async () => {
+      button.disabled = true
+      panel.replaceWith(await auditPanel(runId, 0).catch((e) => h('p', { class: 'error' }, `Audit: ${e.message}`)))
+    })
+    panel.append(h('p', { class: 'muted' }, 'Checks the hash chain and the signed Merkle log. '), button)
+    return panel
+  }
   const audit = await get(`/api/runs/${runId}/audit`)
   const verdict = audit.valid ? 'Verified: the hash chain and the signed Merkle log agree.' : `Not valid: ${audit.first_bad.reason} at sequence ${audit.first_bad.sequence}`
   panel.append(h('p', { class: audit.valid ? '' : 'error', dataset: { valid: String(audit.valid) } }, verdict),
@@ -162,7 +173,7 @@ export async function showRun (view, runId) {
       await panel('gates', JSON.stringify(run.open_gates), () => gatesPanel(run, resolve)),
       await panel('review', run.status + JSON.stringify(run.review), () => reviewPanel(run, review)),
       run.tree_hash || run.branch ? await panel('files', `${run.tree_hash} ${run.branch}`, () => filesPanel(runId)) : null,
-      await panel('audit', String(ended), () => auditPanel(runId).catch((e) => h('p', { class: 'muted' }, `Audit: ${e.message}`)))
+      await panel('audit', String(ended), () => auditPanel(runId, run.last_sequence).catch((e) => h('p', { class: 'muted' }, `Audit: ${e.message}`)))
     ]
     if (!view.closed) panels.replaceChildren(...parts.filter(Boolean))
   }
@@ -215,7 +226,21 @@ export async function showRun (view, runId) {
   sliderLabel.textContent = `${run.last_sequence} (live)`
   // The timeline starts at once; the panels (the audit reads the whole run) come beside it.
   const panelsDrawn = refresh().catch((e) => { problem.textContent = e.message })
+  // The history in pages of 1,000 (one request each, drawn as each arrives: a long run
+  // shows its first events at once), then the stream from the last one, live.
+  let after = 0
+  while (!view.closed) {
+    const page = (await call('GET', `/api/runs/${runId}/events`, null, { after, limit: 1000 })).data
+    if (page.events.length) {
+      timeline.push(...page.events)
+      after = page.events[page.events.length - 1].sequence
+      atLeast = Math.max(atLeast, page.events[page.events.length - 1].position)
+      timeline.el.dataset.last = String(after)
+    }
+    if (page.events.length < 1000) break
+  }
   view.keep(follow(`/api/runs/${runId}/stream`, {
+    after,
     key: (event) => event.sequence,
     onState: (state) => setConnection(state),
     // The browser gave up on the stream: over if the run ended and every event is here.
