@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +59,14 @@ def bob(site: Site, request: pytest.FixtureRequest) -> Iterator[User]:
     """Another user with no projects and no runs yet."""
     with site.user(request.node.nodeid, "bob") as client:
         yield client
+
+
+@pytest.fixture
+def srv(store_url: str, tmp_path: Path) -> Iterator[Server]:
+    """A real `runledger serve` on each store on which no lease expires mid-test (a test
+    that stops to look at a page or a stream holds its claim for as long as it needs)."""
+    server = Server(store_url, tmp_path / "data", RUNLEDGER_LEASE_SECONDS="3600").start()
+    try:
+        yield server
+    finally:
+        server.kill()

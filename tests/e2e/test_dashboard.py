@@ -28,15 +28,6 @@ WAIT = 20_000  # ms: the longest any view may take to show what it should
 
 
 @pytest.fixture
-def srv(store_url: str, tmp_path: Path) -> Iterator[Server]:
-    server = Server(store_url, tmp_path / "data", RUNLEDGER_LEASE_SECONDS="3600").start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-@pytest.fixture
 def page(srv: Server, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A signed-in page: the key typed into the sign-in field and submitted with Enter."""
     from playwright.sync_api import sync_playwright

@@ -20,15 +20,6 @@ from tests.support import ALICE, BOB, KEYS, RUNNER, Server
 CSRF = {"X-Requested-With": "runledger"}
 
 
-@pytest.fixture
-def srv(store_url: str, tmp_path: Path) -> Iterator[Server]:
-    server = Server(store_url, tmp_path / "data").start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
 @contextmanager
 def browser(server: Server, key: str = ALICE) -> Iterator[httpx.Client]:
     """A client with no Authorization header, signed in: it holds the session cookie."""

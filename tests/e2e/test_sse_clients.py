@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,6 @@ TYPES = ["run.submitted", "run.claimed", "log", "run.cancelled"]
 @pytest.fixture(scope="module")
 def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return node_client(tmp_path_factory.mktemp("node"))
-
-
-@pytest.fixture
-def srv(store_url: str, tmp_path: Path) -> Iterator[Server]:
-    server = Server(store_url, tmp_path / "data", RUNLEDGER_LEASE_SECONDS="3600").start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def live_run(alice: httpx.Client, runner: httpx.Client) -> tuple[str, int]:

@@ -10,11 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.e2e.board_helpers import act, board, create_task
 from tests.e2e.projects_helpers import create_project
@@ -43,15 +40,6 @@ def cli_json(server: Server, *args: str, key: str = ALICE) -> Any:
     done = cli(server, *args, "--json", key=key)
     assert done.returncode == 0, (done.stdout, done.stderr)
     return json.loads(done.stdout)
-
-
-@pytest.fixture
-def srv(store_url: str, tmp_path: Path) -> Iterator[Server]:
-    server = Server(store_url, tmp_path / "data", RUNLEDGER_LEASE_SECONDS="3600").start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def wait_listed(server: Server, run_id: str) -> dict[str, Any]:

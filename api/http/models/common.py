@@ -46,28 +46,24 @@ class CommandAnswer(Answer):
     position: int
 
 
-class RunEvent(Answer):
+class _Envelope(Answer):
+    position: int = Field(ge=1)
+    type: str
+    at: Timestamp
+    actor: str
+    data: dict[str, Any]
+    prev_hash: str | None
+    hash: str | None
+
+
+class RunEvent(_Envelope):
     """An event of a run, as every read and stream gives it (API.md, "Event envelope")."""
 
     run_id: UUID
     sequence: int = Field(ge=1)
-    position: int = Field(ge=1)
-    type: str
-    at: Timestamp
-    actor: str
-    data: dict[str, Any]
-    prev_hash: str | None
-    hash: str | None
 
 
-class ProjectEvent(Answer):
+class ProjectEvent(_Envelope):
     """An event of a project (its board, its settings): no sequence of a run."""
 
     project_id: UUID
-    position: int = Field(ge=1)
-    type: str
-    at: Timestamp
-    actor: str
-    data: dict[str, Any]
-    prev_hash: str | None
-    hash: str | None
