@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from adapters import merkle_index, merkle_log
 from adapters.db import Cursor, Database
 from adapters.merkle import leaf_hash
 from adapters.merkle_log import Leaf
@@ -72,12 +73,19 @@ def checkpoint_at(cur: Cursor, tree_size: int) -> StoredCheckpoint | None:
 def stream_leaves(cur: Cursor, stream_id: UUID) -> list[StreamLeaf]:
     """Every leaf of a stream's events, in leaf order (a sequence may come back more than
     once if its event was rewritten at a new position: the first is the one recorded)."""
-    rows = cur.execute(
-        "SELECT leaf_index, position, sequence, hash FROM merkle_leaves "
-        "WHERE stream_id = ? ORDER BY leaf_index",
-        (str(stream_id),),
-    ).fetchall()
-    return [StreamLeaf(int(i), int(p), int(s), leaf_hash(bytes(h))) for i, p, s, h in rows]
+    indexes: list[int] = []
+    sequences: list[int] = []
+    for first, sequence, count in merkle_index.stream_runs(cur, stream_id):
+        indexes.extend(range(first, first + count))
+        sequences.extend(range(sequence, sequence + count))
+    positions = merkle_index.positions(cur, indexes)
+    entries = merkle_log.event_hashes(cur, indexes)
+    if len(entries) != len(indexes):
+        raise RuntimeError(f"the Merkle log lacks leaves of stream {stream_id}: rebuild it")
+    return [
+        StreamLeaf(index, position, sequence, leaf_hash(entries[index]))
+        for index, position, sequence in zip(indexes, positions, sequences, strict=True)
+    ]
 
 
 def event_leaves(db: Database, cur: Cursor, after: int, limit: int) -> list[Leaf | None]:

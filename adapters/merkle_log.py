@@ -3,16 +3,17 @@ level `STORED_FROM` up, so that any earlier root and any proof costs O(log n) no
 plus a few short ranges of leaves (one query each).
 
 Tables (not read models: a read-model layout change never drops them; `rebuild` recomputes
-them from the events, node for node):
-- `merkle_leaves (leaf_index, position, stream_id, sequence, hash)`: each leaf, leaf index =
-  rank in commit order: its event's position, its stream (the run's or project's id,
-  canonical dashed UUID text), its sequence (version) there, so that a run's audit finds its
-  leaves by index, and its event's hash (the leaf hash is merkle.leaf_hash of it).
-  Positions rise with the leaf index, so a position's leaf is found by the primary key.
+them from the events, row for row):
+- `merkle_bundles (bundle, hashes)`: the leaves' event hashes (a leaf hash is
+  merkle.leaf_hash of one), 16 to a row: bundle b holds leaves [16b, 16b + 16), 32 bytes
+  each, in order; the last bundle may hold fewer, and grows as leaves arrive.
+- `merkle_positions`, `merkle_streams`: which event each leaf is (adapters/merkle_index.py):
+  its position, and its stream (the run's or project's id) and sequence there, so that a
+  run's audit finds its leaves.
 - `merkle_nodes (level, idx, hash)`: the perfect subtree over leaves [idx * 2^level,
-  (idx + 1) * 2^level), for level >= STORED_FROM only (a lower one, over at most
-  2^STORED_FROM leaves, is computed from its leaves when needed: ~1/8 of a row per event
-  rather than ~2). A node is written once, when its last leaf arrives, and never changes.
+  (idx + 1) * 2^level), for level >= STORED_FROM only (a lower one lies within one bundle
+  and is computed from it when needed: ~1/8 of a row per event rather than ~2). A node is
+  written once, when its last leaf arrives, and never changes.
 - `merkle_head`: one row, the position of the last event appended and the tree size: the
   log writer's tracking position (adapters/audit_writer.py).
 - `checkpoints (tree_size, root_hash, note, vkey, signed_at)`: every signed checkpoint, kept
@@ -34,16 +35,20 @@ import secrets
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from adapters import merkle
+from adapters import merkle, merkle_index
 from adapters.db import Cursor, Database
 from adapters.merkle import Node
+from adapters.merkle_index import insert
 
-TREE_TABLES = ("merkle_nodes", "merkle_leaves", "merkle_head")  # recomputable from the events
+# Recomputable from the events; `merkle_leaves` held the leaves before layout 3.
+TREE_TABLES = ("merkle_nodes", "merkle_bundles", *merkle_index.TABLES, "merkle_head")
+_OLD_TREE_TABLES = ("merkle_leaves",)
 TABLES = (*TREE_TABLES, "checkpoints", "audit_meta")
 STORED_FROM = 4  # the lowest level of stored nodes: a node over 16 leaves
-LAYOUT = "2"  # 1: every level stored, leaf hashes at level 0, UNIQUE(position)
-_ROWS_PER_INSERT = 180  # up to 5 parameters a row: under SQLite's oldest limit of 999
-_SEARCH_SPAN = 4096  # leaves a position's lookup scans at most (by primary key) at the end
+BUNDLE = 1 << STORED_FROM  # leaves per merkle_bundles row: a lowest stored node's
+# Layouts before: 1 stored every level, leaf hashes at level 0, one merkle_leaves row per
+# leaf; 2 stored levels >= 4, one merkle_leaves row (with its event hash) per leaf.
+LAYOUT = "3"
 
 
 class Leaf(NamedTuple):
@@ -79,11 +84,10 @@ def create_tables(db: Database) -> None:
             f" hash {blob} NOT NULL, PRIMARY KEY (level, idx))"
         )
         cur.execute(
-            "CREATE TABLE IF NOT EXISTS merkle_leaves ("
-            " leaf_index BIGINT PRIMARY KEY, position BIGINT NOT NULL,"
-            f" stream_id TEXT NOT NULL, sequence BIGINT NOT NULL, hash {blob} NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS merkle_bundles ("
+            f" bundle BIGINT PRIMARY KEY, hashes {blob} NOT NULL)"
         )
-        cur.execute("CREATE INDEX IF NOT EXISTS merkle_leaves_stream ON merkle_leaves (stream_id)")
+        merkle_index.create_tables(cur, blob)
         cur.execute(
             "CREATE TABLE IF NOT EXISTS merkle_head ("
             " id INTEGER PRIMARY KEY, position BIGINT NOT NULL, size BIGINT NOT NULL)"
@@ -110,16 +114,8 @@ def _migrate(cur: Cursor) -> None:
     row = cur.execute("SELECT value FROM audit_meta WHERE name = 'log_layout'").fetchone()
     if row is not None and str(row[0]) == LAYOUT:
         return
-    if cur.postgres:
-        found = "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = ?"
-        old = cur.execute(found, ("merkle_leaves",)).fetchone() is not None
-    else:
-        found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-        old = cur.execute(found, ("merkle_leaves",)).fetchone() is not None
-    if old:
-        cur.execute("DROP TABLE IF EXISTS merkle_nodes")
-        cur.execute("DROP TABLE IF EXISTS merkle_leaves")
-        cur.execute("DROP TABLE IF EXISTS merkle_head")
+    for table in (*TREE_TABLES, *_OLD_TREE_TABLES):
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
     cur.execute(
         "INSERT INTO audit_meta (name, value) VALUES ('log_layout', ?) "
         "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -174,19 +170,25 @@ def append_rooted(cur: Cursor, leaves: Sequence[Leaf]) -> tuple[int, bytes | Non
     )
     if moved.rowcount != 1:
         raise OutOfOrder("another writer appended to the Merkle log meanwhile")
+    first_bundle = at // BUNDLE
+    tail = _bundles(cur, [first_bundle]).get(first_bundle, b"") if at % BUNDLE else b""
     frontier = _frontier(at)
-    known = _read(cur, frontier)
+    known = _read(cur, frontier, {first_bundle: tail})
     edge = [(level, known[(level, idx)]) for level, idx in frontier]
-    nodes_rows = _new_nodes(edge, at, [leaf.hash for leaf in leaves])
+    entries = [leaf.hash for leaf in leaves]
+    nodes_rows = _new_nodes(edge, at, entries)
     new_root = merkle.fold([h for _, h in edge])
-    _insert(cur, "merkle_nodes (level, idx, hash)", ("int", "bigint", "bytea"), nodes_rows)
-    rows = [
-        (at + offset, leaf.position, leaf.stream_id, leaf.sequence, leaf.hash)
-        for offset, leaf in enumerate(leaves)
+    insert(cur, "merkle_nodes (level, idx, hash)", ("int", "bigint", "bytea"), nodes_rows)
+    packed = tail + b"".join(entries)
+    step = BUNDLE * merkle.HASH_SIZE
+    bundles = [
+        (first_bundle + k, packed[k * step : (k + 1) * step])
+        for k in range((len(packed) + step - 1) // step)
     ]
-    columns = ("bigint", "bigint", "text", "bigint", "bytea")
-    into = "merkle_leaves (leaf_index, position, stream_id, sequence, hash)"
-    _insert(cur, into, columns, rows)
+    if tail:  # the last bundle grows: written anew
+        cur.execute("DELETE FROM merkle_bundles WHERE bundle = ?", (first_bundle,))
+    insert(cur, "merkle_bundles (bundle, hashes)", ("bigint", "bytea"), bundles)
+    merkle_index.record(cur, at, last, leaves)
     return new_size, new_root
 
 
@@ -215,32 +217,12 @@ def _new_nodes(
     return made
 
 
-def _insert(
-    cur: Cursor, into: str, pg_types: Sequence[str], rows: Sequence[tuple[object, ...]]
-) -> None:
-    """Insert rows; `pg_types` are the columns' types on PostgreSQL."""
-    if not rows:
-        return
-    if cur.postgres:
-        # One array per column, in one short statement whose text never changes: psycopg
-        # parses a query of hundreds of placeholders anew on every call (it caches short
-        # ones only), which took a third of an append's time. PostgreSQL only, so psycopg's
-        # own placeholder rather than `?`.
-        # Sent in binary (`%b`): the text format escapes every element with regular
-        # expressions, which cost more than the insert itself.
-        arrays = ", ".join(f"%b::{kind}[]" for kind in pg_types)
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        cur.execute(f"INSERT INTO {into} SELECT * FROM unnest({arrays})", columns)
-        return
-    for i in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[i : i + _ROWS_PER_INSERT]
-        values = ", ".join(["(" + ", ".join("?" * len(chunk[0])) + ")"] * len(chunk))
-        cur.execute(f"INSERT INTO {into} VALUES {values}", [v for row in chunk for v in row])
-
-
-def _read(cur: Cursor, nodes: Iterable[Node]) -> dict[Node, bytes]:
+def _read(
+    cur: Cursor, nodes: Iterable[Node], bundles: dict[int, bytes] | None = None
+) -> dict[Node, bytes]:
     """Perfect subtrees' hashes: the stored ones (level >= STORED_FROM) in one query, the
-    lower ones computed from their leaves, read in one more; every one must exist."""
+    lower ones computed from their bundle (`bundles`, or read in one more query); every
+    one must exist."""
     wanted = sorted(set(nodes))
     stored = [node for node in wanted if node[0] >= STORED_FROM]
     found: dict[Node, bytes] = {}
@@ -253,35 +235,62 @@ def _read(cur: Cursor, nodes: Iterable[Node]) -> dict[Node, bytes]:
         found = {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
     low = [node for node in wanted if node[0] < STORED_FROM]
     if low:
-        found.update(_computed(cur, low))
+        have = dict(bundles or {})
+        needed = sorted({(idx << level) // BUNDLE for level, idx in low} - have.keys())
+        have.update(_bundles(cur, needed))
+        for level, idx in low:
+            start = idx << level
+            packed = have.get(start // BUNDLE, b"")
+            offset = start % BUNDLE * merkle.HASH_SIZE
+            entries = _split(packed[offset : offset + (merkle.HASH_SIZE << level)])
+            if len(entries) == 1 << level:
+                found[(level, idx)] = merkle.levels([merkle.leaf_hash(e) for e in entries])[-1][0]
     missing = [node for node in wanted if node not in found]
     if missing:
         raise RuntimeError(f"the Merkle log lacks nodes {missing[:3]}: rebuild it")
     return found
 
 
-def _computed(cur: Cursor, nodes: Sequence[Node]) -> dict[Node, bytes]:
-    """Low perfect subtrees' hashes from their leaves (read in one query); a node whose
-    leaves are not all there is left out."""
-    spans = sorted((idx << level, (idx + 1) << level) for level, idx in nodes)
-    merged: list[list[int]] = []
-    for start, end in spans:
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    where = " OR ".join(["(leaf_index >= ? AND leaf_index < ?)"] * len(merged))
+def _bundles(cur: Cursor, numbers: Sequence[int]) -> dict[int, bytes]:
+    """The bundles numbered `numbers` that are stored, by number."""
+    found: dict[int, bytes] = {}
+    for chunk in merkle_index.chunks(numbers):
+        marks = ", ".join("?" * len(chunk))
+        rows = cur.execute(
+            f"SELECT bundle, hashes FROM merkle_bundles WHERE bundle IN ({marks})", list(chunk)
+        ).fetchall()
+        found.update((int(n), bytes(h)) for n, h in rows)
+    return found
+
+
+def _split(packed: bytes) -> list[bytes]:
+    size = merkle.HASH_SIZE
+    return [packed[i : i + size] for i in range(0, len(packed), size)]
+
+
+def event_hashes(cur: Cursor, indexes: Sequence[int]) -> dict[int, bytes]:
+    """The event hashes of the leaves `indexes` that the log has, by leaf index."""
+    bundles = _bundles(cur, sorted({i // BUNDLE for i in indexes}))
+    found: dict[int, bytes] = {}
+    for index in indexes:
+        offset = index % BUNDLE * merkle.HASH_SIZE
+        entry = bundles.get(index // BUNDLE, b"")[offset : offset + merkle.HASH_SIZE]
+        if len(entry) == merkle.HASH_SIZE:
+            found[index] = entry
+    return found
+
+
+def entries(cur: Cursor, start: int, end: int) -> list[bytes]:
+    """The event hashes of leaves [start, end) (all in the log), in order."""
     rows = cur.execute(
-        f"SELECT leaf_index, hash FROM merkle_leaves WHERE {where}",
-        [v for span in merged for v in span],
+        "SELECT hashes FROM merkle_bundles WHERE bundle >= ? AND bundle <= ? ORDER BY bundle",
+        (start // BUNDLE, (end - 1) // BUNDLE),
     ).fetchall()
-    leaves = {int(i): merkle.leaf_hash(bytes(h)) for i, h in rows}
-    found: dict[Node, bytes] = {}
-    for level, idx in nodes:
-        start = idx << level
-        hashes = [leaves.get(i) for i in range(start, start + (1 << level))]
-        if all(h is not None for h in hashes):
-            found[(level, idx)] = merkle.levels([h for h in hashes if h is not None])[-1][0]
+    packed = b"".join(bytes(row[0]) for row in rows)
+    base = start // BUNDLE * BUNDLE
+    found = _split(packed[(start - base) * merkle.HASH_SIZE : (end - base) * merkle.HASH_SIZE])
+    if len(found) != end - start:
+        raise RuntimeError(f"the Merkle log lacks leaves of [{start}, {end}): rebuild it")
     return found
 
 
@@ -321,49 +330,24 @@ def consistency(cur: Cursor, m: int, n: int) -> list[bytes]:
 
 
 def leaf_index_of(cur: Cursor, position: int) -> int | None:
-    """The leaf index of the event stored at `position`, if it is in the log yet.
-    Positions rise strictly with the leaf index, so `position - leaf_index` never falls:
-    between the first leaf's and the last's, it bounds where the leaf can be; a binary
-    search by primary key narrows that (positions skip numbers only on PostgreSQL, seldom)
-    until one short range scan finds it."""
+    """The leaf index of the event stored at `position`, if it is in the log yet."""
     last_position, size = head(cur)
     if size == 0 or not 0 < position <= last_position:
         return None
-    first = cur.execute("SELECT position FROM merkle_leaves WHERE leaf_index = 0").fetchone()
-    if first is None or position < int(first[0]):
-        return None
-    lo = max(0, position - (last_position - (size - 1)))
-    hi = min(size - 1, position - int(first[0]))
-    while hi - lo > _SEARCH_SPAN:
-        mid = (lo + hi) // 2
-        at = cur.execute(
-            "SELECT position FROM merkle_leaves WHERE leaf_index = ?", (mid,)
-        ).fetchone()
-        if at is None:
-            raise RuntimeError(f"the Merkle log lacks leaf {mid}: rebuild it")
-        if int(at[0]) == position:
-            return mid
-        lo, hi = (mid + 1, hi) if int(at[0]) < position else (lo, mid - 1)
-    row = cur.execute(
-        "SELECT leaf_index FROM merkle_leaves "
-        "WHERE leaf_index >= ? AND leaf_index <= ? AND position = ?",
-        (lo, hi, position),
-    ).fetchone()
-    return None if row is None else int(row[0])
+    return merkle_index.leaf_index_of(cur, position, size)
 
 
 def leaf_hash(cur: Cursor, leaf_index: int) -> bytes | None:
     """The leaf hash at `leaf_index` (leaf_hash of its event's hash), if any."""
-    row = cur.execute(
-        "SELECT hash FROM merkle_leaves WHERE leaf_index = ?", (leaf_index,)
-    ).fetchone()
-    return None if row is None else merkle.leaf_hash(bytes(row[0]))
+    entry = event_hashes(cur, [leaf_index]).get(leaf_index)
+    return None if entry is None else merkle.leaf_hash(entry)
 
 
 def reset(cur: Cursor) -> None:
     """Empty the log (to rebuild it from the events); the checkpoints stay."""
     cur.execute("DELETE FROM merkle_nodes")
-    cur.execute("DELETE FROM merkle_leaves")
+    cur.execute("DELETE FROM merkle_bundles")
+    merkle_index.reset(cur)
     cur.execute("UPDATE merkle_head SET position = 0, size = 0 WHERE id = 1")
 
 

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import orjson
 
-from adapters import merkle
+from adapters import merkle, merkle_index, merkle_log
 from adapters.audit_store import StoredCheckpoint
 from adapters.db import Database, StoredRow
 from adapters.store import StoreSettings
@@ -121,10 +121,33 @@ def stored_checkpoints(db: Database) -> list[StoredCheckpoint]:
     ]
 
 
-def stored_leaves(db: Database, page: int = 1000) -> Iterator[StoredLeaf]:
+def stored_leaves(db: Database, page: int = 1024) -> Iterator[StoredLeaf]:
     """The stored Merkle log's leaves in order (none when there is no log yet)."""
-    if not (table_exists(db, "merkle_leaves") and table_exists(db, "merkle_nodes")):
-        return
+    if table_exists(db, "merkle_bundles"):
+        yield from _bundled_leaves(db, page)
+    elif table_exists(db, "merkle_leaves") and table_exists(db, "merkle_nodes"):
+        yield from _leaf_rows(db, page)
+
+
+def _bundled_leaves(db: Database, page: int) -> Iterator[StoredLeaf]:
+    """The leaves of a log of layout 3 (adapters/merkle_log.py)."""
+    with db.reading() as cur:
+        size = merkle_log.size(cur)
+    for start in range(0, size, page):
+        end = min(size, start + page)
+        with db.reading() as cur:
+            entries = merkle_log.entries(cur, start, end)
+            positions = merkle_index.positions(cur, range(start, end))
+            streams = merkle_index.streams(cur, start, end)
+        for offset, (entry, position, (stream, sequence)) in enumerate(
+            zip(entries, positions, streams, strict=True)
+        ):
+            yield StoredLeaf(start + offset, position, stream, sequence, merkle.leaf_hash(entry))
+
+
+def _leaf_rows(db: Database, page: int) -> Iterator[StoredLeaf]:
+    """The leaves of a log of layout 1 or 2, one row each (a store last served by an
+    older runledger, before its start brings the log to the current layout)."""
     named = _has_columns(db, "merkle_leaves", ("stream_id", "sequence"))
     columns = "l.stream_id, l.sequence" if named else "NULL, NULL"
     # Layout 2 keeps each leaf's event hash in merkle_leaves; layout 1 its leaf hash as the

@@ -8,8 +8,9 @@ from uuid import UUID
 
 import pytest
 
-from adapters import audit_store, merkle
+from adapters import audit_store, merkle, merkle_log
 from adapters.backfill import hash_stream
+from adapters.db import Cursor
 from api import cli
 from api.service.runtime import Runtime
 
@@ -147,3 +148,24 @@ def runledger(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list
 def failures(out: list[str]) -> list[str]:
     """The failure lines of a command's output (not its notes and verdict)."""
     return [line for line in out if not line.startswith("runledger ")]
+
+
+TREE_KEYS = {
+    "merkle_nodes": "level, idx",
+    "merkle_bundles": "bundle",
+    "merkle_positions": "leaf_index",
+    "merkle_streams": "leaf_index",
+    "merkle_head": "id",
+}
+
+
+def dump_tree(cur: Cursor) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the Merkle log's tree tables, in key order (bytes as bytes)."""
+    assert set(TREE_KEYS) == set(merkle_log.TREE_TABLES)
+    return {
+        table: [
+            tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+            for row in cur.execute(f"SELECT * FROM {table} ORDER BY {keys}").fetchall()
+        ]
+        for table, keys in TREE_KEYS.items()
+    }

@@ -13,8 +13,8 @@ import pytest
 from adapters import audit_store, merkle, merkle_log
 from adapters.audit_writer import LogWriter
 from adapters.checkpoints import verify_note
-from adapters.db import Cursor
 from api.service.runtime import Runtime
+from tests.integration.audit_helpers import dump_tree
 from tests.support import open_runtime
 
 OWNER = "alice"
@@ -62,18 +62,6 @@ def checkpoint_sizes(rt: Runtime) -> list[int]:
     with rt.db.reading() as cur:
         rows = cur.execute("SELECT tree_size FROM checkpoints ORDER BY tree_size").fetchall()
     return [int(r[0]) for r in rows]
-
-
-def dump(cur: Cursor) -> list[list[tuple[Any, ...]]]:
-    """The tree's tables, in key order."""
-    return [
-        [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in rows]
-        for rows in (
-            cur.execute("SELECT level, idx, hash FROM merkle_nodes ORDER BY level, idx").fetchall(),
-            cur.execute("SELECT * FROM merkle_leaves ORDER BY leaf_index").fetchall(),
-            cur.execute("SELECT position, size FROM merkle_head").fetchall(),
-        )
-    ]
 
 
 def test_every_event_is_a_leaf_in_commit_order_and_the_root_is_theirs(rt: Runtime) -> None:
@@ -189,7 +177,7 @@ def test_a_rebuilt_log_equals_the_live_one_and_its_checkpoints(rt: Runtime) -> N
         submit(rt, n)
         log.catch_up()
     with rt.db.reading() as cur:
-        live = dump(cur)
+        live = dump_tree(cur)
     with rt.db.transaction() as cur:  # dropped, as after a disaster
         for table in merkle_log.TREE_TABLES:
             cur.execute(f"DROP TABLE {table}")
@@ -200,7 +188,7 @@ def test_a_rebuilt_log_equals_the_live_one_and_its_checkpoints(rt: Runtime) -> N
     sizes = checkpoint_sizes(rt)
     assert len(sizes) > 3
     with rt.db.reading() as cur:
-        assert dump(cur) == live
+        assert dump_tree(cur) == live
         for size in sizes:
             kept = audit_store.checkpoint_at(cur, size)
             assert kept is not None and merkle_log.root(cur, size) == kept.root_hash

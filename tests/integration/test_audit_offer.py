@@ -35,8 +35,7 @@ def submit(rt: Runtime, n: int) -> None:
 
 def log_entries(rt: Runtime) -> list[bytes]:
     with rt.db.reading() as cur:
-        rows = cur.execute("SELECT hash FROM merkle_leaves ORDER BY leaf_index").fetchall()
-    return [bytes(r[0]) for r in rows]
+        return merkle_log.entries(cur, 0, merkle_log.size(cur)) if merkle_log.size(cur) else []
 
 
 def event_hashes(rt: Runtime) -> list[bytes]:

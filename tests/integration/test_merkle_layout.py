@@ -1,8 +1,9 @@
-"""The Merkle log's layout change (adapters/merkle_log.py `LAYOUT`) on both stores: a store
-whose tree tables have the first layout (every level stored, the leaf hashes at level 0,
-UNIQUE(position), no `log_layout` in audit_meta) is still read as it is by the store's
-audit, and on start has its tree emptied and appended anew from the events; the
-checkpoints signed before stay and verify against the rebuilt log."""
+"""The Merkle log's layout changes (adapters/merkle_log.py `LAYOUT`) on both stores: a store
+whose tree tables have an older layout (1: every level stored, the leaf hashes at level 0,
+UNIQUE(position), no `log_layout` in audit_meta; 2: a merkle_leaves row per leaf with its
+event hash) is still read as it is by the store's audit, and on start has its tree emptied
+and appended anew from the events; the checkpoints signed before stay and verify against
+the rebuilt log."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from adapters import audit_store, merkle, merkle_log, store_audit
 from adapters.audit_writer import LogWriter
 from adapters.db import Cursor
+from adapters.store_audit import StoredLeaf
 from api.service.runtime import Runtime
 from tests.support import open_runtime
 
@@ -30,35 +32,51 @@ def writer(rt: Runtime) -> LogWriter:
     return LogWriter(rt.db, rt.signer, every_events=5, every_seconds=60.0, batch=3)
 
 
-def to_first_layout(cur: Cursor, blob: str) -> None:
-    """Rewrite the tree's tables as the first layout held them (same tree)."""
-    leaves = cur.execute(
-        "SELECT leaf_index, position, stream_id, sequence, hash FROM merkle_leaves"
-        " ORDER BY leaf_index"
-    ).fetchall()
-    hashes = [bytes(row[4]) for row in leaves]
-    cur.execute("DROP TABLE merkle_nodes")
-    cur.execute("DROP TABLE merkle_leaves")
+def to_old_layout(cur: Cursor, blob: str, layout: int, leaves: list[StoredLeaf]) -> None:
+    """Rewrite the tree's tables as layout 1 (every level stored, the leaf hashes at level
+    0, one merkle_leaves row per leaf, no `log_layout`) or 2 (levels >= 4 stored, each
+    leaf's event hash in its merkle_leaves row) held them: the same tree."""
+    hashes = merkle_log.entries(cur, 0, len(leaves)) if leaves else []
+    for table in merkle_log.TREE_TABLES:
+        if table != "merkle_head":
+            cur.execute(f"DROP TABLE {table}")
     cur.execute(
         "CREATE TABLE merkle_nodes (level INTEGER NOT NULL, idx BIGINT NOT NULL,"
         f" hash {blob} NOT NULL, PRIMARY KEY (level, idx))"
     )
-    cur.execute(
-        "CREATE TABLE merkle_leaves (leaf_index BIGINT PRIMARY KEY,"
-        " position BIGINT NOT NULL UNIQUE, stream_id TEXT NOT NULL, sequence BIGINT NOT NULL)"
-    )
     tree = merkle.levels([merkle.leaf_hash(h) for h in hashes])
     for level, row in enumerate(tree):
-        for idx, h in enumerate(row):
-            cur.execute("INSERT INTO merkle_nodes VALUES (?, ?, ?)", (level, idx, h))
-    for index, position, stream, sequence, _ in leaves:
+        if layout == 1 or level >= 4:
+            for idx, h in enumerate(row[: len(hashes) >> level]):
+                cur.execute("INSERT INTO merkle_nodes VALUES (?, ?, ?)", (level, idx, h))
+    if layout == 1:
         cur.execute(
-            "INSERT INTO merkle_leaves VALUES (?, ?, ?, ?)", (index, position, stream, sequence)
+            "CREATE TABLE merkle_leaves (leaf_index BIGINT PRIMARY KEY,"
+            " position BIGINT NOT NULL UNIQUE, stream_id TEXT NOT NULL, sequence BIGINT NOT NULL)"
         )
-    cur.execute("DELETE FROM audit_meta WHERE name = 'log_layout'")
+        for leaf in leaves:
+            cur.execute(
+                "INSERT INTO merkle_leaves VALUES (?, ?, ?, ?)",
+                (leaf.leaf_index, leaf.position, leaf.stream_id, leaf.sequence),
+            )
+        cur.execute("DELETE FROM audit_meta WHERE name = 'log_layout'")
+        return
+    cur.execute(
+        "CREATE TABLE merkle_leaves (leaf_index BIGINT PRIMARY KEY, position BIGINT NOT NULL,"
+        f" stream_id TEXT NOT NULL, sequence BIGINT NOT NULL, hash {blob} NOT NULL)"
+    )
+    for leaf, h in zip(leaves, hashes, strict=True):
+        cur.execute(
+            "INSERT INTO merkle_leaves VALUES (?, ?, ?, ?, ?)",
+            (leaf.leaf_index, leaf.position, leaf.stream_id, leaf.sequence, h),
+        )
+    cur.execute("UPDATE audit_meta SET value = '2' WHERE name = 'log_layout'")
 
 
-def test_a_first_layout_log_is_rebuilt_and_its_checkpoints_still_verify(rt: Runtime) -> None:
+@pytest.mark.parametrize("layout", [1, 2])
+def test_an_older_layout_log_is_rebuilt_and_its_checkpoints_still_verify(
+    rt: Runtime, layout: int
+) -> None:
     log = writer(rt)
     for n in (4, 7, 6):
         for i in range(n):
@@ -72,15 +90,16 @@ def test_a_first_layout_log_is_rebuilt_and_its_checkpoints_still_verify(rt: Runt
     assert size == 17 and len(signed) > 3
 
     with rt.db.transaction() as cur:
-        to_first_layout(cur, "BYTEA" if rt.db.postgres else "BLOB")
-    # The store's audit (export, verify) reads the first layout as it is.
+        to_old_layout(cur, "BYTEA" if rt.db.postgres else "BLOB", layout, live_leaves)
+    # The store's audit (export, verify) reads the older layout as it is.
     assert list(store_audit.stored_leaves(rt.db)) == live_leaves
 
     merkle_log.create_tables(rt.db)  # as on start: the old tree goes, the checkpoints stay
     with rt.db.reading() as cur:
         assert merkle_log.head(cur) == (0, 0)
         assert audit_store.latest_checkpoint(cur) == signed[-1]
-        assert cur.execute("SELECT COUNT(*) FROM merkle_leaves").fetchone()[0] == 0
+        assert cur.execute("SELECT COUNT(*) FROM merkle_bundles").fetchone()[0] == 0
+    assert not rt.db.has_table("merkle_leaves")
     assert log.sign_if_due() is None  # nothing signed below the kept checkpoints
 
     assert log.catch_up() == size

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from adapters import merkle, merkle_log
-from adapters.db import Cursor, Database
+from adapters.db import Database
 from adapters.store import StoreSettings
+from tests.integration.audit_helpers import dump_tree
 
 BATCHES = [1, 2, 1, 5, 8, 16, 3, 64, 37, 100, 1, 62]  # 300 leaves, ragged at every size
 
@@ -59,21 +60,6 @@ def append_in_batches(db: Database, leaves: list[merkle_log.Leaf]) -> list[int]:
         assert root == merkle.mth([leaf.hash for leaf in leaves[:at]]), at
         sizes.append(size)
     return sizes
-
-
-def dump(cur: Cursor) -> list[list[tuple[object, ...]]]:
-    """Every row of the log's tables, in key order."""
-    return [
-        [(int(a), int(b), bytes(h)) for a, b, h in cur.execute(sql).fetchall()]
-        if "nodes" in sql
-        else cur.execute(sql).fetchall()
-        for sql in (
-            "SELECT level, idx, hash FROM merkle_nodes ORDER BY level, idx",
-            "SELECT leaf_index, position, stream_id, sequence FROM merkle_leaves"
-            " ORDER BY leaf_index",
-            "SELECT id, position, size FROM merkle_head",
-        )
-    ]
 
 
 def test_every_earlier_root_equals_the_pure_tree_over_the_same_events(db: Database) -> None:
@@ -123,7 +109,7 @@ def test_every_leaf_of_the_final_tree_proves_its_inclusion(db: Database) -> None
 def test_the_log_holds_every_perfect_subtree_and_nothing_else(db: Database) -> None:
     append_in_batches(db, events(300))
     with db.reading() as cur:
-        nodes = {(level, idx) for level, idx, _ in dump(cur)[0]}
+        nodes = {(level, idx) for level, idx, _ in dump_tree(cur)["merkle_nodes"]}
     expected = {(lv, i) for lv in range(merkle_log.STORED_FROM, 9) for i in range(300 >> lv)}
     assert nodes == expected
 
@@ -132,18 +118,18 @@ def test_a_rebuild_from_the_events_gives_the_same_rows(db: Database) -> None:
     leaves = events(300)
     append_in_batches(db, leaves)
     with db.reading() as cur:
-        live = dump(cur)
+        live = dump_tree(cur)
     with db.transaction() as cur:
         assert merkle_log.rebuild(cur, iter(leaves), batch=7) == 300
     with db.reading() as cur:
-        assert dump(cur) == live
+        assert dump_tree(cur) == live
 
 
 def test_a_dropped_log_is_recreated_and_rebuilt_equal(db: Database) -> None:
     leaves = events(300)
     append_in_batches(db, leaves)
     with db.reading() as cur:
-        live = dump(cur)
+        live = dump_tree(cur)
     with db.transaction() as cur:
         for table in merkle_log.TREE_TABLES:
             cur.execute(f"DROP TABLE {table}")
@@ -154,7 +140,7 @@ def test_a_dropped_log_is_recreated_and_rebuilt_equal(db: Database) -> None:
         assert merkle_log.root(cur, 0) == merkle.EMPTY_ROOT
         merkle_log.rebuild(cur, leaves)
     with db.reading() as cur:
-        assert dump(cur) == live
+        assert dump_tree(cur) == live
 
 
 @pytest.mark.parametrize(
@@ -172,11 +158,11 @@ def test_a_position_not_after_the_last_one_is_refused_and_nothing_is_written(
     with db.transaction() as cur:
         merkle_log.append(cur, [leaf(3, b"\x00" * 32), leaf(10, b"\x00" * 32)])
     with db.reading() as cur:
-        before = dump(cur)
+        before = dump_tree(cur)
     with pytest.raises(merkle_log.OutOfOrder), db.transaction() as cur:
         merkle_log.append(cur, batch)
     with db.reading() as cur:
-        assert dump(cur) == before
+        assert dump_tree(cur) == before
 
 
 def test_a_hash_that_is_not_32_bytes_is_refused(db: Database) -> None:
