@@ -284,15 +284,34 @@ class Database:
         ]
 
     def run_events(self, run_id: UUID, after: int = 0, limit: int = 1000) -> list[StoredRow]:
-        """A run's events with sequence > after, in sequence order."""
+        """A run's events with sequence > after, in sequence order.
+
+        A stream's sequences have no gaps, so the next `limit` events are those up to
+        after + limit: asked that way, a query reads O(limit) rows whatever the plan.
+        (PostgreSQL without statistics plans `> after ORDER BY … LIMIT` as a bitmap scan and
+        a sort of every later event, so that replaying a run page by page cost the square
+        of its length.) Only when that range comes back short (the stream's end, or a gap
+        where an event was removed) does an open-ended query look past its last row:
+        at the end there is little past it, and a gap costs one wide read."""
         pos = self._position_column()
-        sql = (
+        select = (
             f"SELECT {pos}, originator_id, originator_version, topic, state, prev_hash, hash "
             f"FROM {self.events_table} WHERE originator_id = ? AND originator_version > ? "
-            "ORDER BY originator_version LIMIT ?"
         )
+        order = "ORDER BY originator_version LIMIT ?"
+        stream = self.id_param(run_id)
         with self.reading() as cur:
-            return self._rows(cur.execute(sql, (self.id_param(run_id), after, limit)).fetchall())
+            rows = cur.execute(
+                f"{select} AND originator_version <= ? {order}",
+                (stream, after, after + limit, limit),
+            ).fetchall()
+            if len(rows) < limit:
+                # From the last row read, not from after + limit: an event committed
+                # between the two queries must not be passed over.
+                last = int(rows[-1][2]) if rows else after
+                more = cur.execute(f"{select} {order}", (stream, last, limit - len(rows)))
+                rows += more.fetchall()
+            return self._rows(rows)
 
     def events_after(self, position: int, limit: int = 500) -> list[StoredRow]:
         """All events with a global position > position, in position (commit) order."""

@@ -80,7 +80,7 @@ async def run_events(request: Request) -> Response:
     assert after is not None and limit is not None
     found = services(request)
     if "application/x-ndjson" in request.headers.get("accept", ""):
-        await run_in_threadpool(found.engine.get_run, run_id, owner)  # the caller's run?
+        await run_in_threadpool(use_cases.run_state, found, run_id, owner)  # the caller's run?
         return StreamingResponse(
             ending_on_outage(_ndjson(found.db, run_id, after)), media_type="application/x-ndjson"
         )
@@ -107,13 +107,13 @@ async def run_sse(request: Request) -> Response:
     after = _resume_point(request)
     framing = _framing(request)
     found = services(request)
-    # On the streams' threads: a thousand reconnecting clients rebuild a thousand runs.
-    run = await found.hub.off_loop(found.engine.get_run, run_id, owner)
-    if run.is_terminal and after >= run.version:
+    # On the streams' threads: a thousand reconnecting clients read a thousand runs.
+    ended, version = await found.hub.off_loop(use_cases.run_state, found, run_id, owner)
+    if ended and after >= version:
         # The client has every event of a run that will have no more, and was sent `done`
         # (it follows the last event): 204 is what makes an EventSource stop reconnecting.
         return Response(status_code=204, headers=SSE_HEADERS)
-    stream = run_stream(found.hub, found.db, run_id, after, run.is_terminal, framing)
+    stream = run_stream(found.hub, found.db, run_id, after, ended, framing)
     return _sse(request, stream)
 
 
