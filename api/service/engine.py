@@ -6,6 +6,7 @@ reads, the load-decide-save loop and the one save that every command goes throug
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -18,7 +19,7 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from adapters.chain import Chain
 from adapters.store import LeanMapper
@@ -33,8 +34,11 @@ from domain.errors import Conflict, DomainError, NotFound
 from domain.projects import Project
 from domain.receipts import CURRENT_RECEIPT
 from domain.runs import Run
+from domain.runs.snapshot import RunSnapshot
 
+log = logging.getLogger("runledger.engine")
 SAVE_ATTEMPTS = 20
+SNAPSHOT_EVERY = 1000  # a run's events between two of its snapshots, at most (about)
 RUN_LOCK_STRIPES = 256
 A = TypeVar("A", Run, Project)
 
@@ -52,6 +56,9 @@ class Engine(
     """Runs commands against aggregates; the clock and id source are injected."""
 
     name = "runledger"
+    # Runs are snapshotted (the library's snapshot store, RunSnapshot): loading one, at its
+    # head or at any earlier version, replays at most SNAPSHOT_EVERY of its events.
+    is_snapshotting_enabled = True
 
     def __init__(
         self,
@@ -199,12 +206,28 @@ class Engine(
             ]
             for follower in self.followers:  # still in commit order
                 follower(rows)
+        every, version = SNAPSHOT_EVERY, aggregate.version
+        if isinstance(aggregate, Run) and version // every > (version - len(events)) // every:
+            self._snapshot(aggregate)
         if self.repository.cache is not None:
             # With fast-forwarding on, the library leaves the cache at the version it last
             # read, so the next command would re-apply this one's events: keep the saved
             # state instead (the next read still fast-forwards past other processes' events).
             self.repository.cache.put(aggregate.id, aggregate)
         return Appended(aggregate.id, status, aggregate.version, positions[-1])
+
+    def _snapshot(self, run: Run) -> None:
+        """Keep a snapshot of the run as just saved (after its events committed: one lost
+        to a crash only means a longer replay, and another process's snapshot of the same
+        version is the same state)."""
+        if self.snapshots is None:
+            return
+        try:
+            self.snapshots.put([RunSnapshot.take(run)])
+        except IntegrityError:
+            pass  # another process kept this version's snapshot first
+        except (TypeError, PersistenceError) as error:
+            log.warning("no snapshot of run %s at %d: %s", run.id, run.version, error)
 
     def settle(self, timeout: float = 0.05) -> bool:
         """Wait (a little) until every save in flight in this process has reached the

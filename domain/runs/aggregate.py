@@ -23,6 +23,7 @@ from domain.runs.attempts import AttemptCommands
 from domain.runs.coordination import CoordinatorCommands
 from domain.runs.gates import GateCommands
 from domain.runs.reviews import ReviewCommands
+from domain.runs.snapshot import RunSnapshot
 from domain.runs.states import (
     IN_PROGRESS,
     MERGING,
@@ -81,6 +82,10 @@ class Run(
     OptionChanged = gate_events.OptionChanged
     DirectiveIssued = gate_events.DirectiveIssued
     DirectiveDelivered = gate_events.DirectiveDelivered
+
+    # Taken by the engine every SNAPSHOT_EVERY events (api/service/engine.py): a run is
+    # loaded from its latest snapshot and the events after it, at any version.
+    Snapshot = RunSnapshot
 
     # -- construction -------------------------------------------------------------------
 
