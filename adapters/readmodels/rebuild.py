@@ -184,11 +184,15 @@ class RebuildArea:
 
     def busy(self, exc: BaseException) -> bool:
         """True if `exc` is a lock wait that timed out (or a deadlock's victim): worth
-        another try, rather than a fault."""
+        another try, rather than a fault. On PostgreSQL the read models' write lock is an
+        advisory lock, whose wait the statement timeout may end before the lock timeout
+        does (QueryCanceled)."""
         if self.db.postgres:
             from psycopg import errors
 
-            return isinstance(exc, errors.LockNotAvailable | errors.DeadlockDetected)
+            return isinstance(
+                exc, errors.LockNotAvailable | errors.DeadlockDetected | errors.QueryCanceled
+            )
         return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 

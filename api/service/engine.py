@@ -38,7 +38,7 @@ from domain.runs.snapshot import RunSnapshot
 
 log = logging.getLogger("runledger.engine")
 SAVE_ATTEMPTS = 20
-SNAPSHOT_EVERY = 1000  # a run's events between two of its snapshots, at most (about)
+SNAPSHOT_EVERY = 500  # a run's events between two of its snapshots, at most (about)
 RUN_LOCK_STRIPES = 256
 A = TypeVar("A", Run, Project)
 
