@@ -87,6 +87,9 @@ def fill(url: str, data_dir: Path, sizes: list[int]) -> dict[int, UUID]:
                 ).sequence
             runs[size] = run_id
             progress(f"  {size:,} events in {time.monotonic() - started:.0f} s")
+        started = time.monotonic()
+        runtime.catch_up()  # the read models, so that the server starts at their head
+        progress(f"  read models caught up in {time.monotonic() - started:.0f} s")
         return runs
     finally:
         runtime.close()
@@ -127,7 +130,7 @@ def bench(sizes: list[int]) -> Callable[[str, str, Path, Report], None]:
         progress(f"{store}: starting the server (it catches its read models up first)")
         server = Server(url, workdir / "data", client_timeout=120)
         started = time.monotonic()
-        server.start_for(store)
+        server.start(timeout=600)
         progress(f"{store}: serving after {time.monotonic() - started:.0f} s")
         try:
             with server.client(USER_KEY) as api:
