@@ -64,10 +64,19 @@ def delete_run(cur: Cursor, run_id: str) -> None:
 
 def get_run(cur: Cursor, run_id: str, owner: str) -> dict[str, Any] | None:
     """One of the owner's runs, or None."""
+    encoded = get_run_json(cur, run_id, owner)
+    return None if encoded is None else orjson.loads(encoded)
+
+
+def get_run_json(cur: Cursor, run_id: str, owner: str) -> bytes | None:
+    """One of the owner's runs as it is stored: its document's JSON (None without it)."""
     row = cur.execute(
         "SELECT doc FROM runs_view WHERE run_id = ? AND owner = ?", (run_id, owner)
     ).fetchone()
-    return orjson.loads(row[0]) if row else None
+    if row is None:
+        return None
+    doc = row[0]
+    return doc.encode() if isinstance(doc, str) else bytes(doc)
 
 
 def list_runs(
