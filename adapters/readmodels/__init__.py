@@ -55,6 +55,7 @@ from adapters.readmodels.runs import (
 from adapters.readmodels.schema import (
     READ_MODEL_TABLES,
     READ_MODEL_VERSION,
+    analyze,
     create_schema,
     reset,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "add_usage",
     "advance_tracking_all",
     "all_runs",
+    "analyze",
     "board_stamp",
     "children_to_cancel",
     "claimable_runs",

@@ -98,6 +98,18 @@ def create_schema(db: Database) -> None:
         sessions.create_table(cur)  # browser sessions: kept across layouts too
 
 
+def analyze(db: Database) -> None:
+    """Give PostgreSQL's planner statistics of the read models (SQLite plans from its
+    indexes). A table never analyzed (a store filled or imported before this process
+    started, before autovacuum came by) is planned from default guesses that make a list's
+    first page read and sort all of a user's runs rather than walk an index."""
+    if not db.postgres:
+        return
+    with db.reading() as cur:
+        for table in READ_MODEL_TABLES:
+            cur.execute(f"ANALYZE {table}")
+
+
 def reset(cur: Cursor, table: str, name: str) -> None:
     """Empty a view and rewind its tracking, for a rebuild."""
     assert table in READ_MODEL_TABLES

@@ -165,6 +165,7 @@ class Runtime:
     def _promote(self) -> None:
         self.projection.reload()
         self.projection.catch_up()
+        readmodels.analyze(self.db)
         self.projection.start()
         self.lease_expiry = Loop("lease-expiry", self.lease_policy.tick, 1.0)
         self.merging = Loop("merger", self.merger.tick, 5.0)
