@@ -55,38 +55,28 @@ def _plain(value: Any) -> bool:
     # encoding and the hash together.
     kind = type(value)
     if kind is dict:
-        for key, item in value.items():
+        for key in value:
             if not key.isascii():
                 return False
-            kind = type(item)
-            if kind is str or kind is bool or item is None:
-                continue
-            if kind is int:
-                if -SAFE_INTEGER <= item <= SAFE_INTEGER:
-                    continue
-                return False
-            if (kind is dict or kind is list) and _plain(item):
-                continue
-            return False
-        return True
-    if kind is list:
-        for item in value:
-            kind = type(item)
-            if kind is str or kind is bool or item is None:
-                continue
-            if kind is int:
-                if -SAFE_INTEGER <= item <= SAFE_INTEGER:
-                    continue
-                return False
-            if (kind is dict or kind is list) and _plain(item):
-                continue
-            return False
-        return True
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
+        items = value.values()
+    elif kind is list:
+        items = value
+    elif kind is int:
         return -SAFE_INTEGER <= value <= SAFE_INTEGER
-    return False
+    else:
+        return kind is str or kind is bool or value is None
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if -SAFE_INTEGER <= item <= SAFE_INTEGER:
+                continue
+            return False
+        if (kind is dict or kind is list) and _plain(item):
+            continue
+        return False
+    return True
 
 
 def recorded_envelope(
