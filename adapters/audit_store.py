@@ -71,20 +71,24 @@ def checkpoint_at(cur: Cursor, tree_size: int) -> StoredCheckpoint | None:
 
 
 def stream_leaves(cur: Cursor, stream_id: UUID) -> list[StreamLeaf]:
-    """Every leaf of a stream's events, in leaf order (a sequence may come back more than
-    once if its event was rewritten at a new position: the first is the one recorded)."""
+    """Every leaf of a stream's events that the log holds, in leaf order (a sequence may
+    come back more than once if its event was rewritten at a new position: the first is
+    the one recorded). A leaf whose hash or position the log lost (its rows damaged) is
+    left out, for the audit to find its event missing from the log."""
     indexes: list[int] = []
     sequences: list[int] = []
     for first, sequence, count in merkle_index.stream_runs(cur, stream_id):
         indexes.extend(range(first, first + count))
         sequences.extend(range(sequence, sequence + count))
-    positions = merkle_index.positions(cur, indexes)
+    try:
+        positions = merkle_index.positions(cur, indexes)
+    except RuntimeError:
+        return []
     entries = merkle_log.event_hashes(cur, indexes)
-    if len(entries) != len(indexes):
-        raise RuntimeError(f"the Merkle log lacks leaves of stream {stream_id}: rebuild it")
     return [
         StreamLeaf(index, position, sequence, leaf_hash(entries[index]))
         for index, position, sequence in zip(indexes, positions, sequences, strict=True)
+        if index in entries
     ]
 
 

@@ -144,3 +144,11 @@ def test_a_run_rewritten_with_recomputed_hashes_is_caught_by_the_log(scene: Scen
     check_chain(history(scene.alice, scene.run_id))  # the chain alone links up again
     assert first_bad(scene) == {"sequence": 1, "reason": "hash_mismatch"}
     caught_through_the_kept_checkpoint(scene)
+
+
+@pytest.mark.parametrize("table", ["merkle_bundles", "merkle_positions"])
+def test_damage_to_the_log_itself_is_a_verdict_not_an_error(scene: Scene, table: str) -> None:
+    # The Merkle log's own rows deleted (an intruder covering tracks, or a broken disk): the
+    # audit still answers, and says the run's events are no longer all in the log.
+    scene.execute(f"DELETE FROM {table}")
+    assert first_bad(scene) == {"sequence": 1, "reason": "not_in_log"}
