@@ -19,7 +19,7 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import IntegrityError
 
 from adapters.chain import Chain
 from adapters.store import LeanMapper
@@ -217,16 +217,17 @@ class Engine(
         return Appended(aggregate.id, status, aggregate.version, positions[-1])
 
     def _snapshot(self, run: Run) -> None:
-        """Keep a snapshot of the run as just saved (after its events committed: one lost
-        to a crash only means a longer replay, and another process's snapshot of the same
-        version is the same state)."""
+        """Keep a snapshot of the run as just saved, if it can be kept: its events are
+        committed, and a snapshot is only a shortcut (one lost, to a crash or an outage,
+        means a longer replay), so nothing about it may fail the command. Another process's
+        snapshot of the same version is the same state."""
         if self.snapshots is None:
             return
         try:
             self.snapshots.put([RunSnapshot.take(run)])
         except IntegrityError:
             pass  # another process kept this version's snapshot first
-        except (TypeError, PersistenceError) as error:
+        except Exception as error:  # any: see above
             log.warning("no snapshot of run %s at %d: %s", run.id, run.version, error)
 
     def settle(self, timeout: float = 0.05) -> bool:
