@@ -19,6 +19,8 @@ from adapters.outage import guard_pool, session_options
 from adapters.store import StoreSettings, events_channel
 from adapters.stored import StoredRow
 
+MAX_SEQUENCE = 2**63 - 1  # the largest integer both databases store
+
 __all__ = [
     "Cursor",
     "Database",
@@ -301,9 +303,9 @@ class Database:
         order = "ORDER BY originator_version LIMIT ?"
         stream = self.id_param(run_id)
         with self.reading() as cur:
+            upper = min(after + limit, MAX_SEQUENCE)  # a client's `after` may be the largest
             rows = cur.execute(
-                f"{select} AND originator_version <= ? {order}",
-                (stream, after, after + limit, limit),
+                f"{select} AND originator_version <= ? {order}", (stream, after, upper, limit)
             ).fetchall()
             if len(rows) < limit:
                 # From the last row read, not from after + limit: an event committed

@@ -130,6 +130,7 @@ class StoreContract:
         runtime.engine.record_output(run_id, RUNNER, token, [("log", {"i": i}) for i in range(5)])
         assert [r.sequence for r in runtime.db.run_events(run_id, after=3, limit=2)] == [4, 5]
         assert runtime.db.run_events(run_id, after=7) == []
+        assert runtime.db.run_events(run_id, after=2**63 - 1, limit=1000) == []  # no overflow
 
     def test_run_events_pages_over_removed_events_in_order(self, runtime: Runtime) -> None:
         # A stream's sequences have no gaps unless an event was removed behind the store's
