@@ -34,6 +34,9 @@ from adapters.readmodels.schema import statements_for
 
 LOCK_NAME = "projections-rebuild"
 
+SWAP_WAIT_LOCK_TIMEOUTS = 12  # a swap waits for the read models' write lock this many lock
+# timeouts at most (60 s by default)
+
 
 class RebuildBusy(Exception):
     """Another rebuild of this store is under way."""
@@ -157,6 +160,12 @@ class RebuildArea:
                 self._conn.execute(f'ANALYZE "{self.shadow}".{table}')
         with self._guard, self._transaction("BEGIN IMMEDIATE") as cur:
             if self.db.postgres:
+                # An operator's rebuild may wait for the live projector's batch longer than
+                # a request's statement timeout allows (a busy server's batch can take
+                # seconds): this transaction only, and only it waits on this lock.
+                wait = f"{int(self.db.settings.lock_timeout * SWAP_WAIT_LOCK_TIMEOUTS * 1000)}ms"
+                cur.execute(f"SET LOCAL statement_timeout = '{wait}'")
+                cur.execute(f"SET LOCAL lock_timeout = '{wait}'")
                 cur.execute("SELECT pg_advisory_xact_lock(?, ?)", projecting_lock(self.db.settings))
             self._swapping = cur
             try:
