@@ -15,6 +15,8 @@ from typing import IO
 
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL
 
+_live_groups: set[int] = set()  # the process groups of the agents started and not yet ended
+
 
 class AgentProcess:
     """One run of the command (a turn), with a reader thread per output stream."""
@@ -39,6 +41,7 @@ class AgentProcess:
             errors="replace",
             start_new_session=True,  # its own process group, which stop() ends whole
         )
+        _live_groups.add(self.proc.pid)
         self._readers = [
             threading.Thread(target=_pump, args=(stream, name, line), daemon=True)
             for name, stream in (("stdout", self.proc.stdout), ("stderr", self.proc.stderr))
@@ -70,6 +73,7 @@ class AgentProcess:
             self.proc.wait(grace)
         _signal_group(self.pid, signal.SIGKILL)
         self.proc.wait()
+        _live_groups.discard(self.pid)
 
     def finish(self) -> int:
         """The exit status, once the output has been read. What the command left running
@@ -77,6 +81,7 @@ class AgentProcess:
         the group and keeps the pipes open is not waited for long."""
         code = self.proc.wait()
         _signal_group(self.pid, signal.SIGTERM)
+        _live_groups.discard(self.pid)
         for reader in self._readers:
             reader.join(timeout=5)
         return int(code)
@@ -89,6 +94,13 @@ class AgentProcess:
             stdin.close()
         except (BrokenPipeError, OSError, ValueError):
             pass  # the command did not read its stdin: that is its business
+
+
+def kill_every_group() -> None:
+    """SIGKILL every agent's process group still running (a stopped one too): the last
+    resort of a runner that must end at once."""
+    for pgid in list(_live_groups):
+        _signal_group(pgid, signal.SIGKILL)
 
 
 def _pump(stream: IO[str], name: str, line: Callable[[str, str], None]) -> None:

@@ -4,16 +4,23 @@ the work)."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import signal
 import socket
+import sys
+import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from adapters.runner_formats import FORMATS
+from adapters.runner_process import kill_every_group
 
 DEFAULT_AUTHOR = "runledger <runledger@localhost>"
+STOP_SECONDS = 5.0  # how long a SIGTERM's unwinding may take before the runner ends at once
+_stopping = threading.Event()
 
 
 def add_parser(commands: Any) -> None:
@@ -128,14 +135,38 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         format=args.format,
     )
-    # A SIGTERM unwinds like Ctrl-C, so the agent's process group (a session of its own,
-    # which a terminal's Ctrl-C does not reach) is ended on the way out.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    stop_on_sigterm()
     try:
         return serve_forever(config)
     except KeyboardInterrupt:
         return 130
 
 
+def stop_on_sigterm() -> None:
+    """A SIGTERM unwinds like Ctrl-C, so the agent's process group (a session of its own,
+    which a terminal's Ctrl-C does not reach) is ended on the way out."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
 def _exit_on_sigterm(sig: int, frame: FrameType | None) -> None:
+    """Unwind (the agent's group is ended on the way out), under a watchdog: a runner that
+    has not gone within STOP_SECONDS says where it stood, kills its agents and exits.
+    A second SIGTERM while unwinding changes nothing."""
+    if _stopping.is_set():
+        return
+    _stopping.set()
+    threading.Thread(target=_stop_watchdog, name="stop-watchdog", daemon=True).start()
+    faulthandler.dump_traceback_later(STOP_SECONDS + 3, exit=True)  # should Python itself hang
     raise SystemExit(128 + signal.SIGTERM)
+
+
+def _stop_watchdog() -> None:
+    time.sleep(STOP_SECONDS)
+    print(
+        f"runledger runner: still stopping after {STOP_SECONDS:g} s; its threads were at:",
+        file=sys.stderr,
+        flush=True,
+    )
+    faulthandler.dump_traceback(all_threads=True)
+    kill_every_group()
+    os._exit(128 + signal.SIGTERM)

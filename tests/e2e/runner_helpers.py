@@ -59,7 +59,16 @@ def runner(
             yield proc
         finally:
             proc.terminate()
-            proc.wait(10)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                proc.kill()
+                proc.wait()
+                tail = log.read_text(errors="replace")[-6000:] if log else "(no log kept)"
+                raise AssertionError(
+                    f"the runner (state {state}) did not stop on SIGTERM; its log:\n{tail}"
+                ) from None
 
 
 def wait_for_status(client: httpx.Client, run_id: str, status: str, timeout: float = 30) -> dict:
