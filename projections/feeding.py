@@ -61,6 +61,9 @@ class ProjectionFeeder:
         self.projections = list(projections)
         self.poll_interval = poll_interval
         self.positions = self._load_positions()
+        # Called once a batch has committed, before the position moves (in-memory views
+        # that must never be behind the position: projections/run_documents.py).
+        self.on_committed: list[Callable[[], None]] = []
         self.on_advance: list[Callable[[int], None]] = []
         self.on_rows: list[Callable[[list[StoredRow]], None]] = []
         # (after, rows): the rows are every event in (after, rows[-1].position].
@@ -144,6 +147,8 @@ class ProjectionFeeder:
         except BaseException:
             self._forget()
             raise
+        for committed in self.on_committed:
+            committed()
         self.positions = {name: max(pos, target) for name, pos in self.positions.items()}
         for callback in self.on_advance:
             callback(target)

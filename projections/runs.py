@@ -14,6 +14,7 @@ from domain.timestamps import format_timestamp, parse_timestamp
 from domain.topics import LEASE_KEEPING_TOPICS, RUN_TOPICS
 from projections.folding import Folder, Loader
 from projections.plans import plan_view
+from projections.run_documents import RunDocuments
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -72,12 +73,15 @@ class RunsProjection:
     name = "runs"
     tables: tuple[str, ...] = ("runs_view", "plans_view")
 
-    def __init__(self, engine: Loader) -> None:
+    def __init__(self, engine: Loader, documents: RunDocuments | None = None) -> None:
         self.folder = Folder(engine)
+        self.documents = documents  # the live view's documents in memory (not a rebuild's)
 
     def forget(self) -> None:
         """Drop the in-memory runs (after a failed transaction or a rewind)."""
         self.folder.forget()
+        if self.documents is not None:
+            self.documents.clear()
 
     def reset(self, cur: Cursor) -> None:
         """Empty the views and rewind, for a rebuild."""
@@ -89,6 +93,7 @@ class RunsProjection:
         run_rows = [row for row in rows if row.topic in RUN_TOPICS]
         created = {row.run_id: row.position for row in run_rows if row.sequence == 1}
         for key, run in self.folder.fold(run_rows).items():
+            doc = None
             if run.deleted:
                 readmodels.delete_run(cur, str(key))
                 readmodels.delete_plan(cur, str(key))
@@ -97,7 +102,11 @@ class RunsProjection:
                     readmodels.upsert_plan(cur, plan_view(run), run.owner)
                 not_before = parse_timestamp(run.not_before).timestamp() if run.not_before else 0.0
                 view = run_view(run)
-                readmodels.upsert_run(cur, view, created.get(key, 0), run.is_claimable, not_before)
+                doc = readmodels.upsert_run(
+                    cur, view, created.get(key, 0), run.is_claimable, not_before
+                )
+            if self.documents is not None:
+                self.documents.stage(str(key), run.owner, doc)
 
 
 # Events that leave a run's lease as it was (their KEEPS_LEASE fact); claims and renewals

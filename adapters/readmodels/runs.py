@@ -32,8 +32,10 @@ SCHEMA = [
 
 def upsert_run(
     cur: Cursor, view: dict[str, Any], created_position: int, claimable: bool, not_before: float
-) -> None:
-    """Write a run's row; its creation position never changes once set."""
+) -> bytes:
+    """Write a run's row (its creation position never changes once set); returns its
+    document as stored."""
+    doc = orjson.dumps(view)
     cur.execute(
         "INSERT INTO runs_view (run_id, owner, project_id, parent_run_id, subtask_key, status, "
         "archived, claimable, not_before, created_position, doc) "
@@ -52,9 +54,10 @@ def upsert_run(
             int(claimable),
             not_before,
             created_position,
-            orjson.dumps(view).decode(),
+            doc.decode(),
         ),
     )
+    return doc
 
 
 def delete_run(cur: Cursor, run_id: str) -> None:
@@ -89,8 +92,8 @@ def list_runs(
     archived: bool,
     before: int | None,
     limit: int,
-) -> list[tuple[int, dict[str, Any]]]:
-    """The owner's runs, newest first, as (created_position, doc) pairs."""
+) -> list[tuple[int, bytes]]:
+    """The owner's runs, newest first, as (created_position, the document's JSON) pairs."""
     where = ["owner = ?"]
     params: list[str | int] = [owner]
     if project_id is not None:
@@ -112,7 +115,7 @@ def list_runs(
         "ORDER BY created_position DESC LIMIT ?"
     )
     rows = cur.execute(sql, (*params, limit)).fetchall()
-    return [(int(pos), orjson.loads(doc)) for pos, doc in rows]
+    return [(int(pos), doc.encode() if isinstance(doc, str) else bytes(doc)) for pos, doc in rows]
 
 
 def claimable_runs(cur: Cursor, limit: int, now: float) -> list[str]:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from api.service.bootstrap import Services
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 DIGITS = re.compile(r"[0-9]{1,19}")
 # Integers of fewer than 16 digits always fit in ±(2^53 - 1); to look for longer digit runs
 # fast (re is ~8x slower here), every digit becomes "0" and everything else a space.
@@ -206,30 +207,37 @@ async def read_model_json(
     missing: str,
 ) -> Response:
     """read_model_doc for a document kept encoded: `cached(position)` answers from memory
-    when it can (no thread, no query), else `read(cur, position)` reads it; either knows
-    the read models' position. Without a min_position, a process that projects the read
-    models itself knows it at once; otherwise the position and the document are read in
-    one trip to the thread pool."""
+    when it can (no thread, no query), else `read(cur, position)` reads it (read_at)."""
     asked = "min_position" in request.query_params or "x-min-position" in request.headers
     position = await read_position(request) if asked else None
     known = services(request).runtime.known_position()
     if known is not None and (position is None or position <= known):
         body = cached(known)
         if body is not None:
-            return _encoded(body, known)
+            return encoded_at(body, known)
+    reached, body = await read_at(request, position, read)
+    if body is None:
+        raise NotFound(missing)
+    return encoded_at(body, reached)
 
-    def fetch() -> tuple[int, bytes | None]:
+
+async def read_at(
+    request: Request, position: int | None, read: Callable[[Cursor, int], T]
+) -> tuple[int, T]:
+    """(the read models' position, `read(cur, position)`) in one trip to the thread pool;
+    `position` when the caller waited for one (read_position), else the current one (in
+    memory in a process that projects the read models itself)."""
+
+    def fetch() -> tuple[int, T]:
         reached = services(request).read_models_position() if position is None else position
         with services(request).db.reading() as cur:
             return reached, read(cur, reached)
 
-    reached, body = await run_in_threadpool(fetch)
-    if body is None:
-        raise NotFound(missing)
-    return _encoded(body, reached)
+    return await run_in_threadpool(fetch)
 
 
-def _encoded(body: bytes, position: int) -> Response:
+def encoded_at(body: bytes, position: int) -> Response:
+    """JSON already encoded, as a read-model answer carrying X-Position."""
     return Response(body, media_type="application/json", headers={"X-Position": str(position)})
 
 

@@ -33,6 +33,7 @@ from projections.feeding import Projection, ProjectionFeeder
 from projections.owners import OwnersProjection
 from projections.projects import ProjectsProjection
 from projections.rebuilding import rebuild_with_swap
+from projections.run_documents import RunDocuments
 from projections.runs import LeasesProjection, RunsProjection
 from projections.tracking import TrackedPosition
 from projections.usage import UsageProjection
@@ -84,10 +85,13 @@ class Runtime:
         self.keeping = Loop("instance", self.instance.keep, 1.0)
         default_poll = 0.1 if self.settings.kind == "sqlite" else 1.0
         self.poll_interval = config.poll_interval or default_poll
-        # The runs, projects and board read models, and the lease policy's leases view.
+        # The runs, projects and board read models, and the lease policy's leases view;
+        # the runs' documents also in memory while this process projects them.
+        self.run_documents = RunDocuments()
         self.projection = ProjectionFeeder(
-            self.db, self.new_projections(), poll_interval=self.poll_interval
+            self.db, self.new_projections(documents=self.run_documents), self.poll_interval
         )
+        self.projection.on_committed.append(self.run_documents.publish)
         self.tracked = TrackedPosition(self.db, [p.name for p in self.projection.projections])
         self.lease_policy = LeaseExpiry(self.db, self.engine)
         self.merger = Merger(self.db, self.engine)
@@ -128,10 +132,13 @@ class Runtime:
         """Bring every read model up to the head of the log."""
         return self.projection.catch_up()
 
-    def new_projections(self, names: Sequence[str] = ()) -> list[Projection]:
-        """Fresh projections (nothing in memory yet): those named, or all of them."""
+    def new_projections(
+        self, names: Sequence[str] = (), documents: RunDocuments | None = None
+    ) -> list[Projection]:
+        """Fresh projections (nothing in memory yet): those named, or all of them (the live
+        runs projection keeping `documents`)."""
         every: list[Projection] = [
-            RunsProjection(self.engine),
+            RunsProjection(self.engine, documents),
             ProjectsProjection(self.engine),
             LeasesProjection(),
             OwnersProjection(),
