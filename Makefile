@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-property test-integration test-e2e lint format bench clean
+.PHONY: install run test test-unit test-property test-integration test-e2e lint format bench bench-quick clean
 
 install: $(STAMP)
 
@@ -41,8 +41,12 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every benchmark, both stores, into bench-results/ (markdown and JSON); bench-quick: < 2 min.
 bench: install
-	$(BIN)/python scripts/bench_spine.py
+	$(BIN)/python scripts/bench.py
+
+bench-quick: install
+	$(BIN)/python scripts/bench.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache

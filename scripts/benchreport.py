@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import platform
@@ -22,7 +23,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from benchload import ROOT, STOP, Measured
 DEFAULT_PG_URL = os.environ.get(
     "RUNLEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+# Where run_benchmark also writes its report as JSON (scripts/bench.py sets it for each).
+JSON_REPORT = "RUNLEDGER_BENCH_JSON"
 
 
 # -- rows and numbers ------------------------------------------------------------------------
@@ -48,6 +51,8 @@ class Row:
     baseline: str = "-"
     ratio: str = "-"
     notes: str = ""
+    # The 1-minute load average when the figure was recorded (right after its measurement).
+    load: float = field(default_factory=lambda: os.getloadavg()[0])
 
 
 @dataclass
@@ -281,13 +286,13 @@ def print_header(
 
 def print_report(report: Report, legend: str) -> None:
     """The result table, its legend, then failures, warnings, notes and server log findings."""
-    headers = ("store", "measure", "conc", "value", "baseline", "ratio", "notes")
+    headers = ("store", "measure", "conc", "value", "baseline", "ratio", "load", "notes")
     table = [headers] + [
-        (r.store, r.measure, r.concurrency, r.value, r.baseline, r.ratio, r.notes)
+        (r.store, r.measure, r.concurrency, r.value, r.baseline, r.ratio, f"{r.load:.2f}", r.notes)
         for r in report.rows
     ]
     widths = [max(len(row[c]) for row in table) for c in range(len(headers) - 1)]
-    right = {2, 3, 4, 5}
+    right = {2, 3, 4, 5, 6}
     for k, row in enumerate(table):
         cells = [
             cell.rjust(widths[c]) if c in right else cell.ljust(widths[c])
@@ -297,7 +302,7 @@ def print_report(report: Report, legend: str) -> None:
         if k == 0:
             print("  ".join("-" * w for w in widths) + "  " + "-" * 5)
     print()
-    print(legend)
+    print(legend + "; load = the 1-minute load average when the figure was taken")
     for failure in report.failures:
         print(f"FAILED: {failure}")
     for warning in report.warnings:
@@ -384,6 +389,25 @@ def run_benchmark(
         shutil.rmtree(tmp, ignore_errors=True)
     print_header(setup.title, facts, load_start, started)
     print_report(report, setup.legend)
-    if interrupted_by:
-        return 130
-    return 1 if report.failures or report.warnings else 0
+    status = 130 if interrupted_by else 1 if report.failures or report.warnings else 0
+    if os.environ.get(JSON_REPORT):
+        write_json(Path(os.environ[JSON_REPORT]), setup, facts, report, status, started)
+    return status
+
+
+def write_json(
+    path: Path, setup: Setup, facts: list[str], report: Report, status: int, started: float
+) -> None:
+    """The report as JSON, for scripts/bench.py to gather."""
+    document = {
+        "title": setup.title,
+        "facts": facts,
+        "legend": setup.legend,
+        "rows": [asdict(row) for row in report.rows],
+        "failures": report.failures,
+        "warnings": report.warnings,
+        "notes": report.notes,
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "status": status,
+    }
+    path.write_text(json.dumps(document, indent=1) + "\n")

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Every benchmark in one command (`make bench`): each script in turn, on both stores, each
+figure beside its baseline from the same run, gathered into one table.
+
+    .venv/bin/python scripts/bench.py [--quick] [--only reads,resume] [--out bench-results]
+
+Writes `bench-results/<UTC time>.md` and `.json` (and `latest.md` / `latest.json`): per
+benchmark its command, the machine facts of its header, its rows (store, measure,
+concurrency, value, baseline, ratio, the 1-minute load average when the figure was taken,
+notes: latencies, CPU, whether a target is met), its failures and warnings; each script's
+own printed report beside them (`<time>/<name>.txt`). `--quick` runs the headline figures
+with short windows and small stores (under two minutes on 2 cores): a smoke run, not
+figures to quote. Progress goes to stderr. Exit status: 0, or 1 when any benchmark failed
+or warned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchload import ROOT
+from benchreport import JSON_REPORT, progress
+
+# name: (script, the full run's flags, the quick run's flags, or None: not in --quick)
+BENCHMARKS: dict[str, tuple[str, list[str], list[str] | None]] = {
+    "spine": ("bench_spine.py", [], ["--quick", "--duration", "1", "--warmup", "0.3"]),
+    "runners": ("bench_runners.py", [], ["--quick", "--duration", "1", "--repeats", "10"]),
+    "reads": ("bench_reads.py", [], ["--runs", "500", "--duration", "0.7", "--warmup", "0.2"]),
+    "resume": ("bench_resume.py", [], ["--sizes", "1000,20000"]),
+    "audit": ("bench_audit.py", [], None),
+    "board": ("bench_board.py", [], None),
+    "coordination": ("bench_coordination.py", [], None),
+    "ui": ("bench_ui.py", [], None),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the headline figures, < 2 min")
+    parser.add_argument("--only", help=f"comma-separated, of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",")] if args.only else list(BENCHMARKS)
+    unknown = set(names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"--only takes {', '.join(BENCHMARKS)}; not {', '.join(sorted(unknown))}")
+    if args.quick:
+        names = [n for n in names if BENCHMARKS[n][2] is not None]
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    folder = args.out / stamp
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    results = []
+    for name in names:
+        script, full, quick = BENCHMARKS[name]
+        flags = quick if args.quick and quick is not None else full
+        results.append(run_one(name, script, flags, folder))
+    wall = time.monotonic() - started
+    summary = {
+        "started": stamp,
+        "mode": "quick" if args.quick else "full",
+        "wall_seconds": round(wall, 1),
+        "benchmarks": results,
+    }
+    text = json.dumps(summary, indent=1) + "\n"
+    markdown = render(summary)
+    for base in (stamp, "latest"):
+        (args.out / f"{base}.json").write_text(text)
+        (args.out / f"{base}.md").write_text(markdown)
+    progress(f"{len(results)} benchmarks in {wall:.0f} s: {args.out / stamp}.md")
+    return 0 if all(r["status"] == 0 for r in results) else 1
+
+
+def run_one(name: str, script: str, flags: list[str], folder: Path) -> dict:
+    """One benchmark script in a subprocess: its JSON report, or what went wrong."""
+    command = [sys.executable, str(ROOT / "scripts" / script), *flags]
+    progress(f"== {name}: {' '.join(command[1:])}")
+    report_file = folder / f"{name}.json"
+    with open(folder / f"{name}.txt", "w") as printed:
+        status = subprocess.call(
+            command, stdout=printed, env={**os.environ, JSON_REPORT: str(report_file)}
+        )
+    result: dict = {"name": name, "command": " ".join(command), "status": status}
+    try:
+        result |= json.loads(report_file.read_text())
+        result["status"] = status
+    except (OSError, ValueError):
+        result["failures"] = [f"{script} wrote no report (exit status {status})"]
+    return result
+
+
+def render(summary: dict) -> str:
+    """The gathered reports as markdown."""
+    lines = [
+        f"# runledger benchmarks, {summary['started']} ({summary['mode']})",
+        "",
+        f"{len(summary['benchmarks'])} benchmarks in {summary['wall_seconds']:.0f} s. Each "
+        "figure is measured beside its baseline in the same run; `load` is the 1-minute load "
+        "average when it was taken (2 cores: the load generator and the server share them).",
+    ]
+    for bench in summary["benchmarks"]:
+        lines += ["", f"## {bench['name']}: {bench.get('title', '')}", ""]
+        lines.append(f"`{bench['command']}` (exit status {bench['status']})")
+        lines.append("")
+        lines += [f"    {fact}" for fact in bench.get("facts", [])]
+        rows = bench.get("rows", [])
+        if rows:
+            lines += [
+                "",
+                "| store | measure | conc | value | baseline | ratio | load | notes |",
+                "|---|---|--:|--:|--:|--:|--:|---|",
+            ]
+            for r in rows:
+                cells = [
+                    r["store"],
+                    r["measure"],
+                    r["concurrency"],
+                    r["value"],
+                    r["baseline"],
+                    r["ratio"],
+                    f"{r['load']:.2f}",
+                    r["notes"],
+                ]
+                lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        if bench.get("legend"):
+            lines += ["", bench["legend"]]
+        for kind in ("failures", "warnings", "notes"):
+            for item in bench.get(kind, []):
+                lines.append(f"- {kind[:-1]}: {item}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
