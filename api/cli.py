@@ -19,6 +19,7 @@ import uvicorn
 
 from api import audit_cli, projections_cli, runner_cli, user_cli
 from api.config import ROLES, Config
+from api.workers import reuse_port_socket, supervise
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -40,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         help="api: HTTP only; worker: projections and policies (one process at a time "
         "does them); all: both (default, or RUNLEDGER_ROLE)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes behind the one port (default 1); more use more cores",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker
     runner_cli.add_parser(commands)
     projections_cli.add_parser(commands)
     audit_cli.add_commands(commands)
@@ -60,11 +68,29 @@ def main(argv: list[str] | None = None) -> int:
             f"RUNLEDGER_COOKIE_SECURE must be auto, true or false; not {config.cookie_secure!r}"
         )
     if args.subcommand == "serve":
-        return _serve(config, args.host, args.port)
+        if not 1 <= args.workers <= 64:
+            parser.error("--workers wants a number of processes from 1 to 64")
+        if args.workers > 1:
+            passed = [
+                f"--{name}={value}"
+                for name in ("database", "role")
+                if (value := getattr(args, name))
+            ]
+            return _serve(config, args.host, args.port, workers=args.workers, passed=passed)
+        return _serve(config, args.host, args.port, reuse_port=args.reuse_port)
     return projections_cli.run(args, config, parser.error)
 
 
-def _serve(config: Config, host: str, port: int) -> int:
+def _serve(
+    config: Config,
+    host: str,
+    port: int,
+    reuse_port: bool = False,
+    workers: int = 1,
+    passed: list[str] | None = None,
+) -> int:
+    """Serve in this process (a worker of a supervisor's when `reuse_port`), or supervise
+    `workers` processes (api/workers.py), each given the `passed` flags."""
     from api.http.app import create_app
     from api.service.bootstrap import load_keyring
     from api.service.usage import load_prices
@@ -78,12 +104,14 @@ def _serve(config: Config, host: str, port: int) -> int:
     if generated is not None:
         print(f"runledger: no API keys configured; use the key for user 'local': {generated}")
         print(f"runledger: (stored in {config.data_dir / 'api-key'})", flush=True)
+    if workers > 1:
+        return supervise(host, port, workers, passed or [])
     app = create_app(config)
     server = _Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5),
         app,
     )
-    server.run()
+    server.run(sockets=[reuse_port_socket(host, port)] if reuse_port else None)
     return 0
 
 

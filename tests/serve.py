@@ -41,6 +41,8 @@ class ServeProcess:
         self.port = free_port()
         self.proc: subprocess.Popen[str] | None = None
         self.new_session = False  # its own process group, to kill it with its children
+        self.serve_args: tuple[str, ...] = ()  # more flags of `serve` (`--workers 2`)
+        self.ready_lines = 1  # readiness lines to wait for (one per worker)
         self.output: list[str] = []
         self._pump: threading.Thread | None = None
 
@@ -51,7 +53,7 @@ class ServeProcess:
 
     def launch(self, timeout: float) -> None:
         """Start it and wait for its readiness line (RuntimeError, with its output, if not)."""
-        cmd = [sys.executable, *self.launcher, "serve", "--port", str(self.port)]
+        cmd = [sys.executable, *self.launcher, "serve", "--port", str(self.port), *self.serve_args]
         self.proc = subprocess.Popen(
             [*cmd, "--database", self.database_url],
             cwd=self.root,
@@ -64,13 +66,16 @@ class ServeProcess:
         )
         ready = threading.Event()
         proc = self.proc
+        seen = [0]
 
         def pump() -> None:
             assert proc.stdout is not None
             for line in proc.stdout:
                 self.output.append(line)
                 if "ready on" in line:
-                    ready.set()
+                    seen[0] += 1
+                    if seen[0] >= self.ready_lines:
+                        ready.set()
 
         self._pump = threading.Thread(target=pump, daemon=True)
         self._pump.start()
