@@ -101,14 +101,19 @@ class Server(ServeProcess):
         return [f"{n}x {key}" for key, n in found.items()]
 
     def cpu_seconds(self) -> float:
-        """User+system CPU the server process has used so far (Linux /proc)."""
+        """User+system CPU the server process and its live children (the workers of
+        `serve --workers`) have used so far (Linux /proc)."""
         if self.proc is None:
             return 0.0
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if stat.parent.name == str(self.proc.pid) or fields[1] == str(self.proc.pid):
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def client(self, key: str, **kw: Any) -> httpx.Client:
         """A sync HTTP client speaking with one key."""
