@@ -1,0 +1,394 @@
+#!/usr/bin/env python3
+"""Benchmark SSE fan-out: one run followed by many subscribers, against a bare sse-starlette
+fan-out server in the same run.
+
+For each subscriber count (1,000 and 5,000 by default) and each server (`runledger serve`
+on the store, then `scripts/fanout_baseline.py`: sse-starlette alone, no database), in one
+run: the subscribers connect (lean raw-socket HTTP/1.1 clients on one asyncio loop, in a
+process of their own so that the writer's timing is not theirs), then one writer publishes
+E events at R/s, each carrying its send time; then the stream ends (`event: done`). Every
+subscriber must receive every event exactly once, in order. Figures: delivery latency p50 /
+p99 (arrival of the frame's last byte - send time, over every event and subscriber), and
+the server's CPU per delivery (its CPU while the events were written, divided by events x
+subscribers). Targets (issue 14, PostgreSQL, 1,000 subscribers): p99 <= 50 ms and <= 25 µs of
+CPU per delivery; 5,000 subscribers held with every event delivered exactly once.
+
+    .venv/bin/python scripts/bench_fanout.py [--quick] [--subscribers 1000,5000]
+        [--events 40] [--rate 4] [--stores postgres,sqlite]
+
+The descriptor limit is raised to its hard limit for the benchmark and its servers.
+Progress goes to stderr, the table to stdout; exit status 1 when a measurement failed or a
+stream lost, repeated or reordered an event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from benchload import ROOT, BenchError
+from benchreport import (
+    DEFAULT_PG_URL,
+    Report,
+    Row,
+    Setup,
+    parse_with_stores,
+    progress,
+    run_benchmark,
+)
+from benchserver import JSON_HEADERS, RUNNER_KEY, USER_KEY, Server, open_runs, report_no_changes
+
+from tests.serve import free_port
+
+TARGETS = {"p99": 0.050, "cpu": 25e-6}
+CONNECTING = 100  # subscribers connecting at once
+SETUP = Setup(
+    title="runledger SSE fan-out benchmark (one run, many subscribers)",
+    packages=("uvicorn", "starlette", "sse-starlette", "psycopg"),
+    pg_shown=("synchronous_commit", "fsync"),
+    code=True,
+    stop_workers=True,
+    legend="value = runledger serve; baseline = scripts/fanout_baseline.py (sse-starlette "
+    "alone, no database) with the same subscribers and writer in the same run; latency = "
+    "arrival of a frame's last byte - its send time, over every (event, subscriber); CPU = "
+    "the server's CPU while the events were written / deliveries (targets on PostgreSQL at "
+    "1,000 subscribers: p99 <= 50 ms, <= 25 µs per delivery)",
+)
+BENCH_I = re.compile(rb'"bench_i":(\d+)')
+SENT = re.compile(rb'"sent":([0-9.]+)')
+
+
+# -- the subscribers (a process of their own) --------------------------------------------------
+
+
+def subscribe(port: int, path: str, headers: dict[str, str], n: int, out: str) -> None:
+    """n subscribers on `path`; writes {"connected": k} to `out`.ready once all are in,
+    then, after every stream ended (or a 600 s deadline), their verdict to `out`."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    request += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    result = asyncio.run(_follow_all(port, request.encode(), n, out))
+    Path(out).write_text(json.dumps(result))
+
+
+async def _follow_all(port: int, request: bytes, n: int, out: str) -> dict:
+    connected = asyncio.Event()
+    count = [0]
+    gate = asyncio.Semaphore(CONNECTING)
+    samples: list[list[float]] = [[] for _ in range(n)]
+    problems: list[str] = []
+
+    async def one(i: int) -> None:
+        async with gate:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+        count[0] += 1
+        if count[0] == n:
+            connected.set()
+        if not head.startswith(b"HTTP/1.1 200"):
+            problems.append(f"subscriber {i}: {head[:60]!r}")
+            writer.close()
+            return
+        try:
+            await _frames(reader, samples[i], problems, i)
+        finally:
+            writer.close()
+
+    async def announce() -> None:
+        await connected.wait()
+        Path(out + ".ready").write_text(str(count[0]))
+
+    tasks = [asyncio.create_task(one(i)) for i in range(n)]
+    announcer = asyncio.create_task(announce())
+    done, pending = await asyncio.wait(tasks, timeout=600)
+    for task in pending:
+        task.cancel()
+        problems.append("a stream was still open after 600 s")
+    for task in done:
+        if task.exception() is not None:
+            problems.append(f"a subscriber failed: {task.exception()!r}")
+    announcer.cancel()
+    flat = sorted(x for s in samples for x in s)
+    pick = (lambda p: flat[min(len(flat) - 1, int(p / 100 * len(flat)))]) if flat else None
+    return {
+        "deliveries": len(flat),
+        "p50": pick(50) if pick else None,
+        "p99": pick(99) if pick else None,
+        "max": flat[-1] if flat else None,
+        "problems": problems[:20],
+        "problem_count": len(problems),
+    }
+
+
+async def _frames(
+    reader: asyncio.StreamReader, samples: list[float], problems: list[str], i: int
+) -> None:
+    """Read a chunked SSE body up to `event: done`: each `log` event's latency, in order."""
+    buffer, expected = b"", 0
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size = int(size_line.strip() or b"0", 16)
+        if size == 0:
+            problems.append(f"subscriber {i}: the stream ended without `event: done`")
+            return
+        chunk = await reader.readexactly(size + 2)
+        arrived = time.time()
+        buffer = (buffer + chunk[:-2]).replace(b"\r\n", b"\n")
+        *frames, buffer = buffer.split(b"\n\n")
+        for frame in frames:
+            if b"event: done" in frame:
+                return
+            found = BENCH_I.search(frame)
+            if found is None:
+                continue
+            number = int(found.group(1))
+            if number != expected:
+                problems.append(f"subscriber {i}: event {number} where {expected} was due")
+            expected = number + 1
+            sent = SENT.search(frame)
+            if sent is not None:
+                samples.append(arrived - float(sent.group(1)))
+
+
+# -- one case: N subscribers on one server -----------------------------------------------------
+
+
+@dataclass
+class Fanout:
+    """What one case measured."""
+
+    deliveries: int
+    expected: int
+    p50: float
+    p99: float
+    cpu_per_delivery: float
+    problems: list[str]
+
+
+def process_cpu(pid: int) -> float:
+    """User+system CPU seconds of one process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fan_out(
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    n: int,
+    events: int,
+    rate: float,
+    pid: int,
+    publish: Callable[[int], None],
+    finish: Callable[[], None],
+    workdir: Path,
+) -> Fanout:
+    """Subscribers in a process of their own; `publish(i)` events at `rate`; `finish()`."""
+    out = workdir / f"subscribers-{n}-{port}.json"
+    proc = multiprocessing.get_context("spawn").Process(
+        target=subscribe, args=(port, path, headers, n, str(out))
+    )
+    proc.start()
+    try:
+        ready = Path(str(out) + ".ready")
+        deadline = time.monotonic() + 300
+        while not ready.exists():
+            if not proc.is_alive() or time.monotonic() > deadline:
+                raise BenchError(f"the {n} subscribers did not all connect")
+            time.sleep(0.1)
+        time.sleep(1.0)  # the last ones' streams are open on the server too
+        cpu_before = process_cpu(pid)
+        begin = time.perf_counter()
+        for i in range(events):
+            delay = begin + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            publish(i)
+        time.sleep(min(5.0, 2 / rate))  # the last event's deliveries
+        cpu = process_cpu(pid) - cpu_before
+        finish()
+        proc.join(600)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+    verdict = json.loads(out.read_text())
+    if not verdict["deliveries"]:
+        raise BenchError(f"no event reached any subscriber: {verdict['problems'][:3]}")
+    return Fanout(
+        verdict["deliveries"],
+        events * n,
+        verdict["p50"],
+        verdict["p99"],
+        cpu / max(verdict["deliveries"], 1),
+        verdict["problems"],
+    )
+
+
+def on_runledger(
+    url: str, workdir: Path, n: int, events: int, rate: float
+) -> tuple[Fanout, Server]:
+    server = Server(url, workdir / "data")
+    server.env["RUNLEDGER_MAX_STREAMS_PER_KEY"] = str(n + 10)
+    server.start(timeout=120)
+    try:
+        [run] = open_runs(server, 1, "fan-out", "bench-fanout")
+        writer = server.client(RUNNER_KEY)
+        events_path = f"/api/runs/{run.run_id}/events"
+
+        def publish(i: int) -> None:
+            event = {"type": "log", "data": {"bench_i": i, "sent": time.time()}}
+            body = orjson.dumps({"fencing_token": run.token, "events": [event]})
+            r = writer.post(events_path, content=body, headers=JSON_HEADERS)
+            if r.status_code != 200:
+                raise BenchError(f"writer: {r.status_code} {r.text[:200]}")
+
+        def finish() -> None:
+            report_no_changes(writer, run.run_id, run.token)
+
+        assert server.proc is not None
+        headers = {"Authorization": f"Bearer {USER_KEY}", "Accept": "text/event-stream"}
+        path = f"/api/runs/{run.run_id}/stream"
+        result = fan_out(
+            server.port, path, headers, n, events, rate, server.proc.pid, publish, finish, workdir
+        )
+        writer.close()
+        server.check_alive()
+        return result, server
+    finally:
+        server.stop()
+
+
+def on_baseline(workdir: Path, n: int, events: int, rate: float) -> Fanout:
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "fanout_baseline.py"), str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.get("/subscribers")
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise BenchError("the baseline server did not start") from None
+                time.sleep(0.1)
+
+        def publish(i: int) -> None:
+            client.post("/publish", json={"bench_i": i, "sent": time.time()})
+
+        def finish() -> None:
+            client.post("/done")
+
+        result = fan_out(port, "/stream", {}, n, events, rate, proc.pid, publish, finish, workdir)
+        client.close()
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def bench(counts: list[int], events: int, rate: float) -> Callable[[str, str, Path, Report], None]:
+    def run(store: str, url: str, workdir: Path, report: Report) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        for n in counts:
+            pace = rate * min(1.0, 1000 / n)  # the same fan-out work per second at any n
+            progress(f"{store}: {n:,} subscribers, runledger ({events} events at {pace:g}/s)")
+            ours, _ = on_runledger(url, workdir, n, events, pace)
+            progress(f"{store}: {n:,} subscribers, bare sse-starlette")
+            base = on_baseline(workdir, n, events, pace)
+            for name, result in (("runledger", ours), ("baseline", base)):
+                missing = result.expected - result.deliveries
+                if result.problems or missing:
+                    report.warn(
+                        f"{store}, {n:,} subscribers, {name}: {missing} deliveries missing; "
+                        + "; ".join(result.problems[:3])
+                    )
+            target = store == "postgres" and n == 1000
+            for pct, ours_s, base_s in (("p50", ours.p50, base.p50), ("p99", ours.p99, base.p99)):
+                verdict = ""
+                if target and pct == "p99":
+                    met = ours_s <= TARGETS["p99"]
+                    verdict = f"; {'meets' if met else 'MISSES'} the <= 50 ms target"
+                report.rows.append(
+                    Row(
+                        store,
+                        f"SSE delivery latency {pct}",
+                        f"{n:,}",
+                        f"{1000 * ours_s:.1f} ms",
+                        f"{1000 * base_s:.1f} ms",
+                        f"{ours_s / base_s:.2f}" if base_s else "n/a",
+                        f"{ours.deliveries:,}/{ours.expected:,} delivered exactly once, in "
+                        f"order; {events} events at {pace:g}/s{verdict}",
+                    )
+                )
+            verdict = ""
+            if target:
+                met = ours.cpu_per_delivery <= TARGETS["cpu"]
+                verdict = f"; {'meets' if met else 'MISSES'} the <= 25 µs target"
+            report.rows.append(
+                Row(
+                    store,
+                    "server CPU per delivery",
+                    f"{n:,}",
+                    f"{1e6 * ours.cpu_per_delivery:.1f} µs",
+                    f"{1e6 * base.cpu_per_delivery:.1f} µs",
+                    f"{ours.cpu_per_delivery / base.cpu_per_delivery:.2f}",
+                    f"the server process's CPU while the events were written{verdict}",
+                )
+            )
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 and 1,000 subscribers")
+    parser.add_argument("--subscribers", help="comma-separated counts (1000,5000)")
+    parser.add_argument("--events", type=int, help="events the writer publishes (40)")
+    parser.add_argument("--rate", type=float, default=4.0, help="events/s at 1,000 subscribers")
+    parser.add_argument("--stores", default="postgres,sqlite")
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    args = parse_with_stores(parser, argv)
+    if args.subscribers:
+        counts = [int(c) for c in args.subscribers.split(",")]
+    else:
+        counts = [200, 1000] if args.quick else [1000, 5000]
+    events = args.events or (15 if args.quick else 40)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
+    if hard < max(counts) + 1000:
+        parser.error(f"the descriptor limit ({hard}) is too low for {max(counts):,} subscribers")
+    fact = (
+        f"{', '.join(f'{c:,}' for c in counts)} subscribers; {events} events, "
+        f"{args.rate:g}/s at 1,000 subscribers (scaled by 1,000/n above that)"
+    )
+    return run_benchmark(SETUP, args.stores, args.pg_url, fact, bench(counts, events, args.rate))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
