@@ -40,6 +40,9 @@ class Envelope:
     prev_hash: str | None = None
     hash: str | None = None
     _json: bytes | None = field(default=None, repr=False)
+    # The last SSE frame made of it, (named?, id, frame): a live event goes out to every
+    # stream that follows it with the same id, so it is framed once for all of them.
+    _frame: tuple[bool, int, bytes] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_row(cls, row: StoredRow) -> Envelope:
@@ -111,12 +114,22 @@ class Envelope:
 
     def sse(self, event_id: int) -> bytes:
         """One SSE frame with the given id (the sequence or the position)."""
-        return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, self.type.encode(), self.json())
+        made = self._frame
+        if made is not None and made[0] and made[1] == event_id:
+            return made[2]
+        frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, self.type.encode(), self.json())
+        self._frame = (True, event_id, frame)
+        return frame
 
     def sse_unnamed(self, event_id: int) -> bytes:
         """The frame without an `event:` field (`?named=false`): every event reaches an
         `EventSource`'s `onmessage`; the type is in the data."""
-        return b"id: %d\ndata: %s\n\n" % (event_id, self.json())
+        made = self._frame
+        if made is not None and not made[0] and made[1] == event_id:
+            return made[2]
+        frame = b"id: %d\ndata: %s\n\n" % (event_id, self.json())
+        self._frame = (False, event_id, frame)
+        return frame
 
 
 DONE_FRAME = b"event: done\ndata: {}\n\n"

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 from uuid import UUID
 
-from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -18,6 +16,7 @@ from api.http.errors import JSON, ending_on_outage, invalid
 from api.http.models.runs import GlobalEvents, RunEvents
 from api.http.openapi import SSE, UUID_SCHEMA, Doc, Endpoint, Param, limit
 from api.http.requests import DIGITS, MAX_INT, bool_param, int_param, services, uuid_param
+from api.http.sse import SseResponse
 from api.http.streams import NAMED, UNNAMED, Framing, global_stream, run_stream
 from api.service import events as use_cases
 
@@ -37,20 +36,6 @@ def _resume_point(request: Request) -> int:
     return after
 
 
-class _SlottedStream(EventSourceResponse):
-    """An SSE response that gives its key's stream slot back however it ends."""
-
-    def __init__(self, release: Callable[[], None], *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.release = release
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.release()
-
-
 def _sse(request: Request, frames: AsyncIterator[bytes]) -> Response:
     """The stream, if the caller's key has a slot left; else 429 (and no stream starts)."""
     config = services(request).config
@@ -63,13 +48,12 @@ def _sse(request: Request, frames: AsyncIterator[bytes]) -> Response:
         )
         headers = {"Retry-After": str(STREAM_RETRY_AFTER)}
         return JSON({"error": "too_many_streams", "detail": detail}, 429, headers=headers)
-    return _SlottedStream(
-        lambda: slots.give_back(key),
+    return SseResponse(
         ending_on_outage(frames),
-        headers=SSE_HEADERS,
-        ping=config.ping_interval,
-        ping_message_factory=lambda: ServerSentEvent(comment="ping"),
-        send_timeout=30,
+        SSE_HEADERS,
+        config.ping_interval,
+        lambda: slots.give_back(key),
+        services(request).hub.streams,
     )
 
 

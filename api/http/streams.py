@@ -6,7 +6,7 @@ Flows (each its own task or thread):
     take one of the key's stream slots (429 when none is left) ─► stream task
   stream task: register ─► `retry:` ─► replay stored events after N, a page at a time (read and
     encoded on a replay thread) ─► drain live, skipping seen ids ─► give the slot back
-  sse-starlette: `: ping` every 15 s; client disconnect or server shutdown cancels the task
+  api/http/sse.py: `: ping` when idle; client disconnect or server shutdown ends the stream
   after a wave of streams ended: collect cycles and trim the heap, on a replay thread
 """
 
@@ -121,13 +121,18 @@ def _chunked(frames: list[bytes]) -> list[bytes]:
     size = 0
     for frame in frames:
         if pending and size + len(frame) > CHUNK_BYTES:
-            chunks.append(b"".join(pending))
+            chunks.append(_joined(pending))
             pending, size = [], 0
         pending.append(frame)
         size += len(frame)
     if pending:
-        chunks.append(b"".join(pending))
+        chunks.append(_joined(pending))
     return chunks
+
+
+def _joined(frames: list[bytes]) -> bytes:
+    """One write of the frames; a lone frame as it is (shared by every stream sending it)."""
+    return frames[0] if len(frames) == 1 else b"".join(frames)
 
 
 async def global_stream(

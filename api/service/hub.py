@@ -14,7 +14,7 @@ import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from adapters import memory
 from api.envelopes import Envelope
@@ -28,6 +28,12 @@ REPLAY_THREADS = 4
 # ended or none is left: a full collection costs the loop tens of ms on a large heap.
 RELEASE_DELAY = 1.0
 RELEASE_AFTER = 32
+
+
+class Stream(Protocol):
+    """An open SSE response (api/http/sse.py), which the hub ends at shutdown."""
+
+    def end(self, why: str) -> None: ...
 
 
 class Subscriber:
@@ -95,6 +101,7 @@ class Hub:
         self.waiters: set[asyncio.Event] = set()
         self.generation = 0  # moves on every publish or notify: a waiter can't miss one
         self.slots = StreamSlots()
+        self.streams: set[Stream] = set()  # the open SSE responses
         self.readers = ThreadPoolExecutor(REPLAY_THREADS, thread_name_prefix="replay")
         self._ended = 0  # streams that ended since memory was last given back
         self._release_pending = False
@@ -156,6 +163,8 @@ class Hub:
 
     def close_all(self) -> None:
         """End every stream (server shutdown)."""
+        for stream in list(self.streams):
+            stream.end("shutdown")
         for sub in self.subscribers:
             sub.closed = True
             sub.ready.set()

@@ -1,0 +1,153 @@
+"""An SSE response that writes its frames straight to the ASGI `send`.
+
+sse-starlette's EventSourceResponse runs four tasks per stream in a task group and puts
+every send under a cancel scope of its own (`send_timeout`): on a run followed by a
+thousand clients, that scope was a seventh of the server's CPU per delivery. This keeps what
+it did for us, with one task per stream besides the stream itself:
+
+- **ping**: a `: ping` comment after `ping` seconds without a write (proxies and clients
+  that time out an idle connection keep it);
+- **a client that stops reading**: uvicorn's `send` waits while the connection's transport
+  is paused (its buffer full), so a slow client holds back only its own stream; one whose
+  write has waited SEND_TIMEOUT seconds is dropped (the watch notices it at its next tick),
+  and so is one whose buffer in the hub overflowed (api/service/hub.py). Either reconnects
+  with Last-Event-ID and loses nothing;
+- **disconnect**: the client going away ends the stream at once;
+- **shutdown**: the hub ends every open stream (`Hub.close_all`); each finishes its chunked
+  body cleanly, without `done`, so that its client resumes on another server;
+- a HEAD request gets the headers and no stream.
+
+The frames come encoded (api/http/streams.py encodes each event once for every stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from api.service.hub import Stream
+
+log = logging.getLogger("runledger.sse")
+
+PING = b": ping\n\n"
+SEND_TIMEOUT = 30.0  # seconds one write may wait on a client that does not read
+END = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+class SseResponse(Response):
+    """The stream of `frames` as `text/event-stream`; `release()` once it has ended,
+    however it ends. (A Response as Starlette's StreamingResponse is one: its own __call__.)"""
+
+    def __init__(
+        self,
+        frames: AsyncIterator[bytes],
+        headers: Mapping[str, str],
+        ping: float,
+        release: Callable[[], None],
+        streams: set[Stream],
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.frames = frames
+        self.ping = ping
+        self.release = release
+        self.streams = streams  # the open ones, for close_all
+        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8")] + [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
+        self.ended_by = ""  # why the stream was stopped from outside: disconnect, …
+        self.writing_since: float | None = None  # loop time the current write began
+        self.last_write = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def end(self, why: str) -> None:
+        """Stop the stream from outside (the client left, or the server is stopping)."""
+        if not self.ended_by and self._task is not None:
+            self.ended_by = why
+            self._task.cancel()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+        try:
+            if scope.get("method") == "HEAD":
+                await send(start)
+                await send(END)
+                return
+            await self._stream(start, receive, send)
+        finally:
+            self.release()
+
+    async def _stream(self, start: Message, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self.streams.add(self)
+        watchers = [
+            asyncio.create_task(self._until_disconnect(receive)),
+            asyncio.create_task(self._watch(send)),
+        ]
+        try:
+            self.writing_since = loop.time()
+            await send(start)
+            self.last_write, self.writing_since = loop.time(), None
+            async for chunk in self.frames:
+                self.writing_since = loop.time()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                self.last_write, self.writing_since = loop.time(), None
+            await send(END)
+        except asyncio.CancelledError:
+            if not self.ended_by:
+                raise  # the server cancelled the request itself
+            assert self._task is not None
+            self._task.uncancel()
+            if self.ended_by == "shutdown":
+                await self._end_cleanly(send)
+            elif self.ended_by == "stuck":
+                log.warning("a stream's client read nothing for %.0f s: dropped", SEND_TIMEOUT)
+        finally:
+            self.streams.discard(self)
+            for watcher in watchers:
+                watcher.cancel()
+            close = getattr(self.frames, "aclose", None)
+            if close is not None:  # its clean-up (unsubscribing) now, not when collected
+                await close()
+
+    async def _end_cleanly(self, send: Send) -> None:
+        """The closing chunk, so the client sees the stream end rather than a cut."""
+        with contextlib.suppress(TimeoutError, OSError, RuntimeError):  # or it had ended
+            await asyncio.wait_for(send(END), 1.0)
+
+    async def _until_disconnect(self, receive: Receive) -> None:
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                self.end("disconnect")
+                return
+
+    async def _watch(self, send: Send) -> None:
+        """Pings while idle, and drops a client whose write has waited too long."""
+        loop = asyncio.get_running_loop()
+        tick = min(self.ping, SEND_TIMEOUT) if self.ping > 0 else SEND_TIMEOUT
+        while True:
+            await asyncio.sleep(tick / 2)
+            now = loop.time()
+            since = self.writing_since
+            if since is not None:
+                if now - since >= SEND_TIMEOUT:
+                    self.end("stuck")
+                    return
+                continue  # a write is under way: the connection is not idle
+            if self.ping > 0 and now - self.last_write >= self.ping:
+                self.last_write = now
+                try:
+                    body = {"type": "http.response.body", "body": PING, "more_body": True}
+                    await asyncio.wait_for(send(body), SEND_TIMEOUT)
+                except TimeoutError:
+                    self.end("stuck")
+                    return
+                except (OSError, RuntimeError):  # the stream ended meanwhile
+                    return
