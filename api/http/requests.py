@@ -128,14 +128,17 @@ MAX_INT = 2**63 - 1
 def int_param(
     request: Request, name: str, default: int | None, low: int, high: int = MAX_INT
 ) -> int | None:
-    """An integer query parameter within [low, high] (400 otherwise).
+    """An integer query parameter within [low, high], given at most once (400 otherwise).
 
     Plain ASCII digits only: Python's int() would also take `+5`, ` 5`, `1_000` and
     other scripts' digits, which no other reader of the same URL would.
     """
-    raw = request.query_params.get(name)
-    if raw is None:
+    given = request.query_params.getlist(name)
+    if not given:
         return default
+    if len(given) > 1:  # which one would count? Readers of a URL differ: first, last, all
+        raise invalid(f"{name} must be given once.", name)
+    raw = given[0]
     if not raw.isascii() or not raw.isdigit():
         raise invalid(f"{name} must be a whole number written in digits 0-9.", name)
     value = int(raw) if len(raw) <= 19 else MAX_INT + 1  # past 19 digits: out of range anyway

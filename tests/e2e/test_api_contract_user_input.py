@@ -139,6 +139,14 @@ CASES = [
     Case("list-limit-501", "GET", "/api/runs", params={"limit": 501}, field="limit"),
     Case("list-limit-negative", "GET", "/api/runs", params={"limit": -3}, field="limit"),
     Case("list-limit-word", "GET", "/api/runs", params={"limit": "ten"}, field="limit"),
+    Case("list-limit-twice", "GET", "/api/runs", params={"limit": ["1", "2"]}, field="limit"),
+    Case(
+        "projects-min-position-twice",  # not a wait for the larger one, then a 503
+        "GET",
+        "/api/projects",
+        params={"min_position": ["0", "999999"]},
+        field="min_position",
+    ),
     Case("list-cursor-garbage", "GET", "/api/runs", params={"cursor": "!!!"}, field="cursor"),
     Case("list-cursor-word", "GET", "/api/runs", params={"cursor": "page2"}, field="cursor"),
     # GET /api/runners
