@@ -87,7 +87,9 @@ class Runners:
         deadline = time.monotonic() + timeout
         while len(self.reported) < n:
             assert self.errors == []
-            assert time.monotonic() < deadline, f"{len(self.reported)} of {n} reports"
+            if time.monotonic() >= deadline:  # what the servers said last, to see why
+                said = "".join(line for srv in self.servers for line in srv.output[-40:])
+                raise AssertionError(f"{len(self.reported)} of {n} reports; servers:\n{said}")
             time.sleep(0.01)
 
     def _run(self, n: int) -> None:
