@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import re
 import resource
 import subprocess
@@ -48,7 +47,15 @@ from benchreport import (
     progress,
     run_benchmark,
 )
-from benchserver import JSON_HEADERS, RUNNER_KEY, USER_KEY, Server, open_runs, report_no_changes
+from benchserver import (
+    JSON_HEADERS,
+    RUNNER_KEY,
+    USER_KEY,
+    Server,
+    open_runs,
+    processes_cpu,
+    report_no_changes,
+)
 
 from tests.serve import free_port
 
@@ -180,9 +187,8 @@ class Fanout:
 
 
 def process_cpu(pid: int) -> float:
-    """User+system CPU seconds of one process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User+system CPU seconds of one process."""
+    return processes_cpu(lambda found, _, __: found == pid)
 
 
 def fan_out(

@@ -17,7 +17,6 @@ Progress goes to stderr, the table to stdout; exit status 1 when a measurement f
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from benchreport import (
     progress,
     run_benchmark,
 )
-from benchserver import RUNNER_KEY, Held, LeanClient, Server, open_runs
+from benchserver import RUNNER_KEY, Held, LeanClient, Server, open_runs, processes_cpu
 
 TARGET = 1.3
 SETUP = Setup(
@@ -54,17 +53,8 @@ SETUP = Setup(
 
 
 def postgres_cpu() -> float:
-    """CPU seconds used so far by every PostgreSQL process on this machine (Linux /proc)."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if "(postgres)" in text:
-            fields = text.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    """CPU seconds used so far by every PostgreSQL process on this machine."""
+    return processes_cpu(lambda _, name, __: name == "postgres")
 
 
 @dataclass

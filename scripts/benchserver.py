@@ -6,6 +6,7 @@ import http.client
 import os
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -102,18 +103,11 @@ class Server(ServeProcess):
 
     def cpu_seconds(self) -> float:
         """User+system CPU the server process and its live children (the workers of
-        `serve --workers`) have used so far (Linux /proc)."""
+        `serve --workers`) have used so far."""
         if self.proc is None:
             return 0.0
-        ticks = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if stat.parent.name == str(self.proc.pid) or fields[1] == str(self.proc.pid):
-                ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        me = self.proc.pid
+        return processes_cpu(lambda pid, _, fields: me in (pid, int(fields[1])))
 
     def client(self, key: str, **kw: Any) -> httpx.Client:
         """A sync HTTP client speaking with one key."""
@@ -215,6 +209,21 @@ def open_runs(server: Server, n: int, task: str, runner_id: str) -> list[Held]:
 
 
 # -- CPU accounting --------------------------------------------------------------------------
+
+
+def processes_cpu(pick: Callable[[int, str, list[str]], bool]) -> float:
+    """CPU seconds (user+system) used so far by the live processes that `pick(pid, name,
+    fields of /proc/<pid>/stat after the name)` chooses (Linux)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, _, rest = stat.read_text().rpartition(")")
+        except OSError:
+            continue
+        fields = rest.split()
+        if pick(int(stat.parent.name), head.partition("(")[2], fields):
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_mark(server: Server | None) -> tuple[float, float, float]:
