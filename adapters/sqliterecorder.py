@@ -1,16 +1,19 @@
 """The SQLite event recorder: the library's, plus each event's place in its stream's hash
 chain (adapters/chain.py) and the idempotency receipt (see domain/receipts.py), both in the
-same transaction as the events."""
+same transaction as the events, and groups of appends in one transaction
+(adapters/group_commit.py)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
+from adapters.group_commit import Append
 from adapters.idempotency import RECORD_RESULT
 from domain.receipts import Receipt, ReceiptTakenOver
 
@@ -50,6 +53,33 @@ class ReceiptSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             row = c.fetchone()
         return None if row is None or row[0] is None else bytes(row[0])
 
+    def append_group(self, group: Sequence[Append]) -> None:
+        """Store the appends (each one aggregate's next events, aggregates all different) in
+        one transaction; set each one's positions, or its error: IntegrityError when its
+        version is already stored, ReceiptTakenOver when its receipt was taken over. Each
+        append is a savepoint of its own, so that a refused one leaves nothing behind and
+        its neighbours go in."""
+        try:
+            self._append_group(group)
+        except BaseException:
+            for a in group:  # nothing of the transaction was stored
+                a.positions = a.error = None
+            raise
+
+    def _append_group(self, group: Sequence[Append]) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            for a in group:
+                c.execute("SAVEPOINT append")
+                try:
+                    a.positions = self._insert_hashed(c, a)
+                except sqlite3.IntegrityError as error:
+                    c.execute("ROLLBACK TO append")
+                    a.error = IntegrityError(error)
+                except ReceiptTakenOver as error:
+                    c.execute("ROLLBACK TO append")
+                    a.error = error
+                c.execute("RELEASE append")
+
     def _insert_events(
         self,
         c: SQLiteCursor,
@@ -60,8 +90,18 @@ class ReceiptSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         hashes: Sequence[tuple[bytes, bytes]] | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
+        if not stored_events:
+            return []
+        first = stored_events[0].originator_id
+        aggregate = first if isinstance(first, UUID) else UUID(str(first))
+        return self._insert_hashed(c, Append(aggregate, stored_events, hashes, receipt, result))
+
+    def _insert_hashed(self, c: SQLiteCursor, append: Append) -> list[int]:
+        """One append's events (and its receipt's result) in the transaction of `c`; their
+        positions."""
+        stored_events, receipt, hashes = append.events, append.receipt, append.hashes
         if receipt is not None:
-            c.execute(RECORD_RESULT, (result, receipt.owner, receipt.key, receipt.attempt))
+            c.execute(RECORD_RESULT, (append.result, receipt.owner, receipt.key, receipt.attempt))
             if c.sqlite_cursor.rowcount != 1:
                 raise ReceiptTakenOver(f"Idempotency-Key {receipt.key!r} was taken over.")
         links = hashes if hashes is not None else [(None, None)] * len(stored_events)

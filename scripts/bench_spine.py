@@ -139,7 +139,8 @@ def bench_store(
                 name = "raw INSERT+COMMIT (WAL)"
             if not notify:
                 baselines[n] = m.rate
-            notes = f"{describe(m, 'lat')}; {cpu_text(mark, cpu_mark(None))}"
+            pg = store == "postgres"
+            notes = f"{describe(m, 'lat')}; {cpu_text(mark, cpu_mark(None), postgres=pg)}"
             report.rows.append(Row(store, name, str(n), fmt_rate(m.rate), notes=notes))
             if m.errors:
                 report.warn(f"{store} baseline ({n}): {m.errors} errors, first: {m.first_error}")
@@ -157,7 +158,7 @@ def bench_store(
             targets = open_runs(server, 1 if shared else n, TASK, RUNNER_ID)
             mark = cpu_mark(server)
             m = http_throughput(server, targets * n if shared else targets, plan)
-            cpu = cpu_text(mark, cpu_mark(server), (m.total, "cmd"))
+            cpu = cpu_text(mark, cpu_mark(server), (m.total, "cmd"), store == "postgres")
             server.check_alive()
             base = baselines.get(n, math.nan)
             measure = "POST events, 1 event/cmd" + (", ONE run" if shared else "")

@@ -36,7 +36,7 @@ from benchreport import (
     progress,
     run_benchmark,
 )
-from benchserver import RUNNER_KEY, Held, LeanClient, Server, open_runs, processes_cpu
+from benchserver import RUNNER_KEY, Held, LeanClient, Server, open_runs, postgres_cpu
 
 TARGET = 1.3
 SETUP = Setup(
@@ -50,11 +50,6 @@ SETUP = Setup(
     f"(target >= {TARGET}); cpu in % of one core (2 cores in all): server processes, this "
     "load generator, PostgreSQL",
 )
-
-
-def postgres_cpu() -> float:
-    """CPU seconds used so far by every PostgreSQL process on this machine."""
-    return processes_cpu(lambda _, name, __: name == "postgres")
 
 
 @dataclass

@@ -226,24 +226,33 @@ def processes_cpu(pick: Callable[[int, str, list[str]], bool]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_mark(server: Server | None) -> tuple[float, float, float]:
-    """(wall clock, this process's CPU, the server's CPU) now."""
-    return time.perf_counter(), time.process_time(), server.cpu_seconds() if server else 0.0
+def postgres_cpu() -> float:
+    """CPU seconds used so far by every PostgreSQL process on this machine."""
+    return processes_cpu(lambda _, name, __: name == "postgres")
+
+
+Mark = tuple[float, float, float, float]
+
+
+def cpu_mark(server: Server | None) -> Mark:
+    """(wall clock, this process's CPU, the server's CPU, PostgreSQL's CPU) now."""
+    served = server.cpu_seconds() if server else 0.0
+    return time.perf_counter(), time.process_time(), served, postgres_cpu()
 
 
 def cpu_text(
-    before: tuple[float, float, float],
-    after: tuple[float, float, float],
-    per: tuple[int, str] | None = None,
+    before: Mark, after: Mark, per: tuple[int, str] | None = None, postgres: bool = False
 ) -> str:
-    """CPU between two marks: % of a core (server, benchmark), server CPU per unit of `per`."""
+    """CPU between two marks: % of a core (server, benchmark, and PostgreSQL's processes
+    when `postgres`), server CPU per unit of `per`."""
     # CPU per command or event is distorted far less than rates by load elsewhere on the box.
     wall = max(after[0] - before[0], 1e-9)
     bench = 100 * (after[1] - before[1]) / wall
+    pg = f" pg {100 * (after[3] - before[3]) / wall:.0f}%" if postgres else ""
     if not (after[2] or before[2]):
-        return f"cpu bench {bench:.0f}%"
+        return f"cpu bench {bench:.0f}%{pg}"
     server = after[2] - before[2]
-    text = f"cpu srv {100 * server / wall:.0f}% bench {bench:.0f}%"
+    text = f"cpu srv {100 * server / wall:.0f}% bench {bench:.0f}%{pg}"
     if per and per[0]:
         text += f", srv {1000 * server / per[0]:.1f} ms CPU/{per[1]}"
     return text

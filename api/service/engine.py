@@ -14,7 +14,7 @@ from collections.abc import Callable
 from copy import deepcopy
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 import orjson
@@ -22,6 +22,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from adapters.chain import Chain
+from adapters.group_commit import Append, GroupCommit
 from adapters.store import LeanMapper
 from adapters.stored import StoredRow
 from api.service.board_commands import BoardEngineCommands
@@ -77,11 +78,10 @@ class Engine(
         self.claim_confirm_seconds = claim_confirm_seconds
         self.retry_backoff = retry_backoff
         self.followers: list[Callable[[list[StoredRow]], None]] = []
-        # Commands on one run take turns in this process (no version-conflict storms), and
-        # saves take turns too: the store serialises writers anyway, and a thread waiting
-        # here holds no database lock while it waits for the interpreter.
+        # Commands on one run take turns in this process (no version-conflict storms);
+        # saves of different aggregates that arrive together share one transaction.
         self._run_locks = [threading.Lock() for _ in range(RUN_LOCK_STRIPES)]
-        self._save_lock = threading.Lock()
+        self.commits = GroupCommit(self._write_group, self._committed)
         # Each stream's hash chain, linked as events are saved (docs/audit.md).
         self.chain = Chain(self.recorder.stored_hash)  # type: ignore[attr-defined]
 
@@ -175,8 +175,9 @@ class Engine(
     def _save(self, aggregate: Run | Project) -> Appended:
         """Store the aggregate's new events in one transaction and hand them, in commit
         order, to the followers; the library's save() minus what runledger does not use
-        (snapshots, process events), which costs a few objects per event. Under an
-        idempotent request's receipt, the same transaction records what was appended."""
+        (process events), which costs a few objects per event. Under an idempotent
+        request's receipt, the same transaction records what was appended. Saves of other
+        aggregates that arrive meanwhile share the transaction (adapters/group_commit.py)."""
         if isinstance(aggregate, Run):
             status = aggregate.status
         else:
@@ -192,20 +193,11 @@ class Engine(
             stored = tuple(map(mapper.to_stored_event, events))
             links = self.chain.link(stored)
         receipt = CURRENT_RECEIPT.get()
-        extra: dict[str, Any] = {"hashes": links}
+        result = None
         if receipt is not None:  # recorded with the events, in their transaction
-            result = {"id": str(aggregate.id), "status": status, "sequence": aggregate.version}
-            extra |= {"receipt": receipt, "result": orjson.dumps(result).decode()}
-        with self._save_lock:
-            positions = self.recorder.insert_events(stored, **extra)
-            assert positions is not None and len(positions) == len(stored)
-            self.chain.stored(aggregate.id, aggregate.version, links[-1][1])
-            rows = [
-                StoredRow(position, aggregate.id, s.originator_version, s.topic, s.state, *link)
-                for position, s, link in zip(positions, stored, links, strict=True)
-            ]
-            for follower in self.followers:  # still in commit order
-                follower(rows)
+            answer = {"id": str(aggregate.id), "status": status, "sequence": aggregate.version}
+            result = orjson.dumps(answer).decode()
+        positions = self.commits.append(Append(aggregate.id, stored, links, receipt, result))
         every, version = SNAPSHOT_EVERY, aggregate.version
         if isinstance(aggregate, Run) and version // every > (version - len(events)) // every:
             self._snapshot(aggregate)
@@ -230,10 +222,28 @@ class Engine(
         except Exception as error:  # any: see above
             log.warning("no snapshot of run %s at %d: %s", run.id, run.version, error)
 
+    def _write_group(self, group: list[Append]) -> None:
+        """Store a group of appends in one transaction (the recorder sets their answers)."""
+        self.recorder.append_group(group)  # type: ignore[attr-defined]
+
+    def _committed(self, group: list[Append]) -> None:
+        """Appends just stored, in commit order: the chain's heads move on, and the
+        followers get their events, still in commit order."""
+        rows: list[StoredRow] = []
+        for a in group:
+            positions, links = a.answer(), a.hashes
+            assert links is not None and len(positions) == len(a.events) == len(links)
+            digest = links[-1][1]
+            assert digest is not None
+            self.chain.stored(a.aggregate_id, a.events[-1].originator_version, digest)
+            rows += [
+                StoredRow(position, a.aggregate_id, s.originator_version, s.topic, s.state, *link)
+                for position, s, link in zip(positions, a.events, links, strict=True)
+            ]
+        for follower in self.followers:
+            follower(rows)
+
     def settle(self, timeout: float = 0.05) -> bool:
         """Wait (a little) until every save in flight in this process has reached the
         followers; False if one is still going (it may be waiting for a database lock)."""
-        if not self._save_lock.acquire(timeout=timeout):
-            return False
-        self._save_lock.release()
-        return True
+        return self.commits.settle(timeout)

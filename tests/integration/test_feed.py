@@ -110,7 +110,7 @@ class FeedContract:
         with following(runtime, other_processes_poll(store_url)) as f:
             run_id, token = claimed_run(second_runtime.engine)
             # As if a save here waited for a database lock: the feed reads the store anyway.
-            with runtime.engine._save_lock:
+            with runtime.engine.commits.turn:
                 second_runtime.engine.record_output(run_id, RUNNER, token, [("log", {})])
                 f.wait_for(f.reaches(second_runtime.db.head()), timeout=5.0)
 

@@ -7,7 +7,7 @@ changing too fast"), which the HTTP layer answers 409. Nothing of the command is
 
 The race is real: just before each of the engine's saves of the run, another process's
 engine (a second runtime on the same database) appends to that run, so the store refuses the
-save's version. Only the injection point, the engine's recorder's insert, is patched.
+save's version. Only the injection point, the engine's recorder's group write, is patched.
 """
 
 from __future__ import annotations
@@ -56,11 +56,11 @@ class Rival:
         self.budget = budget
         self.tries = 0
         self.writes = 0
-        self._insert: Callable[..., Any] = engine.recorder.insert_events
+        self._write: Callable[..., Any] = engine.recorder.append_group
 
-    def insert_events(self, stored_events: list[Any], **kwargs: Any) -> Any:
-        """The engine's insert, after the rival's own append to the same run."""
-        if stored_events and stored_events[0].originator_id == self.run_id:
+    def append_group(self, group: list[Any]) -> Any:
+        """The engine's write of a group, after the rival's own append to the same run."""
+        if any(a.aggregate_id == self.run_id for a in group):
             self.tries += 1
             if self.writes < self.budget:
                 # In a context of its own: another process knows nothing of this one's
@@ -73,7 +73,7 @@ class Rival:
                     output(f"rival-{self.writes}"),
                 )
                 self.writes += 1
-        return self._insert(stored_events, **kwargs)
+        return self._write(group)
 
 
 @contextmanager
@@ -84,7 +84,7 @@ def racing(
     a loop that tried once more than its bound would succeed, so no test can pass by luck."""
     racer = Rival(engine, rival, run_id, token, budget=SAVE_ATTEMPTS)
     with monkeypatch.context() as patch:
-        patch.setattr(engine.recorder, "insert_events", racer.insert_events)
+        patch.setattr(engine.recorder, "append_group", racer.append_group)
         yield racer
 
 

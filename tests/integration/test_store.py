@@ -326,18 +326,18 @@ class TestPostgresStore(StoreContract):
         # append function ran. The recorder must neither append twice nor see a conflict.
         run_id, token = claimed_run(runtime.engine)
         recorder = runtime.engine.recorder
-        append = recorder._append
+        append = recorder._append_group
         calls: list[int] = []
 
-        def drop_the_answer(stored_events: Any, *receipt: Any) -> Any:
-            calls.append(len(stored_events))
+        def drop_the_answer(group: Any) -> Any:
+            calls.append(sum(len(a.events) for a in group))
             if len(calls) == 1:
                 if committed:
-                    append(stored_events, *receipt)
+                    append(group)
                 raise OperationalError("server closed the connection unexpectedly")
-            return append(stored_events, *receipt)
+            return append(group)
 
-        monkeypatch.setattr(recorder, "_append", drop_the_answer)
+        monkeypatch.setattr(recorder, "_append_group", drop_the_answer)
         monkeypatch.setattr("adapters.pgrecorder.time.sleep", lambda _: None)
 
         done = runtime.engine.record_output(run_id, RUNNER, token, [("log", {"i": 1})] * 3)

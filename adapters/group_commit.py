@@ -1,0 +1,136 @@
+"""Group commit: appends that arrive together share one transaction.
+
+Every command ends in one append (its aggregate's new events, their chain hashes, and the
+idempotent request's result). The store takes appends one transaction at a time, under one
+table lock, and each transaction costs a commit (an fsync) and a NOTIFY. Here a thread that
+wants to append queues its append and waits for the writer's turn; whoever gets the turn
+writes everything queued by then as one group, in one transaction. While a group is being
+written the next one gathers, so under load groups grow by themselves, and a lone command
+waits for nobody.
+
+Each append keeps its own answer: its positions, or its own failure (a version conflict,
+a receipt taken over), decided by the store per append, so that one append's conflict never
+fails its neighbours. A failure of the whole transaction (the database is down) is every
+member's failure, as it would have been one at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+
+from domain.receipts import Receipt
+
+MAX_GROUP = 256  # appends per transaction, at most
+
+
+@dataclass(eq=False)
+class Append:
+    """One aggregate's next events, to be stored in one transaction with its neighbours'."""
+
+    aggregate_id: UUID
+    events: Sequence[StoredEvent]
+    hashes: Sequence[tuple[bytes | None, bytes | None]] | None = None
+    receipt: Receipt | None = None
+    result: str | None = None  # the idempotent request's answer, stored under its receipt
+    # What the store answered: the events' positions, or why it refused them.
+    positions: list[int] | None = field(default=None, init=False)
+    error: BaseException | None = field(default=None, init=False)
+    taken: bool = field(default=False, init=False)  # a writer took it (under the queue lock)
+
+    @property
+    def first_version(self) -> int:
+        """The version of the first event."""
+        return self.events[0].originator_version
+
+    def answer(self) -> list[int]:
+        """The positions, or the store's refusal raised."""
+        if self.error is not None:
+            raise self.error
+        assert self.positions is not None, "an append that was never written"
+        return self.positions
+
+
+class GroupCommit:
+    """Writes queued appends in groups, one writer at a time.
+
+    `write(group)` stores a group in one transaction and sets each member's positions or
+    error; when it raises, the whole group failed. `committed(group)` is then told of the
+    members written, in commit order, still in the writer's turn: what must follow commit
+    order (the hash chain's heads, the change feed) happens there.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[list[Append]], None],
+        committed: Callable[[list[Append]], None],
+        max_group: int = MAX_GROUP,
+    ) -> None:
+        self._write = write
+        self._committed = committed
+        self._max_group = max_group
+        self._queue: list[Append] = []
+        self._queue_lock = threading.Lock()
+        self.turn = threading.Lock()  # the writer's turn
+
+    def append(self, item: Append) -> list[int]:
+        """Store one append with whatever else is queued; its positions (or its error)."""
+        with self._queue_lock:
+            self._queue.append(item)
+        with self.turn:
+            while True:  # until a group held it (a full queue may take several)
+                with self._queue_lock:
+                    if item.taken:
+                        break
+                    group = self._take()
+                self._write_group(group)
+        return item.answer()
+
+    def _take(self) -> list[Append]:
+        """The next group: the queue in order, one append per aggregate (a second one of
+        the same aggregate, at the same version or the next, waits for the next group)."""
+        group: list[Append] = []
+        rest: list[Append] = []
+        aggregates: set[UUID] = set()
+        for a in self._queue:
+            if len(group) < self._max_group and a.aggregate_id not in aggregates:
+                aggregates.add(a.aggregate_id)
+                a.taken = True
+                group.append(a)
+            else:
+                rest.append(a)
+        self._queue = rest
+        return group
+
+    @property
+    def queued(self) -> int:
+        """Appends waiting for a writer."""
+        with self._queue_lock:
+            return len(self._queue)
+
+    def settle(self, timeout: float) -> bool:
+        """Wait (up to `timeout`) for the group being written, if any; False if it still is."""
+        if not self.turn.acquire(timeout=timeout):
+            return False
+        self.turn.release()
+        return True
+
+    def _write_group(self, group: list[Append]) -> None:
+        try:
+            self._write(group)
+        except BaseException as error:  # the transaction failed: every member with it
+            for a in group:
+                if a.positions is None:
+                    a.error = error
+            written = [a for a in group if a.positions is not None]
+            if written:  # stored before the failure (a retry found them): still in order
+                self._committed(sorted(written, key=lambda a: a.answer()[0]))
+            if isinstance(error, Exception):
+                return
+            raise
+        written = [a for a in group if a.error is None]
+        self._committed(sorted(written, key=lambda a: a.answer()[0]))

@@ -1,0 +1,155 @@
+"""Group commit (adapters/group_commit.py) on a SQLite file and a real PostgreSQL.
+
+Commands on different runs that arrive together are stored in one transaction. The writer's
+turn is held while the commands queue up, so that the test knows the group they form; what
+each command answers, what the store holds and what the followers are handed are then
+checked against each other.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+import pytest
+from eventsourcing.persistence import IntegrityError
+
+from adapters.db import StoredRow
+from adapters.group_commit import Append
+from adapters.ledger_verify import verify_store
+from api.service.engine import Engine
+from api.service.results import Appended
+from api.service.runtime import Runtime
+from domain.receipts import CURRENT_RECEIPT, Receipt, ReceiptTakenOver
+from tests.integration.test_store import all_events, claimed_run
+
+RUNNER = "runner-1"
+
+
+class Groups:
+    """Wraps the engine's recorder's group write: what each group held, and how it ended."""
+
+    def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.written: list[list[Append]] = []
+        write = engine.recorder.append_group  # type: ignore[attr-defined]
+
+        def counting(group: list[Append]) -> None:
+            self.written.append(list(group))
+            write(group)
+
+        monkeypatch.setattr(engine.recorder, "append_group", counting)
+
+
+@contextmanager
+def queued_together(engine: Engine, commands: list[Callable[[], Any]]) -> Iterator[list[Any]]:
+    """Run the commands in threads of their own while the writer's turn is held, until all
+    of them wait in the queue; then let the writer go. Yields each one's answer (or error)."""
+    answers: list[Any] = [None] * len(commands)
+
+    def run(i: int, command: Callable[[], Any]) -> None:
+        try:
+            answers[i] = command()
+        except Exception as error:
+            answers[i] = error
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(commands)]
+    with engine.commits.turn:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while engine.commits.queued < len(commands):
+            assert time.monotonic() < deadline, "the commands never queued up"
+            time.sleep(0.005)
+    for t in threads:
+        t.join(timeout=30)
+    yield answers
+
+
+def output(engine: Engine, run: tuple[UUID, int], n: int = 1) -> Callable[[], Appended]:
+    """A command appending n output events to a claimed run."""
+    run_id, token = run
+    return lambda: engine.record_output(
+        run_id, RUNNER, token, [("log", {"i": i}) for i in range(n)]
+    )
+
+
+def test_commands_that_arrive_together_share_one_transaction_and_keep_their_answers(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = runtime.engine
+    runs = [claimed_run(engine) for _ in range(12)]
+    before = runtime.db.head()
+    handed: list[StoredRow] = []
+    engine.followers.append(handed.extend)
+    groups = Groups(engine, monkeypatch)
+
+    sizes = [1 + i % 3 for i in range(len(runs))]  # 1, 2 or 3 events each
+    commands = [output(engine, run, n) for run, n in zip(runs, sizes, strict=True)]
+    with queued_together(engine, commands) as answers:
+        pass
+
+    assert [len(g) for g in groups.written] == [len(runs)]  # one transaction
+    stored = [r for r in all_events(runtime.db) if r.position > before]
+    assert [r.position for r in stored] == list(range(before + 1, before + 1 + sum(sizes)))
+    assert handed == stored  # in commit order, each once
+    for (run_id, _), n, answer in zip(runs, sizes, answers, strict=True):
+        assert isinstance(answer, Appended)
+        mine = [r for r in stored if r.run_id == run_id]
+        assert [r.sequence for r in mine] == list(range(3, 3 + n))
+        assert answer.sequence == mine[-1].sequence and answer.position == mine[-1].position
+    # Each run's hash chain links its events on from its own last event.
+    for (run_id, _), n in zip(runs, sizes, strict=True):
+        report = verify_store(runtime.db, ("run", str(run_id)))
+        assert report.ok, report.failures
+        assert report.events == 2 + n
+
+
+def test_a_conflict_in_a_group_fails_only_its_own_append(
+    runtime: Runtime, second_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = runtime.engine
+    runs = [claimed_run(engine) for _ in range(3)]
+    stale = runs[1]
+    # Another process appends to the middle run: this process's copy of it is stale, so
+    # its first save of that run is refused by the store (and then decided again).
+    second_runtime.engine.record_output(stale[0], RUNNER, stale[1], [("log", {"by": "b"})])
+    groups = Groups(engine, monkeypatch)
+
+    with queued_together(engine, [output(engine, run) for run in runs]) as answers:
+        pass
+
+    first = groups.written[0]
+    assert len(first) == 3
+    assert [type(a.error) if a.error else None for a in first] == [None, IntegrityError, None]
+    assert [a.positions is not None for a in first] == [True, False, True]
+    assert [a.aggregate_id for a in groups.written[1]] == [stale[0]]  # decided again, alone
+    assert [a.sequence for a in answers] == [3, 4, 3]
+    positions = [r.position for r in all_events(runtime.db)]
+    assert positions == list(range(1, len(positions) + 1))  # the refusal used no position
+
+
+def test_a_receipt_taken_over_fails_only_its_own_command(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = runtime.engine
+    runs = [claimed_run(engine) for _ in range(3)]
+    groups = Groups(engine, monkeypatch)
+    taken = Receipt("alice", "a-key-nobody-holds", "attempt-1")
+
+    def under_lost_receipt() -> Appended:
+        CURRENT_RECEIPT.set(taken)  # this thread's context only
+        return output(engine, runs[0])()
+
+    commands = [under_lost_receipt, output(engine, runs[1]), output(engine, runs[2])]
+    with queued_together(engine, commands) as answers:
+        pass
+
+    assert [len(g) for g in groups.written] == [3]
+    assert isinstance(answers[0], ReceiptTakenOver)
+    assert [a.sequence for a in answers[1:]] == [3, 3]
+    assert engine.get_run(runs[0][0]).version == 2  # nothing of it was stored
+    assert [r.sequence for r in runtime.db.run_events(runs[0][0], after=0)] == [1, 2]
