@@ -139,8 +139,9 @@ def bench_store(
                 name = "raw INSERT+COMMIT (WAL)"
             if not notify:
                 baselines[n] = m.rate
-            pg = store == "postgres"
-            notes = f"{describe(m, 'lat')}; {cpu_text(mark, cpu_mark(None), postgres=pg)}"
+            # (not PostgreSQL's CPU: the baseline's connections, and their server
+            # processes, are gone by the second mark)
+            notes = f"{describe(m, 'lat')}; {cpu_text(mark, cpu_mark(None))}"
             report.rows.append(Row(store, name, str(n), fmt_rate(m.rate), notes=notes))
             if m.errors:
                 report.warn(f"{store} baseline ({n}): {m.errors} errors, first: {m.first_error}")

@@ -252,6 +252,24 @@ def with_position(body: Any, position: int, status: int = 200) -> Response:
 # -- idempotency ----------------------------------------------------------------------------
 
 
+class Built:
+    """An answer built from what the command appended and nothing else, once it appended
+    (`position` set): it is then made on the event loop, without a trip to the thread pool.
+    (Otherwise, as for any other answer, it may read the store: in the thread pool.)"""
+
+    def __init__(self, build: Callable[[Appended], Response]) -> None:
+        self.build = build
+
+    def __call__(self, appended: Appended) -> Response:
+        return self.build(appended)
+
+
+async def _answer(answer: Callable[[Appended], Response], appended: Appended) -> Response:
+    if isinstance(answer, Built) and appended.position is not None:
+        return answer(appended)
+    return await run_in_threadpool(answer, appended)
+
+
 async def idempotent(
     request: Request,
     owner: str,
@@ -266,7 +284,7 @@ async def idempotent(
     """
     key = request.headers.get("idempotency-key")
     if key is None:
-        return await run_in_threadpool(answer, await command())
+        return await _answer(answer, await command())
     if not 1 <= len(key) <= 255:
         raise invalid("Idempotency-Key must be 1 to 255 characters.", "Idempotency-Key")
     body = await body_bytes(request)
@@ -305,7 +323,7 @@ async def _first_attempt(
     when it failed after committing something)."""
     receipt = CURRENT_RECEIPT.set(Receipt(owner, key, attempt))
     try:
-        response = await run_in_threadpool(answer, await command())
+        response = await _answer(answer, await command())
     except ReceiptTakenOver:
         records.running.discard(attempt)
         raise in_progress("A retry with this Idempotency-Key took this request over.") from None

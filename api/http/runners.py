@@ -16,6 +16,7 @@ from api.http.models.common import CommandAnswer
 from api.http.models.runners import Claimed, Heartbeat, OutputAppended, RunnerLeases
 from api.http.openapi import MIN_POSITION, Doc, Endpoint, limit
 from api.http.requests import (
+    Built,
     idempotent,
     int_param,
     parse,
@@ -72,7 +73,7 @@ async def append_events(request: Request) -> Response:
         body = command_body(request, appended)
         return JSON({"sequence": body["sequence"], "position": body["position"]})
 
-    return await idempotent(request, name, command, answer)
+    return await idempotent(request, name, command, Built(answer))
 
 
 async def report(request: Request) -> Response:

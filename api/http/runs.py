@@ -20,6 +20,7 @@ from api.http.openapi import MIN_POSITION, UUID_SCHEMA, Doc, Endpoint, Param, li
 from api.http.requests import (
     DIGITS,
     MAX_INT,
+    Built,
     bool_param,
     encoded_at,
     idempotent,
@@ -59,7 +60,7 @@ def answer_with(
     def answer(appended: Appended) -> Response:
         return JSON(command_body(request, appended, **extra), status_code=status)
 
-    return answer
+    return Built(answer)  # command_body reads only when nothing was appended
 
 
 def run_options(body: schemas.SubmitProjectRun) -> dict[str, Any]:

@@ -11,6 +11,7 @@ the bases: they extend the attempt's output, claim and renewal.
 from __future__ import annotations
 
 from collections.abc import Callable
+from copy import deepcopy
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -136,6 +137,16 @@ class Run(
             task_id=task_id,
         )
 
+    # -- copies -------------------------------------------------------------------------
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Run:
+        """A copy sharing nothing mutable: what the engine decides on, every command. A
+        run's state is plain data (text, numbers, ids, times, and dicts and lists of them),
+        copied here directly, several times faster than copy.deepcopy's general walk."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update({name: _fresh(value) for name, value in self.__dict__.items()})
+        return clone
+
     # -- queries ------------------------------------------------------------------------
 
     @property
@@ -252,3 +263,18 @@ class Run(
         """Apply a new event to the run and keep it for the next save."""
         event.mutate(self)
         self.pending_events.append(event)
+
+
+_SHARED = frozenset({str, int, float, bool, type(None), UUID, datetime})  # immutable
+
+
+def _fresh(value: Any) -> Any:
+    """A deep copy of plain data (copy.deepcopy for anything else)."""
+    kind = type(value)
+    if kind in _SHARED:
+        return value
+    if kind is dict:
+        return {key: _fresh(item) for key, item in value.items()}
+    if kind is list:
+        return [_fresh(item) for item in value]
+    return deepcopy(value)
