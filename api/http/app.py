@@ -73,7 +73,11 @@ def create_app(config: Config) -> Starlette:
             await bootstrap.stop(app.state.services)
 
     # A worker process answers only the operations routes: it is not behind the balancer.
+    # Starlette tries the routes in order: the runners' (output and reports, the busiest
+    # commands) come first. No other route's path matches theirs, so order decides nothing
+    # else (a same path with another method is tried on).
     api_routes = [
+        *runners.routes,
         *dashboard.routes,
         *sessions.routes,
         *docs.routes,
@@ -81,7 +85,6 @@ def create_app(config: Config) -> Starlette:
         *board.routes,
         *runs.routes,
         *plans.routes,
-        *runners.routes,
         *events.routes,
         *files.routes,
         *gates.routes,
