@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
@@ -15,6 +14,7 @@ from api.http.models.ops import Checkpoint, ConsistencyProof, InclusionProof, Pu
 from api.http.openapi import MIN_POSITION, TEXT, Doc, Endpoint, Param
 from api.http.requests import MAX_INT, int_param, path_id, read_position, services, with_position
 from api.service import audit as use_cases
+from api.threads import in_thread
 
 
 async def run_audit(request: Request) -> Response:
@@ -23,14 +23,14 @@ async def run_audit(request: Request) -> Response:
     # Whose run it is comes from the runs view (the events may be the very thing tampered
     # with): ?min_position waits for it, as on every read-model route.
     position = await read_position(request)
-    body = await run_in_threadpool(use_cases.run_audit, services(request), run_id, owner)
+    body = await in_thread(use_cases.run_audit, services(request), run_id, owner)
     return with_position(body, position)
 
 
 async def checkpoint(request: Request) -> Response:
     auth.user(request)
     tree_size = int_param(request, "tree_size", None, 0)
-    found = await run_in_threadpool(use_cases.get_checkpoint, services(request), tree_size)
+    found = await in_thread(use_cases.get_checkpoint, services(request), tree_size)
     if "application/json" in request.headers.get("accept", ""):
         return JSON(use_cases.checkpoint_document(found))
     return PlainTextResponse(found.note)
@@ -47,9 +47,7 @@ async def inclusion_proof(request: Request) -> Response:
     if position is None:
         raise invalid("position is required.", "position")
     tree_size = int_param(request, "tree_size", None, 1)
-    body = await run_in_threadpool(
-        use_cases.inclusion, services(request), owner, position, tree_size
-    )
+    body = await in_thread(use_cases.inclusion, services(request), owner, position, tree_size)
     return JSON(body)
 
 
@@ -61,7 +59,7 @@ async def consistency_proof(request: Request) -> Response:
         raise invalid("from and to are both required.", "from" if first is None else "to")
     if first > second:
         raise invalid("from must not be greater than to.", "from")
-    return JSON(await run_in_threadpool(use_cases.consistency, services(request), first, second))
+    return JSON(await in_thread(use_cases.consistency, services(request), first, second))
 
 
 def _whole(minimum: int) -> dict[str, Any]:

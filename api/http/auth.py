@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -25,6 +24,7 @@ from adapters.sessions import Session, digest
 from api.http.errors import DATABASE_ERRORS, ApiError, handle_database_error
 from api.http.requests import path_id, services
 from api.service import runners
+from api.threads import in_thread
 
 SESSION_COOKIE = "runledger_session"
 CSRF_HEADER, CSRF_VALUE = "x-requested-with", "runledger"
@@ -105,9 +105,7 @@ async def run_reader(request: Request) -> tuple[str, UUID]:
     run_id = path_id(request)
     if found.role == "user":
         return found.name, run_id
-    owner = await run_in_threadpool(
-        runners.lease_holders_owner, services(request), run_id, found.name
-    )
+    owner = await in_thread(runners.lease_holders_owner, services(request), run_id, found.name)
     return owner, run_id
 
 
@@ -140,7 +138,7 @@ class Credentials:
             token = conn.cookies.get(SESSION_COOKIE)
             if token and _bearer(conn) is None:
                 try:
-                    session = await run_in_threadpool(found.sessions.find, token)
+                    session = await in_thread(found.sessions.find, token)
                 except DATABASE_ERRORS as exc:  # outside the app's handlers: answer here
                     response = await handle_database_error(Request(scope), exc)
                     await response(scope, receive, send)

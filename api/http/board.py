@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from uuid import UUID
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -23,6 +22,7 @@ from api.http.requests import idempotent, parse, path_id, read_model_json, servi
 from api.http.runs import command_body
 from api.service import board as use_cases
 from api.service.engine import Appended
+from api.threads import in_thread
 
 TASK = "/api/projects/{project_id}/backlog/tasks/{task_id}"
 
@@ -40,7 +40,7 @@ async def create_task(request: Request) -> Response:
 
     async def command() -> Appended:
         body = await parse(request, schemas.CreateTask)
-        return await run_in_threadpool(
+        return await in_thread(
             use_cases.create_task,
             services(request),
             project_id,
@@ -76,7 +76,7 @@ def _task_command(
 def _move(column: str) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request, project_id: UUID, owner: str, task_id: str) -> Appended:
         await parse(request, schemas.NoBody, optional=True)
-        return await run_in_threadpool(
+        return await in_thread(
             use_cases.move_task, services(request), project_id, owner, task_id, column
         )
 
@@ -87,7 +87,7 @@ async def _reorder(request: Request, project_id: UUID, owner: str, task_id: str)
     body = await parse(request, schemas.ReorderTask)
     before = None if body.before_task_id is None else str(body.before_task_id)
     after = None if body.after_task_id is None else str(body.after_task_id)
-    return await run_in_threadpool(
+    return await in_thread(
         use_cases.reorder_task, services(request), project_id, owner, task_id, before, after
     )
 
@@ -96,19 +96,15 @@ async def edit_task(request: Request) -> Response:
     owner, project_id, task_id = _ids(request)
     body = await parse(request, schemas.EditTask)
     changes = body.model_dump(exclude_unset=True)
-    appended = await run_in_threadpool(
+    appended = await in_thread(
         use_cases.edit_task, services(request), project_id, owner, task_id, changes
     )
-    return JSON(
-        await run_in_threadpool(use_cases.changed_task, services(request), task_id, appended)
-    )
+    return JSON(await in_thread(use_cases.changed_task, services(request), task_id, appended))
 
 
 async def delete_task(request: Request) -> Response:
     owner, project_id, task_id = _ids(request)
-    position = await run_in_threadpool(
-        use_cases.delete_task, services(request), project_id, owner, task_id
-    )
+    position = await in_thread(use_cases.delete_task, services(request), project_id, owner, task_id)
     return Response(status_code=204, headers={"X-Position": str(position)})
 
 
@@ -117,9 +113,7 @@ async def start_task(request: Request) -> Response:
 
     async def command() -> Appended:
         await parse(request, schemas.NoBody, optional=True)
-        return await run_in_threadpool(
-            use_cases.start_task, services(request), project_id, owner, task_id
-        )
+        return await in_thread(use_cases.start_task, services(request), project_id, owner, task_id)
 
     def answer(appended: Appended) -> Response:
         return JSON(command_body(request, appended, task_id=task_id), status_code=202)
@@ -133,7 +127,7 @@ async def ready_all(request: Request) -> Response:
 
     async def command() -> Appended:
         await parse(request, schemas.NoBody, optional=True)
-        return await run_in_threadpool(use_cases.ready_all, services(request), project_id, owner)
+        return await in_thread(use_cases.ready_all, services(request), project_id, owner)
 
     def answer(appended: Appended) -> Response:
         return JSON(use_cases.ready_column(services(request), appended))
@@ -145,7 +139,7 @@ async def put_settings(request: Request) -> Response:
     owner = auth.user(request)
     project_id = path_id(request, "project_id")
     body = await parse(request, schemas.BoardSettings)
-    settings = await run_in_threadpool(
+    settings = await in_thread(
         use_cases.change_settings,
         services(request),
         project_id,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from uuid import UUID
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -19,6 +18,7 @@ from api.http.requests import DIGITS, MAX_INT, bool_param, int_param, services, 
 from api.http.sse import SseResponse
 from api.http.streams import NAMED, UNNAMED, Framing, global_stream, run_stream
 from api.service import events as use_cases
+from api.threads import in_thread
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 STREAM_RETRY_AFTER = 5  # seconds: a slot frees as soon as one of the key's streams closes
@@ -64,16 +64,16 @@ async def run_events(request: Request) -> Response:
     assert after is not None and limit is not None
     found = services(request)
     if "application/x-ndjson" in request.headers.get("accept", ""):
-        await run_in_threadpool(use_cases.run_state, found, run_id, owner)  # the caller's run?
+        await in_thread(use_cases.run_state, found, run_id, owner)  # the caller's run?
         return StreamingResponse(
             ending_on_outage(_ndjson(found.db, run_id, after)), media_type="application/x-ndjson"
         )
-    return JSON(await run_in_threadpool(use_cases.run_history, found, run_id, owner, after, limit))
+    return JSON(await in_thread(use_cases.run_history, found, run_id, owner, after, limit))
 
 
 async def _ndjson(db: Database, run_id: UUID, after: int) -> AsyncIterator[bytes]:
     while True:
-        rows = await run_in_threadpool(db.run_events, run_id, after, 1000)
+        rows = await in_thread(db.run_events, run_id, after, 1000)
         if rows:
             yield b"".join(Envelope.from_row(r).json() + b"\n" for r in rows)
             after = rows[-1].sequence
@@ -135,7 +135,7 @@ async def global_events(request: Request) -> Response:
     limit = int_param(request, "limit", 100, 1, 1000)
     assert after is not None and limit is not None
     accepts = _filter(request, owner)
-    events, last = await run_in_threadpool(
+    events, last = await in_thread(
         use_cases.scan_global, services(request), owner, after, limit, accepts
     )
     return JSON({"events": events, "last_position": last})

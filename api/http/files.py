@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -12,19 +11,20 @@ from api.http.models.runners import ChangedFiles
 from api.http.openapi import DIFF, Doc, Endpoint
 from api.http.requests import path_id, services
 from api.service import diffs
+from api.threads import in_thread
 
 
 async def list_files(request: Request) -> Response:
     owner = auth.user(request)
     run_id = path_id(request)
-    return JSON(await run_in_threadpool(diffs.changed_files, services(request), run_id, owner))
+    return JSON(await in_thread(diffs.changed_files, services(request), run_id, owner))
 
 
 async def file_diff(request: Request) -> Response:
     owner = auth.user(request)
     run_id = path_id(request)
     path = request.path_params["path"]
-    diff = await run_in_threadpool(diffs.file_diff, services(request), run_id, owner, path)
+    diff = await in_thread(diffs.file_diff, services(request), run_id, owner, path)
     return Response(diff, media_type="text/x-diff; charset=utf-8")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,6 +13,7 @@ from api.http.requests import idempotent, parse, path_id, services
 from api.http.runs import answer_with, command_body
 from api.service import steering
 from api.service.engine import Appended
+from api.threads import in_thread
 from domain.runs.gate_rules import MAX_ID
 
 
@@ -33,7 +33,7 @@ async def resolve_gate(request: Request) -> Response:
     engine = services(request).engine
 
     async def command() -> Appended:
-        return await run_in_threadpool(
+        return await in_thread(
             lambda: engine.resolve_gate(
                 run_id, owner, gate_id, decision=body.decision, answer=body.answer, scope=body.scope
             )
@@ -50,9 +50,7 @@ async def auto_approve(request: Request) -> Response:
     engine = services(request).engine
 
     async def command() -> Appended:
-        return await run_in_threadpool(
-            lambda: engine.set_auto_approve(run_id, owner, enabled=body.enabled)
-        )
+        return await in_thread(lambda: engine.set_auto_approve(run_id, owner, enabled=body.enabled))
 
     answer = answer_with(request, auto_approve_tools=body.enabled)
     return await idempotent(request, owner, command, answer)
@@ -65,7 +63,7 @@ async def steer(request: Request) -> Response:
     found = services(request)
 
     async def command() -> Appended:
-        return await run_in_threadpool(
+        return await in_thread(
             lambda: steering.steer(
                 found,
                 run_id,

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,6 +17,7 @@ from api.http.models.ops import Degraded, Diagnostics, Healthy, ServerInfo
 from api.http.openapi import Doc, Endpoint
 from api.http.requests import services
 from api.service import audit
+from api.threads import in_thread
 from projections.rebuilding import status
 
 VERSION = "0.1.0"
@@ -54,7 +54,7 @@ async def diagnostics(request: Request) -> Response:
     auth.user(request)
     state = services(request)
     names = [p.name for p in state.runtime.projection.projections]
-    head, found = await run_in_threadpool(status, state.db, names)
+    head, found = await in_thread(status, state.db, names)
     models: dict[str, Any] = {
         s.name: {"position": s.position, "lag": s.lag, **({"size": s.size} if s.size else {})}
         for s in found

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,6 +19,7 @@ from api.http.requests import idempotent, parse, path_id, read_model_doc, servic
 from api.http.runs import command_body
 from api.service import plans as use_cases
 from api.service.engine import Appended
+from api.threads import in_thread
 
 
 async def set_work_plan(request: Request) -> Response:
@@ -33,7 +33,7 @@ async def set_work_plan(request: Request) -> Response:
         if caller.role == "user" and body.fencing_token is not None:
             raise invalid("fencing_token is for the planner runner holding the lease.")
         subtasks = [s.model_dump() for s in body.subtasks]
-        return await run_in_threadpool(
+        return await in_thread(
             lambda: use_cases.set_work_plan(
                 services(request),
                 run_id,

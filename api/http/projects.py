@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -31,6 +30,7 @@ from api.service import projects as use_cases
 from api.service import queries
 from api.service import runs as run_use_cases
 from api.service.engine import Appended
+from api.threads import in_thread
 from domain.projects import Project
 from projections.projects import project_view
 
@@ -49,7 +49,7 @@ async def create_project(request: Request) -> Response:
 
     async def command() -> Appended:
         body = await parse(request, schemas.CreateProject)
-        return await run_in_threadpool(
+        return await in_thread(
             use_cases.create_project,
             services(request),
             owner,
@@ -68,7 +68,7 @@ async def create_project(request: Request) -> Response:
 async def list_projects(request: Request) -> Response:
     owner = auth.user(request)
     position = await read_position(request)
-    items = await run_in_threadpool(queries.list_projects, services(request), owner)
+    items = await in_thread(queries.list_projects, services(request), owner)
     return with_position({"items": items}, position)
 
 
@@ -87,10 +87,10 @@ async def update_project(request: Request) -> Response:
     project_id = path_id(request, "project_id")
     body = await parse(request, schemas.UpdateProject)
     changes = body.model_dump(exclude_unset=True)
-    project, appended = await run_in_threadpool(
+    project, appended = await in_thread(
         use_cases.update_project, services(request), project_id, owner, changes
     )
-    return JSON(await run_in_threadpool(project_answer, request, project, appended))
+    return JSON(await in_thread(project_answer, request, project, appended))
 
 
 async def delete_project(request: Request) -> Response:
@@ -108,7 +108,7 @@ async def submit_project_run(request: Request) -> Response:
 
     async def command() -> Appended:
         body = await parse(request, schemas.SubmitProjectRun)
-        return await run_in_threadpool(
+        return await in_thread(
             lambda: run_use_cases.submit_project_run(
                 services(request), project_id, owner, body.task, **run_options(body)
             )
@@ -122,7 +122,7 @@ async def project_runs(request: Request) -> Response:
     project_id = path_id(request, "project_id")
     # The project must be the caller's (404 first, as for any project route); then the
     # answer is the runs list's, filtered to it.
-    await run_in_threadpool(services(request).engine.get_project, project_id, owner)
+    await in_thread(services(request).engine.get_project, project_id, owner)
     return await list_runs(request, project_id=str(project_id))
 
 

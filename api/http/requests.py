@@ -11,7 +11,6 @@ from uuid import UUID
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,6 +19,7 @@ from adapters.idempotency import Idempotency
 from api.http.errors import JSON, ApiError, domain_error_response, from_validation, invalid
 from api.service import positions
 from api.service.engine import Appended
+from api.threads import in_thread
 from domain.errors import DomainError, NotFound
 from domain.receipts import CURRENT_RECEIPT, Receipt, ReceiptTakenOver
 
@@ -172,7 +172,7 @@ async def read_position(request: Request) -> int:
             raise invalid("X-Min-Position must be a non-negative integer.", "X-Min-Position")
         wanted = int(header)
     if wanted is None:
-        return await run_in_threadpool(services(request).read_models_position)
+        return await in_thread(services(request).read_models_position)
     return await wait_for_read_models(request, wanted)
 
 
@@ -197,7 +197,7 @@ async def read_model_doc(
         with services(request).db.reading() as cur:
             return read(cur)
 
-    doc = await run_in_threadpool(fetch)
+    doc = await in_thread(fetch)
     if doc is None:
         raise NotFound(missing)
     return with_position(doc, position)
@@ -236,7 +236,7 @@ async def read_at(
         with services(request).db.reading() as cur:
             return reached, read(cur, reached)
 
-    return await run_in_threadpool(fetch)
+    return await in_thread(fetch)
 
 
 def encoded_at(body: bytes, position: int) -> Response:
@@ -267,7 +267,7 @@ class Built:
 async def _answer(answer: Callable[[Appended], Response], appended: Appended) -> Response:
     if isinstance(answer, Built) and appended.position is not None:
         return answer(appended)
-    return await run_in_threadpool(answer, appended)
+    return await in_thread(answer, appended)
 
 
 async def idempotent(
@@ -292,7 +292,7 @@ async def idempotent(
         b"%s %s\n%s" % (request.method.encode(), request.url.path.encode(), body)
     ).hexdigest()
     records: Idempotency = services(request).runtime.idempotency
-    found = await run_in_threadpool(records.reserve, owner, key, fingerprint)
+    found = await in_thread(records.reserve, owner, key, fingerprint)
     if found.mismatch:
         raise invalid("This Idempotency-Key was used for a different request.")
     if found.in_progress:
@@ -303,7 +303,7 @@ async def idempotent(
         assert found.taken_from is not None
         result = found.result
         appended = Appended(UUID(result["id"]), result["status"], result["sequence"], None)
-        response = await run_in_threadpool(answer, appended)
+        response = await in_thread(answer, appended)
         await _record(records, owner, key, found.taken_from, response)
         return _replayed(response)
     assert found.attempt is not None
@@ -329,13 +329,13 @@ async def _first_attempt(
         raise in_progress("A retry with this Idempotency-Key took this request over.") from None
     except (ApiError, DomainError) as exc:
         failure = exc.response() if isinstance(exc, ApiError) else domain_error_response(exc)
-        if not await run_in_threadpool(records.release, owner, key, attempt):
+        if not await in_thread(records.release, owner, key, attempt):
             await _record(records, owner, key, attempt, failure)
         raise
     except BaseException:
         records.running.discard(attempt)
         with suppress(Exception):  # the database may be the reason: the row then lapses
-            await run_in_threadpool(records.release, owner, key, attempt)
+            await in_thread(records.release, owner, key, attempt)
         raise
     finally:
         CURRENT_RECEIPT.reset(receipt)
@@ -346,9 +346,7 @@ async def _first_attempt(
 async def _record(
     records: Idempotency, owner: str, key: str, attempt: str, response: Response
 ) -> None:
-    await run_in_threadpool(
-        records.record, owner, key, attempt, response.status_code, bytes(response.body)
-    )
+    await in_thread(records.record, owner, key, attempt, response.status_code, bytes(response.body))
 
 
 def _replayed(response: Response) -> Response:

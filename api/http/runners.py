@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -29,6 +28,7 @@ from api.http.runs import answer_with, command_body
 from api.service import claims
 from api.service import runners as use_cases
 from api.service.engine import Appended
+from api.threads import in_thread
 
 
 async def claim(request: Request) -> Response:
@@ -65,9 +65,7 @@ async def append_events(request: Request) -> Response:
         body = await parse(request, schemas.RunnerEvents)
         events = [(e.type, e.data) for e in body.events]
         engine = services(request).engine
-        return await run_in_threadpool(
-            engine.record_output, run_id, name, body.fencing_token, events
-        )
+        return await in_thread(engine.record_output, run_id, name, body.fencing_token, events)
 
     def answer(appended: Appended) -> Response:
         body = command_body(request, appended)
@@ -83,7 +81,7 @@ async def report(request: Request) -> Response:
     async def command() -> Appended:
         body = await parse(request, schemas.Report)
         details = body.model_dump(exclude={"fencing_token", "outcome"})
-        return await run_in_threadpool(
+        return await in_thread(
             lambda: use_cases.report(
                 services(request), run_id, name, body.fencing_token, body.outcome, **details
             )
@@ -95,7 +93,7 @@ async def report(request: Request) -> Response:
 async def heartbeat(request: Request) -> Response:
     name = auth.runner(request)
     lease_id = str(path_id(request, "lease_id"))
-    return JSON(await run_in_threadpool(use_cases.heartbeat, services(request), lease_id, name))
+    return JSON(await in_thread(use_cases.heartbeat, services(request), lease_id, name))
 
 
 async def list_runners(request: Request) -> Response:
@@ -109,7 +107,7 @@ async def list_runners(request: Request) -> Response:
         with services(request).db.reading() as cur:
             return readmodels.runner_leases(cur, owner, limit)
 
-    return with_position({"items": await run_in_threadpool(fetch)}, position)
+    return with_position({"items": await in_thread(fetch)}, position)
 
 
 RUNNER = ("runner",)

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -35,6 +34,7 @@ from api.http.requests import (
 )
 from api.service import runs as use_cases
 from api.service.engine import Appended
+from api.threads import in_thread
 from domain.runs import STATUSES
 
 
@@ -81,7 +81,7 @@ async def submit_run(request: Request) -> Response:
 
     async def command() -> Appended:
         body = await parse(request, schemas.SubmitRun)
-        return await run_in_threadpool(
+        return await in_thread(
             lambda: use_cases.submit_run(
                 services(request), owner, body.task, body.project_id, **run_options(body)
             )
@@ -102,7 +102,7 @@ def _command(method: str, body_model: type[schemas.Body] | None = None, status: 
             if body_model is not None:
                 kwargs = (await parse(request, body_model, optional=True)).model_dump()
             engine = services(request).engine
-            return await run_in_threadpool(getattr(engine, method), run_id, owner, **kwargs)
+            return await in_thread(getattr(engine, method), run_id, owner, **kwargs)
 
         return await idempotent(request, owner, command, answer_with(request, status))
 
@@ -115,7 +115,7 @@ async def review_run(request: Request) -> Response:
 
     async def command() -> Appended:
         body = await parse(request, schemas.Review)
-        return await run_in_threadpool(
+        return await in_thread(
             lambda: use_cases.review_run(
                 services(request),
                 run_id,
@@ -136,7 +136,7 @@ async def retry_run(request: Request) -> Response:
 
     async def command() -> Appended:
         await parse(request, schemas.NoBody, optional=True)
-        return await run_in_threadpool(services(request).engine.retry_run, run_id, owner)
+        return await in_thread(services(request).engine.retry_run, run_id, owner)
 
     answer = answer_with(request, 201, retried_from=str(run_id))
     return await idempotent(request, owner, command, answer)
@@ -145,8 +145,8 @@ async def retry_run(request: Request) -> Response:
 async def delete_run(request: Request) -> Response:
     owner = auth.user(request)
     run_id = path_id(request)
-    appended = await run_in_threadpool(services(request).engine.delete_run, run_id, owner)
-    body = await run_in_threadpool(command_body, request, appended)
+    appended = await in_thread(services(request).engine.delete_run, run_id, owner)
+    body = await in_thread(command_body, request, appended)
     # No body on a 204: the sequence and position travel as headers (read-your-writes).
     headers = {"X-Sequence": str(body["sequence"]), "X-Position": str(body["position"])}
     return Response(status_code=204, headers=headers)
@@ -156,7 +156,7 @@ async def get_run(request: Request) -> Response:
     owner, run_id = await auth.run_reader(request)
     at = int_param(request, "at_sequence", None, 1)
     if at is not None:
-        return JSON(await run_in_threadpool(use_cases.run_at, services(request), run_id, owner, at))
+        return JSON(await in_thread(use_cases.run_at, services(request), run_id, owner, at))
     # The document as the view stores it: from memory in the process that projects it,
     # else with the view's position in one trip to the thread pool; never decoded.
     documents = services(request).runtime.run_documents

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,6 +14,7 @@ from api.http.models import ErrorBody
 from api.http.openapi import Doc, Endpoint
 from api.http.requests import parse, services
 from api.http.schemas import SessionStart
+from api.threads import in_thread
 
 
 def _loopback(request: Request) -> bool:
@@ -49,7 +49,7 @@ async def start_session(request: Request) -> Response:
     if principal.role != "user":
         raise ApiError(403, "forbidden", "Sessions are for user keys.")
     hours = found.config.session_hours
-    token = await run_in_threadpool(found.sessions.start, body.key, hours)
+    token = await in_thread(found.sessions.start, body.key, hours)
     response = Response(status_code=204)
     response.set_cookie(
         auth.SESSION_COOKIE,
@@ -77,7 +77,7 @@ async def end_session(request: Request) -> Response:
         raise ApiError(403, "forbidden", "Sessions are for user keys.")
     if caller.by_cookie:
         token = request.cookies.get(auth.SESSION_COOKIE, "")
-        await run_in_threadpool(services(request).sessions.end, token)
+        await in_thread(services(request).sessions.end, token)
     response = Response(status_code=204)
     response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response

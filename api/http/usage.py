@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -12,13 +11,14 @@ from api.http.models.projects import ProjectUsage, RunUsage
 from api.http.openapi import MIN_POSITION, Doc, Endpoint, Param
 from api.http.requests import path_id, read_position, services, with_position
 from api.service import usage
+from api.threads import in_thread
 
 
 async def run_usage(request: Request) -> Response:
     owner = auth.user(request)
     run_id = path_id(request)
     position = await read_position(request)
-    body = await run_in_threadpool(usage.run_usage, services(request), run_id, owner)
+    body = await in_thread(usage.run_usage, services(request), run_id, owner)
     return with_position(body, position)
 
 
@@ -34,9 +34,7 @@ async def project_usage(request: Request) -> Response:
     if since is not None and until is not None and since > until:
         raise invalid("since must not be after until.", "since")
     position = await read_position(request)
-    body = await run_in_threadpool(
-        usage.project_usage, services(request), project_id, owner, since, until
-    )
+    body = await in_thread(usage.project_usage, services(request), project_id, owner, since, until)
     return with_position(body, position)
 
 

@@ -10,9 +10,8 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from anyio import to_thread
-
 from adapters import readmodels
+from api.threads import in_thread
 from domain.errors import Conflict, NotFound
 from domain.timestamps import format_timestamp
 
@@ -92,7 +91,7 @@ class ClaimBoard:
         until the next look)."""
         async with self._lock:
             if generation != self._generation or time.monotonic() >= self._valid_until:
-                claimed, left, backoff_in = await to_thread.run_sync(
+                claimed, left, backoff_in = await in_thread(
                     _look_and_claim, services, runner_id, runner
                 )
                 self._generation, self._tickets = generation, left
@@ -123,14 +122,14 @@ async def claim(
     seen = hub.generation  # before looking, so news during the look is not lost
     if _is_gone(gone):
         return None
-    claimed = await to_thread.run_sync(try_claim, services, runner_id, runner)
+    claimed = await in_thread(try_claim, services, runner_id, runner)
     while claimed is None:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or _is_gone(gone):
             return None
         claimed, go, look_again = await board.look(services, seen, runner_id, runner)
         if claimed is None and go:
-            claimed = await to_thread.run_sync(try_claim, services, runner_id, runner)
+            claimed = await in_thread(try_claim, services, runner_id, runner)
         elif claimed is None:
             # Woken when the runs view gains a claimable run (bootstrap's wake_claims) or
             # anything is published; the board's next look covers backoffs and the idle poll.
@@ -139,7 +138,7 @@ async def claim(
     await asyncio.sleep(0)  # a disconnect that came meanwhile is seen now
     if _is_gone(gone):
         run_id, token = UUID(claimed["run"]["run_id"]), claimed["fencing_token"]
-        await to_thread.run_sync(services.engine.abandon_claim, run_id, token, True)
+        await in_thread(services.engine.abandon_claim, run_id, token, True)
         return None
     return claimed
 

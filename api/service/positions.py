@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from anyio import to_thread
+from api.threads import in_thread
 
 if TYPE_CHECKING:
     from api.service.bootstrap import Services
@@ -28,7 +28,7 @@ class NotCaughtUp(Exception):
 
 async def wait_for_read_models(services: Services, wanted: int) -> int:
     """The read models' position once it is at least `wanted` (NotCaughtUp after 5 s)."""
-    position = await to_thread.run_sync(services.read_models_position)
+    position = await in_thread(services.read_models_position)
     deadline = time.monotonic() + READ_WAIT_SECONDS
     while position < wanted:
         if services.feed.failing:
@@ -36,7 +36,7 @@ async def wait_for_read_models(services: Services, wanted: int) -> int:
         if time.monotonic() >= deadline:
             raise NotCaughtUp(position, wanted)
         await asyncio.sleep(0.005)
-        position = await to_thread.run_sync(services.read_models_position)
+        position = await in_thread(services.read_models_position)
     return position
 
 

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from anyio import to_thread
-
 from adapters import git
 from api.service.engine import Appended
 from api.service.positions import NotCaughtUp, StoreAway, wait_for_read_models
+from api.threads import in_thread
 from domain.errors import Invalid
 from domain.projects import Project
 
@@ -60,12 +59,12 @@ def update_project(
 async def delete_project(services: Services, project_id: UUID, owner: str) -> int | None:
     """Delete a project and cancel its active runs; the deletion's position (None if
     nothing was appended)."""
-    position = await to_thread.run_sync(services.engine.delete_project, project_id, owner)
+    position = await in_thread(services.engine.delete_project, project_id, owner)
     # Its active runs are cancelled by the project-cleanup policy; do it now, once the read
     # models include the deletion, so the answer comes after them (if they are slow, the
     # policy still does it: the deletion has happened either way).
     if position is not None:
         with suppress(StoreAway, NotCaughtUp):
             await wait_for_read_models(services, position)
-            await to_thread.run_sync(services.runtime.cleanup.tick)
+            await in_thread(services.runtime.cleanup.tick)
     return position
