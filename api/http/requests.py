@@ -176,6 +176,14 @@ async def read_position(request: Request) -> int:
     return await wait_for_read_models(request, wanted)
 
 
+async def asked_position(request: Request) -> int | None:
+    """read_position when the caller named a min_position (query or header), else None: the
+    read then takes the current position in its own trip (read_at)."""
+    if "min_position" in request.query_params or "x-min-position" in request.headers:
+        return await read_position(request)
+    return None
+
+
 async def wait_for_read_models(request: Request, wanted: int) -> int:
     """The read models' position once it is at least `wanted` (503 after 5 s)."""
     try:
@@ -211,8 +219,7 @@ async def read_model_json(
 ) -> Response:
     """read_model_doc for a document kept encoded: `cached(position)` answers from memory
     when it can (no thread, no query), else `read(cur, position)` reads it (read_at)."""
-    asked = "min_position" in request.query_params or "x-min-position" in request.headers
-    position = await read_position(request) if asked else None
+    position = await asked_position(request)
     known = services(request).runtime.known_position()
     if known is not None and (position is None or position <= known):
         body = cached(known)

@@ -20,6 +20,7 @@ from api.http.requests import (
     DIGITS,
     MAX_INT,
     Built,
+    asked_position,
     bool_param,
     encoded_at,
     idempotent,
@@ -28,7 +29,6 @@ from api.http.requests import (
     path_id,
     read_at,
     read_model_json,
-    read_position,
     services,
     uuid_param,
 )
@@ -180,10 +180,9 @@ async def list_runs(request: Request, project_id: str | None = None) -> Response
     project_id = project_id or uuid_param(request, "project_id")
     parent_run_id = uuid_param(request, "parent_run_id")
     archived = bool_param(request, "archived", False)
-    asked = "min_position" in request.query_params or "x-min-position" in request.headers
     position, rows = await read_at(
         request,
-        await read_position(request) if asked else None,
+        await asked_position(request),
         lambda cur, _: readmodels.list_runs(
             cur,
             owner,
