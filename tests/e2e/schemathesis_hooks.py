@@ -6,7 +6,6 @@ from typing import Any
 
 import schemathesis
 
-
 # A claim long-polls up to `wait_seconds` (the contract allows 30) when no run is pending,
 # which is every claim here; schemathesis gives up on an answer after 10 s and would count
 # the wait as a network error. Longer waits are tested in tests/e2e/test_claim_waiting.py;
@@ -33,5 +32,9 @@ def before_call(context: Any, case: Any, **kwargs: Any) -> None:
     body = case.body
     if isinstance(body, dict):
         wait = body.get("wait_seconds")
-        if isinstance(wait, (int, float)) and not isinstance(wait, bool) and CLAIM_WAIT < wait <= 30:
+        if (
+            isinstance(wait, (int, float))
+            and not isinstance(wait, bool)
+            and CLAIM_WAIT < wait <= 30
+        ):
             body["wait_seconds"] = CLAIM_WAIT
