@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from adapters.merkle_log import Leaf
 
 TABLES = ("merkle_positions", "merkle_streams")
+INDEXES = ("merkle_positions_position", "merkle_streams_stream")
 _IN_CHUNK = 500  # leaf indexes per `IN (…)` query: under SQLite's oldest limit of 999
 _ROWS_PER_INSERT = 900  # parameters per INSERT on SQLite: under that same limit
 

@@ -70,6 +70,8 @@ class NotInLog(ValueError):
 
 def create_tables(db: Database) -> None:
     """Create the log's tables; safe to repeat, also from two processes at once."""
+    if _complete(db):
+        return
     blob = "BYTEA" if db.postgres else "BLOB"
     with db.transaction() as cur:
         if db.postgres:
@@ -106,6 +108,36 @@ def create_tables(db: Database) -> None:
             "ON CONFLICT (name) DO NOTHING",
             (secrets.token_hex(8),),
         )
+
+
+def _complete(db: Database) -> bool:
+    """True when create_tables has nothing to do: every table and index there, at LAYOUT,
+    with the head's row and the server id. Looked at first, in reads only, so that a process
+    starting beside a busy server (a CLI) runs no DDL: on PostgreSQL `CREATE INDEX IF NOT
+    EXISTS` takes its table's SHARE lock even when the index exists, and the server's log
+    writer, holding merkle_head's row, then waits for that lock while this waits for the row
+    (a deadlock, seen in test_rebuild_live)."""
+    names = [*TABLES, *merkle_index.INDEXES]
+    with db.reading() as cur:
+        if db.postgres:
+            found = cur.execute(
+                "SELECT count(*) FROM unnest(?::text[]) AS n WHERE to_regclass(n) IS NOT NULL",
+                (names,),
+            ).fetchone()
+        else:
+            marks = ", ".join("?" * len(names))
+            found = cur.execute(
+                f"SELECT count(*) FROM sqlite_master WHERE name IN ({marks})", names
+            ).fetchone()
+        if found is None or found[0] != len(names):
+            return False
+        meta = dict(
+            cur.execute(
+                "SELECT name, value FROM audit_meta WHERE name IN ('log_layout', 'server_id')"
+            ).fetchall()
+        )
+        head = cur.execute("SELECT 1 FROM merkle_head WHERE id = 1").fetchone()
+    return meta.get("log_layout") == LAYOUT and "server_id" in meta and head is not None
 
 
 def _migrate(cur: Cursor) -> None:

@@ -214,3 +214,20 @@ def test_of_two_appenders_racing_for_the_same_events_exactly_one_wins(db: Databa
     assert sorted(outcomes, key=str) == sorted([4, merkle_log.OutOfOrder], key=str)
     with db.reading() as cur:
         assert merkle_log.root(cur, 4) == merkle.mth([leaf.hash for leaf in leaves])
+
+
+def test_creating_the_tables_beside_a_writer_holding_the_head_waits_for_nothing(
+    db: Database,
+) -> None:
+    # A process starting beside a busy server (a CLI, a second server) creates the tables
+    # while the server's log writer holds the head's row in its transaction. With the tables
+    # all there it runs no DDL, so it neither waits for the row nor takes a lock the writer
+    # then waits for (on PostgreSQL that was a deadlock; before it, a lock timeout).
+    other = Database(db.settings)
+    try:
+        with db.transaction() as writer:
+            writer.execute("UPDATE merkle_head SET size = size WHERE id = 1")
+            merkle_log.create_tables(other)  # raised (lock timeout, deadlock) when it waited
+            writer.execute("INSERT INTO merkle_streams VALUES (0, ?, 1, 1)", (b"s",))
+    finally:
+        other.close()
