@@ -120,17 +120,16 @@ class GroupCommit:
         return True
 
     def _write_group(self, group: list[Append]) -> None:
+        failure: BaseException | None = None
         try:
             self._write(group)
         except BaseException as error:  # the transaction failed: every member with it
+            failure = error
             for a in group:
-                if a.positions is None:
+                if a.positions is None:  # (a retry may have found some stored before)
                     a.error = error
-            written = [a for a in group if a.positions is not None]
-            if written:  # stored before the failure (a retry found them): still in order
-                self._committed(sorted(written, key=lambda a: a.answer()[0]))
-            if isinstance(error, Exception):
-                return
-            raise
-        written = [a for a in group if a.error is None]
-        self._committed(sorted(written, key=lambda a: a.answer()[0]))
+        written = [a for a in group if a.positions is not None]
+        if written:
+            self._committed(sorted(written, key=lambda a: a.answer()[0]))
+        if failure is not None and not isinstance(failure, Exception):
+            raise failure
