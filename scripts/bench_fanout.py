@@ -245,9 +245,9 @@ def fan_out(
 
 
 def on_runledger(
-    url: str, workdir: Path, n: int, events: int, rate: float
+    url: str, workdir: Path, n: int, events: int, rate: float, code: Path = ROOT
 ) -> tuple[Fanout, Server]:
-    server = Server(url, workdir / "data")
+    server = Server(url, workdir / "data", root=code)
     server.env["RUNLEDGER_MAX_STREAMS_PER_KEY"] = str(n + 10)
     server.start(timeout=120)
     try:
@@ -318,13 +318,15 @@ def on_baseline(workdir: Path, n: int, events: int, rate: float) -> Fanout:
 # -- the report ------------------------------------------------------------------------------
 
 
-def bench(counts: list[int], events: int, rate: float) -> Callable[[str, str, Path, Report], None]:
+def bench(
+    counts: list[int], events: int, rate: float, code: Path = ROOT
+) -> Callable[[str, str, Path, Report], None]:
     def run(store: str, url: str, workdir: Path, report: Report) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         for n in counts:
             pace = rate * min(1.0, 1000 / n)  # the same fan-out work per second at any n
             progress(f"{store}: {n:,} subscribers, runledger ({events} events at {pace:g}/s)")
-            ours, _ = on_runledger(url, workdir, n, events, pace)
+            ours, _ = on_runledger(url, workdir, n, events, pace, code)
             progress(f"{store}: {n:,} subscribers, bare sse-starlette")
             base = on_baseline(workdir, n, events, pace)
             for name, result in (("runledger", ours), ("baseline", base)):
@@ -393,7 +395,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{', '.join(f'{c:,}' for c in counts)} subscribers; {events} events, "
         f"{args.rate:g}/s at 1,000 subscribers (scaled by 1,000/n above that)"
     )
-    return run_benchmark(SETUP, args.stores, args.pg_url, fact, bench(counts, events, args.rate))
+    return run_benchmark(
+        SETUP,
+        args.stores,
+        args.pg_url,
+        fact,
+        bench(counts, events, args.rate, args.code_dir),
+        args.code_dir,
+    )
 
 
 if __name__ == "__main__":

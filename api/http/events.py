@@ -15,7 +15,7 @@ from api.http.errors import JSON, ending_on_outage, invalid
 from api.http.models.runs import GlobalEvents, RunEvents
 from api.http.openapi import SSE, UUID_SCHEMA, Doc, Endpoint, Param, limit
 from api.http.requests import DIGITS, MAX_INT, bool_param, int_param, services, uuid_param
-from api.http.sse import SseResponse
+from api.http.sse import SseResponse, WriteNow
 from api.http.streams import NAMED, UNNAMED, Framing, global_stream, run_stream
 from api.service import events as use_cases
 from api.threads import in_thread
@@ -36,7 +36,7 @@ def _resume_point(request: Request) -> int:
     return after
 
 
-def _sse(request: Request, frames: AsyncIterator[bytes]) -> Response:
+def _sse(request: Request, frames: Callable[[WriteNow], AsyncIterator[bytes]]) -> Response:
     """The stream, if the caller's key has a slot left; else 429 (and no stream starts)."""
     config = services(request).config
     slots = services(request).hub.slots
@@ -49,7 +49,7 @@ def _sse(request: Request, frames: AsyncIterator[bytes]) -> Response:
         headers = {"Retry-After": str(STREAM_RETRY_AFTER)}
         return JSON({"error": "too_many_streams", "detail": detail}, 429, headers=headers)
     return SseResponse(
-        ending_on_outage(frames),
+        lambda write: ending_on_outage(frames(write)),
         SSE_HEADERS,
         config.ping_interval,
         lambda: slots.give_back(key),
@@ -97,8 +97,10 @@ async def run_sse(request: Request) -> Response:
         # The client has every event of a run that will have no more, and was sent `done`
         # (it follows the last event): 204 is what makes an EventSource stop reconnecting.
         return Response(status_code=204, headers=SSE_HEADERS)
-    stream = run_stream(found.hub, found.db, run_id, after, ended, framing)
-    return _sse(request, stream)
+    return _sse(
+        request,
+        lambda write: run_stream(found.hub, found.db, run_id, after, ended, framing, write),
+    )
 
 
 def _filter(request: Request, owner: str) -> Callable[[Envelope], bool]:
@@ -147,8 +149,12 @@ async def global_sse(request: Request) -> Response:
     accepts = _filter(request, owner)
     framing = _framing(request)
     found = services(request)
-    stream = global_stream(found.hub, found.db, found.directory, after, accepts, framing)
-    return _sse(request, stream)
+    return _sse(
+        request,
+        lambda write: global_stream(
+            found.hub, found.db, found.directory, after, accepts, framing, write
+        ),
+    )
 
 
 AFTER = Param("after", {"type": "integer", "minimum": 0, "default": 0}, "start after this")

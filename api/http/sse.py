@@ -18,6 +18,15 @@ it did for us, with one task per stream besides the stream itself:
 - a HEAD request gets the headers and no stream.
 
 The frames come encoded (api/http/streams.py encodes each event once for every stream).
+
+**Live events are written from the publish itself** (`write_now`): a stream that has caught
+up waits asleep, and the hub's publish hands each new event's frame straight to the ASGI
+`send`, driving it by hand: when the transport is not paused, uvicorn's `send` writes and
+returns without waiting, so a delivery costs one call and one socket write, no task wake.
+When it would wait (the client's buffer is full), a small task finishes that write, and until
+it has, later events are refused (`write_now` is False) and go to the stream's buffer, which
+the stream's task writes in order as before. So the order of writes is the order of events
+whichever path writes them.
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from typing import Any, cast
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -38,14 +48,17 @@ PING = b": ping\n\n"
 SEND_TIMEOUT = 30.0  # seconds one write may wait on a client that does not read
 END = {"type": "http.response.body", "body": b"", "more_body": False}
 
+WriteNow = Callable[[bytes], bool]  # write a frame at once; False: it cannot go now
+
 
 class SseResponse(Response):
-    """The stream of `frames` as `text/event-stream`; `release()` once it has ended,
-    however it ends. (A Response as Starlette's StreamingResponse is one: its own __call__.)"""
+    """The stream of `frames(self.write_now)` as `text/event-stream`; `release()` once it
+    has ended, however it ends. (A Response as Starlette's StreamingResponse is one: its own
+    __call__.)"""
 
     def __init__(
         self,
-        frames: AsyncIterator[bytes],
+        frames: Callable[[WriteNow], AsyncIterator[bytes]],
         headers: Mapping[str, str],
         ping: float,
         release: Callable[[], None],
@@ -53,7 +66,7 @@ class SseResponse(Response):
     ) -> None:
         self.status_code = 200
         self.background = None
-        self.frames = frames
+        self.frames = frames(self.write_now)
         self.ping = ping
         self.release = release
         self.streams = streams  # the open ones, for close_all
@@ -64,6 +77,8 @@ class SseResponse(Response):
         self.writing_since: float | None = None  # loop time the current write began
         self.last_write = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._send: Send | None = None  # set while live frames may be written at once
+        self._finishing: asyncio.Task[None] | None = None  # a live write that had to wait
 
     def end(self, why: str) -> None:
         """Stop the stream from outside (the client left, or the server is stopping)."""
@@ -94,10 +109,13 @@ class SseResponse(Response):
             self.writing_since = loop.time()
             await send(start)
             self.last_write, self.writing_since = loop.time(), None
+            self._send = send
             async for chunk in self.frames:
+                await self._after_live_writes()
                 self.writing_since = loop.time()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 self.last_write, self.writing_since = loop.time(), None
+            await self._after_live_writes()
             await send(END)
         except asyncio.CancelledError:
             if not self.ended_by:
@@ -109,12 +127,67 @@ class SseResponse(Response):
             elif self.ended_by == "stuck":
                 log.warning("a stream's client read nothing for %.0f s: dropped", SEND_TIMEOUT)
         finally:
+            self._send = None
             self.streams.discard(self)
             for watcher in watchers:
                 watcher.cancel()
+            if self._finishing is not None:
+                self._finishing.cancel()
             close = getattr(self.frames, "aclose", None)
             if close is not None:  # its clean-up (unsubscribing) now, not when collected
                 await close()
+
+    def write_now(self, chunk: bytes) -> bool:
+        """Write a live chunk at once, from outside the stream's task (the hub's publish).
+
+        False when it cannot be written now (the stream is not open, or a write is under
+        way): the caller hands the event to the stream's buffer instead, and the stream's
+        task writes it in turn. True means written, or (the client not reading) its write is
+        begun and is finished before any other.
+        """
+        send = self._send
+        if send is None or self.writing_since is not None or self.ended_by:
+            return False
+        body = {"type": "http.response.body", "body": chunk, "more_body": True}
+        sending = cast(Coroutine[Any, Any, None], send(body))  # an ASGI send is a coroutine
+        try:
+            waits_on = sending.send(None)
+        except StopIteration:
+            self.last_write = asyncio.get_running_loop().time()
+            return True
+        except Exception:  # nothing was written: the stream's task tries, and sees why
+            return False
+        loop = asyncio.get_running_loop()
+        self.writing_since = loop.time()
+        self._finishing = loop.create_task(self._finish(sending, waits_on))
+        return True
+
+    async def _finish(self, sending: Coroutine[Any, Any, None], waits_on: object) -> None:
+        """Drive a live write that had to wait for the client, as a task drives a coroutine."""
+        try:
+            while True:
+                if waits_on is None:  # a bare yield (sleep(0)): just let the loop turn
+                    await asyncio.sleep(0)
+                else:  # a future: its outcome reaches `sending` when it resumes
+                    # Taken over as a task takes a future its coroutine yields (else
+                    # awaiting it again is refused: "await wasn't used with future").
+                    waits_on._asyncio_future_blocking = False  # type: ignore[attr-defined]
+                    with contextlib.suppress(Exception):
+                        await waits_on  # type: ignore[misc]
+                waits_on = sending.send(None)
+        except StopIteration:
+            self.last_write, self.writing_since = asyncio.get_running_loop().time(), None
+        except Exception:
+            log.warning("a stream's write failed: it ends", exc_info=True)
+            self.end("failed")
+        finally:
+            sending.close()  # if it was cancelled waiting: the frame was never written
+
+    async def _after_live_writes(self) -> None:
+        """Wait for a live write begun from outside (write_now) before writing after it."""
+        if self._finishing is not None:
+            await self._finishing
+            self._finishing = None
 
     async def _end_cleanly(self, send: Send) -> None:
         """The closing chunk, so the client sees the stream end rather than a cut."""

@@ -7,6 +7,9 @@ Flows (each its own task or thread):
   stream task: register ─► `retry:` ─► replay stored events after N, a page at a time (read and
     encoded on a replay thread) ─► drain live, skipping seen ids ─► give the slot back
   api/http/sse.py: `: ping` when idle; client disconnect or server shutdown ends the stream
+  live, once caught up: the hub's publish calls the stream's sink, which writes the frame at
+  once (`write`, SseResponse.write_now); a gap, the run's end, or a write that cannot go now
+  hands the event back to the buffer, and the stream's task takes over (as above)
   after a wave of streams ended: collect cycles and trim the heap, on a replay thread
 """
 
@@ -18,6 +21,7 @@ from uuid import UUID
 
 from adapters.db import Database
 from api.envelopes import DONE_FRAME, DONE_FRAME_UNNAMED, Envelope, RunDirectory
+from api.http.sse import WriteNow
 from api.service.hub import Hub
 
 # A replay reads this many events at a time and writes them in chunks of about this size:
@@ -42,14 +46,35 @@ UNNAMED = Framing(Envelope.sse_unnamed, DONE_FRAME_UNNAMED)
 
 
 async def run_stream(
-    hub: Hub, db: Database, run_id: UUID, after: int, finished: bool, framing: Framing = NAMED
+    hub: Hub,
+    db: Database,
+    run_id: UUID,
+    after: int,
+    finished: bool,
+    framing: Framing = NAMED,
+    write: WriteNow | None = None,
 ) -> AsyncIterator[bytes]:
-    """A run's events with sequence > after, then live ones, then `done` once it ends."""
+    """A run's events with sequence > after, then live ones, then `done` once it ends.
+
+    With `write`, live events that follow on are written by it from the publish itself
+    (False from it: the event goes the stream's way instead)."""
     key = str(run_id)
     sub = hub.subscribe(lambda env: env.run_id == key)
+    last = after
+
+    def sink(env: Envelope) -> bool:
+        nonlocal last
+        seq = env.sequence
+        if seq is None or seq <= last:  # a project's event, or one the stream has
+            return True
+        if seq == last + 1 and not env.is_terminal and write(framing.frame(env, seq)):  # type: ignore[misc]
+            last = seq
+            return True
+        sub.sink = None  # a gap, the run's end, or a write under way: the task takes over
+        return False
+
     try:
         yield RETRY_FRAME
-        last = after
         while True:  # replay, and catch up again if live delivery ever shows a gap
             while True:
                 page = await hub.off_loop(_run_page, db, run_id, last, framing)
@@ -64,7 +89,10 @@ async def run_stream(
                 return
             gap = ended = False
             while not (gap or ended):
+                if write is not None and not sub.items:
+                    sub.sink = sink
                 batch = await sub.take()
+                sub.sink = None
                 if not batch:
                     return
                 frames = []
@@ -142,12 +170,25 @@ async def global_stream(
     after: int,
     accepts: Callable[[Envelope], bool],
     framing: Framing = NAMED,
+    write: WriteNow | None = None,
 ) -> AsyncIterator[bytes]:
-    """The caller's events in global order after a position, then live ones."""
+    """The caller's events in global order after a position, then live ones (written by
+    `write` from the publish itself when it can, as in run_stream)."""
     sub = hub.subscribe(accepts)
+    last = after
+
+    def sink(env: Envelope) -> bool:
+        nonlocal last
+        if env.position <= last:
+            return True
+        if write(framing.frame(env, env.position)):  # type: ignore[misc]
+            last = env.position
+            return True
+        sub.sink = None
+        return False
+
     try:
         yield RETRY_FRAME
-        last = after
         while True:
             page = await hub.off_loop(_global_page, db, directory, last, accepts, framing)
             for chunk in page.chunks:
@@ -157,7 +198,10 @@ async def global_stream(
                 break
         del page
         while True:
+            if write is not None and not sub.items:
+                sub.sink = sink
             batch = await sub.take()
+            sub.sink = None
             if not batch:
                 return
             frames = []

@@ -46,6 +46,9 @@ class Subscriber:
         self.ready = asyncio.Event()
         self.overflowed = False
         self.closed = False
+        # Set while the stream waits with nothing buffered: publish hands it each event
+        # first; True means it took it (wrote it at once, or had no use for it).
+        self.sink: Callable[[Envelope], bool] | None = None
 
     def offer(self, env: Envelope) -> bool:
         """Buffer an event; False (and overflowed) when the buffer is full."""
@@ -136,7 +139,12 @@ class Hub:
         """Deliver a batch in position order (called on the loop thread)."""
         for env in envelopes:
             for sub in tuple(self.subscribers):
-                if sub.accepts(env) and not sub.offer(env):
+                if not sub.accepts(env):
+                    continue
+                sink = sub.sink
+                if sink is not None and sink(env):
+                    continue
+                if not sub.offer(env):
                     self.subscribers.discard(sub)
                     self.dropped += 1
         self._wake_waiters()

@@ -26,6 +26,7 @@ from tests.support import postgres_schema
 
 OWNER, RUNNER = "alice", "runner-1"
 TIMEOUT = 10.0  # seconds for one stream; a hang is a failure, not a stuck test run
+Writes = list[bool] | None  # direct writes of live frames: which go through, in turn
 
 
 @pytest.fixture(scope="module")
@@ -161,12 +162,15 @@ class ReadThenRun:
 
 
 async def stream_live(
-    runtime: Runtime, writer: RunWriter, stored: int, after: int, when: str
+    runtime: Runtime, writer: RunWriter, stored: int, after: int, when: str, writes: Writes
 ) -> bytes:
     """Stream an unfinished run while the rest of it is appended and published like the app.
 
     The rest is written `racing` the replay, `after_replay` (all live), or `inside_replay`:
-    committed and published between the stream's replay read and its next step.
+    committed and published between the stream's replay read and its next step. With
+    `writes`, live frames are also written from the publish itself, as the SSE response
+    does; the pattern says, call by call in turn, whether such a write goes through (False:
+    it cannot go now, and the stream's task writes the event in its turn).
     """
     hub = Hub()
     hub.loop = asyncio.get_running_loop()
@@ -181,7 +185,19 @@ async def stream_live(
     assert writer.run_id is not None
     received: list[bytes] = []
     progress = asyncio.Event()
-    stream = run_stream(hub, source, writer.run_id, after, False)  # type: ignore[arg-type]
+    calls = [0]
+
+    def write_now(frame: bytes) -> bool:
+        assert writes is not None
+        accepted = writes[calls[0] % len(writes)]
+        calls[0] += 1
+        if accepted:
+            received.append(frame)
+            progress.set()
+        return accepted
+
+    direct = None if writes is None else write_now
+    stream = run_stream(hub, source, writer.run_id, after, False, write=direct)  # type: ignore[arg-type]
     reader = asyncio.create_task(collect(stream, received, progress), name="sse")
     await asyncio.sleep(0)  # the stream starts: it registers with the hub before replaying
     assert len(hub.subscribers) == 1
@@ -191,6 +207,8 @@ async def stream_live(
     writing = [] if when == "inside_replay" else [asyncio.to_thread(write_the_rest)]
     await asyncio.wait_for(asyncio.gather(*writing, reader), TIMEOUT)
     assert not hub.subscribers
+    if writes is not None and all(writes) and when == "after_replay" and writer.total > stored + 1:
+        assert calls[0] > 0  # live events did go the direct way (all but the last can)
     return b"".join(received)
 
 
@@ -206,6 +224,7 @@ async def stream_stored(runtime: Runtime, run_id: UUID, after: int) -> bytes:
 
 
 chunk_sizes = st.lists(st.integers(1, 7), min_size=1, max_size=4)
+direct_writes = st.none() | st.lists(st.booleans(), min_size=1, max_size=5)
 terminals = st.sampled_from(["cancel", "complete", "fail"])
 
 
@@ -217,13 +236,13 @@ def finished_runs(draw: st.DrawFn) -> tuple[int, int, list[int], str]:
 
 
 @st.composite
-def live_runs(draw: st.DrawFn) -> tuple[int, int, int, list[int], str, str]:
-    """(n stored, k, total, chunks, terminal, when): resumed while still running."""
+def live_runs(draw: st.DrawFn) -> tuple[int, int, int, list[int], str, str, Writes]:
+    """(n stored, k, total, chunks, terminal, when, writes): resumed while still running."""
     stored = draw(st.integers(1, 59))
     total = draw(st.integers(stored + 1, min(stored + 20, 60)))
     after = draw(st.integers(0, stored))
     when = draw(st.sampled_from(["racing", "after_replay", "inside_replay"]))
-    return stored, after, total, draw(chunk_sizes), draw(terminals), when
+    return stored, after, total, draw(chunk_sizes), draw(terminals), when, draw(direct_writes)
 
 
 def check_finished(runtime: Runtime, case: tuple[int, int, list[int], str]) -> None:
@@ -235,12 +254,12 @@ def check_finished(runtime: Runtime, case: tuple[int, int, list[int], str]) -> N
     check_stream(parse_sse(stream), writer.run_id, after, total)
 
 
-def check_live(runtime: Runtime, case: tuple[int, int, int, list[int], str, str]) -> None:
-    stored, after, total, chunks, terminal, when = case
+def check_live(runtime: Runtime, case: tuple[int, int, int, list[int], str, str, Writes]) -> None:
+    stored, after, total, chunks, terminal, when, writes = case
     writer = RunWriter(runtime.engine, total, chunks, terminal)
     writer.append_until(stored)
     assert writer.run_id is not None and writer.version == stored
-    stream = asyncio.run(stream_live(runtime, writer, stored, after, when))
+    stream = asyncio.run(stream_live(runtime, writer, stored, after, when, writes))
     check_stream(parse_sse(stream), writer.run_id, after, total)
 
 
@@ -255,7 +274,7 @@ def test_on_sqlite_a_finished_run_resumes_with_exactly_the_rest(
 @settings(max_examples=40, deadline=None)
 @given(case=live_runs())
 def test_on_sqlite_a_live_run_resumes_with_exactly_the_rest_then_done(
-    sqlite_runtime: Runtime, case: tuple[int, int, int, list[int], str, str]
+    sqlite_runtime: Runtime, case: tuple[int, int, int, list[int], str, str, Writes]
 ) -> None:
     check_live(sqlite_runtime, case)
 
@@ -273,6 +292,6 @@ def test_on_postgres_a_finished_run_resumes_with_exactly_the_rest(
 @settings(max_examples=12, deadline=None)
 @given(case=live_runs())
 def test_on_postgres_a_live_run_resumes_with_exactly_the_rest_then_done(
-    postgres_runtime: Runtime, case: tuple[int, int, int, list[int], str, str]
+    postgres_runtime: Runtime, case: tuple[int, int, int, list[int], str, str, Writes]
 ) -> None:
     check_live(postgres_runtime, case)

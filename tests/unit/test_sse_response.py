@@ -45,7 +45,7 @@ class Frames:
         self.first = first
         self.closed = False
 
-    async def __call__(self) -> AsyncIterator[bytes]:
+    async def __call__(self, _write: object) -> AsyncIterator[bytes]:
         try:
             for i in range(self.first):
                 yield b"id: %d\ndata: {}\n\n" % (i + 1)
@@ -56,7 +56,7 @@ class Frames:
 
 def response(frames: Frames, ping: float, streams: set[Any], released: list[int]) -> SseResponse:
     return SseResponse(
-        frames(), {"Cache-Control": "no-cache"}, ping, lambda: released.append(1), streams
+        frames, {"Cache-Control": "no-cache"}, ping, lambda: released.append(1), streams
     )
 
 
@@ -123,3 +123,91 @@ def test_a_head_request_gets_the_headers_and_no_stream() -> None:
     client, _, released = asyncio.run(scenario())
     assert [m["type"] for m in client.sent] == ["http.response.start", "http.response.body"]
     assert client.sent[-1] == END and released == [1]
+
+
+class Gate:
+    """A client whose sends wait while `closed` is clear (its transport paused)."""
+
+    def __init__(self) -> None:
+        self.client = Client()
+        self.open = asyncio.Event()
+        self.open.set()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            await self.open.wait()
+        await self.client.send(message)
+
+
+class Live:
+    """A stream that keeps the response's `write_now` and writes what it is handed."""
+
+    def __init__(self) -> None:
+        self.write: Any = None
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def __call__(self, write: Any) -> AsyncIterator[bytes]:
+        self.write = write
+        while True:
+            yield await self.queue.get()
+
+
+def test_a_live_frame_is_written_at_once_from_outside_the_streams_task() -> None:
+    async def scenario() -> None:
+        gate, live = Gate(), Live()
+        resp = SseResponse(live, {}, 15, lambda: None, set())
+        task = asyncio.create_task(run_with(resp, gate.client.receive, gate.send))
+        await asyncio.sleep(0.05)  # the headers are sent; the stream waits
+        assert live.write(b"id: 1\n\n") is True
+        assert gate.client.bodies() == [b"id: 1\n\n"]  # written before any task ran
+        gate.client.gone.set()
+        await asyncio.wait_for(task, 2)
+
+    asyncio.run(scenario())
+
+
+def test_a_live_write_that_must_wait_keeps_its_place_before_later_writes() -> None:
+    async def scenario() -> None:
+        gate, live = Gate(), Live()
+        resp = SseResponse(live, {}, 15, lambda: None, set())
+        task = asyncio.create_task(run_with(resp, gate.client.receive, gate.send))
+        await asyncio.sleep(0.05)
+        gate.open.clear()  # the client stops reading
+        assert live.write(b"id: 1\n\n") is True  # begun: it is finished before any other
+        assert live.write(b"id: 2\n\n") is False  # so this one goes the stream's way
+        live.queue.put_nowait(b"id: 2\n\n")
+        await asyncio.sleep(0.05)
+        assert gate.client.bodies() == []
+        gate.open.set()
+        await asyncio.sleep(0.05)
+        assert gate.client.bodies() == [b"id: 1\n\n", b"id: 2\n\n"]
+        assert live.write(b"id: 3\n\n") is True  # caught up: at once again
+        assert gate.client.bodies()[-1] == b"id: 3\n\n"
+        gate.client.gone.set()
+        await asyncio.wait_for(task, 2)
+
+    asyncio.run(scenario())
+
+
+def test_a_live_write_that_waits_too_long_drops_the_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sse, "SEND_TIMEOUT", 0.3)
+
+    async def scenario() -> list[int]:
+        gate, live, released = Gate(), Live(), []
+        resp = SseResponse(live, {}, 15, lambda: released.append(1), set())
+        task = asyncio.create_task(run_with(resp, gate.client.receive, gate.send))
+        await asyncio.sleep(0.05)
+        gate.open.clear()
+        assert live.write(b"id: 1\n\n") is True
+        await asyncio.wait_for(task, 3)  # ended by the watch, its pending write dropped
+        assert live.write(b"id: 2\n\n") is False  # the stream is gone
+        assert gate.client.bodies() == []
+        return released
+
+    assert asyncio.run(scenario()) == [1]
+
+
+async def run_with(resp: SseResponse, receive: Any, send: Any) -> None:
+    await resp({"type": "http", "method": "GET"}, receive, send)
