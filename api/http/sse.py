@@ -34,8 +34,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from typing import Any, cast
+from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -78,6 +79,7 @@ class SseResponse(Response):
         self.last_write = 0.0
         self._task: asyncio.Task[None] | None = None
         self._send: Send | None = None  # set while live frames may be written at once
+        self._time: Callable[[], float] = time.monotonic  # the loop's clock, once streaming
         self._finishing: asyncio.Task[None] | None = None  # a live write that had to wait
 
     def end(self, why: str) -> None:
@@ -109,7 +111,7 @@ class SseResponse(Response):
             self.writing_since = loop.time()
             await send(start)
             self.last_write, self.writing_since = loop.time(), None
-            self._send = send
+            self._send, self._time = send, loop.time
             async for chunk in self.frames:
                 await self._after_live_writes()
                 self.writing_since = loop.time()
@@ -149,11 +151,11 @@ class SseResponse(Response):
         if send is None or self.writing_since is not None or self.ended_by:
             return False
         body = {"type": "http.response.body", "body": chunk, "more_body": True}
-        sending = cast(Coroutine[Any, Any, None], send(body))  # an ASGI send is a coroutine
+        sending: Any = send(body)  # a coroutine, as every ASGI send on our stack is
         try:
             waits_on = sending.send(None)
         except StopIteration:
-            self.last_write = asyncio.get_running_loop().time()
+            self.last_write = self._time()
             return True
         except Exception:  # nothing was written: the stream's task tries, and sees why
             return False
