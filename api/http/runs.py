@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters import readmodels
+from adapters.db import Cursor
 from api.http import auth, schemas
 from api.http.errors import JSON, invalid
 from api.http.models.common import CommandAnswer
@@ -180,10 +181,19 @@ async def list_runs(request: Request, project_id: str | None = None) -> Response
     project_id = project_id or uuid_param(request, "project_id")
     parent_run_id = uuid_param(request, "parent_run_id")
     archived = bool_param(request, "archived", False)
-    position, rows = await read_at(
-        request,
-        await asked_position(request),
-        lambda cur, _: readmodels.list_runs(
+    query = (project_id, tuple(statuses), parent_run_id, archived, before, limit)
+    documents = services(request).runtime.run_documents
+    # From memory in the process that projects the view, while none of the owner's runs
+    # changed since the page was read (projections/run_documents.py); else one query.
+    position = await asked_position(request)
+    known = services(request).runtime.known_position()
+    if known is not None and (position is None or position <= known):
+        kept = documents.page(owner, query)
+        if kept is not None:
+            return encoded_at(kept, known)
+
+    def page(cur: Cursor) -> bytes:
+        rows = readmodels.list_runs(
             cur,
             owner,
             project_id=project_id,
@@ -192,14 +202,19 @@ async def list_runs(request: Request, project_id: str | None = None) -> Response
             archived=archived,
             before=before,
             limit=limit + 1,
-        ),
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        # The page from the documents as stored: joined, never decoded and encoded again.
+        cursor = orjson.dumps(_encode_cursor(rows[-1][0]) if more else None)
+        return (
+            b'{"items":[' + b",".join(doc for _, doc in rows) + b'],"next_cursor":' + cursor + b"}"
+        )
+
+    reached, body = await read_at(
+        request, position, lambda cur, _: documents.read_page(owner, query, lambda: page(cur))
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    # The page from the documents as stored: joined, never decoded and encoded again.
-    next_cursor = orjson.dumps(_encode_cursor(rows[-1][0]) if more else None)
-    body = b'{"items":[' + b",".join(doc for _, doc in rows) + b'],"next_cursor":' + next_cursor
-    return encoded_at(body + b"}", position)
+    return encoded_at(body, reached)
 
 
 def _encode_cursor(position: int) -> str:

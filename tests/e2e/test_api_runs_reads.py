@@ -247,3 +247,28 @@ def test_a_deleted_run_is_404_everywhere_and_leaves_every_listing(server: Server
         late = {"fencing_token": token, "events": [log("still here?")]}
         refused = runner.post(f"/api/runs/{run}/events", json=late)
         assert refused.status_code in (404, 409), refused.text
+
+
+def test_a_listing_read_again_shows_every_change_of_its_owner_at_once(server: Server) -> None:
+    """Pages are kept in memory between reads (projections/run_documents.py): a page read
+    again after the owner's own change, with its position, shows the change; another user's
+    changes leave it as it was."""
+    with server.client(ALICE) as alice, server.client(BOB) as bob:
+        ids = [submit(alice, task=f"run {i}")["run_id"] for i in range(3)]
+        position = submit(alice, task="last")["position"]
+        first = list_runs(alice, position, limit=2)
+        assert ok(first) == ok(alice.get("/api/runs", params={"limit": 2}))  # kept, the same
+        theirs = submit(bob, task="bob's")
+        again = list_runs(alice, theirs["position"], limit=2)
+        assert ok(again) == ok(first)
+        for run_id in ids:
+            answer = ok(alice.post(f"/api/runs/{run_id}/cancel", json={}))
+            statuses = {
+                item["run_id"]: item["status"]
+                for item in ok(list_runs(alice, answer["position"], limit=10))["items"]
+            }
+            assert statuses[run_id] == "cancelled"  # never the page from before
+        deleted = ids[0]
+        alice.delete(f"/api/runs/{deleted}")
+        later = submit(alice, task="after the delete")
+        assert deleted not in run_ids(list_runs(alice, later["position"], limit=10))

@@ -94,3 +94,71 @@ def test_the_oldest_documents_go_first_beyond_capacity() -> None:
     documents.stage("c", "alice", b"c")
     documents.publish()
     assert [documents.get(r, "alice") for r in "abc"] == [b"a", None, b"c"]
+
+
+# -- list pages ---------------------------------------------------------------------------------
+
+
+def read_page(documents: RunDocuments, owner: str, query: str, body: bytes) -> bytes:
+    return documents.read_page(owner, query, lambda: body)
+
+
+def test_a_list_page_is_answered_until_one_of_its_owners_runs_changes() -> None:
+    documents = RunDocuments()
+    assert documents.page("alice", "page 1") is None
+    assert read_page(documents, "alice", "page 1", b"[a1]") == b"[a1]"
+    assert documents.page("alice", "page 1") == b"[a1]"
+    assert documents.page("bob", "page 1") is None  # pages are the owner's
+
+    documents.stage("b-run", "bob", b"{}")  # another user's run changed
+    documents.publish()
+    assert documents.page("alice", "page 1") == b"[a1]"
+
+    documents.stage("a-run", "alice", None)  # one of alice's runs went (or changed)
+    documents.publish()
+    assert documents.page("alice", "page 1") is None
+    read_page(documents, "alice", "page 1", b"[a2]")
+    assert documents.page("alice", "page 1") == b"[a2]"
+
+    documents.clear()  # a failed batch, a rewind, or taking the lead again
+    assert documents.page("alice", "page 1") is None
+
+
+def test_a_page_read_while_its_owner_changed_or_all_was_cleared_is_not_kept() -> None:
+    documents = RunDocuments()
+
+    def published_mid_read() -> bytes:
+        documents.stage("a-run", "alice", b"{}")
+        documents.publish()
+        return b"[maybe older than the batch]"
+
+    assert documents.read_page("alice", "q", published_mid_read) == b"[maybe older than the batch]"
+    assert documents.page("alice", "q") is None
+
+    def cleared_mid_read() -> bytes:
+        documents.clear()
+        return b"[old]"
+
+    documents.read_page("alice", "q", cleared_mid_read)
+    assert documents.page("alice", "q") is None
+
+    def bob_mid_read() -> bytes:  # another user's batch changes nothing of alice's
+        documents.stage("b-run", "bob", b"{}")
+        documents.publish()
+        return b"[a]"
+
+    documents.read_page("alice", "q", bob_mid_read)
+    assert documents.page("alice", "q") == b"[a]"
+
+
+def test_pages_are_bounded_by_bytes_least_recent_first() -> None:
+    documents = RunDocuments(page_bytes=120)  # six pages of 20 bytes; none over 30 kept
+    for i in range(1, 7):
+        read_page(documents, "alice", f"p{i}", b"x" * 20)
+    assert all(documents.page("alice", f"p{i}") for i in range(1, 7))
+    assert documents.page("alice", "p1")  # used: now the most recent
+    read_page(documents, "alice", "p7", b"x" * 20)
+    kept = [i for i in range(1, 8) if documents.page("alice", f"p{i}") is not None]
+    assert kept == [1, 3, 4, 5, 6, 7]  # p2 went: the least recently used
+    read_page(documents, "alice", "big", b"x" * 31)
+    assert documents.page("alice", "big") is None  # it would push out too many others
