@@ -215,13 +215,7 @@ class Database:
     def has_table(self, name: str) -> bool:
         """True if the table exists (in the schema this process uses)."""
         with self.reading() as cur:
-            if self.postgres:
-                row = cur.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()
-                return bool(row and row[0])
-            row = cur.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-            ).fetchone()
-            return row is not None
+            return name in existing(cur, self.postgres, [name])
 
     @contextmanager
     def reading(self) -> Iterator[Cursor]:
@@ -341,3 +335,17 @@ class Database:
         with self.reading() as cur:
             row = cur.execute(sql).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
+
+
+def existing(cur: Cursor, postgres: bool, names: Sequence[str]) -> set[str]:
+    """Which of the named tables and indexes exist (in the schema this process uses)."""
+    if postgres:
+        rows = cur.execute(
+            "SELECT n FROM unnest(?::text[]) AS n WHERE to_regclass(n) IS NOT NULL", (list(names),)
+        ).fetchall()
+    else:
+        marks = ", ".join("?" * len(names))
+        rows = cur.execute(
+            f"SELECT name FROM sqlite_master WHERE name IN ({marks})", list(names)
+        ).fetchall()
+    return {str(row[0]) for row in rows}

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from adapters import merkle, merkle_index
-from adapters.db import Cursor, Database
+from adapters.db import Cursor, Database, existing
 from adapters.merkle import Node
 from adapters.merkle_index import insert
 
@@ -119,17 +119,7 @@ def _complete(db: Database) -> bool:
     (a deadlock, seen in test_rebuild_live)."""
     names = [*TABLES, *merkle_index.INDEXES]
     with db.reading() as cur:
-        if db.postgres:
-            found = cur.execute(
-                "SELECT count(*) FROM unnest(?::text[]) AS n WHERE to_regclass(n) IS NOT NULL",
-                (names,),
-            ).fetchone()
-        else:
-            marks = ", ".join("?" * len(names))
-            found = cur.execute(
-                f"SELECT count(*) FROM sqlite_master WHERE name IN ({marks})", names
-            ).fetchone()
-        if found is None or found[0] != len(names):
+        if existing(cur, db.postgres, names) != set(names):
             return False
         meta = dict(
             cur.execute(

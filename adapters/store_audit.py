@@ -50,23 +50,11 @@ def open_store(settings: StoreSettings) -> Database:
             raise NoStore(f"no SQLite database at {settings.sqlite_path}")
     db = Database(settings)
     table = EVENTS_TABLES[settings.kind]
-    if not table_exists(db, table):
+    if not db.has_table(table):
         db.close()
         raise NoStore(f"no runledger event store in {settings.describe()}")
     db.attach_event_store(table)
     return db
-
-
-def table_exists(db: Database, name: str) -> bool:
-    """True when the table is there (in the store's schema, on PostgreSQL)."""
-    with db.reading() as cur:
-        if db.postgres:
-            row = cur.execute("SELECT to_regclass(?)", (name,)).fetchone()
-            return row is not None and row[0] is not None
-        row = cur.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-        ).fetchone()
-        return row is not None
 
 
 def count_events(db: Database) -> int:
@@ -109,7 +97,7 @@ def project_runs(db: Database, project_id: UUID) -> set[UUID]:
 
 def stored_checkpoints(db: Database) -> list[StoredCheckpoint]:
     """Every checkpoint the server kept, smallest first ([] when it keeps none yet)."""
-    if not table_exists(db, "checkpoints"):
+    if not db.has_table("checkpoints"):
         return []
     with db.reading() as cur:
         rows = cur.execute(
@@ -123,9 +111,9 @@ def stored_checkpoints(db: Database) -> list[StoredCheckpoint]:
 
 def stored_leaves(db: Database, page: int = 1024) -> Iterator[StoredLeaf]:
     """The stored Merkle log's leaves in order (none when there is no log yet)."""
-    if table_exists(db, "merkle_bundles"):
+    if db.has_table("merkle_bundles"):
         yield from _bundled_leaves(db, page)
-    elif table_exists(db, "merkle_leaves") and table_exists(db, "merkle_nodes"):
+    elif db.has_table("merkle_leaves") and db.has_table("merkle_nodes"):
         yield from _leaf_rows(db, page)
 
 
