@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
-from adapters.locks import ADVISORY_NAMESPACE, advisory_key
+from adapters.locks import ADVISORY_NAMESPACE, advisory_key, sqlite_writing
 from adapters.outage import guard_pool, session_options
 from adapters.store import StoreSettings, events_channel
 from adapters.stored import StoredRow
@@ -189,17 +189,19 @@ class Database:
                 yield Cursor(cur, True)
             return
         conn = self._sqlite()
-        cur = conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            yield Cursor(cur, False)
-        except BaseException:
-            conn.rollback()
-            raise
-        else:
-            conn.commit()
-        finally:
-            cur.close()
+        assert self.settings.sqlite_path is not None
+        with sqlite_writing(self.settings.sqlite_path, self.settings.lock_timeout):
+            cur = conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield Cursor(cur, False)
+            except BaseException:
+                conn.rollback()
+                raise
+            else:
+                conn.commit()
+            finally:
+                cur.close()
 
     @contextmanager
     def projecting(self) -> Iterator[Cursor]:

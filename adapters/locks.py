@@ -13,9 +13,11 @@ from __future__ import annotations
 import fcntl
 import logging
 import secrets
+import sqlite3
 import threading
 import zlib
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -189,3 +191,39 @@ def instance_alive(settings: StoreSettings, token: int) -> bool:
 def instance_lock_name(token: int) -> str:
     """The lock a process holds for as long as it lives."""
     return f"instance-{token}"
+
+
+# -- SQLite: this process's writers take turns in Python ----------------------------------
+
+_sqlite_writers: dict[str, threading.RLock] = {}
+_sqlite_writers_guard = threading.Lock()
+
+
+def sqlite_writer(path: str) -> threading.RLock:
+    """The lock every writer of this process to the SQLite file at `path` holds while it
+    writes (the events' group, the projections, the Merkle log).
+
+    SQLite lets one writer in at a time; the others, left to its busy handler, sleep 1, 2,
+    5, 10, 15, 20, 25… ms between tries, so a group of commands waited for a projection's
+    commit and then for the handler's next try. Queued here they start the moment the
+    previous writer commits. Another process's writers (a CLI) still meet the busy handler.
+    """
+    key = str(Path(path).resolve())
+    with _sqlite_writers_guard:
+        lock = _sqlite_writers.get(key)
+        if lock is None:
+            lock = _sqlite_writers[key] = threading.RLock()
+        return lock
+
+
+@contextmanager
+def sqlite_writing(path: str, timeout: float) -> Iterator[None]:
+    """Hold this process's turn to write the SQLite file; "database is locked" (as SQLite
+    would say) when it is not free within `timeout` seconds."""
+    lock = sqlite_writer(path)
+    if not lock.acquire(timeout=timeout):
+        raise sqlite3.OperationalError("database is locked")
+    try:
+        yield
+    finally:
+        lock.release()

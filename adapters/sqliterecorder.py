@@ -11,10 +11,15 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteApplicationRecorder,
+    SQLiteCursor,
+)
 
 from adapters.group_commit import Append
 from adapters.idempotency import RECORD_RESULT
+from adapters.locks import sqlite_writing
 from domain.receipts import Receipt, ReceiptTakenOver
 
 HASH_COLUMNS = ("prev_hash", "hash")
@@ -67,7 +72,11 @@ class ReceiptSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             raise
 
     def _append_group(self, group: Sequence[Append]) -> None:
-        with self.datastore.transaction(commit=True) as c:
+        pool = self.datastore.pool
+        with (
+            sqlite_writing(pool.db_name, pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT),
+            self.datastore.transaction(commit=True) as c,
+        ):
             for a in group:
                 c.execute("SAVEPOINT append")
                 try:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
-from adapters.locks import Instance, ProcessLock, instance_alive, is_held
+import pytest
+
+from adapters.db import Database
+from adapters.locks import Instance, ProcessLock, instance_alive, is_held, sqlite_writer
 from adapters.store import StoreSettings
 from tests.serve import ROOT
 
@@ -98,3 +105,41 @@ def test_a_lost_lock_connection_is_noticed_and_taken_again(store_url: str) -> No
         assert instance_alive(settings, instance.token)
     finally:
         instance.close()
+
+
+def test_sqlite_writers_of_one_process_take_turns_and_time_out_like_sqlite(
+    tmp_path: Path,
+) -> None:
+    """The events' group writer and the read-model writers queue on one lock per file
+    (adapters/locks.py sqlite_writer); a writer that cannot have it within the lock timeout
+    gets SQLite's own "database is locked" (which the API answers with 503)."""
+    path = tmp_path / "events.db"
+    settings = dataclasses.replace(StoreSettings.from_url(f"sqlite:///{path}"), lock_timeout=0.3)
+    db = Database(settings)
+    with db.transaction() as cur:
+        cur.execute("CREATE TABLE t (n INTEGER)")
+    assert sqlite_writer(str(path)) is sqlite_writer(str(tmp_path / "." / "events.db"))
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db.transaction() as cur:
+            cur.execute("INSERT INTO t VALUES (1)")
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5)
+    assert not sqlite_writer(str(path)).acquire(blocking=False)  # the holder has the turn
+    with (
+        pytest.raises(sqlite3.OperationalError, match="database is locked"),
+        db.transaction() as cur,
+    ):
+        cur.execute("INSERT INTO t VALUES (2)")
+    release.set()
+    holder.join(5)
+    with db.transaction() as cur:  # its turn, once the holder committed
+        cur.execute("INSERT INTO t VALUES (3)")
+    with db.reading() as cur:
+        assert [r[0] for r in cur.execute("SELECT n FROM t ORDER BY n").fetchall()] == [1, 3]
+    db.close()
