@@ -186,11 +186,6 @@ class Fanout:
     problems: list[str]
 
 
-def process_cpu(pid: int) -> float:
-    """User+system CPU seconds of one process."""
-    return processes_cpu(lambda found, _, __: found == pid)
-
-
 def fan_out(
     port: int,
     path: str,
@@ -217,7 +212,7 @@ def fan_out(
                 raise BenchError(f"the {n} subscribers did not all connect")
             time.sleep(0.1)
         time.sleep(1.0)  # the last ones' streams are open on the server too
-        cpu_before = process_cpu(pid)
+        cpu_before = processes_cpu(lambda found, _, __: found == pid)
         begin = time.perf_counter()
         for i in range(events):
             delay = begin + i / rate - time.perf_counter()
@@ -225,7 +220,7 @@ def fan_out(
                 time.sleep(delay)
             publish(i)
         time.sleep(min(5.0, 2 / rate))  # the last event's deliveries
-        cpu = process_cpu(pid) - cpu_before
+        cpu = processes_cpu(lambda found, _, __: found == pid) - cpu_before
         finish()
         proc.join(600)
     finally:
@@ -395,14 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{', '.join(f'{c:,}' for c in counts)} subscribers; {events} events, "
         f"{args.rate:g}/s at 1,000 subscribers (scaled by 1,000/n above that)"
     )
-    return run_benchmark(
-        SETUP,
-        args.stores,
-        args.pg_url,
-        fact,
-        bench(counts, events, args.rate, args.code_dir),
-        args.code_dir,
-    )
+    plan = bench(counts, events, args.rate, args.code_dir)
+    return run_benchmark(SETUP, args.stores, args.pg_url, fact, plan, args.code_dir)
 
 
 if __name__ == "__main__":
