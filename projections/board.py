@@ -96,11 +96,8 @@ class BoardProjection:
             board_settings.set_settings(cur, str(project.id), project.board_settings, stamp)
 
     def _apply_runs(self, cur: Cursor, run_rows: list[StoredRow]) -> None:
-        tasks = {
-            row.run_id: task
-            for row in {row.run_id: row for row in run_rows}.values()
-            if (task := board.task_of_run(cur, str(row.run_id))) is not None
-        }
+        found = board.tasks_of_runs(cur, list({str(row.run_id) for row in run_rows}))
+        tasks = {row.run_id: found[str(row.run_id)] for row in run_rows if str(row.run_id) in found}
         wanted = [row for row in run_rows if row.run_id in tasks]
         for run_id, run in self.runs.fold(wanted).items():
             task_id, _ = tasks[run_id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -125,12 +126,21 @@ def delete_board(cur: Cursor, project_id: str) -> None:
     cur.execute("DELETE FROM board_view WHERE project_id = ?", (project_id,))
 
 
-def task_of_run(cur: Cursor, run_id: str) -> tuple[str, str] | None:
-    """The task whose last run this is, and its project, if any."""
-    row = cur.execute(
-        "SELECT task_id, project_id FROM board_view WHERE run_id = ?", (run_id,)
-    ).fetchone()
-    return None if row is None else (str(row[0]), str(row[1]))
+def tasks_of_runs(cur: Cursor, run_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """For each of these runs that is a task's last run: the task and its project, by run
+    id (one query for a projection batch's runs, not one per run)."""
+    found: dict[str, tuple[str, str]] = {}
+    ids = list(run_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = cur.execute(
+            "SELECT run_id, task_id, project_id FROM board_view "
+            f"WHERE run_id IN ({', '.join('?' * len(chunk))})",
+            chunk,
+        ).fetchall()
+        for run_id, task_id, project_id in rows:
+            found.setdefault(str(run_id), (str(task_id), str(project_id)))
+    return found
 
 
 def set_task_run(
