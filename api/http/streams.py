@@ -70,8 +70,7 @@ async def run_stream(
         if seq == last + 1 and not env.is_terminal and write(framing.frame(env, seq)):  # type: ignore[misc]
             last = seq
             return True
-        sub.sink = None  # a gap, the run's end, or a write under way: the task takes over
-        return False
+        return False  # a gap, the run's end, or a write under way: the task takes over
 
     try:
         yield RETRY_FRAME
@@ -89,10 +88,7 @@ async def run_stream(
                 return
             gap = ended = False
             while not (gap or ended):
-                if write is not None and not sub.items:
-                    sub.sink = sink
-                batch = await sub.take()
-                sub.sink = None
+                batch = await sub.take(None if write is None else sink)
                 if not batch:
                     return
                 frames = []
@@ -184,7 +180,6 @@ async def global_stream(
         if write(framing.frame(env, env.position)):  # type: ignore[misc]
             last = env.position
             return True
-        sub.sink = None
         return False
 
     try:
@@ -198,10 +193,7 @@ async def global_stream(
                 break
         del page
         while True:
-            if write is not None and not sub.items:
-                sub.sink = sink
-            batch = await sub.take()
-            sub.sink = None
+            batch = await sub.take(None if write is None else sink)
             if not batch:
                 return
             frames = []

@@ -46,8 +46,8 @@ class Subscriber:
         self.ready = asyncio.Event()
         self.overflowed = False
         self.closed = False
-        # Set while the stream waits with nothing buffered: publish hands it each event
-        # first; True means it took it (wrote it at once, or had no use for it).
+        # Set (by take) while the stream waits with nothing buffered: publish hands it each
+        # event first; True means it took it (wrote it at once, or had no use for it).
         self.sink: Callable[[Envelope], bool] | None = None
 
     def offer(self, env: Envelope) -> bool:
@@ -60,11 +60,19 @@ class Subscriber:
         self.ready.set()
         return True
 
-    async def take(self) -> list[Envelope]:
-        """Wait for the next events; [] means the stream must end (overflow or shutdown)."""
-        while not self.items and not (self.overflowed or self.closed):
-            self.ready.clear()
-            await self.ready.wait()
+    async def take(self, sink: Callable[[Envelope], bool] | None = None) -> list[Envelope]:
+        """Wait for the next events; [] means the stream must end (overflow or shutdown).
+
+        With `sink`, while nothing is buffered, publish hands each event to it first, and
+        buffers only what it refuses (it is then set aside until the next take)."""
+        if sink is not None and not self.items:
+            self.sink = sink
+        try:
+            while not self.items and not (self.overflowed or self.closed):
+                self.ready.clear()
+                await self.ready.wait()
+        finally:
+            self.sink = None
         if self.overflowed or self.closed:
             return []
         batch = list(self.items)
@@ -142,8 +150,10 @@ class Hub:
                 if not sub.accepts(env):
                     continue
                 sink = sub.sink
-                if sink is not None and sink(env):
-                    continue
+                if sink is not None:
+                    if sink(env):
+                        continue
+                    sub.sink = None  # refused: the stream's task takes over, in order
                 if not sub.offer(env):
                     self.subscribers.discard(sub)
                     self.dropped += 1
