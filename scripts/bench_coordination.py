@@ -53,7 +53,15 @@ from benchreport import (
     progress,
     run_benchmark,
 )
-from benchserver import RUNNER_KEY, USER_KEY, Server, claim_run, report_no_changes, submit_run
+from benchserver import (
+    RUNNER_KEY,
+    USER_KEY,
+    Server,
+    claim_run,
+    confirm,
+    report_no_changes,
+    submit_run,
+)
 from benchsse import Watcher
 
 from domain.plans import child_run_id
@@ -218,11 +226,13 @@ def wide(server: Server, watcher: Watcher, n: int, samples: Samples, report: Rep
 
 def busy_chain(server: Server, watcher: Watcher, idle: int, length: int, samples: Samples) -> None:
     """`idle` coordinators of one subtask each, whose children another runner claimed and
-    holds (agents at work: their plans stay `dispatching`), then one chain beside them."""
+    holds (agents at work: their plans stay `dispatching`), then one chain beside them.
+    Each claim is confirmed, or the server would give it back (and the chain's runner would
+    claim it) once RUNLEDGER_CLAIM_CONFIRM_SECONDS passed."""
     with server.client(USER_KEY) as user, server.client(RUNNER_KEY) as holder:
         for _ in range(idle):
             coordinator(user, [{"key": "x", "title": "x", "depends_on": []}])
-            claim_run(holder, 20, "holder")
+            confirm(holder, claim_run(holder, 20, "holder"))
     chain(server, watcher, length, samples, f"chain, {idle} plans waiting")
 
 

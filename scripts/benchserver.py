@@ -168,6 +168,16 @@ def claim_run(runner: httpx.Client, wait: float, runner_id: str) -> dict[str, An
     return dict(r.json())
 
 
+def confirm(runner: httpx.Client, lease: dict[str, Any]) -> int:
+    """Confirm a claim with a heartbeat, as a runner does at once (the server gives back a
+    claim its runner does not confirm within RUNLEDGER_CLAIM_CONFIRM_SECONDS); the run's
+    sequence."""
+    beat = runner.post(f"/api/runner/leases/{lease['lease_id']}/heartbeat")
+    if beat.status_code != 200:
+        raise BenchError(f"heartbeat: {beat.status_code} {beat.text[:300]}")
+    return int(beat.json()["sequence"])
+
+
 def report_no_changes(runner: httpx.Client, run_id: str, token: int) -> None:
     """Report `no_changes`, so that the run leaves the queue."""
     r = runner.post(
@@ -188,8 +198,7 @@ class Held:
 
 def open_runs(server: Server, n: int, task: str, runner_id: str) -> list[Held]:
     """Submit n runs (`{task} {i}`) as the user and claim them all as the runner, each
-    claim confirmed at once by a heartbeat, as a runner does (the server gives back a claim
-    its runner does not confirm within RUNLEDGER_CLAIM_CONFIRM_SECONDS)."""
+    claim confirmed at once (`confirm`)."""
     with server.client(USER_KEY) as user:
         wanted = [submit_run(user, f"{task} {i}") for i in range(n)]
     held: dict[str, Held] = {}
@@ -197,12 +206,8 @@ def open_runs(server: Server, n: int, task: str, runner_id: str) -> list[Held]:
         while len(held) < n:
             lease = claim_run(runner, 10, runner_id)
             run = lease["run"]
-            beat = runner.post(f"/api/runner/leases/{lease['lease_id']}/heartbeat")
-            if beat.status_code != 200:
-                raise BenchError(f"heartbeat: {beat.status_code} {beat.text[:300]}")
-            held[run["run_id"]] = Held(
-                run["run_id"], int(lease["fencing_token"]), int(beat.json()["sequence"])
-            )
+            sequence = confirm(runner, lease)
+            held[run["run_id"]] = Held(run["run_id"], int(lease["fencing_token"]), sequence)
     if set(held) != set(wanted):
         raise BenchError(f"claimed other runs than submitted: {sorted(set(held) - set(wanted))}")
     return [held[run_id] for run_id in wanted]

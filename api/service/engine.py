@@ -234,8 +234,8 @@ class Engine(
             positions, links = a.answer(), a.hashes
             assert links is not None and len(positions) == len(a.events) == len(links)
             digest = links[-1][1]
-            assert digest is not None
-            self.chain.stored(a.aggregate_id, a.events[-1].originator_version, digest)
+            if digest is not None:  # (None: stored unhashed, by scripts/serve_unhashed.py)
+                self.chain.stored(a.aggregate_id, a.events[-1].originator_version, digest)
             rows += [
                 StoredRow(position, a.aggregate_id, s.originator_version, s.topic, s.state, *link)
                 for position, s, link in zip(positions, a.events, links, strict=True)
