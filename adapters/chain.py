@@ -210,6 +210,13 @@ class Chain:
             prev = digest
         return links
 
+    def knows(self, aggregate_id: UUID, sequence: int) -> bool:
+        """True when linking the stream's event `sequence` reads nothing from the store."""
+        if sequence == 1:
+            return True
+        known = self._last.get(aggregate_id)
+        return known is not None and known[0] == sequence - 1
+
     def prev_hash(self, aggregate_id: UUID, sequence: int) -> bytes:
         """The hash of the event before `sequence` in its stream (ZERO for the first)."""
         if sequence == 1:

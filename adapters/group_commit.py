@@ -2,11 +2,18 @@
 
 Every command ends in one append (its aggregate's new events, their chain hashes, and the
 idempotent request's result). The store takes appends one transaction at a time, under one
-table lock, and each transaction costs a commit (an fsync) and a NOTIFY. Here a thread that
-wants to append queues its append and waits for the writer's turn; whoever gets the turn
-writes everything queued by then as one group, in one transaction. While a group is being
-written the next one gathers, so under load groups grow by themselves, and a lone command
-waits for nobody.
+table lock, and each transaction costs a commit (an fsync) and a NOTIFY. Appends queue;
+one writer at a time writes everything queued by then as one group, in one transaction.
+While a group is being written the next one gathers, so under load groups grow by
+themselves.
+
+- A thread that appends (`append`) while nobody writes writes its own group at once: a lone
+  command waits for nobody. Otherwise it waits to be told its answer.
+- The event loop hands an append over without waiting (`submit`) and is called back when it
+  is written: a command decided on the loop costs no thread of its own.
+- A writer whose own append is written, with more queued behind it, hands the writing on to
+  a thread of the module's small pool, which writes until the queue is empty: one hand-over
+  however many groups follow, and no client waits for other clients' groups.
 
 Each append keeps its own answer: its positions, or its own failure (a version conflict,
 a receipt taken over), decided by the store per append, so that one append's conflict never
@@ -16,8 +23,10 @@ member's failure, as it would have been one at a time.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -25,7 +34,10 @@ from eventsourcing.persistence import StoredEvent
 
 from domain.receipts import Receipt
 
+log = logging.getLogger("runledger.group_commit")
 MAX_GROUP = 256  # appends per transaction, at most
+# Writers that carry on after a client's own group (one at a time per GroupCommit).
+_carry_on = ThreadPoolExecutor(4, thread_name_prefix="group-commit")
 
 
 @dataclass(eq=False)
@@ -41,6 +53,10 @@ class Append:
     positions: list[int] | None = field(default=None, init=False)
     error: BaseException | None = field(default=None, init=False)
     taken: bool = field(default=False, init=False)  # a writer took it (under the queue lock)
+    # Told once it is written: a waiting thread's event, or `submit`'s callback.
+    written: threading.Event | Callable[[], None] = field(
+        default_factory=threading.Event, init=False
+    )
 
     @property
     def first_version(self) -> int:
@@ -75,20 +91,63 @@ class GroupCommit:
         self._max_group = max_group
         self._queue: list[Append] = []
         self._queue_lock = threading.Lock()
-        self.turn = threading.Lock()  # the writer's turn
+        self._writing = False  # a writer is at work, or handed on (under the queue lock)
+        self.turn = threading.Lock()  # held while a group is written
 
     def append(self, item: Append) -> list[int]:
         """Store one append with whatever else is queued; its positions (or its error)."""
+        done = item.written
+        assert isinstance(done, threading.Event)
+        if self._enqueue(item):
+            self._writer(item)
+        else:
+            done.wait()
+        return item.answer()
+
+    def submit(self, item: Append, written: Callable[[], None]) -> None:
+        """Queue an append without waiting; `written()` is called (on a writer's thread)
+        once its answer is set. For the event loop: it never blocks on the store."""
+        item.written = written
+        if self._enqueue(item):
+            self._hand_on()
+
+    def _enqueue(self, item: Append) -> bool:
+        """Queue it; True when nobody writes, so the caller must see that somebody does."""
         with self._queue_lock:
             self._queue.append(item)
-        with self.turn:
-            while True:  # until a group held it (a full queue may take several)
-                with self._queue_lock:
-                    if item.taken:
-                        break
-                    group = self._take()
-                self._write_group(group)
-        return item.answer()
+            idle = not self._writing
+            self._writing = True
+        return idle
+
+    def _writer(self, own: Append | None) -> None:
+        """Write groups until `own` is written (a client's thread), or until the queue is
+        empty (a pool thread, `own` None); then hand on whatever is left to a pool thread."""
+        more = False
+        try:
+            while True:
+                with self.turn:
+                    with self._queue_lock:
+                        if not self._queue or (own is not None and own.taken):
+                            more = bool(self._queue)
+                            self._writing = more
+                            return
+                        group = self._take()
+                    self._write_group(group)
+        except BaseException:
+            with self._queue_lock:
+                more = bool(self._queue)
+                self._writing = more
+            raise
+        finally:
+            if more:
+                self._hand_on()
+
+    def _hand_on(self) -> None:
+        """A pool thread writes what is queued (this one, if the pool has shut down)."""
+        try:
+            _carry_on.submit(self._writer, None)
+        except RuntimeError:  # the interpreter is exiting
+            self._writer(None)
 
     def _take(self) -> list[Append]:
         """The next group: the queue in order, one append per aggregate (a second one of
@@ -128,8 +187,19 @@ class GroupCommit:
             for a in group:
                 if a.positions is None:  # (a retry may have found some stored before)
                     a.error = error
-        written = [a for a in group if a.positions is not None]
-        if written:
-            self._committed(sorted(written, key=lambda a: a.answer()[0]))
+        try:
+            written = [a for a in group if a.positions is not None]
+            if written:
+                self._committed(sorted(written, key=lambda a: a.answer()[0]))
+        finally:
+            for a in group:
+                done = a.written
+                if isinstance(done, threading.Event):
+                    done.set()
+                else:
+                    try:
+                        done()
+                    except Exception:  # one caller's callback never fails the others'
+                        log.exception("a group commit's callback failed")
         if failure is not None and not isinstance(failure, Exception):
             raise failure

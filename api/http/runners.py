@@ -25,7 +25,7 @@ from api.http.requests import (
     with_position,
 )
 from api.http.runs import answer_with, command_body
-from api.service import claims
+from api.service import claims, loop_commands
 from api.service import runners as use_cases
 from api.service.engine import Appended
 from api.threads import in_thread
@@ -65,7 +65,8 @@ async def append_events(request: Request) -> Response:
         body = await parse(request, schemas.RunnerEvents)
         events = [(e.type, e.data) for e in body.events]
         engine = services(request).engine
-        return await in_thread(engine.record_output, run_id, name, body.fencing_token, events)
+        decide = engine.output_decision(name, body.fencing_token, events)
+        return await loop_commands.update(engine, run_id, decide)
 
     def answer(appended: Appended) -> Response:
         body = command_body(request, appended)

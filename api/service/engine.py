@@ -10,7 +10,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from copy import deepcopy
 from datetime import datetime
 from functools import partial
@@ -19,6 +19,7 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import IntegrityError
 
 from adapters.chain import Chain
@@ -178,13 +179,19 @@ class Engine(
         (process events), which costs a few objects per event. Under an idempotent
         request's receipt, the same transaction records what was appended. Saves of other
         aggregates that arrive meanwhile share the transaction (adapters/group_commit.py)."""
-        if isinstance(aggregate, Run):
-            status = aggregate.status
-        else:
-            status = "deleted" if aggregate.deleted else "active"
+        status = _status(aggregate)
         events = aggregate.collect_events()
         if not events:
             return Appended(aggregate.id, status, aggregate.version, None)
+        positions = self.commits.append(self._append_of(aggregate, events))
+        self._saved(aggregate, len(events))
+        return Appended(aggregate.id, status, aggregate.version, positions[-1])
+
+    def _append_of(
+        self, aggregate: Run | Project, events: Sequence[DomainEventProtocol[UUID]]
+    ) -> Append:
+        """The aggregate's collected events as one append: encoded, chained, and with the
+        idempotent request's result when there is one."""
         mapper = self.mapper
         if isinstance(mapper, LeanMapper):
             stored, states = zip(*map(mapper.to_stored_event_and_state, events), strict=True)
@@ -195,18 +202,83 @@ class Engine(
         receipt = CURRENT_RECEIPT.get()
         result = None
         if receipt is not None:  # recorded with the events, in their transaction
-            answer = {"id": str(aggregate.id), "status": status, "sequence": aggregate.version}
-            result = orjson.dumps(answer).decode()
-        positions = self.commits.append(Append(aggregate.id, stored, links, receipt, result))
+            answer = {"id": str(aggregate.id), "status": _status(aggregate)}
+            result = orjson.dumps({**answer, "sequence": aggregate.version}).decode()
+        return Append(aggregate.id, stored, links, receipt, result)
+
+    def _saved(self, aggregate: Run | Project, appended: int) -> None:
+        """After a save: a snapshot when the run passed a multiple of SNAPSHOT_EVERY, and
+        the saved state kept as the one this process last saw."""
         every, version = SNAPSHOT_EVERY, aggregate.version
-        if isinstance(aggregate, Run) and version // every > (version - len(events)) // every:
+        if isinstance(aggregate, Run) and version // every > (version - appended) // every:
             self._snapshot(aggregate)
         if self.repository.cache is not None:
             # With fast-forwarding on, the library leaves the cache at the version it last
             # read, so the next command would re-apply this one's events: keep the saved
             # state instead (the next read still fast-forwards past other processes' events).
             self.repository.cache.put(aggregate.id, aggregate)
-        return Appended(aggregate.id, status, aggregate.version, positions[-1])
+
+    def update_soon(
+        self,
+        run_id: UUID,
+        decide: Callable[[Run, datetime], None],
+        done: Callable[[Appended | BaseException | None], None],
+    ) -> bool:
+        """A command on a run decided at once and its save queued without waiting, for the
+        event loop, which must never block on the store (api/service/loop_commands.py).
+
+        True: `done` is called later, on a writer's thread, with the command's answer, its
+        failure, or None when the save met an event it did not know of (another process's):
+        the command is then to be run as usual (`_update`). False, having changed nothing:
+        it cannot go this way, and is to be run as usual: the run is not in this process's
+        cache, another command on it is under way here, its decision refused or appended
+        nothing (either is decided again on the run read afresh), a snapshot is due, the
+        chain's last hash is not remembered, or the command runs under a receipt.
+        """
+        lock = self._run_locks[hash(run_id) % RUN_LOCK_STRIPES]
+        if not lock.acquire(blocking=False):
+            return False
+        queued = False
+        try:
+            run = self._cached_run(run_id)
+            if run is None or CURRENT_RECEIPT.get() is not None:
+                return False
+            try:
+                decide(run, self.clock())
+            except DomainError:
+                return False
+            pending, version = run.pending_events, run.version
+            if (
+                not pending
+                or version // SNAPSHOT_EVERY > (version - len(pending)) // SNAPSHOT_EVERY
+            ):
+                return False
+            if not self.chain.knows(run_id, pending[0].originator_version):
+                return False
+            events = run.collect_events()
+            append = self._append_of(run, events)
+            status = run.status
+
+            def written() -> None:
+                outcome: Appended | BaseException | None
+                try:
+                    positions = append.answer()
+                    self._saved(run, len(events))
+                    outcome = Appended(run.id, status, run.version, positions[-1])
+                except IntegrityError:  # another process's event took the sequence
+                    outcome = None
+                except BaseException as error:
+                    outcome = error
+                finally:
+                    lock.release()
+                done(outcome)
+
+            self.commits.submit(append, written)
+            queued = True
+            return True
+        finally:
+            if not queued:
+                lock.release()
 
     def _snapshot(self, run: Run) -> None:
         """Keep a snapshot of the run as just saved, if it can be kept: its events are
@@ -247,3 +319,10 @@ class Engine(
         """Wait (a little) until every save in flight in this process has reached the
         followers; False if one is still going (it may be waiting for a database lock)."""
         return self.commits.settle(timeout)
+
+
+def _status(aggregate: Run | Project) -> str:
+    """What a command's answer says of the aggregate's state."""
+    if isinstance(aggregate, Run):
+        return aggregate.status
+    return "deleted" if aggregate.deleted else "active"

@@ -6,8 +6,8 @@ do the loading and saving; each method here is one command of the Run aggregate.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -171,18 +171,20 @@ class RunCommands(EngineParts):
         events: list[tuple[str, dict[str, Any]]],
     ) -> Appended:
         """Append a batch of runner output events in one transaction."""
+        return self._update(run_id, None, self.output_decision(runner, fencing_token, events))
+
+    def output_decision(
+        self, runner: str, fencing_token: int, events: list[tuple[str, dict[str, Any]]]
+    ) -> Callable[[Run, datetime], None]:
+        """record_output's decision, to be taken on a run (the same however often)."""
         filled = [
             (kind, {**data, "gate_id": str(self.new_id())})
             if kind == "gate.opened" and "gate_id" not in data
             else (kind, data)
             for kind, data in events
         ]
-        return self._update(
-            run_id,
-            None,
-            lambda run, now: run.record_output(
-                fencing_token=fencing_token, events=filled, actor=runner, now=now
-            ),
+        return lambda run, now: run.record_output(
+            fencing_token=fencing_token, events=filled, actor=runner, now=now
         )
 
     def report_outcome(

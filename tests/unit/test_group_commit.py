@@ -118,3 +118,57 @@ def test_a_member_refused_by_the_store_fails_alone() -> None:
     assert len(store.committed) == 2
     with pytest.raises(KeyError):
         store.groups[0][1].answer()
+
+
+def submitted(commits: GroupCommit, item: Append) -> threading.Event:
+    """Submit the item as the event loop does; the event is set once its callback ran."""
+    called = threading.Event()
+
+    def written() -> None:
+        assert item.positions is not None or item.error is not None  # answered first
+        called.set()
+
+    commits.submit(item, written)
+    return called
+
+
+def test_a_submitted_append_is_written_by_a_pool_thread_and_its_caller_is_called_back() -> None:
+    store = Store()
+    commits = GroupCommit(store.write, store.told)
+    item = append(uuid4())
+    assert submitted(commits, item).wait(10)
+    assert item.answer() == [1] and store.committed == [item]
+    assert commits.append(append(uuid4())) == [2]  # the writing was handed back: idle again
+
+
+def test_submitted_and_waiting_appends_share_a_group_and_the_rest_is_carried_on() -> None:
+    store = Store()
+    commits = GroupCommit(store.write, store.told, max_group=4)
+    loop_items = [append(uuid4()) for _ in range(6)]
+    with commits.turn:  # the first submit's writer waits here while the rest queue
+        called = [submitted(commits, item) for item in loop_items]
+        answers = []
+        waiting = threading.Thread(target=lambda: answers.append(commits.append(append(uuid4()))))
+        waiting.start()
+        deadline = time.monotonic() + 10
+        while commits.queued < 7:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    waiting.join(10)
+    assert all(c.wait(10) for c in called) and len(answers) == 1
+    assert [len(g) for g in store.groups] == [4, 3]  # the second group without a new caller
+    assert sorted(p for a in store.committed for p in a.answer()) == list(range(1, 8))
+
+
+def test_a_callback_that_fails_does_not_fail_its_neighbours() -> None:
+    store = Store()
+    commits = GroupCommit(store.write, store.told)
+    with commits.turn:
+        commits.submit(append(uuid4()), lambda: 1 / 0)  # type: ignore[func-returns-value]
+        second = submitted(commits, append(uuid4()))
+        deadline = time.monotonic() + 10
+        while commits.queued < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    assert second.wait(10)
+    assert commits.append(append(uuid4())) == [3]
