@@ -232,8 +232,9 @@ class Engine(
         the command is then to be run as usual (`_update`). False, having changed nothing:
         it cannot go this way, and is to be run as usual: the run is not in this process's
         cache, another command on it is under way here, its decision refused or appended
-        nothing (either is decided again on the run read afresh), a snapshot is due, the
-        chain's last hash is not remembered, or the command runs under a receipt.
+        nothing (either is decided again on the run read afresh), a snapshot is due, or the
+        chain's last hash is not remembered. Under an idempotent request's receipt the save
+        records the request's result, as _save does.
         """
         lock = self._run_locks[hash(run_id) % RUN_LOCK_STRIPES]
         if not lock.acquire(blocking=False):
@@ -241,7 +242,7 @@ class Engine(
         queued = False
         try:
             run = self._cached_run(run_id)
-            if run is None or CURRENT_RECEIPT.get() is not None:
+            if run is None:
                 return False
             try:
                 decide(run, self.clock())

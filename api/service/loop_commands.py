@@ -33,8 +33,14 @@ async def update(engine: Engine, run_id: UUID, decide: Callable[[Run, datetime],
         loop.call_soon_threadsafe(_settle, written, outcome)
 
     if engine.update_soon(run_id, decide, done):
-        # Not cancelled with the request: the save goes on, and so does what follows it.
-        outcome = await asyncio.shield(written)
+        try:
+            outcome = await asyncio.shield(written)
+        except asyncio.CancelledError:
+            # The save goes on: let it end before the cancellation does (as in_thread
+            # does), so that nothing acts as if a command half done had not run (an
+            # idempotency reservation released under a save about to commit).
+            await asyncio.wait([written])
+            raise
         if outcome is not None:
             return outcome
     return await in_thread(engine._update, run_id, None, decide)

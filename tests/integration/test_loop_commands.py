@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 import pytest
 
 from adapters.ledger_verify import verify_store
@@ -18,6 +19,7 @@ from api.service.engine import Engine
 from api.service.results import Appended
 from api.service.runtime import Runtime
 from domain.errors import StaleLease
+from domain.receipts import CURRENT_RECEIPT, Receipt, ReceiptTakenOver
 from domain.runs import Run
 from tests.integration.test_store import all_events, claimed_run
 
@@ -152,3 +154,42 @@ def test_a_run_this_process_has_not_seen_goes_to_the_pool(
     assert soon.on_loop == 0 and soon.in_pool == 1 and answer.sequence == 3
     [again] = run_commands(engine, run_id, [output(engine, token)])  # now it is cached
     assert soon.on_loop == 1 and again.sequence == 4
+
+
+def under_receipt(engine: Engine, run_id: UUID, decide: Any, receipt: Receipt) -> Any:
+    """One command through loop_commands.update under an idempotent request's receipt."""
+
+    async def main() -> Any:
+        CURRENT_RECEIPT.set(receipt)  # this task's context, as idempotent() sets it
+        return await loop_commands.update(engine, run_id, decide)
+
+    try:
+        return asyncio.run(main())
+    except Exception as error:
+        return error
+
+
+def test_under_a_receipt_the_loop_decided_save_records_the_requests_result(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = runtime.engine
+    run_id, token = claimed_run(engine)
+    attempt = runtime.idempotency.reserve(RUNNER, "key-1", "fingerprint").attempt
+    assert attempt is not None
+    soon = Soon(engine, monkeypatch)
+
+    receipt = Receipt(RUNNER, "key-1", attempt)
+    answer = under_receipt(engine, run_id, output(engine, token), receipt)
+
+    assert soon.on_loop == 1 and answer.sequence == 3
+    with runtime.db.reading() as cur:
+        cur.execute("SELECT result FROM idempotency_keys WHERE key = ?", ("key-1",))
+        [(result,)] = cur.fetchall()
+    assert orjson.loads(result) == {"id": str(run_id), "status": answer.status, "sequence": 3}
+
+    # A receipt taken over meanwhile (a retry of the request) refuses the save, alone.
+    lost = Receipt(RUNNER, "key-1", "an-attempt-taken-over")
+    refused = under_receipt(engine, run_id, output(engine, token), lost)
+    assert isinstance(refused, ReceiptTakenOver)
+    assert engine.get_run(run_id).version == 3
+    assert [r.sequence for r in runtime.db.run_events(run_id, after=0)] == [1, 2, 3]
