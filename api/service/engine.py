@@ -116,12 +116,19 @@ class Engine(
         """_update, and the run as the command left it (the cached copy: not to be changed
         or kept, since a later read may fast-forward it in place)."""
         seen, load = partial(self._cached_run, run_id), partial(self.get_run, run_id, user)
-
-        def too_fast() -> Conflict:
-            status = self.get_run(run_id).status
-            return Conflict("The run is changing too fast; try again.", status)
-
+        too_fast = partial(self._too_fast, run_id)
         return self._load_decide_save(run_id, user, seen, load, decide, too_fast)
+
+    def update_again(self, run_id: UUID, decide: Callable[[Run, datetime], None]) -> Appended:
+        """_update (no user) after update_soon's save met another process's event: on the
+        run read afresh, with one try fewer (update_soon's was the first)."""
+        load, too_fast = partial(self.get_run, run_id), partial(self._too_fast, run_id)
+        attempts = SAVE_ATTEMPTS - 1
+        return self._load_decide_save(run_id, None, _none, load, decide, too_fast, attempts)[1]
+
+    def _too_fast(self, run_id: UUID) -> Conflict:
+        status = self.get_run(run_id).status
+        return Conflict("The run is changing too fast; try again.", status)
 
     def _load_decide_save(
         self,
@@ -131,6 +138,7 @@ class Engine(
         load: Callable[[], A],
         decide: Callable[[A, datetime], None],
         too_fast: Callable[[], Conflict],
+        attempts: int = SAVE_ATTEMPTS,
     ) -> tuple[A, Appended]:
         """Load, decide, save; on a version conflict (another process) reload and decide again.
 
@@ -143,7 +151,7 @@ class Engine(
         """
         with self._run_locks[hash(aggregate_id) % RUN_LOCK_STRIPES]:
             aggregate = seen()
-            for attempt in range(SAVE_ATTEMPTS):
+            for attempt in range(attempts):
                 fresh = aggregate is None
                 try:
                     if aggregate is None:
@@ -327,3 +335,8 @@ def _status(aggregate: Run | Project) -> str:
     if isinstance(aggregate, Run):
         return aggregate.status
     return "deleted" if aggregate.deleted else "active"
+
+
+def _none() -> None:
+    """No run as this process last saw it: read it afresh."""
+    return None

@@ -55,4 +55,5 @@ class EngineParts:
             load: Callable[[], A],
             decide: Callable[[A, datetime], None],
             too_fast: Callable[[], Conflict],
+            attempts: int = ...,
         ) -> tuple[A, Appended]: ...

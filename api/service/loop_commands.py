@@ -43,6 +43,7 @@ async def update(engine: Engine, run_id: UUID, decide: Callable[[Run, datetime],
             raise
         if outcome is not None:
             return outcome
+        return await in_thread(engine.update_again, run_id, decide)
     return await in_thread(engine._update, run_id, None, decide)
 
 

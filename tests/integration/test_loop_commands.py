@@ -36,7 +36,8 @@ class Soon:
 
     def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
         self.on_loop = self.in_pool = 0
-        update_soon, update = engine.update_soon, engine._update
+        update_soon, update, again = engine.update_soon, engine._update, engine.update_again
+        self.again = 0
 
         def counting_soon(*args: Any) -> bool:
             went = update_soon(*args)
@@ -47,8 +48,14 @@ class Soon:
             self.in_pool += 1
             return update(*args)
 
+        def counting_again(*args: Any) -> Appended:
+            self.in_pool += 1
+            self.again += 1
+            return again(*args)
+
         monkeypatch.setattr(engine, "update_soon", counting_soon)
         monkeypatch.setattr(engine, "_update", counting_update)
+        monkeypatch.setattr(engine, "update_again", counting_again)
 
 
 def run_commands(
@@ -118,7 +125,8 @@ def test_a_save_that_meets_another_processs_event_is_decided_again_in_the_pool(
 
     [answer] = run_commands(engine, run_id, [output(engine, token)])
 
-    assert soon.on_loop == 1 and soon.in_pool == 1  # refused by the store, then redone
+    # refused by the store, then decided again on the run read afresh, one try counted
+    assert soon.on_loop == 1 and soon.in_pool == 1 and soon.again == 1
     assert answer.sequence == 4
     positions = [r.position for r in all_events(runtime.db)]
     assert positions == list(range(1, len(positions) + 1))  # the refusal used no position
