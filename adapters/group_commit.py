@@ -53,10 +53,9 @@ class Append:
     positions: list[int] | None = field(default=None, init=False)
     error: BaseException | None = field(default=None, init=False)
     taken: bool = field(default=False, init=False)  # a writer took it (under the queue lock)
-    # Told once it is written: a waiting thread's event, or `submit`'s callback.
-    written: threading.Event | Callable[[], None] = field(
-        default_factory=threading.Event, init=False
-    )
+    # Told once it is written: a waiting thread's event, or `submit`'s callback (set by
+    # append or submit, so that an append written any other way costs no Event).
+    written: threading.Event | Callable[[], None] | None = field(default=None, init=False)
 
     @property
     def first_version(self) -> int:
@@ -96,8 +95,7 @@ class GroupCommit:
 
     def append(self, item: Append) -> list[int]:
         """Store one append with whatever else is queued; its positions (or its error)."""
-        done = item.written
-        assert isinstance(done, threading.Event)
+        done = item.written = threading.Event()
         if self._enqueue(item):
             self._writer(item)
         else:
@@ -196,7 +194,7 @@ class GroupCommit:
                 done = a.written
                 if isinstance(done, threading.Event):
                     done.set()
-                else:
+                elif done is not None:
                     try:
                         done()
                     except Exception:  # one caller's callback never fails the others'
