@@ -32,6 +32,7 @@ from api.http import (
 )
 from api.http import metrics as metrics_routes
 from api.http.metrics import CommandTimer
+from api.http.sse import SERVER_SEND
 from api.service import bootstrap
 from api.service.metrics import Metrics
 from domain.errors import DomainError
@@ -57,6 +58,16 @@ class AllowedOrigins(CORSMiddleware):
             await self.app(scope, receive, send)
             return
         await super().simple_response(scope, receive, send, request_headers)
+
+
+class App(Starlette):
+    """Starlette, which also hands a request the server's own `send` (scope[SERVER_SEND]),
+    before any middleware wraps it: an SSE stream writes its live frames there
+    (api/http/sse.py)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[SERVER_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 def create_app(config: Config) -> Starlette:
@@ -91,7 +102,7 @@ def create_app(config: Config) -> Starlette:
         *audit.routes,
         *usage.routes,
     ]
-    app = Starlette(
+    app = App(
         routes=[
             *ops.routes,
             *metrics_routes.routes,

@@ -166,6 +166,57 @@ def test_a_live_frame_is_written_at_once_from_outside_the_streams_task() -> None
     asyncio.run(scenario())
 
 
+def test_live_frames_go_to_the_servers_own_send_past_the_middlewares_wrappers() -> None:
+    async def scenario() -> tuple[list[str], list[bytes]]:
+        client, live, through = Client(), Live(), []
+
+        async def wrapped(message: dict[str, Any]) -> None:  # a middleware's send wrapper
+            through.append(message["type"])
+            await client.send(message)
+
+        resp = SseResponse(live, {}, 15, lambda: None, set())
+        scope = {"type": "http", "method": "GET", sse.SERVER_SEND: client.send}
+        task = asyncio.create_task(resp(scope, client.receive, wrapped))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        assert live.write(b"id: 1\n\n") is True  # live: straight to the server's send
+        live.queue.put_nowait(b"id: 2\n\n")  # the stream's task: through the wrapper
+        await asyncio.sleep(0.05)
+        assert live.write(b"id: 3\n\n") is True
+        client.gone.set()
+        await asyncio.wait_for(task, 2)
+        return through, client.bodies()
+
+    through, bodies = asyncio.run(scenario())
+    assert through == ["http.response.start", "http.response.body"]  # the start, frame 2
+    assert bodies == [b"id: 1\n\n", b"id: 2\n\n", b"id: 3\n\n"]
+
+
+def test_the_app_hands_a_request_the_servers_own_send() -> None:
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from api.http.app import App
+
+    seen: list[bool] = []
+
+    async def handler(request: Any) -> PlainTextResponse:
+        seen.append(request.scope[sse.SERVER_SEND] is server_send)
+        return PlainTextResponse("ok")
+
+    app = App(routes=[Route("/", handler)])
+    sent: list[dict[str, Any]] = []
+
+    async def server_send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+    asyncio.run(app(scope, receive, server_send))  # type: ignore[arg-type]
+    assert seen == [True] and sent[-1]["body"] == b"ok"
+
+
 def test_a_live_write_that_must_wait_keeps_its_place_before_later_writes() -> None:
     async def scenario() -> None:
         gate, live = Gate(), Live()
