@@ -132,7 +132,7 @@ class Credentials:
         ):
             conn = HTTPConnection(scope)
             found: Any = scope["app"].state.services
-            if _key_in(conn.query_params.multi_items(), found.keys):
+            if scope.get("query_string") and _key_in(conn.query_params.multi_items(), found.keys):
                 await KEY_IN_URL.response()(scope, receive, send)
                 return
             token = conn.cookies.get(SESSION_COOKIE)
