@@ -208,11 +208,15 @@ def sqlite_writer(path: str) -> threading.RLock:
     commit and then for the handler's next try. Queued here they start the moment the
     previous writer commits. Another process's writers (a CLI) still meet the busy handler.
     """
+    lock = _sqlite_writers.get(path)  # as given: resolving it costs a few system calls
+    if lock is not None:
+        return lock
     key = str(Path(path).resolve())
     with _sqlite_writers_guard:
         lock = _sqlite_writers.get(key)
         if lock is None:
             lock = _sqlite_writers[key] = threading.RLock()
+        _sqlite_writers[path] = lock
         return lock
 
 
