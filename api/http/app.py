@@ -66,8 +66,16 @@ class App(Starlette):
     (api/http/sse.py)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
         scope[SERVER_SEND] = send
-        await super().__call__(scope, receive, send)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # uvicorn's request cycle holds the scope and the send holds the cycle: left
+            # in, the two would keep each other until a full garbage collection.
+            scope.pop(SERVER_SEND, None)
 
 
 def create_app(config: Config) -> Starlette:

@@ -28,9 +28,10 @@ it has, later events are refused (`write_now` is False) and go to the stream's b
 the stream's task writes in order as before. So the order of writes is the order of events
 whichever path writes them. Those live frames go to the server's own `send`
 (`scope[SERVER_SEND]`, put there by the app before its middlewares wrap it): each of the
-three wrappers between (Starlette's error and exception middlewares, the route's) only
-watches for the response's start, which went through them, and together they were a fifth
-of a delivery's CPU.
+wrappers between (Starlette's error and exception middlewares, the route's, CORS when it is
+on) only watches for the response's start, which went through them, and together they were
+a fifth of a delivery's CPU. A middleware that changed bodies would be passed by: there is
+none (GZip, were it added, leaves `text/event-stream` alone).
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ class SseResponse(Response):
         if send is None or self.writing_since is not None or self.ended_by:
             return False
         body = {"type": "http.response.body", "body": chunk, "more_body": True}
-        sending: Any = send(body)  # a coroutine, as every ASGI send on our stack is
+        sending: Any = send(body)  # a coroutine, as uvicorn's send is: driven by hand
         try:
             waits_on = sending.send(None)
         except StopIteration:

@@ -215,6 +215,7 @@ def test_the_app_hands_a_request_the_servers_own_send() -> None:
     scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
     asyncio.run(app(scope, receive, server_send))  # type: ignore[arg-type]
     assert seen == [True] and sent[-1]["body"] == b"ok"
+    assert sse.SERVER_SEND not in scope  # taken out again: no cycle through uvicorn's cycle
 
 
 def test_a_live_write_that_must_wait_keeps_its_place_before_later_writes() -> None:
