@@ -16,6 +16,8 @@ from domain.timestamps import format_timestamp
 from domain.topics import PROJECT_TOPICS, RUN_TOPICS
 from projections.folding import Folder, Loader
 
+TASKLESS_KEPT = 100_000  # runs the board projection remembers as no task's
+
 
 def task_doc(task_id: str, task: dict[str, Any]) -> dict[str, Any]:
     """A task's own fields, as the board shows them."""
@@ -55,7 +57,12 @@ def run_failure(run: Run) -> dict[str, Any] | None:
 
 
 class BoardProjection:
-    """Applies board events and the events of the tasks' runs to the board view."""
+    """Applies board events and the events of the tasks' runs to the board view.
+
+    Most runs are no task's: it remembers the runs it found to be none (`_taskless`, up to
+    TASKLESS_KEPT) until the next board event, which may make one a task's run, so that
+    their output costs no look at the board.
+    """
 
     name = "board"
     tables: tuple[str, ...] = ("board_view", "board_settings_view")
@@ -63,11 +70,13 @@ class BoardProjection:
     def __init__(self, engine: Loader) -> None:
         self.projects = Folder(engine)
         self.runs = Folder(engine)
+        self._taskless: set[str] = set()  # runs that are no task's last run
 
     def forget(self) -> None:
         """Drop the in-memory projects and runs."""
         self.projects.forget()
         self.runs.forget()
+        self._taskless.clear()
 
     def reset(self, cur: Cursor) -> None:
         """Empty the view and rewind, for a rebuild."""
@@ -81,6 +90,7 @@ class BoardProjection:
         earlier run is kept however the log is cut into batches (a rebuild reads it whole)."""
         for on_project, stretch in groupby(rows, key=lambda row: row.topic in PROJECT_TOPICS):
             if on_project:
+                self._taskless.clear()  # a task may start, or move to, any run
                 rows_of = list(stretch)
                 last = {row.run_id: row.position for row in rows_of}
                 for project in self.projects.fold(rows_of).values():
@@ -96,7 +106,11 @@ class BoardProjection:
             board_settings.set_settings(cur, str(project.id), project.board_settings, stamp)
 
     def _apply_runs(self, cur: Cursor, run_rows: list[StoredRow]) -> None:
-        found = board.tasks_of_runs(cur, list({str(row.run_id) for row in run_rows}))
+        asked = {str(row.run_id) for row in run_rows} - self._taskless
+        found = board.tasks_of_runs(cur, list(asked)) if asked else {}
+        if len(self._taskless) + len(asked) > TASKLESS_KEPT:
+            self._taskless.clear()  # a bound, not a loss: a forgotten run costs a look
+        self._taskless.update(asked - found.keys())
         tasks = {row.run_id: found[str(row.run_id)] for row in run_rows if str(row.run_id) in found}
         wanted = [row for row in run_rows if row.run_id in tasks]
         for run_id, run in self.runs.fold(wanted).items():

@@ -114,6 +114,7 @@ class RunsProjection:
 # Runner output keeps the lease, and confirms its claim.
 _LEASE_KEEPING = LEASE_KEEPING_TOPICS
 _OUTPUT = Run.OutputRecorded.TOPIC
+CONFIRMED_KEPT = 100_000  # runs whose confirmed claim the leases projection remembers
 
 
 class LeasesProjection:
@@ -121,14 +122,21 @@ class LeasesProjection:
     which claims are still to be confirmed by when; and who holds them (GET /api/runners).
 
     It reads only the few fields it needs from each event, so runner output (most of the
-    log) costs it a set lookup, and one update per run and batch.
+    log) costs it a set lookup; a run's first output after a claim costs one update, and
+    later output none: it remembers which runs' claims it has confirmed (`_confirmed`, up
+    to CONFIRMED_KEPT runs), until their next claim or a `forget`.
     """
 
     name = "leases"
     tables: tuple[str, ...] = ("leases_view",)
 
+    def __init__(self) -> None:
+        self._confirmed: set[str] = set()  # runs whose lease, if any, needs no confirming
+
     def forget(self) -> None:
-        """Nothing is kept in memory."""
+        """Drop what it remembers of confirmed claims (after a failed transaction, a
+        rewind, or a swap of the tables)."""
+        self._confirmed.clear()
 
     def reset(self, cur: Cursor) -> None:
         """Empty the view and rewind, for a rebuild."""
@@ -146,6 +154,7 @@ class LeasesProjection:
             run_id = str(row.run_id)
             if row.topic == Run.Claimed.TOPIC:
                 self._confirm(cur, spoke)
+                self._confirmed.discard(run_id)  # a new claim, to be confirmed anew
                 state = current_state(row.topic, row.state)
                 confirm_by = state["confirm_by"]
                 lease = {
@@ -166,10 +175,15 @@ class LeasesProjection:
                 readmodels.delete_lease(cur, run_id)
         self._confirm(cur, spoke)
 
-    @staticmethod
-    def _confirm(cur: Cursor, spoke: dict[str, None]) -> None:
+    def _confirm(self, cur: Cursor, spoke: dict[str, None]) -> None:
         """Confirm the claims of runs whose runners spoke (before a later claim of one of
-        them is recorded, which a runner must confirm anew)."""
-        if spoke:
-            readmodels.confirm_leases(cur, list(spoke))
-            spoke.clear()
+        them is recorded, which a runner must confirm anew), but for those confirmed
+        already."""
+        todo = [run_id for run_id in spoke if run_id not in self._confirmed]
+        spoke.clear()
+        if not todo:
+            return
+        readmodels.confirm_leases(cur, todo)
+        if len(self._confirmed) + len(todo) > CONFIRMED_KEPT:
+            self._confirmed.clear()  # a bound, not a loss: a forgotten run costs an update
+        self._confirmed.update(todo)

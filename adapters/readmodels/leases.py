@@ -66,11 +66,14 @@ def renew_lease(
 
 
 def confirm_leases(cur: Cursor, run_ids: list[str]) -> None:
-    """The runners of these runs spoke: their claims need no confirming any more."""
-    for run_id in run_ids:
+    """The runners of these runs spoke: their claims need no confirming any more (one
+    statement per 500 runs)."""
+    for start in range(0, len(run_ids), 500):
+        chunk = run_ids[start : start + 500]
         cur.execute(
-            "UPDATE leases_view SET confirm_by = NULL WHERE run_id = ? AND confirm_by IS NOT NULL",
-            (run_id,),
+            "UPDATE leases_view SET confirm_by = NULL "
+            f"WHERE run_id IN ({', '.join('?' * len(chunk))}) AND confirm_by IS NOT NULL",
+            chunk,
         )
 
 

@@ -82,3 +82,39 @@ def test_every_policy_an_event_wakes_is_one_the_leader_runs(runtime: Runtime) ->
         assert set(WAKING_TOPICS) <= {policy.name for policy in runtime.policies}
     finally:
         runtime.stop()
+
+
+def test_each_claim_of_a_run_is_confirmed_in_the_leases_view_by_its_own_first_output(
+    store_url: str, tmp_path: Path
+) -> None:
+    # The leases projection skips confirming a run whose claim it confirmed already: a
+    # later claim of the run must be confirmed anew, or the lease policy would find it
+    # unconfirmed forever (and the run's aggregate refuse to give it back, every tick).
+    runtime = open_runtime(store_url, tmp_path, retry_backoff=0.0)
+    try:
+        engine = runtime.engine
+        later = time.time() + 3600  # any claim still unconfirmed is due by then
+
+        def unconfirmed() -> list[tuple[str, int]]:
+            runtime.catch_up()
+            with runtime.db.reading() as cur:
+                return readmodels.unconfirmed_claims(cur, later)
+
+        run_id = engine.submit_run(OWNER, "t", max_attempts=3).run_id
+        for attempt in (1, 2):
+            _, lease = engine.claim_run(run_id, RUNNER)
+            assert unconfirmed() == [(str(run_id), lease.fencing_token)]
+            for n in range(2):  # the second finds the claim confirmed already
+                engine.record_output(run_id, RUNNER, lease.fencing_token, [("log", {"n": n})])
+                assert unconfirmed() == []
+            if attempt == 1:
+                failure = {"category": "network", "message": "timeout"}
+                engine.report_outcome(
+                    run_id, RUNNER, lease.fencing_token, "failed", failure=failure
+                )
+                assert engine.get_run(run_id).status == "pending"
+        runtime.projection.reload()  # what it remembers goes; the view stays right
+        engine.record_output(run_id, RUNNER, lease.fencing_token, [("log", {"n": 2})])
+        assert unconfirmed() == []
+    finally:
+        runtime.close()
