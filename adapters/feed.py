@@ -4,8 +4,9 @@ It is handed the events this process commits, as it commits them; it wakes on Po
 NOTIFY (sent once per transaction by the event store, with the transaction's last position
 as its payload, so commits by other processes arrive in well under a millisecond) and on a
 poll timer (the only way to see another process's commits on SQLite). It reads the store
-only when it may be missing something: a gap in what it was handed, a NOTIFY past what it
-has, or the timer. Either way it delivers every event after the last delivered position.
+only when it may be missing something: a gap in what it was handed (then only the gap,
+other processes' commits), a NOTIFY past what it has, or the timer. Either way it delivers
+every event after the last delivered position.
 """
 
 from __future__ import annotations
@@ -113,14 +114,33 @@ class ChangeFeed:
         return self._unsure or self._announced > self.position
 
     def _deliver_offered(self) -> bool:
-        """Deliver what was handed over; False when it does not follow on (read instead)."""
+        """Deliver what was handed over, after what came in between (other processes'
+        commits, read from the store: this process's own are never read back); False
+        when stopped before that."""
         while self._offered:
             rows = self._offered.popleft()
             if rows[-1].position <= self.position:
                 continue  # already delivered from the store
-            if rows[0].position != self.position + 1:
-                self._offered.clear()  # something else came in between, or a skipped number
+            if rows[0].position != self.position + 1 and not self._read_before(rows[0].position):
+                self._offered.clear()
                 return False
+            self.deliver(rows)
+            self.position = rows[-1].position
+        return True
+
+    def _read_before(self, before: int) -> bool:
+        """Deliver the stored events between the last delivered position and `before`, the
+        first of this process's next commit: all committed by then, since positions follow
+        commit order (only a skipped number leaves a hole). False when stopped first."""
+        while self.position < before - 1:
+            if self._stop.is_set():
+                return False
+            limit = min(BATCH, before - 1 - self.position)
+            rows = [
+                row for row in self.db.events_after(self.position, limit) if row.position < before
+            ]
+            if not rows:
+                break  # the rest are skipped numbers
             self.deliver(rows)
             self.position = rows[-1].position
         return True

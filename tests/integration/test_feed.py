@@ -3,6 +3,7 @@ something may be missing (the events this process commits are handed over, not r
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,18 +22,29 @@ class Following:
     def __init__(self, runtime: Runtime, poll_interval: float, settle: float) -> None:
         self.delivered: list[StoredRow] = []
         self.reads = 0
+        self.read_positions: list[int] = []  # of every event a read returned
         db = runtime.db
         read = db.events_after
 
         def counted(position: int, limit: int = 500) -> list[StoredRow]:
             rows = read(position, limit)
+            self.read_positions += [row.position for row in rows]
             self.reads += 1  # once it answered: a read still going may yet see later commits
             return rows
 
         db.events_after = counted  # type: ignore[method-assign]
+        self.held = threading.Event()  # set: a delivery waits until `released` is set
+        self.released = threading.Event()
+
+        def deliver(rows: list[StoredRow]) -> None:
+            if self.held.is_set():
+                self.held.clear()
+                self.released.wait(10)
+            self.delivered.extend(rows)
+
         self.feed = ChangeFeed(
             db,
-            self.delivered.extend,
+            deliver,
             poll_interval=poll_interval,
             start_after=db.head(),
             settle=lambda: runtime.engine.settle(settle),
@@ -102,6 +114,28 @@ class FeedContract:
 
             f.wait_for(f.reaches(runtime.db.head()))
 
+            assert f.delivered == all_events(runtime.db)
+
+    def test_between_its_own_commits_it_reads_only_the_other_processes_events(
+        self, runtime: Runtime, second_runtime: Runtime
+    ) -> None:
+        with following(runtime) as f:
+            run_id, token = claimed_run(runtime.engine)
+            f.wait_for(f.reaches(runtime.db.head()))
+            f.held.set()  # the next delivery waits, while both processes commit
+            runtime.engine.record_output(run_id, RUNNER, token, [("log", {"n": 1})])
+            f.wait_for(lambda: not f.held.is_set())
+            read_before = len(f.read_positions)
+            second_runtime.engine.record_output(run_id, RUNNER, token, [("log", {"n": 2})] * 3)
+            theirs = runtime.db.head()
+            runtime.engine.record_output(run_id, RUNNER, token, [("log", {"n": 3})] * 2)
+            f.released.set()
+
+            f.wait_for(f.reaches(runtime.db.head()))
+            time.sleep(0.1)  # any NOTIFY still on its way
+            read = f.read_positions[read_before:]
+
+            assert read == [theirs - 2, theirs - 1, theirs]  # not its own two
             assert f.delivered == all_events(runtime.db)
 
     def test_a_save_stuck_in_this_process_does_not_hold_up_other_processes_events(
