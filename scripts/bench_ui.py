@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchload import BenchError
 from benchreport import (
     DEFAULT_PG_URL,
     Report,
@@ -44,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.e2e.clients import launch_chromium  # noqa: E402
+from tests.e2e.clients import CHROMIUM, launch_chromium  # noqa: E402
 
 BATCH = 500
 REPEATS = 3
@@ -151,6 +152,8 @@ def bench(plan: dict[str, int]) -> Any:
     def run(store: str, url: str, workdir: Path, report: Report) -> None:
         from playwright.sync_api import sync_playwright
 
+        if not Path(CHROMIUM).exists():  # (the tests' helper would skip, as a test does)
+            raise BenchError(f"Chromium is missing: {CHROMIUM} (Debian's package `chromium`)")
         server = Server(url, workdir / "data")
         server.start_for(store)
         try:
