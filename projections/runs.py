@@ -134,8 +134,9 @@ class LeasesProjection:
         self._confirmed: set[str] = set()  # runs whose lease, if any, needs no confirming
 
     def forget(self) -> None:
-        """Drop what it remembers of confirmed claims (after a failed transaction, a
-        rewind, or a swap of the tables)."""
+        """Drop what it remembers of confirmed claims (after a failed transaction or a
+        rewind; tables rebuilt and swapped in agree with it, being made from the same
+        events)."""
         self._confirmed.clear()
 
     def reset(self, cur: Cursor) -> None:
