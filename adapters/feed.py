@@ -121,6 +121,8 @@ class ChangeFeed:
             rows = self._offered.popleft()
             if rows[-1].position <= self.position:
                 continue  # already delivered from the store
+            if rows[0].position <= self.position:  # a read stopped inside them: the rest
+                rows = [row for row in rows if row.position > self.position]
             if rows[0].position != self.position + 1 and not self._read_before(rows[0].position):
                 self._offered.clear()
                 return False

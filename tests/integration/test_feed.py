@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import pytest
 
+import adapters.feed as feed_module
 from adapters.db import StoredRow
 from adapters.feed import ChangeFeed
 from api.service.runtime import Runtime
@@ -78,6 +79,10 @@ def following(
         f.feed.stop()
 
 
+class Broken(Exception):
+    """A read of the store that failed."""
+
+
 def other_processes_poll(store_url: str) -> float:
     """On PostgreSQL NOTIFY brings other processes' commits; SQLite has none: the timer."""
     return 60.0 if "postgres" in store_url else 0.05
@@ -119,7 +124,8 @@ class FeedContract:
     def test_between_its_own_commits_it_reads_only_the_other_processes_events(
         self, runtime: Runtime, second_runtime: Runtime
     ) -> None:
-        with following(runtime) as f:
+        # (settle: a NOTIFY that beats its commit's hand-over would make the feed read)
+        with following(runtime, settle=5.0) as f:
             run_id, token = claimed_run(runtime.engine)
             f.wait_for(f.reaches(runtime.db.head()))
             f.held.set()  # the next delivery waits, while both processes commit
@@ -137,6 +143,39 @@ class FeedContract:
 
             assert read == [theirs - 2, theirs - 1, theirs]  # not its own two
             assert f.delivered == all_events(runtime.db)
+
+    def test_a_read_cut_short_inside_its_own_commit_delivers_the_rest_of_it_once(
+        self, runtime: Runtime, second_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The store is read 2 events at a time, and the read fails right after a batch that
+        # ends inside this process's own commit, handed over while the feed was reading.
+        monkeypatch.setattr(feed_module, "BATCH", 2)
+        db = runtime.db
+        run_id, token = claimed_run(runtime.engine)
+        start = db.head()
+        delivered: list[StoredRow] = []
+        feed = ChangeFeed(db, delivered.extend, poll_interval=60.0, start_after=start)
+        runtime.engine.followers.append(feed.offer)
+        read, calls = db.events_after, [0]
+
+        def cut_short(position: int, limit: int = 500) -> list[StoredRow]:
+            calls[0] += 1
+            if calls[0] == 1:  # this process commits while the feed reads
+                runtime.engine.record_output(run_id, RUNNER, token, [("log", {"n": 2})] * 3)
+            elif calls[0] == 2:
+                raise Broken("the connection broke")
+            return read(position, limit)
+
+        monkeypatch.setattr(db, "events_after", cut_short)
+        second_runtime.engine.record_output(run_id, RUNNER, token, [("log", {"n": 1})])
+        with pytest.raises(Broken):
+            feed.pump()  # the other's event and the first of this process's three
+        assert [row.position for row in delivered] == [start + 1, start + 2]
+
+        feed.pump()  # the rest of the three, from what was handed over
+
+        monkeypatch.setattr(db, "events_after", read)
+        assert delivered == [row for row in all_events(db) if row.position > start]
 
     def test_a_save_stuck_in_this_process_does_not_hold_up_other_processes_events(
         self, runtime: Runtime, second_runtime: Runtime, store_url: str

@@ -113,8 +113,30 @@ def test_each_claim_of_a_run_is_confirmed_in_the_leases_view_by_its_own_first_ou
                     run_id, RUNNER, lease.fencing_token, "failed", failure=failure
                 )
                 assert engine.get_run(run_id).status == "pending"
-        runtime.projection.reload()  # what it remembers goes; the view stays right
-        engine.record_output(run_id, RUNNER, lease.fencing_token, [("log", {"n": 2})])
-        assert unconfirmed() == []
     finally:
         runtime.close()
+
+
+def test_a_claim_confirmed_in_a_projection_batch_that_failed_is_confirmed_again(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The batch that confirmed it is rolled back: what the projection remembered of it
+    # goes too, and the batch applied again confirms the claim.
+    engine = runtime.engine
+    run_id = engine.submit_run(OWNER, "t").run_id
+    _, lease = engine.claim_run(run_id, RUNNER)
+    runtime.catch_up()
+    advance = readmodels.advance_tracking_all
+
+    def broken(*args: object) -> bool:
+        raise RuntimeError("the transaction failed")
+
+    monkeypatch.setattr(readmodels, "advance_tracking_all", broken)
+    engine.record_output(run_id, RUNNER, lease.fencing_token, [("log", {})])
+    with pytest.raises(RuntimeError):
+        runtime.catch_up()
+    monkeypatch.setattr(readmodels, "advance_tracking_all", advance)
+    runtime.catch_up()
+
+    with runtime.db.reading() as cur:
+        assert readmodels.unconfirmed_claims(cur, time.time() + 3600) == []
