@@ -20,15 +20,26 @@ from adapters.store import StoreSettings, events_channel
 from adapters.stored import StoredRow
 
 MAX_SEQUENCE = 2**63 - 1  # the largest integer both databases store
+IN_LIST = 500  # values per `IN (…)`: under SQLite's oldest limit of 999 parameters
 
 __all__ = [
     "Cursor",
     "Database",
     "NamesEventsTable",
     "StoredRow",
+    "in_lists",
     "projecting_lock",
     "startup_lock",
 ]
+
+
+def in_lists(values: Sequence[Any]) -> Iterator[tuple[list[Any], str]]:
+    """The values in chunks of at most IN_LIST, each with its placeholders (`?, ?, …`)
+    for an `IN (…)`: one statement per chunk."""
+    items = list(values)
+    for start in range(0, len(items), IN_LIST):
+        chunk = items[start : start + IN_LIST]
+        yield chunk, ", ".join("?" * len(chunk))
 
 
 @runtime_checkable

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 TABLES = ("merkle_positions", "merkle_streams")
 INDEXES = ("merkle_positions_position", "merkle_streams_stream")
-_IN_CHUNK = 500  # leaf indexes per `IN (…)` query: under SQLite's oldest limit of 999
 _ROWS_PER_INSERT = 900  # parameters per INSERT on SQLite: under that same limit
 
 
@@ -165,11 +164,6 @@ def streams(cur: Cursor, start: int, end: int) -> list[tuple[str, int]]:
     if len(found) != end - start:
         raise RuntimeError(f"the Merkle log lacks leaves [{start}, {end})'s streams: rebuild it")
     return found
-
-
-def chunks(indexes: Sequence[int]) -> list[Sequence[int]]:
-    """`indexes` in pieces short enough for one `IN (…)` list each."""
-    return [indexes[i : i + _IN_CHUNK] for i in range(0, len(indexes), _IN_CHUNK)]
 
 
 def insert(

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from adapters import merkle, merkle_index
-from adapters.db import Cursor, Database, existing
+from adapters.db import Cursor, Database, existing, in_lists
 from adapters.merkle import Node
 from adapters.merkle_index import insert
 
@@ -276,10 +276,9 @@ def _read(
 def _bundles(cur: Cursor, numbers: Sequence[int]) -> dict[int, bytes]:
     """The bundles numbered `numbers` that are stored, by number."""
     found: dict[int, bytes] = {}
-    for chunk in merkle_index.chunks(numbers):
-        marks = ", ".join("?" * len(chunk))
+    for chunk, marks in in_lists(numbers):
         rows = cur.execute(
-            f"SELECT bundle, hashes FROM merkle_bundles WHERE bundle IN ({marks})", list(chunk)
+            f"SELECT bundle, hashes FROM merkle_bundles WHERE bundle IN ({marks})", chunk
         ).fetchall()
         found.update((int(n), bytes(h)) for n, h in rows)
     return found

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from adapters.db import Cursor
+from adapters.db import Cursor, in_lists
 from adapters.readmodels.board_settings import get_board_settings
 from domain.board import SHOWN_COLUMNS, shown_column
 
@@ -130,12 +130,9 @@ def tasks_of_runs(cur: Cursor, run_ids: Sequence[str]) -> dict[str, tuple[str, s
     """For each of these runs that is a task's last run: the task and its project, by run
     id (one query for a projection batch's runs, not one per run)."""
     found: dict[str, tuple[str, str]] = {}
-    ids = list(run_ids)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for chunk, marks in in_lists(run_ids):
         rows = cur.execute(
-            "SELECT run_id, task_id, project_id FROM board_view "
-            f"WHERE run_id IN ({', '.join('?' * len(chunk))})",
+            f"SELECT run_id, task_id, project_id FROM board_view WHERE run_id IN ({marks})",
             chunk,
         ).fetchall()
         for run_id, task_id, project_id in rows:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.db import Cursor
+from adapters.db import Cursor, in_lists
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS leases_view (
@@ -66,13 +66,11 @@ def renew_lease(
 
 
 def confirm_leases(cur: Cursor, run_ids: list[str]) -> None:
-    """The runners of these runs spoke: their claims need no confirming any more (one
-    statement per 500 runs)."""
-    for start in range(0, len(run_ids), 500):
-        chunk = run_ids[start : start + 500]
+    """The runners of these runs spoke: their claims need no confirming any more."""
+    for chunk, marks in in_lists(run_ids):
         cur.execute(
             "UPDATE leases_view SET confirm_by = NULL "
-            f"WHERE run_id IN ({', '.join('?' * len(chunk))}) AND confirm_by IS NOT NULL",
+            f"WHERE run_id IN ({marks}) AND confirm_by IS NOT NULL",
             chunk,
         )
 

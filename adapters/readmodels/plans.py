@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from adapters.db import Cursor
+from adapters.db import Cursor, in_lists
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS plans_view (
@@ -63,10 +63,7 @@ def coordinators_of(cur: Cursor, run_ids: Sequence[str]) -> list[str]:
     """The moving coordinators among these runs and among their runs' coordinators (the
     runs an event named: a coordinator, or a child of one)."""
     found: set[str] = set()
-    ids = list(run_ids)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ", ".join("?" * len(chunk))
+    for chunk, marks in in_lists(run_ids):
         rows = cur.execute(
             f"SELECT run_id FROM plans_view WHERE status IN {MOVING} AND (run_id IN ({marks}) "
             f"OR run_id IN (SELECT parent_run_id FROM runs_view WHERE run_id IN ({marks}) "
@@ -91,10 +88,7 @@ def children_to_cancel(
         rows = cur.execute(f"{sql} LIMIT ?", (limit,)).fetchall()
         return [(r[0], r[1]) for r in rows]
     found: list[tuple[str, str]] = []
-    ids = list(parents)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ", ".join("?" * len(chunk))
+    for chunk, marks in in_lists(parents):
         rows = cur.execute(f"{sql} AND c.parent_run_id IN ({marks})", chunk).fetchall()
         found.extend((r[0], r[1]) for r in rows)
     return found
@@ -103,12 +97,9 @@ def children_to_cancel(
 def run_docs(cur: Cursor, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The runs view's documents of these runs (those it has), by id."""
     docs: dict[str, dict[str, Any]] = {}
-    ids = list(run_ids)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for chunk, marks in in_lists(run_ids):
         rows = cur.execute(
-            f"SELECT run_id, doc FROM runs_view WHERE run_id IN ({', '.join('?' * len(chunk))})",
-            chunk,
+            f"SELECT run_id, doc FROM runs_view WHERE run_id IN ({marks})", chunk
         ).fetchall()
         docs.update((r[0], orjson.loads(r[1])) for r in rows)
     return docs
@@ -117,12 +108,9 @@ def run_docs(cur: Cursor, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
 def run_statuses(cur: Cursor, run_ids: Sequence[str]) -> dict[str, str]:
     """The status of each of these runs the runs view has, by id."""
     statuses: dict[str, str] = {}
-    ids = list(run_ids)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for chunk, marks in in_lists(run_ids):
         rows = cur.execute(
-            f"SELECT run_id, status FROM runs_view WHERE run_id IN ({', '.join('?' * len(chunk))})",
-            chunk,
+            f"SELECT run_id, status FROM runs_view WHERE run_id IN ({marks})", chunk
         ).fetchall()
         statuses.update((r[0], r[1]) for r in rows)
     return statuses
