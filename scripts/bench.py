@@ -33,7 +33,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str] | None]] = {
     "runners": ("bench_runners.py", [], ["--quick", "--duration", "1", "--repeats", "10"]),
     "reads": ("bench_reads.py", [], ["--runs", "500", "--duration", "0.7", "--warmup", "0.2"]),
     "resume": ("bench_resume.py", [], ["--sizes", "1000,20000"]),
-    "workers": ("bench_workers.py", [], ["--quick", "--duration", "1.5"]),
+    "workers": ("bench_workers.py", [], ["--quick", "--duration", "1.5", "--clients", "64"]),
     "fanout": ("bench_fanout.py", [], ["--quick", "--subscribers", "1000", "--stores", "postgres"]),
     "audit": ("bench_audit.py", [], None),
     "board": ("bench_board.py", [], None),

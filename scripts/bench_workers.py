@@ -1,15 +1,25 @@
 #!/usr/bin/env python3
 """Benchmark `runledger serve --workers 2` against one process, on PostgreSQL.
 
-One run, alternating (1, 2, 2, 1 processes, each time a fresh server on the same schema):
-16 runners, each with one keep-alive connection (`LeanClient`; the kernel gives each
-connection to one worker) on its own claimed run, post one event per command as fast as
-they can. `value` = commands/s with 2 processes, `baseline` = with 1, summed over the
-rounds; the target (issue 14) is >= 1.3. The notes give, for each, the CPU of the server
-processes, of this load generator and of PostgreSQL (all its processes), in % of one core:
-on 2 cores they share, what bounds the figure is whatever is near 200 % together.
+One run, alternating (1, 2, 2, 1 processes, each time a fresh server on the same schema),
+at each number of clients (16 and 64 by default): every client, with one keep-alive
+connection of its own (the kernel gives each connection to one worker), posts one event per
+command to its own claimed run, as fast as it can. A row per number of clients gives
+commands/s with 2 processes (`value`) against 1 (`baseline`), summed over the rounds; the
+last row compares what each reaches at its best over those numbers of clients, its
+capacity: the target (issue 14) is >= 1.3. At 16 clients two processes are not busy
+enough to show theirs (they wait on each other's commits, with CPU to spare); 64 clients
+keep both busy. The notes give, for each, the CPU of the server processes, of the load
+generator and of PostgreSQL (all its processes), in % of one core: on 2 cores they share,
+what bounds the figure is whatever is near 200 % together.
 
-    .venv/bin/python scripts/bench_workers.py [--quick] [--duration 8] [--clients 16]
+The load generator is `wrk` when it is installed (`apt-get install wrk`; a thread and a
+connection per client, each posting to its own run from a generated Lua script): about a
+quarter of the CPU of the Python one, which is taken from the servers under test on this
+machine. Without it (or with `--load python`) it is `LeanClient` threads in this process.
+
+    .venv/bin/python scripts/bench_workers.py [--quick] [--duration 8] [--clients 16,64]
+        [--load auto|wrk|python]
 
 Progress goes to stderr, the table to stdout; exit status 1 when a measurement failed.
 """
@@ -17,6 +27,10 @@ Progress goes to stderr, the table to stdout; exit status 1 when a measurement f
 from __future__ import annotations
 
 import argparse
+import re
+import resource
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -46,10 +60,23 @@ SETUP = Setup(
     code=True,
     stop_workers=True,
     legend=f"value = commands/s (POST /api/runs/{{id}}/events, one event each) with 2 worker "
-    f"processes; baseline = with 1, same schema, alternating rounds; ratio = value / baseline "
-    f"(target >= {TARGET}); cpu in % of one core (2 cores in all): server processes, this "
-    "load generator, PostgreSQL",
+    "processes; baseline = with 1, same schema, alternating rounds; ratio = value / baseline; "
+    f"capacity = the best of each over the numbers of clients (target >= {TARGET}); cpu in % "
+    "of one core (2 cores in all): server processes, the load generator, PostgreSQL",
 )
+WRK_TIMEOUT = "30s"  # wrk's default of 2 s would count a slow answer as an error
+
+
+@dataclass
+class Load:
+    """One timed window of commands: how many, and what they cost the load generator."""
+
+    count: int
+    seconds: float
+    errors: int
+    first_error: str
+    latency: str  # "lat p50 … p99 …"
+    generator_cpu: float  # CPU seconds of the load generator, warm-up included
 
 
 @dataclass
@@ -62,18 +89,22 @@ class Tally:
     server_cpu: float = 0.0
     bench_cpu: float = 0.0
     postgres_cpu: float = 0.0
-    last: Measured | None = None
+    last: Load | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.commands / self.seconds if self.seconds > 0 else 0.0
 
     def cpu(self) -> str:
         wall = max(self.wall, 1e-9)
         return (
-            f"cpu srv {100 * self.server_cpu / wall:.0f}% bench {100 * self.bench_cpu / wall:.0f}%"
+            f"cpu srv {100 * self.server_cpu / wall:.0f}% load {100 * self.bench_cpu / wall:.0f}%"
             f" postgres {100 * self.postgres_cpu / wall:.0f}%"
         )
 
 
-def commands(server: Server, held: list[Held], warmup: float, duration: float) -> Measured:
-    """One runner per held run, each posting single events to it."""
+def python_commands(server: Server, held: list[Held], warmup: float, duration: float) -> Load:
+    """One LeanClient thread per held run, each posting single events to it."""
 
     def open_worker(i: int) -> tuple[Op, Op]:
         run = held[i]
@@ -92,58 +123,176 @@ def commands(server: Server, held: list[Held], warmup: float, duration: float) -
 
         return op, client.close
 
-    return timed_workers(len(held), open_worker, warmup, duration, 50)
+    cpu = time.process_time()
+    m: Measured = timed_workers(len(held), open_worker, warmup, duration, 50)
+    used = time.process_time() - cpu
+    return Load(m.count, m.seconds, m.errors, m.first_error, describe(m, "lat"), used)
 
 
-def bench(clients: int, duration: float, warmup: float) -> Callable[[str, str, Path, Report], None]:
+def wrk_script(held: list[Held], path: Path) -> Path:
+    """A wrk Lua script: thread i (one connection each) posts single events to run i."""
+    runs = ", ".join(f'{{"{h.run_id}", {int(h.token)}}}' for h in held)
+    path.write_text(
+        f"""local runs = {{{runs}}}
+local started = 0
+function setup(thread)
+  started = started + 1
+  thread:set("index", started)
+end
+local n = 0
+function init(args)
+  local run = runs[index]
+  path, token = "/api/runs/" .. run[1] .. "/events", run[2]
+  wrk.method = "POST"
+  wrk.headers["Authorization"] = "Bearer {RUNNER_KEY}"
+  wrk.headers["Content-Type"] = "application/json"
+end
+function request()
+  n = n + 1
+  local body = '{{"fencing_token": ' .. token .. ', "events": [{{"type": "log", "data": '
+    .. '{{"line": "benchmark output line", "n": ' .. n .. '}}}}]}}'
+  return wrk.format(nil, path, nil, body)
+end
+"""
+    )
+    return path
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def _wrk_seconds(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def wrk_commands(
+    server: Server, held: list[Held], warmup: float, duration: float, workdir: Path
+) -> Load:
+    """wrk with one thread and one connection per held run (its own run, its own token):
+    a warm-up run, then the timed one. Any answer but 2xx, or a socket error, is an error."""
+    script = wrk_script(held, workdir / "post-events.lua")
+    n = str(len(held))
+
+    def wrk(seconds: float) -> str:
+        command = ["wrk", "-t", n, "-c", n, "-d", f"{max(1, round(seconds))}s", "--latency"]
+        command += ["--timeout", WRK_TIMEOUT, "-s", str(script), server.url]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
+        if done.returncode != 0:
+            raise BenchError(f"wrk exited with {done.returncode}: {done.stderr.strip()[:300]}")
+        return done.stdout
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if warmup > 0:
+        wrk(warmup)
+    out = wrk(duration)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    total = re.search(r"(\d+) requests in ([\d.]+\w+),", out)
+    if total is None:
+        raise BenchError(f"wrk printed no request count:\n{out[:500]}")
+    count, seconds = int(total.group(1)), _wrk_seconds(total.group(2))
+    errors, first_error = 0, ""
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if bad:
+        errors, first_error = int(bad.group(1)), f"{bad.group(1)} answers other than 2xx/3xx"
+    sockets = re.search(r"Socket errors: (.*)", out)
+    if sockets:
+        errors += sum(int(k) for k in re.findall(r"\d+", sockets.group(1)))
+        first_error = first_error or f"socket errors: {sockets.group(1)}"
+    p50, p99 = (re.search(rf"^\s+{p}%\s+(\S+)", out, re.M) for p in (50, 99))
+    latency = (
+        f"lat p50 {_wrk_seconds(p50.group(1)) * 1000:.2f} ms p99 "
+        f"{_wrk_seconds(p99.group(1)) * 1000:.2f} ms"
+        if p50 and p99
+        else "lat n/a"
+    )
+    return Load(count - errors, seconds, errors, first_error, latency, used)
+
+
+def bench(
+    levels: list[int], duration: float, warmup: float, use_wrk: bool
+) -> Callable[[str, str, Path, Report], None]:
     def run(store: str, url: str, workdir: Path, report: Report) -> None:
-        tallies = {1: Tally(), 2: Tally()}
-        for round_no, workers in enumerate((1, 2, 2, 1), 1):
-            progress(f"{store}: round {round_no}, {workers} process(es), {clients} clients")
-            server = Server(url, workdir / "data")
-            server.serve_args, server.ready_lines = ("--workers", str(workers)), workers
-            server.start(timeout=120)
-            try:
-                held = open_runs(server, clients, "workers benchmark", "bench-workers")
-                wall, srv, me, pg = (
-                    time.perf_counter(),
-                    server.cpu_seconds(),
-                    time.process_time(),
-                    postgres_cpu(),
+        best = {1: 0.0, 2: 0.0}
+        for clients in levels:
+            tallies = {1: Tally(), 2: Tally()}
+            for round_no, workers in enumerate((1, 2, 2, 1), 1):
+                progress(f"{store}: {clients} clients, round {round_no}, {workers} process(es)")
+                measure_round(url, workdir, clients, workers, duration, warmup, use_wrk, tallies)
+            for workers, t in tallies.items():
+                if t.last is not None and t.last.errors:
+                    report.warn(
+                        f"{clients} clients, {workers} process(es): {t.last.errors} errors "
+                        f"({t.last.first_error})"
+                    )
+            one, two = tallies[1].rate, tallies[2].rate
+            best = {1: max(best[1], one), 2: max(best[2], two)}
+            ratio = two / one if one else float("nan")
+            for workers, t in tallies.items():
+                notes = f"{t.last.latency}; {t.cpu()}" if t.last else t.cpu()
+                report.rows.append(
+                    Row(
+                        store,
+                        f"POST events, 1 event/cmd, {workers} process{'es' if workers > 1 else ''}",
+                        str(clients),
+                        fmt_rate(t.rate),
+                        fmt_rate(one) if workers == 2 else "-",
+                        f"{ratio:.2f}" if workers == 2 else "-",
+                        notes,
+                    )
                 )
-                m = commands(server, held, warmup, duration)
-                t = tallies[workers]
-                t.wall += time.perf_counter() - wall
-                t.server_cpu += server.cpu_seconds() - srv
-                t.bench_cpu += time.process_time() - me
-                t.postgres_cpu += postgres_cpu() - pg
-                t.commands += m.count
-                t.seconds += m.seconds
-                t.last = m
-                server.check_alive()
-                if m.errors:
-                    report.warn(f"{workers} process(es): {m.errors} errors ({m.first_error})")
-            finally:
-                server.stop()
-        one, two = (tallies[w].commands / max(tallies[w].seconds, 1e-9) for w in (1, 2))
-        ratio = two / one if one else float("nan")
+        ratio = best[2] / best[1] if best[1] else float("nan")
         verdict = "meets" if ratio >= TARGET else "BELOW"
-        for workers, rate in ((1, one), (2, two)):
-            t = tallies[workers]
-            notes = f"{describe(t.last, 'lat')}; {t.cpu()}" if t.last else t.cpu()
-            report.rows.append(
-                Row(
-                    store,
-                    f"POST events, 1 event/cmd, {workers} process{'es' if workers > 1 else ''}",
-                    str(clients),
-                    fmt_rate(rate),
-                    fmt_rate(one) if workers == 2 else "-",
-                    f"{ratio:.2f}" if workers == 2 else "-",
-                    notes + (f"; {verdict} the target" if workers == 2 else ""),
-                )
+        report.rows.append(
+            Row(
+                store,
+                "capacity: 2 processes against 1",
+                "best",
+                fmt_rate(best[2]),
+                fmt_rate(best[1]),
+                f"{ratio:.2f}",
+                f"the best rate of each over {', '.join(map(str, levels))} clients; "
+                f"{verdict} the target",
             )
+        )
 
     return run
+
+
+def measure_round(
+    url: str,
+    workdir: Path,
+    clients: int,
+    workers: int,
+    duration: float,
+    warmup: float,
+    use_wrk: bool,
+    tallies: dict[int, Tally],
+) -> None:
+    """One round: a fresh server of `workers` processes, `clients` runs, one timed window."""
+    server = Server(url, workdir / "data")
+    server.serve_args, server.ready_lines = ("--workers", str(workers)), workers
+    server.start(timeout=120)
+    try:
+        held = open_runs(server, clients, "workers benchmark", "bench-workers")
+        wall, srv, pg = time.perf_counter(), server.cpu_seconds(), postgres_cpu()
+        if use_wrk:
+            m = wrk_commands(server, held, warmup, duration, workdir)
+        else:
+            m = python_commands(server, held, warmup, duration)
+        t = tallies[workers]
+        t.wall += time.perf_counter() - wall
+        t.server_cpu += server.cpu_seconds() - srv
+        t.bench_cpu += m.generator_cpu
+        t.postgres_cpu += postgres_cpu() - pg
+        t.commands += m.count
+        t.seconds += m.seconds
+        if t.last is None or m.errors:
+            t.last = m
+        server.check_alive()
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,14 +300,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 s windows")
     parser.add_argument("--duration", type=float, help="seconds per round (8; 2 with --quick)")
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", default="16,64", help="numbers of clients, comma-separated")
+    parser.add_argument(
+        "--load",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator: wrk if installed (auto), or LeanClient threads (python)",
+    )
     parser.add_argument("--stores", default="postgres", help="postgres (the scale-out store)")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     args = parse_with_stores(parser, argv)
     duration = args.duration or (2.0 if args.quick else 8.0)
-    fact = f"{args.clients} clients, 4 rounds (1, 2, 2, 1 processes) of {duration:g} s"
+    try:
+        levels = [int(n) for n in args.clients.split(",")]
+    except ValueError:
+        parser.error(f"--clients: numbers separated by commas, not {args.clients!r}")
+    if not levels or min(levels) < 1:
+        parser.error("--clients: at least one number, each 1 or more")
+    have_wrk = shutil.which("wrk") is not None
+    if args.load == "wrk" and not have_wrk:
+        parser.error("--load wrk: wrk is not installed (apt-get install wrk)")
+    use_wrk = have_wrk and args.load != "python"
+    generator = "wrk" if use_wrk else "Python LeanClient threads (wrk is not installed)"
+    if not use_wrk and args.load == "python":
+        generator = "Python LeanClient threads (--load python)"
+    fact = (
+        f"clients {'/'.join(map(str, levels))}, at each 4 rounds (1, 2, 2, 1 processes) of "
+        f"{duration:g} s; load generator: {generator}"
+    )
     return run_benchmark(
-        SETUP, args.stores, args.pg_url, fact, bench(args.clients, duration, args.warmup)
+        SETUP, args.stores, args.pg_url, fact, bench(levels, duration, args.warmup, use_wrk)
     )
 
 
