@@ -194,8 +194,9 @@ def wrk_commands(
     count, seconds = int(total.group(1)), _wrk_seconds(total.group(2))
     errors, first_error = 0, ""
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if bad:
+    if bad:  # counted in wrk's requests: not commands done
         errors, first_error = int(bad.group(1)), f"{bad.group(1)} answers other than 2xx/3xx"
+        count -= errors
     sockets = re.search(r"Socket errors: (.*)", out)
     if sockets:
         errors += sum(int(k) for k in re.findall(r"\d+", sockets.group(1)))
@@ -207,7 +208,7 @@ def wrk_commands(
         if p50 and p99
         else "lat n/a"
     )
-    return Load(count - errors, seconds, errors, first_error, latency, used)
+    return Load(count, seconds, errors, first_error, latency, used)
 
 
 def bench(
