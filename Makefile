@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-property test-integration test-e2e lint format bench bench-quick bench-tools clean
+.PHONY: install run test test-unit test-property test-integration test-e2e lint format bench bench-quick bench-tools bench-wrk bench-chromium clean
 
 install: $(STAMP)
 
@@ -45,17 +45,28 @@ format: install
 bench: install bench-tools
 	$(BIN)/python scripts/bench.py
 
-bench-quick: install bench-tools
+bench-quick: install bench-wrk
 	$(BIN)/python scripts/bench.py --quick
 
 # Debian's wrk (the workers benchmark's load generator) and chromium (the dashboard's), when
-# apt-get can install them; without them those benchmarks fall back or say what is missing.
-bench-tools:
-	@for tool in wrk chromium; do \
-		command -v $$tool >/dev/null || ! command -v apt-get >/dev/null || \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$tool >/dev/null 2>&1 || \
-		echo "bench: could not install $$tool (apt-get install $$tool)"; \
-	done
+# apt-get can install them; without them those benchmarks fall back (to Python clients) or
+# report the missing browser.
+bench-tools: bench-wrk bench-chromium
+
+bench-wrk:
+	@command -v wrk >/dev/null || $(call apt_install,wrk)
+
+bench-chromium:
+	@[ -x /usr/bin/chromium ] || $(call apt_install,chromium)
+
+# Install a Debian package if apt-get is there (updating its lists if the first try fails);
+# say so when it cannot.
+define apt_install
+{ ! command -v apt-get >/dev/null || { echo "bench: installing $(1) with apt-get"; \
+  export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q $(1) >/dev/null 2>&1 || \
+  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(1) >/dev/null 2>&1; }; } \
+  || echo "bench: could not install $(1) (apt-get install $(1))"; }
+endef
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache
