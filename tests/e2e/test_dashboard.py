@@ -128,6 +128,33 @@ def test_approve_from_the_page_and_see_merged(
         shot(page, request, "merged")
 
 
+def test_a_run_read_before_its_view_caught_up_shows_its_latest_state(
+    srv: Server, page: Any, request: pytest.FixtureRequest
+) -> None:
+    # The run's view lags its events a little (a projection); a page opened in that moment
+    # reads the view as it was and the history as it is. Every read of the view without
+    # min_position answers the state before the report here, as a lagging projection
+    # would: the page must read it again up to the events it shows, with no event to come.
+    with srv.client(ALICE) as alice, srv.client(RUNNER) as runner:
+        run = submit(alice, task="read while it lags")["run_id"]
+        token = claim(runner, run)["fencing_token"]
+        before = ok(alice.get(f"/api/runs/{run}", params={"min_position": 0}))
+        report(runner, run, token, "changes", tree_hash="abcd1234")
+        lagging = re.compile(rf"/api/runs/{run}(\?.*)?$")
+
+        def as_before(route: Any) -> None:
+            if "min_position=" in route.request.url:
+                route.continue_()
+            else:
+                route.fulfill(json=before)
+
+        page.route(lagging, as_before)
+        page.goto(f"{srv.url}/#/runs/{run}")
+        page.wait_for_selector("#run-fields [data-status='awaiting_review']")
+        assert before["status"] != "awaiting_review"  # (it was read before the report)
+        shot(page, request, "caught-up")
+
+
 def test_resolve_gates_from_the_page(
     srv: Server, page: Any, request: pytest.FixtureRequest
 ) -> None:

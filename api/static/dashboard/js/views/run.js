@@ -239,6 +239,10 @@ export async function showRun (view, runId) {
     }
     if (page.events.length < 1000) break
   }
+  // The run's view may have been read before it caught up with the events just shown (its
+  // projection lags the log a little): read it again up to them, or the header would keep
+  // the older state until the next event, which may never come.
+  if (after > run.last_sequence) later()
   view.keep(follow(`/api/runs/${runId}/stream`, {
     after,
     key: (event) => event.sequence,
