@@ -61,7 +61,7 @@ PLAN_DEFAULTS = {
     "events": (5_000, 200_000),
     "duration": (1.5, 8.0),
     "warmup": (0.3, 0.5),
-    "rounds": (1, 2),
+    "rounds": (1, 4),
     "proofs": (30, 300),
 }
 WRITE_CASES = ((1, 1), (1, 4), (100, 1), (100, 4))  # (events per POST, clients)
@@ -155,9 +155,9 @@ class Side:
     api: Server
     worker: Server | None = None
 
-    def cpu_seconds(self) -> float:
-        """Its processes' CPU so far."""
-        return self.api.cpu_seconds() + (self.worker.cpu_seconds() if self.worker else 0.0)
+    def cpu_seconds(self) -> tuple[float, float]:
+        """Its processes' CPU so far: the API process's, the worker's (0 with none)."""
+        return self.api.cpu_seconds(), self.worker.cpu_seconds() if self.worker else 0.0
 
     def check_alive(self) -> None:
         self.api.check_alive()
@@ -175,6 +175,13 @@ COMPARISONS = (
 )
 
 
+def cpu_per_event(side: str, cpu: list[float], events: int) -> str:
+    """A side's server CPU per event: in all, and split when a worker was beside the API."""
+    per = [1000 * seconds / max(1, events) for seconds in cpu]
+    split = f" (api {per[0]:.3f} + worker {per[1]:.3f})" if cpu[1] else ""
+    return f"{side} {sum(per):.3f}{split}"
+
+
 def write_case(
     store: str, sides: dict[str, Side], per_post: int, n: int, plan: Plan, report: Report
 ) -> None:
@@ -184,7 +191,7 @@ def write_case(
         for name, side in sides.items()
     }
     parts: dict[str, list[Measured]] = {name: [] for name in sides}
-    cpu = dict.fromkeys(sides, 0.0)
+    cpu = {name: [0.0, 0.0] for name in sides}  # the API process's, the worker's
     names = list(sides)
     try:
         for k in range(plan.rounds):
@@ -192,7 +199,9 @@ def write_case(
                 progress(f"{store}: {per_post} ev/POST, {n} client(s), {name}, round {k + 1}")
                 before = sides[name].cpu_seconds()
                 parts[name].append(post_events(sides[name].api, runs[name], per_post, plan))
-                cpu[name] += sides[name].cpu_seconds() - before
+                after = sides[name].cpu_seconds()
+                for i in (0, 1):
+                    cpu[name][i] += after[i] - before[i]
                 sides[name].check_alive()
     finally:
         for name, side in sides.items():
@@ -203,13 +212,13 @@ def write_case(
             f"{h.rate / p.rate:.2f}" if p.rate else "n/a"
             for h, p in zip(parts[hashed_side], parts[plain_side], strict=True)
         )
-        cpu_note = ", ".join(
-            f"{side} {1000 * cpu[name] / max(1, sum(m.total for m in parts[name])):.3f}"
+        cpu_note = "; ".join(
+            cpu_per_event(side, cpu[name], sum(m.total for m in parts[name]))
             for side, name in (("hashed", hashed_side), ("plain", plain_side))
         )
         notes = (
             f"hashed {describe(hashed, 'request')}; plain {describe(plain, 'request')}; ratio "
-            f"per round {per_round}; server ms CPU/event (all its processes) {cpu_note}"
+            f"per round {per_round}; server ms CPU/event {cpu_note}"
         )
         ratio = f"{hashed.rate / plain.rate:.2f}" if plain.rate else "n/a"
         if targeted and plain.rate and hashed.rate / plain.rate < TARGET_WRITE:
@@ -353,7 +362,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, help="events in the store (200,000)")
     parser.add_argument("--duration", type=float, help="timed s per write case and side (8)")
     parser.add_argument("--warmup", type=float, help="warm-up s per slice (0.5)")
-    parser.add_argument("--rounds", type=int, help="rounds of alternating slices (2)")
+    parser.add_argument("--rounds", type=int, help="rounds of alternating slices (4)")
     parser.add_argument("--proofs", type=int, help="requests per proof kind (300)")
     parser.add_argument("--stores", default="sqlite,postgres", help="sqlite,postgres")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL URL (fresh schemas)")

@@ -2,9 +2,12 @@
 hashing" side, and nothing else (no setting of the server turns hashing off).
 
 It patches, in this process only, `Chain.link` to give every event `(None, None)` (stored
-like an event from before the chain) and the log writer's `step` to append nothing (it
-would wait forever at the first unhashed event anyway), then runs `api.cli.main` with the
-command line it was given:
+like an event from before the chain); `Chain.knows` to say every stream's last hash is
+known, so that a command takes the path it takes on a hashed server (decided on the event
+loop, Engine.update_soon: without this no hash is ever remembered and every command would
+go the other way, through a thread, which made this side a different server); and the log
+writer's `step` to append nothing (it would wait forever at the first unhashed event
+anyway). Then it runs `api.cli.main` with the command line it was given:
 
     python scripts/serve_unhashed.py serve --port 8123 --database sqlite:///x.db
 """
@@ -32,12 +35,20 @@ def unlinked(
     return [(None, None)] * len(events)
 
 
+def knows_all(_chain: Chain, _aggregate_id: Any, _sequence: int) -> bool:
+    """Every stream's last hash is "known": without a chain there is none to read, so a
+    command takes the same path (Engine.update_soon's) as on a hashed server whose chain
+    remembers the run's last hash."""
+    return True
+
+
 def appends_nothing(_writer: LogWriter) -> int:
     """The log writer's step, doing nothing."""
     return 0
 
 
 setattr(Chain, "link", unlinked)  # noqa: B010
+setattr(Chain, "knows", knows_all)  # noqa: B010
 setattr(LogWriter, "step", appends_nothing)  # noqa: B010
 
 if __name__ == "__main__":
