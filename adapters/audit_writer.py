@@ -34,12 +34,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import cast
+from uuid import UUID
 
 from adapters import audit_store, merkle_log
 from adapters.audit_store import StoredCheckpoint
 from adapters.checkpoints import Signer
 from adapters.db import Cursor, Database
-from adapters.merkle_log import Leaf
+from adapters.merkle_log import Leaf, Leaves
 from adapters.stored import StoredRow
 
 log = logging.getLogger("runledger.audit")
@@ -50,6 +52,22 @@ OFFERED = 20_000  # rows held from the projections at most; beyond, the writer r
 
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _stream_keys(ids: list[UUID]) -> list[bytes]:
+    """Each event's stream as its id's 16 bytes, each id's made once. The events of one
+    commit share one UUID object: told apart by identity first (a UUID's own == and hash are
+    Python code), then by the id's number."""
+    keys: dict[int, bytes] = {}
+    found: list[bytes] = []
+    last, key = None, b""
+    for stream in ids:
+        if stream is not last:
+            last, number = stream, stream.int
+            known = keys.get(number)
+            key = keys[number] = stream.bytes if known is None else known
+        found.append(key)
+    return found
 
 
 class LogWriter:
@@ -106,40 +124,44 @@ class LogWriter:
             self._offered.append((after, rows))
             self._offered_rows += len(rows)
 
-    def _take_offered(self, position: int, limit: int) -> list[Leaf]:
-        """Up to `limit` offered events right after `position` as leaves; [] when the
+    def _take_offered(self, position: int, limit: int) -> Leaves | None:
+        """Up to `limit` offered events right after `position` as leaves; None when the
         offers do not follow on from it (the events are read from the store then)."""
-        leaves: list[Leaf] = []
-        names: dict[int, str] = {}  # a UUID's own hash and == are Python code: key by int
+        taken: list[StoredRow] = []
+        reached = position
         with self._offered_lock:
-            while self._offered and len(leaves) < limit:
+            while self._offered and len(taken) < limit:
                 after, rows = self._offered[0]
-                reached = leaves[-1].position if leaves else position
                 if rows[-1].position <= reached:
                     self._drop_first()
                     continue
                 if after > reached:  # a gap: these come later than the log's head
-                    if not leaves:
+                    if not taken:
                         self._offered.clear()
                         self._offered_rows = 0
                     break
                 start = 0
                 while rows[start].position <= reached:  # rows rise: a few at most
                     start += 1
-                take = rows[start : start + limit - len(leaves)]
-                unhashed = next((i for i, row in enumerate(take) if row.hash is None), None)
+                take = rows[start : start + limit - len(taken)]
+                hashes = [row.hash for row in take]
+                unhashed = hashes.index(None) if None in hashes else None
                 if unhashed is not None:
                     take = take[:unhashed]  # not hashed: read from the store, which waits
-                for row in take:
-                    key = row.run_id.int
-                    name = names.get(key)
-                    if name is None:
-                        name = names[key] = str(row.run_id)
-                    leaves.append(Leaf(row.position, row.hash, name, row.sequence))  # type: ignore[arg-type]
+                taken += take
+                if taken:
+                    reached = taken[-1].position
                 if unhashed is not None or start + len(take) < len(rows):
-                    return leaves
+                    break
                 self._drop_first()
-        return leaves
+        if not taken:
+            return None
+        return Leaves(
+            [row.position for row in taken],
+            cast(list[bytes], [row.hash for row in taken]),
+            _stream_keys([row.run_id for row in taken]),
+            [row.sequence for row in taken],
+        )
 
     def _drop_first(self) -> None:
         _, rows = self._offered.popleft()
@@ -174,29 +196,27 @@ class LogWriter:
 
     def _append_batch(self) -> int:
         with self.db.transaction() as cur:
-            position, size = merkle_log.head(cur)
-            signed = self._last_signed(cur)
+            position, size, signed = merkle_log.head_signed(cur)
             room = self.batch if signed is None else max(1, self.every_events - (size - signed))
             limit = min(self.batch, room)
             leaves = self._take_offered(position, limit)
-            if leaves:
+            if leaves is not None:
                 # Everything handed over is in: events committed since are handed over
                 # (and wake the loop) once the projections have them.
                 self._drained = not self._offered
             else:
                 found = audit_store.event_leaves(self.db, cur, position, limit)
                 self._drained = len(found) < limit
-                for leaf in found:
-                    if leaf is None:
-                        break  # not hashed yet: wait for it rather than pass it
-                    leaves.append(leaf)
-            if not leaves:
-                return 0
-            new_size, root = merkle_log.append_rooted(cur, leaves)
+                hashed = found[: found.index(None)] if None in found else found
+                if not hashed:  # (an event not hashed yet: wait for it rather than pass it)
+                    return 0
+                leaves = Leaves.of(cast(list[Leaf], hashed))
+            new_size, root = merkle_log.append_rooted(cur, leaves, (position, size))
+            appended = len(leaves.positions)
             if signed is not None and new_size - signed >= self.every_events:
                 assert root is not None
                 self._sign(cur, new_size, root)
-            return len(leaves)
+            return appended
 
     def sign_if_due(self) -> StoredCheckpoint | None:
         """Sign the tree as it is if a checkpoint is due; the checkpoint signed, if any."""

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import groupby
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 from adapters.db import Cursor
 
 if TYPE_CHECKING:
-    from adapters.merkle_log import Leaf
+    from adapters.merkle_log import Leaves
 
 TABLES = ("merkle_positions", "merkle_streams")
 INDEXES = ("merkle_positions_position", "merkle_streams_stream")
@@ -55,15 +56,19 @@ def reset(cur: Cursor) -> None:
     cur.execute("DELETE FROM merkle_streams")
 
 
-def record(cur: Cursor, at: int, after: int, leaves: Sequence[Leaf]) -> None:
+def record(cur: Cursor, at: int, after: int, leaves: Leaves) -> None:
     """Record which events `leaves` are: they become leaves at, at + 1, …; `after` is the
     position of leaf at - 1 (0 for an empty log)."""
-    starts = []
-    previous = after
-    for offset, leaf in enumerate(leaves):
-        if leaf.position != previous + 1 or at + offset == 0:
-            starts.append((at + offset, leaf.position))
-        previous = leaf.position
+    positions = leaves.positions
+    n = len(positions)
+    starts: list[tuple[int, int]] = []
+    # Rising positions (the caller checked them) that skip none continue the last run.
+    if not (at and positions[0] == after + 1 and positions[-1] - positions[0] == n - 1):
+        previous = after
+        for offset, position in enumerate(positions):
+            if position != previous + 1 or at + offset == 0:
+                starts.append((at + offset, position))
+            previous = position
     insert(cur, "merkle_positions (leaf_index, position)", ("bigint", "bigint"), starts)
     last: tuple[int, bytes, int, int] | None = None  # the log's last run, if leaf at - 1 ends it
     if at:
@@ -75,25 +80,41 @@ def record(cur: Cursor, at: int, after: int, leaves: Sequence[Leaf]) -> None:
             last = (int(row[0]), bytes(row[1]), int(row[2]), int(row[3]))
     runs: list[tuple[int, bytes, int, int]] = []
     first, stream, sequence, count = last if last is not None else (at, b"", 0, 0)
-    name, key = "", b""
-    for offset, leaf in enumerate(leaves):
-        if leaf.stream_id != name:
-            name, key = leaf.stream_id, UUID(leaf.stream_id).bytes
-        if count and key == stream and leaf.sequence == sequence + count:
-            count += 1
-            continue
-        if count:
-            runs.append((first, stream, sequence, count))
-        first, stream, sequence, count = at + offset, key, leaf.sequence, 1
+    sequences = leaves.sequences
+    offset = 0
+    for key, members in groupby(leaves.streams):  # one stream's leaves in a row
+        size = len(list(members))
+        mine = sequences[offset : offset + size]
+        # A stream's sequences rise in commit order: consecutive when they span `size`.
+        parts = [mine] if mine[-1] - mine[0] == size - 1 else _consecutive(mine)
+        for part in parts:
+            if count and key == stream and part[0] == sequence + count:
+                count += len(part)
+            else:
+                if count:
+                    runs.append((first, stream, sequence, count))
+                first, stream, sequence, count = at + offset, key, part[0], len(part)
+            offset += len(part)
     runs.append((first, stream, sequence, count))
-    if last is not None and runs[0][0] == last[0]:  # the log's last run, continued or not
-        if runs[0][3] != last[3]:
-            cur.execute(
-                "UPDATE merkle_streams SET count = ? WHERE leaf_index = ?", (runs[0][3], last[0])
-            )
+    if runs[0] == last:  # the log's last run, not continued: written already
         runs = runs[1:]
+    # The log's last run, continued, is written again (its count) with the new ones.
     columns = ("bigint", "bytea", "bigint", "bigint")
-    insert(cur, "merkle_streams (leaf_index, stream_id, sequence, count)", columns, runs)
+    into = "merkle_streams (leaf_index, stream_id, sequence, count)"
+    insert(
+        cur, into, columns, runs, "ON CONFLICT (leaf_index) DO UPDATE SET count = excluded.count"
+    )
+
+
+def _consecutive(sequences: list[int]) -> list[list[int]]:
+    """Sequences split where one does not follow the one before."""
+    parts = [[sequences[0]]]
+    for sequence in sequences[1:]:
+        if sequence == parts[-1][-1] + 1:
+            parts[-1].append(sequence)
+        else:
+            parts.append([sequence])
+    return parts
 
 
 def leaf_index_of(cur: Cursor, position: int, size: int) -> int | None:
@@ -167,9 +188,14 @@ def streams(cur: Cursor, start: int, end: int) -> list[tuple[str, int]]:
 
 
 def insert(
-    cur: Cursor, into: str, pg_types: Sequence[str], rows: Sequence[tuple[object, ...]]
+    cur: Cursor,
+    into: str,
+    pg_types: Sequence[str],
+    rows: Sequence[tuple[object, ...]],
+    on_conflict: str = "",
 ) -> None:
-    """Insert rows (none: nothing); `pg_types` are the columns' types on PostgreSQL."""
+    """Insert rows (none: nothing); `pg_types` are the columns' types on PostgreSQL;
+    `on_conflict`, an `ON CONFLICT …` clause, makes it an upsert."""
     if not rows:
         return
     if cur.postgres:
@@ -181,10 +207,12 @@ def insert(
         # expressions, which cost more than the insert itself.
         arrays = ", ".join(f"%b::{kind}[]" for kind in pg_types)
         columns = [list(column) for column in zip(*rows, strict=True)]
-        cur.execute(f"INSERT INTO {into} SELECT * FROM unnest({arrays})", columns)
+        cur.execute(f"INSERT INTO {into} SELECT * FROM unnest({arrays}) {on_conflict}", columns)
         return
     per_insert = _ROWS_PER_INSERT // len(rows[0])
     for i in range(0, len(rows), per_insert):
         chunk = rows[i : i + per_insert]
         values = ", ".join(["(" + ", ".join("?" * len(chunk[0])) + ")"] * len(chunk))
-        cur.execute(f"INSERT INTO {into} VALUES {values}", [v for row in chunk for v in row])
+        cur.execute(
+            f"INSERT INTO {into} VALUES {values} {on_conflict}", [v for row in chunk for v in row]
+        )

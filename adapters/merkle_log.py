@@ -33,7 +33,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
+from uuid import UUID
 
 from adapters import merkle, merkle_index
 from adapters.db import Cursor, Database, existing, in_lists
@@ -58,6 +60,32 @@ class Leaf(NamedTuple):
     hash: bytes
     stream_id: str
     sequence: int
+
+
+@dataclass(frozen=True)
+class Leaves:
+    """Leaves as columns, as the log appends them: each event's position, 32-byte hash,
+    stream (its id's 16 bytes) and sequence there. The log writer makes these straight from
+    the events it is handed (a list comprehension per column, no object per leaf)."""
+
+    positions: list[int]
+    hashes: list[bytes]
+    streams: list[bytes]
+    sequences: list[int]
+
+    @classmethod
+    def of(cls, leaves: Sequence[Leaf]) -> Leaves:
+        """The columns of a list of leaves."""
+        keys: dict[str, bytes] = {}  # a batch holds few streams: each id is parsed once
+        for leaf in leaves:
+            if leaf.stream_id not in keys:
+                keys[leaf.stream_id] = UUID(leaf.stream_id).bytes
+        return cls(
+            [leaf.position for leaf in leaves],
+            [leaf.hash for leaf in leaves],
+            [keys[leaf.stream_id] for leaf in leaves],
+            [leaf.sequence for leaf in leaves],
+        )
 
 
 class OutOfOrder(ValueError):
@@ -161,29 +189,47 @@ def head(cur: Cursor) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def head_signed(cur: Cursor) -> tuple[int, int, int | None]:
+    """head, and the size of the largest tree signed so far (None before the first), in
+    one query."""
+    row = cur.execute(
+        "SELECT position, size, (SELECT MAX(tree_size) FROM checkpoints) FROM merkle_head "
+        "WHERE id = 1"
+    ).fetchone()
+    if row is None:
+        raise RuntimeError("the Merkle log's tables are missing: call create_tables first")
+    return int(row[0]), int(row[1]), None if row[2] is None else int(row[2])
+
+
 def size(cur: Cursor) -> int:
     """The number of leaves in the log."""
     return head(cur)[1]
 
 
-def append(cur: Cursor, leaves: Sequence[Leaf]) -> int:
+def append(cur: Cursor, leaves: Sequence[Leaf] | Leaves) -> int:
     """Append events, given in commit order, as the next leaves; the new tree size. Every
     position must come after the last one appended."""
     return append_rooted(cur, leaves)[0]
 
 
-def append_rooted(cur: Cursor, leaves: Sequence[Leaf]) -> tuple[int, bytes | None]:
+def append_rooted(
+    cur: Cursor, leaves: Sequence[Leaf] | Leaves, head_now: tuple[int, int] | None = None
+) -> tuple[int, bytes | None]:
     """append, and the new tree's root, which the append has at hand (None when `leaves`
-    is empty: then nothing was read or written)."""
-    last, at = head(cur)
-    positions = [leaf.position for leaf in leaves]
-    if any(b <= a for a, b in zip([last, *positions], positions, strict=False)):
+    is empty: then nothing was read or written). `head_now`: the head as the caller just
+    read it in this transaction (else it is read here); the head's update checks it."""
+    if not isinstance(leaves, Leaves):
+        leaves = Leaves.of(leaves)
+    last, at = head(cur) if head_now is None else head_now
+    positions, entries = leaves.positions, leaves.hashes
+    # Rising positions, after the head's; 32-byte hashes (checked in C: this is per leaf).
+    if positions and (positions[0] <= last or positions != sorted(set(positions))):
         raise OutOfOrder(f"positions {positions[:3]}… do not follow position {last}")
-    if any(len(leaf.hash) != merkle.HASH_SIZE for leaf in leaves):
+    if entries and set(map(len, entries)) != {merkle.HASH_SIZE}:
         raise ValueError("an event hash is 32 bytes")
-    if not leaves:
+    if not positions:
         return at, None
-    new_size = at + len(leaves)
+    new_size = at + len(positions)
     # Take the head first: a concurrent appender waits here (PostgreSQL's row lock; SQLite's
     # BEGIN IMMEDIATE already serialises), then finds the head moved.
     moved = cur.execute(
@@ -197,7 +243,6 @@ def append_rooted(cur: Cursor, leaves: Sequence[Leaf]) -> tuple[int, bytes | Non
     frontier = _frontier(at)
     known = _read(cur, frontier, {first_bundle: tail})
     edge = [(level, known[(level, idx)]) for level, idx in frontier]
-    entries = [leaf.hash for leaf in leaves]
     nodes_rows = _new_nodes(edge, at, entries)
     new_root = merkle.fold([h for _, h in edge])
     insert(cur, "merkle_nodes (level, idx, hash)", ("int", "bigint", "bytea"), nodes_rows)
@@ -207,9 +252,15 @@ def append_rooted(cur: Cursor, leaves: Sequence[Leaf]) -> tuple[int, bytes | Non
         (first_bundle + k, packed[k * step : (k + 1) * step])
         for k in range((len(packed) + step - 1) // step)
     ]
-    if tail:  # the last bundle grows: written anew
-        cur.execute("DELETE FROM merkle_bundles WHERE bundle = ?", (first_bundle,))
-    insert(cur, "merkle_bundles (bundle, hashes)", ("bigint", "bytea"), bundles)
+    # The last bundle, if it held some leaves already, grows: written anew.
+    into = "merkle_bundles (bundle, hashes)"
+    insert(
+        cur,
+        into,
+        ("bigint", "bytea"),
+        bundles,
+        "ON CONFLICT (bundle) DO UPDATE SET hashes = excluded.hashes",
+    )
     merkle_index.record(cur, at, last, leaves)
     return new_size, new_root
 
@@ -221,7 +272,7 @@ def _frontier(size: int) -> list[Node]:
 
 
 def _new_nodes(
-    edge: list[tuple[int, bytes]], at: int, entries: list[bytes]
+    edge: list[tuple[int, bytes]], at: int, entries: Sequence[bytes]
 ) -> list[tuple[int, int, bytes]]:
     """The perfect subtrees of level STORED_FROM or more that leaves at, at + 1, … (in that
     order) complete, as (level, index, hash). `edge` is the tree's right edge before them
