@@ -23,7 +23,9 @@ in its own transaction, from the root the append computed. Every checkpoint is k
 
 Its loop settles (SETTLE): ticks come at least 50 ms apart, so that under load one
 transaction appends the commits of 50 ms rather than one each (most of an append's cost on
-SQLite is per transaction).
+SQLite is per transaction). Woken by the projections with every batch they apply, it polls
+only as a safety net (POLL, or the server's poll interval if longer), and when a checkpoint
+falls due by time.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ from adapters.stored import StoredRow
 log = logging.getLogger("runledger.audit")
 BATCH = 500
 SETTLE = 0.05  # s between the log loop's ticks at least: the commits of 50 ms in one append
+# s between the log loop's ticks at most when nothing wakes it: the projections wake it
+# with every batch they apply, so this is only a safety net (and idle, a query less).
+POLL = 5.0
 OFFERED = 20_000  # rows held from the projections at most; beyond, the writer reads instead
 
 
@@ -221,8 +226,7 @@ class LogWriter:
     def sign_if_due(self) -> StoredCheckpoint | None:
         """Sign the tree as it is if a checkpoint is due; the checkpoint signed, if any."""
         with self.db.reading() as cur:
-            size = merkle_log.size(cur)
-            signed = self._last_signed(cur)
+            _, size, signed = merkle_log.head_signed(cur)
         if signed is not None and size <= signed:
             # Nothing new, or the log is being appended anew (after a layout change) and is
             # not yet back at the checkpoints it signed before.
@@ -271,8 +275,3 @@ class LogWriter:
                 if not leaves:
                     return merkle_log.size(cur)
                 merkle_log.append(cur, leaves)
-
-    @staticmethod
-    def _last_signed(cur: Cursor) -> int | None:
-        latest = audit_store.latest_checkpoint(cur)
-        return None if latest is None else latest.tree_size

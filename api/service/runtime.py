@@ -12,7 +12,7 @@ from functools import partial
 from uuid import uuid4
 
 from adapters import merkle_log, readmodels
-from adapters.audit_writer import SETTLE, LogWriter
+from adapters.audit_writer import POLL, SETTLE, LogWriter
 from adapters.backfill import backfill, stream_hash
 from adapters.chain import Chain
 from adapters.checkpoints import Signer, load_or_create
@@ -189,9 +189,9 @@ class Runtime:
         ]
         for policy in self.policies:
             policy.start()
-        self.audit_loop = Loop(
-            self.audit_log.name, self.audit_log.tick, self.poll_interval, settle=SETTLE
-        )
+        # Woken by the projections (_offer_audit_log): its own polls are a safety net.
+        poll = max(self.poll_interval, POLL)
+        self.audit_loop = Loop(self.audit_log.name, self.audit_log.tick, poll, settle=SETTLE)
         self.audit_loop.start()
 
     def _demote(self) -> None:
