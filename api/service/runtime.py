@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from functools import partial
 from uuid import uuid4
 
-from adapters import merkle_log, readmodels
+from adapters import merkle_tables, readmodels
 from adapters.audit_writer import POLL, SETTLE, LogWriter
 from adapters.backfill import backfill, stream_hash
 from adapters.chain import Chain
@@ -53,7 +53,7 @@ class Runtime:
         with startup_lock(self.settings):
             self.db = Database(self.settings)
             readmodels.create_schema(self.db)
-            merkle_log.create_tables(self.db)  # the audit log: not a read model
+            merkle_tables.create_tables(self.db)  # the audit log: not a read model
             self.engine = Engine(
                 self.settings.eventsourcing_env(),
                 clock=utc_now,
@@ -108,7 +108,7 @@ class Runtime:
     def _signer(self) -> Signer:
         """The checkpoints' key, named as this store's log: `runledger/<server id>`."""
         with self.db.reading() as cur:
-            origin = f"runledger/{merkle_log.server_id(cur)}"
+            origin = f"runledger/{merkle_tables.server_id(cur)}"
         return load_or_create(self.config.data_dir, self.config.signing_key_file, origin)
 
     @property

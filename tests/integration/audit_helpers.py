@@ -8,7 +8,7 @@ from uuid import UUID
 
 import pytest
 
-from adapters import audit_store, merkle, merkle_log
+from adapters import audit_store, merkle, merkle_tables
 from adapters.backfill import hash_stream
 from adapters.db import Cursor
 from api import cli
@@ -161,7 +161,7 @@ TREE_KEYS = {
 
 def dump_tree(cur: Cursor) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the Merkle log's tree tables, in key order (bytes as bytes)."""
-    assert set(TREE_KEYS) == set(merkle_log.TREE_TABLES)
+    assert set(TREE_KEYS) == set(merkle_tables.TREE_TABLES)
     return {
         table: [
             tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)

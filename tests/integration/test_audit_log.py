@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from adapters import audit_store, merkle, merkle_log
+from adapters import audit_store, merkle, merkle_log, merkle_tables
 from adapters.audit_writer import LogWriter
 from adapters.checkpoints import verify_note
 from api.service.runtime import Runtime
@@ -149,7 +149,7 @@ def test_every_checkpoint_is_kept_signed_by_the_stores_origin(rt: Runtime) -> No
         log.catch_up()
     sizes = checkpoint_sizes(rt)
     with rt.db.reading() as cur:
-        origin = f"runledger/{merkle_log.server_id(cur)}"
+        origin = f"runledger/{merkle_tables.server_id(cur)}"
         kept = [audit_store.checkpoint_at(cur, n) for n in sizes]
         for checkpoint in kept:
             assert checkpoint is not None
@@ -179,9 +179,9 @@ def test_a_rebuilt_log_equals_the_live_one_and_its_checkpoints(rt: Runtime) -> N
     with rt.db.reading() as cur:
         live = dump_tree(cur)
     with rt.db.transaction() as cur:  # dropped, as after a disaster
-        for table in merkle_log.TREE_TABLES:
+        for table in merkle_tables.TREE_TABLES:
             cur.execute(f"DROP TABLE {table}")
-    merkle_log.create_tables(rt.db)
+    merkle_tables.create_tables(rt.db)
 
     assert writer(rt, Clock(), batch=1000).rebuild() == 18
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters import audit_store, merkle, merkle_index, merkle_log
+from adapters import audit_store, merkle, merkle_index, merkle_log, merkle_tables
 from adapters.db import Database
 from adapters.merkle_log import Leaf
 from adapters.store import StoreSettings
@@ -23,7 +23,7 @@ from tests.integration.audit_helpers import dump_tree
 @pytest.fixture
 def db(store_url: str) -> Iterator[Database]:
     database = Database(StoreSettings.from_url(store_url))
-    merkle_log.create_tables(database)
+    merkle_tables.create_tables(database)
     yield database
     database.close()
 

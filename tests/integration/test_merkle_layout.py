@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters import audit_store, merkle, merkle_log, store_audit
+from adapters import audit_store, merkle, merkle_log, merkle_tables, store_audit
 from adapters.audit_writer import LogWriter
 from adapters.db import Cursor
 from adapters.store_audit import StoredLeaf
@@ -37,7 +37,7 @@ def to_old_layout(cur: Cursor, blob: str, layout: int, leaves: list[StoredLeaf])
     0, one merkle_leaves row per leaf, no `log_layout`) or 2 (levels >= 4 stored, each
     leaf's event hash in its merkle_leaves row) held them: the same tree."""
     hashes = merkle_log.entries(cur, 0, len(leaves)) if leaves else []
-    for table in merkle_log.TREE_TABLES:
+    for table in merkle_tables.TREE_TABLES:
         if table != "merkle_head":
             cur.execute(f"DROP TABLE {table}")
     cur.execute(
@@ -94,7 +94,7 @@ def test_an_older_layout_log_is_rebuilt_and_its_checkpoints_still_verify(
     # The store's audit (export, verify) reads the older layout as it is.
     assert list(store_audit.stored_leaves(rt.db)) == live_leaves
 
-    merkle_log.create_tables(rt.db)  # as on start: the old tree goes, the checkpoints stay
+    merkle_tables.create_tables(rt.db)  # as on start: the old tree goes, the checkpoints stay
     with rt.db.reading() as cur:
         assert merkle_log.head(cur) == (0, 0)
         assert audit_store.latest_checkpoint(cur) == signed[-1]
@@ -112,6 +112,6 @@ def test_an_older_layout_log_is_rebuilt_and_its_checkpoints_still_verify(
             assert root == checkpoint.root_hash, checkpoint.tree_size
         for leaf in live_leaves:
             assert merkle_log.leaf_index_of(cur, leaf.position) == leaf.leaf_index
-    merkle_log.create_tables(rt.db)  # the new layout stays as it is
+    merkle_tables.create_tables(rt.db)  # the new layout stays as it is
     with rt.db.reading() as cur:
         assert merkle_log.size(cur) == size

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters import merkle, merkle_log
+from adapters import merkle, merkle_log, merkle_tables
 from adapters.db import Database
 from adapters.store import StoreSettings
 from tests.integration.audit_helpers import dump_tree
@@ -23,7 +23,7 @@ BATCHES = [1, 2, 1, 5, 8, 16, 3, 64, 37, 100, 1, 62]  # 300 leaves, ragged at ev
 def db(store_url: str) -> Iterator[Database]:
     """The log's tables on a fresh database of each store."""
     database = Database(StoreSettings.from_url(store_url))
-    merkle_log.create_tables(database)
+    merkle_tables.create_tables(database)
     yield database
     database.close()
 
@@ -131,10 +131,10 @@ def test_a_dropped_log_is_recreated_and_rebuilt_equal(db: Database) -> None:
     with db.reading() as cur:
         live = dump_tree(cur)
     with db.transaction() as cur:
-        for table in merkle_log.TREE_TABLES:
+        for table in merkle_tables.TREE_TABLES:
             cur.execute(f"DROP TABLE {table}")
-    merkle_log.create_tables(db)
-    merkle_log.create_tables(db)  # idempotent
+    merkle_tables.create_tables(db)
+    merkle_tables.create_tables(db)  # idempotent
     with db.transaction() as cur:
         assert merkle_log.size(cur) == 0
         assert merkle_log.root(cur, 0) == merkle.EMPTY_ROOT
@@ -227,7 +227,7 @@ def test_creating_the_tables_beside_a_writer_holding_the_head_waits_for_nothing(
     try:
         with db.transaction() as writer:
             writer.execute("UPDATE merkle_head SET size = size WHERE id = 1")
-            merkle_log.create_tables(other)  # raised (lock timeout, deadlock) when it waited
+            merkle_tables.create_tables(other)  # raised (lock timeout, deadlock) when it waited
             writer.execute("INSERT INTO merkle_streams VALUES (0, ?, 1, 1)", (b"s",))
     finally:
         other.close()
