@@ -85,8 +85,9 @@ def record(cur: Cursor, at: int, after: int, leaves: Leaves) -> None:
     for key, members in groupby(leaves.streams):  # one stream's leaves in a row
         size = len(list(members))
         mine = sequences[offset : offset + size]
-        # A stream's sequences rise in commit order: consecutive when they span `size`.
-        parts = [mine] if mine[-1] - mine[0] == size - 1 else _consecutive(mine)
+        # Most often one run (a batch of one stream's events): checked in C.
+        consecutive = mine == list(range(mine[0], mine[0] + size))
+        parts = [mine] if consecutive else _consecutive(mine)
         for part in parts:
             if count and key == stream and part[0] == sequence + count:
                 count += len(part)
@@ -96,14 +97,14 @@ def record(cur: Cursor, at: int, after: int, leaves: Leaves) -> None:
                 first, stream, sequence, count = at + offset, key, part[0], len(part)
             offset += len(part)
     runs.append((first, stream, sequence, count))
-    if runs[0] == last:  # the log's last run, not continued: written already
+    if last is not None and runs[0][0] == last[0]:  # the log's last run, continued or not
+        if runs[0][3] != last[3]:
+            cur.execute(
+                "UPDATE merkle_streams SET count = ? WHERE leaf_index = ?", (runs[0][3], last[0])
+            )
         runs = runs[1:]
-    # The log's last run, continued, is written again (its count) with the new ones.
     columns = ("bigint", "bytea", "bigint", "bigint")
-    into = "merkle_streams (leaf_index, stream_id, sequence, count)"
-    insert(
-        cur, into, columns, runs, "ON CONFLICT (leaf_index) DO UPDATE SET count = excluded.count"
-    )
+    insert(cur, "merkle_streams (leaf_index, stream_id, sequence, count)", columns, runs)
 
 
 def _consecutive(sequences: list[int]) -> list[list[int]]:

@@ -101,3 +101,17 @@ def test_the_rows_do_not_depend_on_the_batches(db: Database, seed: int) -> None:
     skips = sum(1 for a, b in itertools.pairwise(leaves) if b.position != a.position + 1)
     assert len(first["merkle_positions"]) == skips + 1
     assert len(first["merkle_bundles"]) == -(-len(leaves) // merkle_log.BUNDLE)
+
+
+def test_a_stream_whose_sequences_do_not_rise_keeps_each_leafs_own(db: Database) -> None:
+    # Not what a store writes, but what an edited events table may hold: sequences 1, 3,
+    # 2, 4 of one stream span 4 without being one run, and no leaf may take another's.
+    stream = str(uuid.uuid4())
+    leaves = [
+        Leaf(position, hashlib.sha256(bytes([position])).digest(), stream, sequence)
+        for position, sequence in enumerate((1, 3, 2, 4), start=1)
+    ]
+    with db.transaction() as cur:
+        merkle_log.append(cur, leaves)
+    with db.reading() as cur:
+        assert merkle_index.streams(cur, 0, 4) == [(stream, s) for s in (1, 3, 2, 4)]
