@@ -8,7 +8,9 @@ Writes `bench-results/<UTC time>.md` and `.json` (and `latest.md` / `latest.json
 benchmark its command, the machine facts of its header, its rows (store, measure,
 concurrency, value, baseline, ratio, the 1-minute load average when the figure was taken,
 notes: latencies, CPU, whether a target is met), its failures and warnings; each script's
-own printed report beside them (`<time>/<name>.txt`). `--quick` runs the headline figures
+own printed report beside them (`<time>/<name>.txt`). Before each benchmark it waits, up to a
+minute, for the machine to be quiet (85 % idle over 2 s), so that one benchmark's aftermath
+does not land on the next one's figures. `--quick` runs the headline figures
 with short windows and small stores (under two minutes on 2 cores): a smoke run, not
 figures to quote. Progress goes to stderr. Exit status: 0, or 1 when any benchmark failed
 or warned.
@@ -40,6 +42,10 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str] | None]] = {
     "coordination": ("bench_coordination.py", [], None),
     "ui": ("bench_ui.py", [], None),
 }
+# Before each benchmark, wait (up to QUIET_WAIT s) for the machine to be QUIET_IDLE idle over
+# one QUIET_WINDOW: what the previous one left running (PostgreSQL writing back a dropped
+# schema's pages, autovacuum, a server's last seconds) otherwise lands on the next figures.
+QUIET_IDLE, QUIET_WINDOW, QUIET_WAIT = 0.85, 2.0, 60.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         script, full, quick = BENCHMARKS[name]
         flags = quick if args.quick and quick is not None else full
-        results.append(run_one(name, script, flags, folder))
+        quiet = None if args.quick else wait_for_quiet(QUIET_WAIT)  # (a smoke run: no wait)
+        result = run_one(name, script, flags, folder)
+        if quiet is not None:
+            result["quiet"] = {"waited_seconds": round(quiet[0], 1), "idle": round(quiet[1], 2)}
+        results.append(result)
     wall = time.monotonic() - started
     summary = {
         "started": stamp,
@@ -78,6 +88,30 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{base}.md").write_text(markdown)
     progress(f"{len(results)} benchmarks in {wall:.0f} s: {args.out / stamp}.md")
     return 0 if all(r["status"] == 0 for r in results) else 1
+
+
+def cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of every CPU together, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(f) for f in stat.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields)  # idle + iowait
+
+
+def wait_for_quiet(limit: float) -> tuple[float, float]:
+    """Wait until the CPUs were QUIET_IDLE idle over a QUIET_WINDOW, at most `limit` s;
+    (the seconds waited, the idle share of the last window)."""
+    started = time.monotonic()
+    if not os.path.exists("/proc/stat"):
+        return 0.0, float("nan")
+    while True:
+        idle0, total0 = cpu_times()
+        time.sleep(QUIET_WINDOW)
+        idle1, total1 = cpu_times()
+        idle = (idle1 - idle0) / max(total1 - total0, 1)
+        waited = time.monotonic() - started
+        if idle >= QUIET_IDLE or waited >= limit:
+            progress(f"machine {idle:.0%} idle after {waited:.0f} s")
+            return waited, idle
 
 
 def run_one(name: str, script: str, flags: list[str], folder: Path) -> dict:
@@ -110,6 +144,12 @@ def render(summary: dict) -> str:
     for bench in summary["benchmarks"]:
         lines += ["", f"## {bench['name']}: {bench.get('title', '')}", ""]
         lines.append(f"`{bench['command']}` (exit status {bench['status']})")
+        if "quiet" in bench:
+            q = bench["quiet"]
+            lines.append(
+                f"(started after {q['waited_seconds']:g} s of waiting for a quiet machine: "
+                f"{q['idle']:.0%} idle)"
+            )
         lines.append("")
         lines += [f"    {fact}" for fact in bench.get("facts", [])]
         rows = bench.get("rows", [])
