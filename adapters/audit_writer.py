@@ -27,9 +27,9 @@ whatever its size, ~0.9 ms of this process's CPU on PostgreSQL: at a few command
 that was as much as the projections' work (4 leaves a tick: 0.2 ms each), and under load
 batches of 500 cost 1.4-1.8 times as much per leaf as batches of 1,000. The log is a second
 behind the events at most, which nobody waits on: a run's audit proves inclusion in the
-latest checkpoint, signed every 10 s or 1,000 events. Woken by the projections with every batch they apply, it polls
-only as a safety net (POLL, or the server's poll interval if longer), and when a checkpoint
-falls due by time.
+latest checkpoint, signed every 10 s or 1,000 events. Woken by the projections with every
+batch they apply, it polls only as a safety net (POLL, or the server's poll interval if
+longer), and when a checkpoint falls due by time.
 """
 
 from __future__ import annotations
