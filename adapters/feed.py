@@ -11,6 +11,8 @@ every event after the last delivered position.
 
 from __future__ import annotations
 
+import select
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -20,6 +22,10 @@ from adapters.loop import Loop
 from adapters.outage import Backoff
 
 BATCH = 500
+# The LISTEN connection's longest sleep: it wakes on a notification, on stop (a byte on its
+# own socket pair), or after this long (only to see that it is still alive: a connection
+# the server closed wakes it at once).
+LISTEN_IDLE = 30.0
 
 
 class ChangeFeed:
@@ -47,6 +53,7 @@ class ChangeFeed:
         # it listens, not when a step ends, which is not the shape of a Loop's tick.
         self._reader = Loop("change feed", self._tick, poll_interval, at_once=not db.postgres)
         self._listener: threading.Thread | None = None
+        self._nudge: tuple[socket.socket, socket.socket] | None = None  # wakes the listener
         self._offered: deque[list[StoredRow]] = deque()
         self._announced = start_after  # the highest position a NOTIFY named
         self._unsure = True  # something may have been committed that nobody named
@@ -63,6 +70,7 @@ class ChangeFeed:
         """Start the reader (and on PostgreSQL the LISTEN connection)."""
         self._reader.start()
         if self.db.postgres:
+            self._nudge = socket.socketpair()
             self._listener = threading.Thread(
                 target=self._listen_loop, name="feed-listen", daemon=True
             )
@@ -72,8 +80,11 @@ class ChangeFeed:
         """Stop both threads."""
         self._stop.set()
         self._reader.stop()
-        if self._listener is not None:
+        if self._listener is not None and self._nudge is not None:
+            self._nudge[1].send(b"!")
             self._listener.join(timeout=5)
+            for end in self._nudge:
+                end.close()
 
     @property
     def failing(self) -> bool:
@@ -161,8 +172,17 @@ class ChangeFeed:
                     self._listen_backoff.succeeded()
                     self._unsure = True  # anything committed while we were not listening
                     self._reader.wake()
+                    # Asleep until the server sends something (or closes the connection)
+                    # or stop nudges: psycopg's own wait for notifies wakes ten times a
+                    # second, a quarter of an idle server's CPU. (poll: a process holding
+                    # thousands of streams has descriptors past select's limit.)
+                    assert self._nudge is not None
+                    sleeper = select.poll()
+                    sleeper.register(conn.fileno(), select.POLLIN)
+                    sleeper.register(self._nudge[0], select.POLLIN)
                     while not self._stop.is_set():
-                        for note in conn.notifies(timeout=1.0, stop_after=1):
+                        sleeper.poll(LISTEN_IDLE * 1000)
+                        for note in conn.notifies(timeout=0):
                             if note.payload.isdigit():
                                 self._announced = max(self._announced, int(note.payload))
                             else:
