@@ -9,8 +9,9 @@ benchmark its command, the machine facts of its header, its rows (store, measure
 concurrency, value, baseline, ratio, the 1-minute load average when the figure was taken,
 notes: latencies, CPU, whether a target is met), its failures and warnings; each script's
 own printed report beside them (`<time>/<name>.txt`). Before each benchmark it waits, up to a
-minute, for the machine to be quiet (85 % idle over 2 s), so that one benchmark's aftermath
-does not land on the next one's figures. `--quick` runs the headline figures
+minute, for the machine to be quiet (85 % idle over 2 s; not with `--quick`), so that one
+benchmark's aftermath does not land on the next one's figures (a note says when it was not).
+`--quick` runs the headline figures
 with short windows and small stores (under two minutes on 2 cores): a smoke run, not
 figures to quote. Progress goes to stderr. Exit status: 0, or 1 when any benchmark failed
 or warned.
@@ -72,7 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         quiet = None if args.quick else wait_for_quiet(QUIET_WAIT)  # (a smoke run: no wait)
         result = run_one(name, script, flags, folder)
         if quiet is not None:
-            result["quiet"] = {"waited_seconds": round(quiet[0], 1), "idle": round(quiet[1], 2)}
+            waited, idle = quiet
+            result["quiet"] = {
+                "waited_seconds": round(waited, 1),
+                "idle": None if idle is None else round(idle, 2),
+            }
+            if idle is not None and idle < QUIET_IDLE:
+                result.setdefault("notes", []).append(
+                    f"started on a busy machine: {idle:.0%} idle after {waited:.0f} s of waiting"
+                )
         results.append(result)
     wall = time.monotonic() - started
     summary = {
@@ -91,18 +100,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cpu_times() -> tuple[int, int]:
-    """(idle, total) jiffies of every CPU together, from /proc/stat."""
+    """(idle, total) jiffies of every CPU together, from /proc/stat: user, nice, system,
+    idle, iowait, irq, softirq, steal (guest time is inside user already). Waiting on the
+    disk is not idle here: a database writing back is what the wait is for."""
     with open("/proc/stat") as stat:
-        fields = [int(f) for f in stat.readline().split()[1:]]
-    return fields[3] + fields[4], sum(fields)  # idle + iowait
+        fields = [int(f) for f in stat.readline().split()[1:9]]
+    return fields[3], sum(fields)
 
 
-def wait_for_quiet(limit: float) -> tuple[float, float]:
+def wait_for_quiet(limit: float) -> tuple[float, float | None]:
     """Wait until the CPUs were QUIET_IDLE idle over a QUIET_WINDOW, at most `limit` s;
-    (the seconds waited, the idle share of the last window)."""
+    (the seconds waited, the check's own window included; the idle share of the last
+    window, None where /proc/stat cannot tell)."""
     started = time.monotonic()
     if not os.path.exists("/proc/stat"):
-        return 0.0, float("nan")
+        return 0.0, None
     while True:
         idle0, total0 = cpu_times()
         time.sleep(QUIET_WINDOW)
@@ -144,7 +156,7 @@ def render(summary: dict) -> str:
     for bench in summary["benchmarks"]:
         lines += ["", f"## {bench['name']}: {bench.get('title', '')}", ""]
         lines.append(f"`{bench['command']}` (exit status {bench['status']})")
-        if "quiet" in bench:
+        if bench.get("quiet", {}).get("idle") is not None:
             q = bench["quiet"]
             lines.append(
                 f"(started after {q['waited_seconds']:g} s of waiting for a quiet machine: "
