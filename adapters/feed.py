@@ -11,6 +11,7 @@ every event after the last delivered position.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -23,8 +24,8 @@ from adapters.outage import Backoff
 
 BATCH = 500
 # The LISTEN connection's longest sleep: it wakes on a notification, on stop (a byte on its
-# own socket pair), or after this long (only to see that it is still alive: a connection
-# the server closed wakes it at once).
+# own socket pair), when the server closes the connection, or after this long (to look
+# again at whether it was stopped; nothing else needs it).
 LISTEN_IDLE = 30.0
 
 
@@ -81,10 +82,9 @@ class ChangeFeed:
         self._stop.set()
         self._reader.stop()
         if self._listener is not None and self._nudge is not None:
-            self._nudge[1].send(b"!")
+            with contextlib.suppress(OSError):  # (the listener closes it as it ends)
+                self._nudge[1].send(b"!")
             self._listener.join(timeout=5)
-            for end in self._nudge:
-                end.close()
 
     @property
     def failing(self) -> bool:
@@ -159,6 +159,14 @@ class ChangeFeed:
         return True
 
     def _listen_loop(self) -> None:
+        try:
+            self._listen()
+        finally:
+            assert self._nudge is not None
+            for end in self._nudge:
+                end.close()
+
+    def _listen(self) -> None:
         import psycopg
 
         while not self._stop.is_set():
@@ -181,13 +189,15 @@ class ChangeFeed:
                     sleeper.register(conn.fileno(), select.POLLIN)
                     sleeper.register(self._nudge[0], select.POLLIN)
                     while not self._stop.is_set():
-                        sleeper.poll(LISTEN_IDLE * 1000)
+                        # What has arrived first (psycopg keeps what came in with the
+                        # LISTEN's answer), then sleep.
                         for note in conn.notifies(timeout=0):
                             if note.payload.isdigit():
                                 self._announced = max(self._announced, int(note.payload))
                             else:
                                 self._unsure = True
                             self._reader.wake()
+                        sleeper.poll(LISTEN_IDLE * 1000)
             except Exception as exc:
                 self._unsure = True
                 self._stop.wait(self._listen_backoff.failed(exc))

@@ -199,3 +199,16 @@ class TestPostgresFeed(FeedContract):
         pytest.mark.postgres,
         pytest.mark.parametrize("store_url", ["postgres"], indirect=True),
     ]
+
+    def test_stop_ends_the_listener_at_once_and_again_harmlessly(self, runtime: Runtime) -> None:
+        # The LISTEN thread sleeps on its socket (up to feed.LISTEN_IDLE) rather than in
+        # psycopg's wait: stop must wake it, not wait the sleep out.
+        with following(runtime) as f:
+            listener = f.feed._listener
+            assert listener is not None and listener.is_alive()
+            time.sleep(0.2)  # asleep by now
+            started = time.monotonic()
+            f.feed.stop()
+            assert not listener.is_alive()
+            assert time.monotonic() - started < 1.0
+        f.feed.stop()  # (following's own stop, then this one: nothing left to wake)
