@@ -25,11 +25,12 @@ Its loop settles (SETTLE): ticks come at least a second apart, so that one trans
 appends the commits of a second rather than one each. An append costs about ten statements
 whatever its size, ~0.9 ms of this process's CPU on PostgreSQL: at a few commands a second
 that was as much as the projections' work (4 leaves a tick: 0.2 ms each), and under load
-batches of 500 cost 1.4-1.8 times as much per leaf as batches of 1,000. The log is a second
-behind the events at most, which nobody waits on: a run's audit proves inclusion in the
-latest checkpoint, signed every 10 s or 1,000 events. Woken by the projections with every
-batch they apply, it polls only as a safety net (POLL, or the server's poll interval if
-longer), and when a checkpoint falls due by time.
+batches of 500 cost 1.4-1.8 times as much per leaf as batches of 1,000. The log is about a
+second behind the projections, which nobody waits on: a run's audit proves inclusion in
+the latest checkpoint, signed every 10 s or 1,000 events by default (a checkpoint due by
+time comes on time, its seconds counted from its first leaf's append). Woken by the
+projections with every batch they apply, it polls only as a safety net (POLL, or the
+server's poll interval if longer), and when a checkpoint falls due by time.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ SETTLE = 1.0  # s between the log loop's ticks at least: the commits of a second
 # s between the log loop's ticks at most when nothing wakes it: the projections wake it
 # with every batch they apply, so this is only a safety net (and idle, a query less).
 POLL = 5.0
-OFFERED = 50_000  # rows held from the projections at most; beyond, the writer reads instead
+OFFERED = 20_000  # rows held from the projections at most; beyond, the writer reads instead
 
 
 def _utc_now() -> str:
