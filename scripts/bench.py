@@ -11,10 +11,9 @@ notes: latencies, CPU, whether a target is met), its failures and warnings; each
 own printed report beside them (`<time>/<name>.txt`). Before each benchmark it waits, up to a
 minute, for the machine to be quiet (85 % idle over 2 s; not with `--quick`), so that one
 benchmark's aftermath does not land on the next one's figures (a note says when it was not).
-`--quick` runs the headline figures
-with short windows and small stores (under two minutes on 2 cores): a smoke run, not
-figures to quote. Progress goes to stderr. Exit status: 0, or 1 when any benchmark failed
-or warned.
+`--quick` runs the headline figures with short windows and small stores (under two minutes
+on 2 cores): a smoke run, not figures to quote. Progress goes to stderr. Exit status: 0, or
+1 when any benchmark failed or warned.
 """
 
 from __future__ import annotations
