@@ -21,8 +21,9 @@ when events arrived, and never when none did. A batch never crosses the next N-t
 that no more than N leaves ever separate two checkpoints; the batch that reaches it signs
 in its own transaction, from the root the append computed. Every checkpoint is kept.
 
-Its loop settles (SETTLE): ticks come at least a second apart, so that one transaction
-appends the commits of a second rather than one each. An append costs about ten statements
+Its loop settles: on PostgreSQL ticks come at least a second apart (SETTLE), so that one
+transaction appends the commits of a second rather than one each (on SQLite 50 ms apart,
+SQLITE_SETTLE, below). An append costs about ten statements
 whatever its size, ~0.9 ms of this process's CPU on PostgreSQL: at a few commands a second
 that was as much as the projections' work (4 leaves a tick: 0.2 ms each), and under load
 batches of 500 cost 1.4-1.8 times as much per leaf as batches of 1,000. The log is about a
@@ -54,6 +55,11 @@ from adapters.stored import StoredRow
 log = logging.getLogger("runledger.audit")
 BATCH = 1000  # leaves per transaction at most (a checkpoint's cadence cuts batches too)
 SETTLE = 1.0  # s between the log loop's ticks at least: the commits of a second in one append
+# On SQLite every write transaction holds the file's one write lock, which the commands'
+# commits wait for; a log append that comes late, in the middle of a long fan-out (a
+# thousand streams' writes holding the interpreter), held it long enough to put 80 ms on
+# the next command's delivery. There the log appends soon after the events, as before.
+SQLITE_SETTLE = 0.05
 # s between the log loop's ticks at most when nothing wakes it: the projections wake it
 # with every batch they apply, so this is only a safety net (and idle, a query less).
 POLL = 5.0

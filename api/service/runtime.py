@@ -12,7 +12,7 @@ from functools import partial
 from uuid import uuid4
 
 from adapters import merkle_tables, readmodels
-from adapters.audit_writer import POLL, SETTLE, LogWriter
+from adapters.audit_writer import POLL, SETTLE, SQLITE_SETTLE, LogWriter
 from adapters.backfill import backfill, stream_hash
 from adapters.chain import Chain
 from adapters.checkpoints import Signer, load_or_create
@@ -191,7 +191,8 @@ class Runtime:
             policy.start()
         # Woken by the projections (_offer_audit_log): its own polls are a safety net.
         poll = max(self.poll_interval, POLL)
-        self.audit_loop = Loop(self.audit_log.name, self.audit_log.tick, poll, settle=SETTLE)
+        settle = SETTLE if self.db.postgres else SQLITE_SETTLE
+        self.audit_loop = Loop(self.audit_log.name, self.audit_log.tick, poll, settle=settle)
         self.audit_loop.start()
 
     def _demote(self) -> None:
