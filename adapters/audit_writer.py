@@ -23,9 +23,9 @@ in its own transaction, from the root the append computed. Every checkpoint is k
 
 Its loop settles: on PostgreSQL ticks come at least a second apart (SETTLE), so that one
 transaction appends the commits of a second rather than one each (on SQLite 50 ms apart,
-SQLITE_SETTLE, below). An append costs about ten statements
-whatever its size, ~0.9 ms of this process's CPU on PostgreSQL: at a few commands a second
-that was as much as the projections' work (4 leaves a tick: 0.2 ms each), and under load
+SQLITE_SETTLE, below). An append costs about ten statements whatever its size, ~0.9 ms of
+this process's CPU on PostgreSQL: at a few commands a second that was as much as the
+projections' work (4 leaves a tick: 0.2 ms each), and under load
 batches of 500 cost 1.4-1.8 times as much per leaf as batches of 1,000. The log is about a
 second behind the projections, which nobody waits on: a run's audit proves inclusion in
 the latest checkpoint, signed every 10 s or 1,000 events by default (a checkpoint due by
@@ -56,9 +56,9 @@ log = logging.getLogger("runledger.audit")
 BATCH = 1000  # leaves per transaction at most (a checkpoint's cadence cuts batches too)
 SETTLE = 1.0  # s between the log loop's ticks at least: the commits of a second in one append
 # On SQLite every write transaction holds the file's one write lock, which the commands'
-# commits wait for; a log append that comes late, in the middle of a long fan-out (a
-# thousand streams' writes holding the interpreter), held it long enough to put 80 ms on
-# the next command's delivery. There the log appends soon after the events, as before.
+# commits wait for; a log append that comes late, in the middle of a long fan-out (5,000
+# streams' writes holding the interpreter), held it long enough to put 85-115 ms on the
+# next command's delivery. There the log appends soon after the events, as before.
 SQLITE_SETTLE = 0.05
 # s between the log loop's ticks at most when nothing wakes it: the projections wake it
 # with every batch they apply, so this is only a safety net (and idle, a query less).
