@@ -18,7 +18,8 @@ class Loop:
     `timed_out` says whether the wait before the current tick ran its course (nobody woke
     the loop), for a tick that looks further afield when nobody named what is new.
     With `settle`, ticks come at least that many seconds apart: wakes meanwhile are
-    gathered into the next tick (for a tick whose cost is mostly per call, not per item).
+    gathered into the next tick (for a tick whose cost is mostly per call, not per item),
+    unless `hurry` says that a whole tick's worth is waiting already.
     """
 
     def __init__(
@@ -34,12 +35,18 @@ class Loop:
         self.at_once, self.settle = at_once, settle
         self.timed_out = False
         self._wake = threading.Event()
+        self._hurry = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(name)
 
     def wake(self, _position: int | None = None) -> None:
         """Look now."""
+        self._wake.set()
+
+    def hurry(self) -> None:
+        """Look now, even before the settle has run its course."""
+        self._hurry.set()
         self._wake.set()
 
     def start(self) -> None:
@@ -50,6 +57,7 @@ class Loop:
     def stop(self) -> None:
         """Stop the thread."""
         self._stop.set()
+        self._hurry.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -63,6 +71,7 @@ class Loop:
         if not self.at_once:
             self._pause(self.interval)
         while not self._stop.is_set():
+            self._hurry.clear()  # (what hurried it is this tick's to take)
             try:
                 delay = self.tick()
             except Exception as exc:
@@ -72,9 +81,16 @@ class Loop:
                 continue
             self._backoff.succeeded()
             pause = self.interval if delay is None else max(0.0, min(delay, self.interval))
-            if self.settle > 0 and self._stop.wait(min(self.settle, pause)):
-                return
-            self._pause(max(0.0, pause - self.settle))
+            if self.settle > 0:
+                hurried = self._hurry.wait(min(self.settle, pause))
+                if self._stop.is_set():
+                    return
+                if hurried:
+                    self.timed_out = False
+                    self._wake.clear()
+                    continue
+                pause -= self.settle
+            self._pause(max(0.0, pause))
 
     def _pause(self, seconds: float) -> None:
         self.timed_out = not self._wake.wait(seconds)

@@ -73,7 +73,11 @@ class Runtime:
         # The global Merkle log and its signed checkpoints (adapters/audit_writer.py).
         self.signer = self._signer()
         self.audit_log = LogWriter(
-            self.db, self.signer, config.checkpoint_events, config.checkpoint_seconds
+            self.db,
+            self.signer,
+            config.checkpoint_events,
+            config.checkpoint_seconds,
+            settle=SETTLE if self.db.postgres else SQLITE_SETTLE,
         )
         self.audit_loop: Loop | None = None  # appending while this process leads
         # This process, alive to the others while it holds its instance lock: idempotency
@@ -191,8 +195,9 @@ class Runtime:
             policy.start()
         # Woken by the projections (_offer_audit_log): its own polls are a safety net.
         poll = max(self.poll_interval, POLL)
-        settle = SETTLE if self.db.postgres else SQLITE_SETTLE
-        self.audit_loop = Loop(self.audit_log.name, self.audit_log.tick, poll, settle=settle)
+        self.audit_loop = Loop(
+            self.audit_log.name, self.audit_log.tick, poll, settle=self.audit_log.settle
+        )
         self.audit_loop.start()
 
     def _demote(self) -> None:
@@ -209,7 +214,10 @@ class Runtime:
         audit_loop = self.audit_loop
         if audit_loop is not None:
             self.audit_log.offer(after, rows)
-            audit_loop.wake()
+            if self.audit_log.full:
+                audit_loop.hurry()
+            else:
+                audit_loop.wake()
 
     def _wake_policies(self, rows: list[StoredRow]) -> None:
         """Wake a policy only for the events it acts on (each also runs on a timer); the

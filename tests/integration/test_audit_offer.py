@@ -102,3 +102,58 @@ def test_a_tick_ends_with_the_rows_handed_over_and_catch_up_reads_on(rt: Runtime
         assert merkle_log.size(cur) == 3
     assert log.catch_up() == 5  # up to the head, from the store
     assert log_entries(rt) == event_hashes(rt)
+
+
+def test_a_tick_before_the_settle_appends_whole_batches_and_the_rest_after(rt: Runtime) -> None:
+    submit(rt, 7)
+    rows = rt.db.events_after(0, 100)
+    clock = [100.0]
+    log = LogWriter(
+        rt.db,
+        rt.signer,
+        every_events=1000,
+        every_seconds=60.0,
+        batch=3,
+        settle=1.0,
+        clock=lambda: clock[0],
+    )
+    log.offer(0, rows[:1])
+    assert not log.full
+    assert log.tick() is not None  # settled: it takes what there is (a checkpoint is due later)
+    log.offer(rows[0].position, rows[1:])  # six rows: two whole batches
+    assert log.full
+    clock[0] += 0.2
+    log.tick()  # 0.2 s after the last: whole batches only
+    with rt.db.reading() as cur:
+        assert merkle_log.size(cur) == 7
+    log.offer(rows[6].position, [])  # (nothing)
+    assert log_entries(rt) == event_hashes(rt)
+
+
+def test_a_tick_before_the_settle_leaves_a_part_batch_for_after_it(rt: Runtime) -> None:
+    submit(rt, 5)
+    rows = rt.db.events_after(0, 100)
+    clock = [100.0]
+    log = LogWriter(
+        rt.db,
+        rt.signer,
+        every_events=1000,
+        every_seconds=60.0,
+        batch=3,
+        settle=1.0,
+        clock=lambda: clock[0],
+    )
+    log.tick()  # settled, with nothing handed over: it reads the store (all 5 events)
+    submit(rt, 4)
+    more = rt.db.events_after(rows[-1].position, 100)
+    log.offer(rows[-1].position, more)
+    clock[0] += 0.25
+    wait = log.tick()  # early: one whole batch of 3, the 4th left waiting
+    with rt.db.reading() as cur:
+        assert merkle_log.size(cur) == 8
+    assert wait == pytest.approx(0.75)  # back when the settle has run its course
+    clock[0] += 0.75
+    log.tick()
+    with rt.db.reading() as cur:
+        assert merkle_log.size(cur) == 9
+    assert log_entries(rt) == event_hashes(rt)

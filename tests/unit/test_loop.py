@@ -71,3 +71,20 @@ def test_a_settling_loop_stops_without_waiting_out_its_settle_time() -> None:
     started = time.monotonic()
     loop.stop()
     assert time.monotonic() - started < 5
+
+
+def test_a_hurried_loop_ticks_before_its_settle_time_has_run() -> None:
+    ticks: queue.Queue[bool] = queue.Queue()
+    loop = Loop("test", lambda: ticks.put(loop.timed_out), FOREVER, settle=FOREVER)
+    loop.start()
+    try:
+        assert ticks.get(timeout=10) is False
+        loop.wake()  # gathered into the tick after the settle (never, here)
+        time.sleep(0.1)
+        assert ticks.empty()
+        loop.hurry()
+        assert ticks.get(timeout=10) is False  # at once, and not timed out
+        time.sleep(0.1)
+        assert ticks.empty()  # the wake before it was the hurried tick's too
+    finally:
+        loop.stop()
