@@ -3,14 +3,15 @@
 
 For each store, in one run:
 
-1. the write path with and without hashing: `runledger serve` as it is, and the same code
-   with hashing switched off for the benchmark only (scripts/serve_unhashed.py), each on its
-   own fresh database, all running; runners post single-event commands and 100-event
-   batches to their own runs over HTTP, in alternating slices; events/s of each and the
-   ratio hashed / plain. Two deployments: an API process (`--role api`, which hashes each
-   event as it stores it) with a worker process beside it (`--role worker`: projections and
-   the Merkle log), held to the target (≥ 0.90); and one process doing all of it, reported
-   beside it (the Merkle log's appends then share that process's interpreter);
+1. the write path with and without hashing: `runledger serve` as it is, the same code with
+   the Merkle log off ("chain only") and with all hashing off ("plain"), for the benchmark
+   only (scripts/serve_unhashed.py), each on its own fresh database, all running; runners
+   post single-event commands and 100-event batches to their own runs over HTTP, in
+   alternating slices; events/s of each and the ratios to plain. An API process (`--role
+   api`, which hashes each event as it stores it) with a worker process beside it (`--role
+   worker`: projections and the Merkle log): "chain" (the hashing on the write path, held
+   to the target, ≥ 0.90) and "chain + log" (the whole audit: on this machine the log's
+   appends share the same cores); and one process doing all of it, reported beside them;
 2. a store of N events (200,000) filled through an in-process engine (with hashes), then,
    in this process: the raw read and decode of every event (the floor); the Merkle log's
    append (`merkle_log.append` in the writer's batches); its rebuild from the events
@@ -52,7 +53,7 @@ from benchreport import (
     progress,
     run_benchmark,
 )
-from benchserver import RUNNER_KEY, Held, LeanClient, Server, open_runs
+from benchserver import RUNNER_KEY, Held, LeanClient, Server, open_runs, postgres_cpu
 
 from adapters.audit_writer import LogWriter
 from adapters.checkpoints import load_or_create
@@ -66,6 +67,7 @@ PLAN_DEFAULTS = {
 }
 WRITE_CASES = ((1, 1), (1, 4), (100, 1), (100, 4))  # (events per POST, clients)
 UNHASHED = (str(ROOT / "scripts" / "serve_unhashed.py"),)
+UNLOGGED = (*UNHASHED, "--keep-chain")  # the hash chain, without the Merkle log
 RUNNER_ID = "bench-runner"
 TARGET_WRITE, TARGET_READ = 0.90, 0.25
 SETUP = Setup(
@@ -73,8 +75,9 @@ SETUP = Setup(
     packages=("uvicorn", "starlette", "eventsourcing", "psycopg", "orjson", "rfc8785"),
     pg_shown=("synchronous_commit", "fsync", "shared_buffers"),
     code=True,
-    legend="write path: value = with hashing, baseline = the same server with hashing off "
-    f"(scripts/serve_unhashed.py), ratio = hashed / plain (target >= {TARGET_WRITE:.2f}); "
+    legend="write path: value = with hashing (the chain alone, or the chain and the Merkle "
+    "log), baseline = the same server with hashing off (scripts/serve_unhashed.py), ratio = "
+    f"hashed / plain (target for the chain >= {TARGET_WRITE:.2f}); "
     "store passes: baseline = reading and decoding every event, ratio = rate / that "
     f"(target for rebuild and verify >= {TARGET_READ:.2f}); latencies are client wall "
     "clock, p50 / p99.",
@@ -168,18 +171,24 @@ class Side:
 # The comparisons of each write case: (label, hashed side, plain side, held to the target).
 # "api + worker": the write path alone (`serve --role api`: it hashes each event as it stores
 # it), the projections and the Merkle log in a `--role worker` process beside it, the
-# deployment docs/operations.md describes; "one process": `serve` doing all of it.
+# deployment docs/operations.md describes. "chain": the hashing on the write path, the
+# Merkle log off (the issue's target: an asynchronous writer, its append rate measured on
+# its own below); "chain + log": the whole audit, whose log appends take the same two
+# cores on this machine. "one process": `serve` doing all of it.
 COMPARISONS = (
-    ("api + worker", "hashed-api", "plain-api", True),
-    ("one process", "hashed", "plain", False),
+    ("api + worker, chain", "chain-api", "plain-api", True),
+    ("api + worker, chain + log", "hashed-api", "plain-api", False),
+    ("one process, chain + log", "hashed", "plain", False),
 )
 
 
-def cpu_per_event(side: str, cpu: list[float], events: int) -> str:
-    """A side's server CPU per event: in all, and split when a worker was beside the API."""
+def cpu_per_event(side: str, cpu: list[float], events: int, store: str) -> str:
+    """A side's server CPU per event: in all, and split when a worker was beside the API;
+    PostgreSQL's beside it (every postgres process on the machine, over the side's slices)."""
     per = [1000 * seconds / max(1, events) for seconds in cpu]
     split = f" (api {per[0]:.3f} + worker {per[1]:.3f})" if cpu[1] else ""
-    return f"{side} {sum(per):.3f}{split}"
+    database = f", postgres {per[2]:.3f}" if store == "postgres" else ""
+    return f"{side} {per[0] + per[1]:.3f}{split}{database}"
 
 
 def write_case(
@@ -191,29 +200,31 @@ def write_case(
         for name, side in sides.items()
     }
     parts: dict[str, list[Measured]] = {name: [] for name in sides}
-    cpu = {name: [0.0, 0.0] for name in sides}  # the API process's, the worker's
+    cpu = {name: [0.0, 0.0, 0.0] for name in sides}  # the API's, the worker's, PostgreSQL's
     names = list(sides)
     try:
         for k in range(plan.rounds):
             for name in names if k % 2 == 0 else names[::-1]:
                 progress(f"{store}: {per_post} ev/POST, {n} client(s), {name}, round {k + 1}")
-                before = sides[name].cpu_seconds()
+                before = (*sides[name].cpu_seconds(), postgres_cpu())
                 parts[name].append(post_events(sides[name].api, runs[name], per_post, plan))
-                after = sides[name].cpu_seconds()
-                for i in (0, 1):
+                after = (*sides[name].cpu_seconds(), postgres_cpu())
+                for i in (0, 1, 2):
                     cpu[name][i] += after[i] - before[i]
                 sides[name].check_alive()
     finally:
         for name, side in sides.items():
             close_runs(side.api, runs[name])
     for label, hashed_side, plain_side, targeted in COMPARISONS:
+        if hashed_side not in sides or plain_side not in sides:
+            continue  # (another group's)
         hashed, plain = combine(parts[hashed_side]), combine(parts[plain_side])
         per_round = ", ".join(
             f"{h.rate / p.rate:.2f}" if p.rate else "n/a"
             for h, p in zip(parts[hashed_side], parts[plain_side], strict=True)
         )
         cpu_note = "; ".join(
-            cpu_per_event(side, cpu[name], sum(m.total for m in parts[name]))
+            cpu_per_event(side, cpu[name], sum(m.total for m in parts[name]), store)
             for side, name in (("hashed", hashed_side), ("plain", plain_side))
         )
         notes = (
@@ -235,39 +246,56 @@ def write_case(
                 report.warn(f"{store} {measure} {side} ({n}): nothing finished inside the window")
 
 
+# The server sets, one group at a time (all of them at once would pass PostgreSQL's
+# connection limit): (side, kind of server, with a worker beside it).
+SIDE_GROUPS = (
+    (("chain-api", "chain", True), ("hashed-api", "hashed", True), ("plain-api", "plain", True)),
+    (("hashed", "hashed", False), ("plain", "plain", False)),
+)
+LAUNCHERS = {"hashed": ("-m", "api.cli"), "chain": UNLOGGED, "plain": UNHASHED}
+
+
 def write_path(store: str, pg_url: str, workdir: Path, plan: Plan, report: Report) -> None:
-    """Every side, each on its own fresh database, then every write case."""
-    with contextlib.ExitStack() as stack:
-        servers: list[Server] = []
+    """Every group of sides, each side on its own fresh database, then every write case."""
+    for group in SIDE_GROUPS:
+        with contextlib.ExitStack() as stack:
+            sides, servers = open_sides(group, store, pg_url, workdir, stack)
+            try:
+                for made in servers:
+                    made.start_for(store)
+                for per_post, n in WRITE_CASES:
+                    write_case(store, sides, per_post, n, plan, report)
+            finally:
+                for made in servers:
+                    benchaudit.stop_server(made, store, report)
 
-        def server(name: str, hashed: bool, role: str | None = None, url: str = "") -> Server:
-            url = url or stack.enter_context(fresh_url(store, pg_url, workdir, name))
-            made = Server(
-                url,
-                workdir / f"{name}-data",
-                client_timeout=60,
-                launcher=("-m", "api.cli") if hashed else UNHASHED,
-            )
-            if role is not None:
-                made.env["RUNLEDGER_ROLE"] = role
-            servers.append(made)
-            return made
 
-        sides: dict[str, Side] = {}
-        for name, hashed in (("hashed", True), ("plain", False)):
-            sides[name] = Side(server(name, hashed))
-            api = server(f"{name}-api", hashed, "api")
-            sides[f"{name}-api"] = Side(
-                api, server(f"{name}-worker", hashed, "worker", api.database_url)
-            )
-        try:
-            for made in servers:
-                made.start_for(store)
-            for per_post, n in WRITE_CASES:
-                write_case(store, sides, per_post, n, plan, report)
-        finally:
-            for made in servers:
-                benchaudit.stop_server(made, store, report)
+def open_sides(
+    group: tuple[tuple[str, str, bool], ...],
+    store: str,
+    pg_url: str,
+    workdir: Path,
+    stack: contextlib.ExitStack,
+) -> tuple[dict[str, Side], list[Server]]:
+    """A group's sides, their servers not started yet (their databases dropped by `stack`)."""
+    servers: list[Server] = []
+
+    def server(name: str, kind: str, role: str | None = None, url: str = "") -> Server:
+        url = url or stack.enter_context(fresh_url(store, pg_url, workdir, name))
+        made = Server(url, workdir / f"{name}-data", client_timeout=60, launcher=LAUNCHERS[kind])
+        if role is not None:
+            made.env["RUNLEDGER_ROLE"] = role
+        servers.append(made)
+        return made
+
+    sides: dict[str, Side] = {}
+    for name, kind, split in group:
+        if split:
+            api = server(name, kind, "api")
+            sides[name] = Side(api, server(f"{name}-worker", kind, "worker", api.database_url))
+        else:
+            sides[name] = Side(server(name, kind))
+    return sides, servers
 
 
 # -- 2. the store, read whole in this process -------------------------------------------------
