@@ -32,8 +32,9 @@ the latest checkpoint, signed every 10 s or 1,000 events by default (a checkpoin
 time comes on time, its seconds counted from its first leaf's append). Under load a whole
 batch (BATCH) is handed over well within a second: then the projections hurry the loop, and
 a tick before the settle has run appends whole batches only (the rest waits for the
-settle), so that appends stay a batch each and what is handed over never piles up past
-OFFERED (at 30,000 events/s it did, and the writer read them all back from the store).
+settle), so that appends stay a batch each and, while the writer keeps up, what is handed
+over does not pile up past OFFERED (with the settle alone it did at 30,000 events/s, and
+the writer read them all back from the store).
 Woken by the projections with every batch they apply, it polls only as a safety net (POLL,
 or the server's poll interval if longer), and when a checkpoint falls due by time.
 """
@@ -113,7 +114,8 @@ class LogWriter:
         self.db, self.signer = db, signer
         self.every_events, self.every_seconds = every_events, every_seconds
         self.batch, self.settle, self.clock, self.now = batch, settle, clock, now
-        self._settled_at = -math.inf  # when a tick last took everything there was
+        self._settled_at = -math.inf  # when the last tick not before the settle began
+        self._left_waiting = False  # the last tick left a part batch for the settle's end
         self._pending_since: float | None = None  # when a leaf past the checkpoint came
         self._offered: deque[tuple[int, list[StoredRow]]] = deque()
         self._offered_rows = 0
@@ -130,17 +132,19 @@ class LogWriter:
         wanted (None: nothing waits). It stops once a batch found fewer events than it could
         take (no second transaction to find none: events arriving meanwhile wake the loop
         again, and it polls besides). A tick that comes before `settle` has passed since the
-        last one that took everything (the loop was hurried: a whole batch was handed over)
-        appends whole batches only; what is left waits for the settle to run its course."""
+        last one that did not (the loop was hurried, a whole batch having been handed over,
+        or a checkpoint falls due sooner) appends whole batches only, and asks to come back
+        when the settle has run its course for the part batch it left."""
         now = self.clock()
         early = now - self._settled_at < self.settle
+        self._left_waiting = False
         self._append_all(until_drained=True, whole=early)
         if not early:
             self._settled_at = now
         delays = []
         if self._pending_since is not None:  # a checkpoint due by time
             delays.append(self._pending_since + self.every_seconds - self.clock())
-        if self._offered_rows:  # handed over and left waiting (or arrived meanwhile)
+        if self._left_waiting:
             delays.append(self._settled_at + self.settle - self.clock())
         return max(0.0, min(delays)) if delays else None
 
@@ -215,8 +219,11 @@ class LogWriter:
 
     def _append_all(self, *, until_drained: bool, whole: bool = False) -> None:
         self.sign_if_due()  # the first checkpoint, or one due by time
-        while not (whole and not self.full) and self.step():
-            if until_drained and self._drained:
+        while True:
+            if whole and not self.full:
+                self._left_waiting = self._offered_rows > 0
+                return
+            if not self.step() or (until_drained and self._drained):
                 return
 
     def step(self) -> int:

@@ -70,8 +70,10 @@ class Loop:
     def _run(self) -> None:
         if not self.at_once:
             self._pause(self.interval)
-        while not self._stop.is_set():
+        while True:
             self._hurry.clear()  # (what hurried it is this tick's to take)
+            if self._stop.is_set():  # (after the clear: stop sets _stop before _hurry)
+                return
             try:
                 delay = self.tick()
             except Exception as exc:

@@ -5,6 +5,7 @@ the log is the same tree either way."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from adapters import merkle, merkle_log
 from adapters.audit_writer import LogWriter
+from api.service import runtime as runtime_module
 from api.service.runtime import Runtime
 from tests.support import open_runtime
 
@@ -104,32 +106,6 @@ def test_a_tick_ends_with_the_rows_handed_over_and_catch_up_reads_on(rt: Runtime
     assert log_entries(rt) == event_hashes(rt)
 
 
-def test_a_tick_before_the_settle_appends_whole_batches_and_the_rest_after(rt: Runtime) -> None:
-    submit(rt, 7)
-    rows = rt.db.events_after(0, 100)
-    clock = [100.0]
-    log = LogWriter(
-        rt.db,
-        rt.signer,
-        every_events=1000,
-        every_seconds=60.0,
-        batch=3,
-        settle=1.0,
-        clock=lambda: clock[0],
-    )
-    log.offer(0, rows[:1])
-    assert not log.full
-    assert log.tick() is not None  # settled: it takes what there is (a checkpoint is due later)
-    log.offer(rows[0].position, rows[1:])  # six rows: two whole batches
-    assert log.full
-    clock[0] += 0.2
-    log.tick()  # 0.2 s after the last: whole batches only
-    with rt.db.reading() as cur:
-        assert merkle_log.size(cur) == 7
-    log.offer(rows[6].position, [])  # (nothing)
-    assert log_entries(rt) == event_hashes(rt)
-
-
 def test_a_tick_before_the_settle_leaves_a_part_batch_for_after_it(rt: Runtime) -> None:
     submit(rt, 5)
     rows = rt.db.events_after(0, 100)
@@ -157,3 +133,35 @@ def test_a_tick_before_the_settle_leaves_a_part_batch_for_after_it(rt: Runtime) 
     with rt.db.reading() as cur:
         assert merkle_log.size(cur) == 9
     assert log_entries(rt) == event_hashes(rt)
+
+
+def test_a_whole_batch_applied_hurries_the_leaders_log_past_its_settle(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Unhurried, the log would append once a minute (its settle; its poll is longer still).
+    # The projections poll the store as usual: this runtime has no change feed.
+    monkeypatch.setattr(runtime_module, "POLL", 120.0)
+    runtime = open_runtime(store_url, tmp_path)
+    runtime.audit_log.settle = 60.0
+    runtime.audit_log.batch = 5
+    try:
+        runtime.start()
+        deadline = time.monotonic() + 30
+        while not runtime.leading and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runtime.leading
+        with runtime.db.reading() as cur:
+            before = merkle_log.size(cur)
+        submit(runtime, 3)
+        time.sleep(0.5)
+        with runtime.db.reading() as cur:
+            assert merkle_log.size(cur) == before  # a part batch waits for the settle
+        submit(runtime, 3)  # now a whole one: appended at once, the rest left waiting
+        size = before
+        while size < before + 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            with runtime.db.reading() as cur:
+                size = merkle_log.size(cur)
+        assert size == before + 5
+    finally:
+        runtime.close()
