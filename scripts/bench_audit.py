@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,17 @@ class Side:
         """Its processes' CPU so far: the API process's, the worker's (0 with none)."""
         return self.api.cpu_seconds(), self.worker.cpu_seconds() if self.worker else 0.0
 
+    def quiet(self, window: float = 0.25, limit: float = 10.0) -> None:
+        """Wait (up to `limit` s) until its processes use under 10 % of a core over a
+        `window`: after the load stops, the worker still projects and appends the Merkle
+        log (up to a settle, a second, later), which belongs to this side's figures."""
+        deadline = time.perf_counter() + limit
+        while time.perf_counter() < deadline:
+            before = sum(self.cpu_seconds())
+            time.sleep(window)
+            if sum(self.cpu_seconds()) - before < 0.1 * window:
+                return
+
     def check_alive(self) -> None:
         self.api.check_alive()
         if self.worker is not None:
@@ -208,6 +220,7 @@ def write_case(
                 progress(f"{store}: {per_post} ev/POST, {n} client(s), {name}, round {k + 1}")
                 before = (*sides[name].cpu_seconds(), postgres_cpu())
                 parts[name].append(post_events(sides[name].api, runs[name], per_post, plan))
+                sides[name].quiet()  # its work after the load is its own, not the next side's
                 after = (*sides[name].cpu_seconds(), postgres_cpu())
                 for i in (0, 1, 2):
                     cpu[name][i] += after[i] - before[i]
