@@ -37,9 +37,12 @@ def test_a_planner_runner_turns_the_run_into_a_plan_that_worker_runners_carry_ou
             "run_id"
         ]
 
-        with runner(server, tmp_path / "planner", f"cat {plan_file}", "--plan", "--once"):
+        with runner(server, tmp_path / "planner", f"cat {plan_file}", "--plan", "--once") as proc:
             wait_for_status(alice, run_id, "in_progress")
             plan = _wait_for_plan(alice, run_id)
+            # (--once: it ends by itself once its run is done, its checkout removed; stopped
+            # as soon as the plan shows, it could be cut short between the two)
+            assert proc.wait(timeout=30) == 0
         assert [s["key"] for s in plan["subtasks"]] == ["a", "b"]
         assert git.git(repo, "worktree", "list").count("\n") == 0  # the planner's checkout went
 
