@@ -231,10 +231,13 @@ class Database:
             return name in existing(cur, self.postgres, [name])
 
     @contextmanager
-    def reading(self) -> Iterator[Cursor]:
-        """A connection for reads (each statement sees the latest commits)."""
+    def reading(self, binary: bool = False) -> Iterator[Cursor]:
+        """A connection for reads (each statement sees the latest commits). `binary`: on
+        PostgreSQL, results come in binary form, which costs the server and this process
+        about half as much per event row as text (bytea is sent as hex in text form, and
+        an event row is mostly bytea: its state and its two hashes)."""
         if self.postgres:
-            with self._pool.connection() as conn, conn.cursor() as cur:
+            with self._pool.connection() as conn, conn.cursor(binary=binary) as cur:
                 yield Cursor(cur, True)
             return
         conn = self._sqlite()
@@ -309,7 +312,7 @@ class Database:
         )
         order = "ORDER BY originator_version LIMIT ?"
         stream = self.id_param(run_id)
-        with self.reading() as cur:
+        with self.reading(binary=True) as cur:
             upper = min(after + limit, MAX_SEQUENCE)  # a client's `after` may be the largest
             rows = cur.execute(
                 f"{select} AND originator_version <= ? {order}", (stream, after, upper, limit)
@@ -329,7 +332,7 @@ class Database:
             f"SELECT {pos}, originator_id, originator_version, topic, state, prev_hash, hash "
             f"FROM {self.events_table} WHERE {pos} > ? ORDER BY {pos} LIMIT ?"
         )
-        with self.reading() as cur:
+        with self.reading(binary=True) as cur:
             return self._rows(cur.execute(sql, (position, limit)).fetchall())
 
     def position_of(self, run_id: UUID, sequence: int) -> int | None:
