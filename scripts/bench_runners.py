@@ -40,6 +40,7 @@ from benchload import (
     BenchError,
     Measured,
     Op,
+    combine,
     raw_baseline,
     stored_output_size,
     timed_workers,
@@ -127,17 +128,6 @@ class Plan:
             f"warm-up each, {'/'.join(map(str, self.clients))} clients, {BATCH} events per "
             "request/transaction; load generator shares the machine with the server"
         )
-
-
-def combine(parts: list[Measured]) -> Measured:
-    """Several timed slices as one measurement."""
-    return Measured(
-        count=sum(p.count for p in parts),
-        seconds=sum(p.seconds for p in parts),
-        errors=sum(p.errors for p in parts),
-        latencies=[x for p in parts for x in p.latencies],
-        first_error=next((p.first_error for p in parts if p.first_error), ""),
-    )
 
 
 def output_event(i: int) -> dict[str, Any]:

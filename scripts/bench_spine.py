@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """Benchmark the spine over real HTTP, on SQLite and PostgreSQL, against raw database baselines.
 
-For each store, in one run, it starts `runledger serve` in a subprocess and measures:
+For each store, in one run: it starts `runledger serve` in a subprocess and measures
 
 1. single-event command throughput: `POST /api/runs/{id}/events` carrying one runner event,
-   with 1 and 16 clients, each client on its own claimed run (plus 16 clients on one run);
+   with 1 and 16 clients, each client on its own claimed run, against the raw baseline: one
+   `INSERT; COMMIT` per event, on PostgreSQL under `LOCK TABLE … IN EXCLUSIVE MODE` (the
+   event store's lock), on SQLite in a WAL file, with as many connections. The two take
+   turns in slices (raw, HTTP, HTTP, raw, …) while the server idles through the raw ones,
+   so that the machine's drift falls on both sides of the ratio alike; then 16 clients on
+   one run, beside the same baseline, and on PostgreSQL the baseline with a NOTIFY;
 2. SSE delivery latency (the writer's clock before the POST → the subscriber's clock when the
    frame arrives) for 1 and 100 subscribers of one run's stream, checking that every
-   subscriber got every event exactly once and in order;
-3. the raw baselines with the server stopped: one `INSERT; COMMIT` per event, on PostgreSQL
-   under `LOCK TABLE … IN EXCLUSIVE MODE` (the event store's lock), on SQLite in a WAL file,
-   with 1 and 16 connections; each HTTP throughput figure is printed as a ratio of these.
+   subscriber got every event exactly once and in order.
 
-    .venv/bin/python scripts/bench_spine.py [--quick] [--duration 5] [--stores sqlite,postgres]
+    .venv/bin/python scripts/bench_spine.py [--quick] [--duration 8] [--rounds 4]
+        [--stores sqlite,postgres]
 
 Progress goes to stderr, the report to stdout. The exit status is 1 when a measurement failed
 or a correctness check (errors, lost, duplicated or reordered events) printed a warning, and
@@ -22,14 +25,14 @@ or a correctness check (errors, lost, duplicated or reordered events) printed a 
 from __future__ import annotations
 
 import argparse
-import math
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-from benchload import Baseline, BenchError, Measured, Op, raw_baseline, timed_workers
+from benchload import Baseline, BenchError, Measured, Op, combine, raw_baseline, timed_workers
 from benchreport import (
     DEFAULT_PG_URL,
     Report,
@@ -59,7 +62,12 @@ from benchsse import sse_latency
 TOPIC = "bench.events:Recorded"
 MAX_CONSECUTIVE_ERRORS = 50
 # Per flag left out: (its value with --quick, without). See planned.
-PLAN_DEFAULTS = {"duration": (1.0, 5.0), "warmup": (0.3, 1.0), "sse_events": (30, 200)}
+PLAN_DEFAULTS = {
+    "duration": (1.0, 8.0),
+    "warmup": (0.3, 0.5),
+    "rounds": (2, 4),
+    "sse_events": (30, 200),
+}
 TASK, RUNNER_ID = "benchmark run", "bench"  # what open_runs submits and claims as
 SETUP = Setup(
     title="runledger spine benchmark",
@@ -75,8 +83,9 @@ SETUP = Setup(
 class Plan:
     """How long and how hard to push."""
 
-    duration: float
-    warmup: float
+    duration: float  # per command case and side, split over `rounds` alternating slices
+    warmup: float  # per slice
+    rounds: int
     clients: tuple[int, ...]
     subscribers: tuple[int, ...]
     sse_events: int
@@ -84,10 +93,16 @@ class Plan:
     one_run: bool
     notify_variant: bool
 
+    @property
+    def slice(self) -> float:
+        """The timed seconds of one slice."""
+        return self.duration / self.rounds
+
     def summary(self) -> str:
         """The plan as the header's `plan:` line says it."""
         return (
-            f"throughput {self.warmup:g} s warm-up + {self.duration:g} s per case, clients "
+            f"commands and raw baseline {self.duration:g} s per case and side in {self.rounds} "
+            f"alternating slices after {self.warmup:g} s warm-up each, clients "
             f"{'/'.join(map(str, self.clients))}; SSE {self.sse_events} events at "
             f"{self.sse_rate:g}/s to {'/'.join(map(str, self.subscribers))} subscribers; "
             "load generator shares the machine with the server"
@@ -97,8 +112,11 @@ class Plan:
 # -- command throughput ------------------------------------------------------------------------
 
 
-def http_throughput(server: Server, targets: list[Held], plan: Plan) -> Measured:
-    """One single-event `POST /api/runs/{id}/events` after another from each client."""
+def http_throughput(
+    server: Server, targets: list[Held], plan: Plan, seconds: float | None = None
+) -> Measured:
+    """One single-event `POST /api/runs/{id}/events` after another from each client, for
+    `seconds` (a slice, by default)."""
 
     def open_worker(i: int) -> tuple[Op, Op]:
         run = targets[i]
@@ -116,53 +134,100 @@ def http_throughput(server: Server, targets: list[Held], plan: Plan) -> Measured
 
         return op, client.close
 
-    return timed_workers(
-        len(targets), open_worker, plan.warmup, plan.duration, MAX_CONSECUTIVE_ERRORS
+    window = plan.slice if seconds is None else seconds
+    return timed_workers(len(targets), open_worker, plan.warmup, window, MAX_CONSECUTIVE_ERRORS)
+
+
+def raw_name(store: str, notify: bool = False) -> str:
+    """The raw baseline's row name."""
+    if store == "postgres":
+        return "raw LOCK+INSERT+NOTIFY+COMMIT" if notify else "raw LOCK+INSERT+COMMIT"
+    return "raw INSERT+COMMIT (WAL)"
+
+
+def command_case(
+    store: str, url: str, tmp: Path, server: Server, n: int, plan: Plan, report: Report
+) -> float:
+    """The raw baseline and the server's commands at n clients, in alternating slices (raw,
+    HTTP, HTTP, raw, …): the machine's speed drifts by more than the targets' margins over a
+    minute, and alternating makes a drift fall on both sides of the ratio alike. After each
+    HTTP slice, the server finishes its work (projections) before the next raw slice starts.
+    Returns the raw rate."""
+    targets = open_runs(server, n, TASK, RUNNER_ID)
+    load = Baseline("bench_events", TOPIC)
+    raws: list[Measured] = []
+    https: list[Measured] = []
+    raw_cpu = [0.0] * 4  # CPU marks' differences, summed over the slices
+    http_cpu = [0.0] * 4
+
+    def timed(side: list[float], measure: Callable[[], Measured]) -> Measured:
+        before = cpu_mark(server)
+        m = measure()
+        after = cpu_mark(server)
+        for i in range(4):
+            side[i] += after[i] - before[i]
+        return m
+
+    for k in range(plan.rounds):
+        for side in ("raw", "http") if k % 2 == 0 else ("http", "raw"):
+            progress(f"{store}: {side} commands, {n} client(s), slice {k + 1}/{plan.rounds}")
+            if side == "raw":
+                raws.append(
+                    timed(
+                        raw_cpu,
+                        lambda: raw_baseline(store, url, tmp, n, plan.warmup, plan.slice, load),
+                    )
+                )
+            else:
+                https.append(timed(http_cpu, lambda: http_throughput(server, targets, plan)))
+                server.wait_quiet()
+                server.check_alive()
+    raw, http = combine(raws), combine(https)
+    zero = (0.0, 0.0, 0.0, 0.0)
+    # (the server idles through the raw slices; PostgreSQL's CPU is not given for them: the
+    # baseline's connections, and their server processes, are gone by the second mark)
+    notes = f"{describe(raw, 'lat')}; {cpu_text(zero, tuple(raw_cpu))}"
+    report.rows.append(Row(store, raw_name(store), str(n), fmt_rate(raw.rate), notes=notes))
+    per_slice = ", ".join(
+        f"{h.rate / r.rate:.2f}" if r.rate else "n/a" for r, h in zip(raws, https, strict=True)
     )
+    cpu = cpu_text(zero, tuple(http_cpu), (http.total, "cmd"), store == "postgres")
+    notes = f"{describe(http, 'lat')}; {cpu}; ratio per slice {per_slice}"
+    measure = "POST events, 1 event/cmd"
+    ratio = f"{http.rate / raw.rate:.2f}" if raw.rate else "n/a"
+    report.rows.append(
+        Row(store, measure, str(n), fmt_rate(http.rate), fmt_rate(raw.rate), ratio, notes)
+    )
+    for what, m in (("baseline", raw), (measure, http)):
+        if m.errors:
+            report.warn(f"{store} {what} ({n} clients): {m.errors} errors: {m.first_error}")
+        if m.count == 0:
+            report.warn(f"{store} {what} ({n} clients): nothing finished in the window")
+    return raw.rate
 
 
 def bench_store(
     store: str, url: str, tmp: Path, plan: Plan, args: argparse.Namespace, report: Report
 ) -> None:
-    """Baselines, then the server's throughput and SSE latency, for one store."""
-    baselines: dict[int, float] = {}
-    variants = [False, True] if store == "postgres" and plan.notify_variant else [False]
-    for notify in variants:
-        for n in plan.clients:
-            progress(f"{store}: baseline{' with NOTIFY' if notify else ''}, {n} connection(s)")
-            mark = cpu_mark(None)
-            load = Baseline("bench_events", TOPIC, notify=notify)
-            m = raw_baseline(store, url, tmp, n, plan.warmup, plan.duration, load)
-            if store == "postgres":
-                name = "raw LOCK+INSERT+NOTIFY+COMMIT" if notify else "raw LOCK+INSERT+COMMIT"
-            else:
-                name = "raw INSERT+COMMIT (WAL)"
-            if not notify:
-                baselines[n] = m.rate
-            # (not PostgreSQL's CPU: the baseline's connections, and their server
-            # processes, are gone by the second mark)
-            notes = f"{describe(m, 'lat')}; {cpu_text(mark, cpu_mark(None))}"
-            report.rows.append(Row(store, name, str(n), fmt_rate(m.rate), notes=notes))
-            if m.errors:
-                report.warn(f"{store} baseline ({n}): {m.errors} errors, first: {m.first_error}")
-
+    """Commands against their raw baseline, then SSE latency, for one store."""
     server = Server(url, tmp / "data", args.poll_interval, root=args.code_dir)
     progress(f"{store}: starting runledger serve ({url})")
     try:
         server.start_for(store)
+        baselines = {
+            n: command_case(store, url, tmp, server, n, plan, report) for n in plan.clients
+        }
 
-        cases = [(n, False) for n in plan.clients]
-        if plan.one_run:
-            cases.append((max(plan.clients), True))
-        for n, shared in cases:
-            progress(f"{store}: HTTP throughput, {n} client(s){' on ONE run' if shared else ''}")
-            targets = open_runs(server, 1 if shared else n, TASK, RUNNER_ID)
+        if plan.one_run:  # one window, beside the raw rate of the same clients
+            n = max(plan.clients)
+            progress(f"{store}: HTTP throughput, {n} clients on ONE run")
+            run = open_runs(server, 1, TASK, RUNNER_ID)
             mark = cpu_mark(server)
-            m = http_throughput(server, targets * n if shared else targets, plan)
+            m = http_throughput(server, run * n, plan, plan.duration)
             cpu = cpu_text(mark, cpu_mark(server), (m.total, "cmd"), store == "postgres")
             server.check_alive()
-            base = baselines.get(n, math.nan)
-            measure = "POST events, 1 event/cmd" + (", ONE run" if shared else "")
+            base = baselines[n]
+            measure = "POST events, 1 event/cmd, ONE run"
             report.rows.append(
                 Row(
                     store,
@@ -178,6 +243,18 @@ def bench_store(
                 report.warn(f"{store} {measure} ({n} clients): {m.errors} errors: {m.first_error}")
             if m.count == 0:
                 report.warn(f"{store} {measure} ({n} clients): no command finished in the window")
+
+        if store == "postgres" and plan.notify_variant:  # what the NOTIFY adds, for reference
+            for n in plan.clients:
+                progress(f"{store}: baseline with NOTIFY, {n} connection(s)")
+                mark = cpu_mark(None)
+                load = Baseline("bench_events", TOPIC, notify=True)
+                m = raw_baseline(store, url, tmp, n, plan.warmup, plan.duration, load)
+                notes = f"{describe(m, 'lat')}; {cpu_text(mark, cpu_mark(None))}"
+                name = raw_name(store, notify=True)
+                report.rows.append(Row(store, name, str(n), fmt_rate(m.rate), notes=notes))
+                if m.errors:
+                    report.warn(f"{store} {name} ({n}): {m.errors} errors: {m.first_error}")
 
         for n in plan.subscribers:
             progress(f"{store}: SSE latency, {n} subscriber(s), {plan.sse_events} events")
@@ -230,8 +307,11 @@ def bench_store(
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, help="seconds per throughput window (5)")
-    parser.add_argument("--warmup", type=float, help="seconds of warm-up per window (1)")
+    parser.add_argument(
+        "--duration", type=float, help="timed seconds per command case and side (8)"
+    )
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per slice (0.5)")
+    parser.add_argument("--rounds", type=int, help="alternating raw/HTTP slices per case (4)")
     parser.add_argument("--stores", default="sqlite,postgres", help="sqlite,postgres")
     parser.add_argument(
         "--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL URL (a schema is made)"

@@ -6,7 +6,6 @@ plain (scripts/README.md, bench_audit.py)."""
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +13,18 @@ from typing import Protocol
 
 import benchaudit
 import orjson
-from bench_runners import close_runs, combine, output_event
-from benchload import ROOT, BenchError, Measured, Op, timed_workers
+from bench_runners import close_runs, output_event
+from benchload import ROOT, BenchError, Measured, Op, combine, timed_workers
 from benchreport import Report, Row, describe, fmt_rate, postgres_schema, progress
-from benchserver import RUNNER_KEY, Held, LeanClient, Server, open_runs, postgres_cpu
+from benchserver import (
+    RUNNER_KEY,
+    Held,
+    LeanClient,
+    Server,
+    open_runs,
+    postgres_cpu,
+    wait_quiet,
+)
 
 WRITE_CASES = ((1, 1), (1, 4), (100, 1), (100, 4))  # (events per POST, clients)
 UNHASHED = (str(ROOT / "scripts" / "serve_unhashed.py"),)
@@ -88,16 +95,11 @@ class Side:
         """Its processes' CPU so far: the API process's, the worker's (0 with none)."""
         return self.api.cpu_seconds(), self.worker.cpu_seconds() if self.worker else 0.0
 
-    def quiet(self, window: float = 0.25, limit: float = 10.0) -> None:
-        """Wait (up to `limit` s) until its processes use under 10 % of a core over a
-        `window`: after the load stops, the worker still projects and appends the Merkle
-        log (up to a settle, a second, later), which belongs to this side's figures."""
-        deadline = time.perf_counter() + limit
-        while time.perf_counter() < deadline:
-            before = sum(self.cpu_seconds())
-            time.sleep(window)
-            if sum(self.cpu_seconds()) - before < 0.1 * window:
-                return
+    def quiet(self) -> None:
+        """Wait until its processes idle: after the load stops, the worker still projects
+        and appends the Merkle log (up to a settle, a second, later), which belongs to this
+        side's figures."""
+        wait_quiet(lambda: sum(self.cpu_seconds()))
 
     def check_alive(self) -> None:
         self.api.check_alive()

@@ -51,6 +51,18 @@ class Measured:
         return self.count / self.seconds if self.seconds > 0 else 0.0
 
 
+def combine(parts: list[Measured]) -> Measured:
+    """Several timed slices as one measurement."""
+    return Measured(
+        count=sum(p.count for p in parts),
+        seconds=sum(p.seconds for p in parts),
+        errors=sum(p.errors for p in parts),
+        latencies=[x for p in parts for x in p.latencies],
+        first_error=next((p.first_error for p in parts if p.first_error), ""),
+        total=sum(p.total for p in parts),
+    )
+
+
 # -- the load harness ------------------------------------------------------------------------
 
 

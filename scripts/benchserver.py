@@ -109,6 +109,11 @@ class Server(ServeProcess):
         me = self.proc.pid
         return processes_cpu(lambda pid, _, fields: me in (pid, int(fields[1])))
 
+    def wait_quiet(self) -> None:
+        """Wait until it idles (see wait_quiet): the work a load left it (projections)
+        is counted with that load's, not with whatever is measured next."""
+        wait_quiet(self.cpu_seconds)
+
     def client(self, key: str, **kw: Any) -> httpx.Client:
         """A sync HTTP client speaking with one key."""
         return httpx.Client(
@@ -234,6 +239,17 @@ def processes_cpu(pick: Callable[[int, str, list[str]], bool]) -> float:
 def postgres_cpu() -> float:
     """CPU seconds used so far by every PostgreSQL process on this machine."""
     return processes_cpu(lambda _, name, __: name == "postgres")
+
+
+def wait_quiet(cpu_seconds: Callable[[], float], window: float = 0.25, limit: float = 10.0) -> None:
+    """Wait (up to `limit` s) until the processes whose CPU `cpu_seconds` sums use under 10 %
+    of a core over a `window`."""
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        before = cpu_seconds()
+        time.sleep(window)
+        if cpu_seconds() - before < 0.1 * window:
+            return
 
 
 Mark = tuple[float, float, float, float]
