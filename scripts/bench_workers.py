@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
 """Benchmark `runledger serve --workers 2` against one process, on PostgreSQL.
 
-One run, alternating (1, 2, 2, 1 processes, each time a fresh server on the same schema),
-at each number of clients (16 and 64 by default): every client, with one keep-alive
-connection of its own (the kernel gives each connection to one worker), posts one event per
-command to its own claimed run, as fast as it can. A row per number of clients gives
-commands/s with 2 processes (`value`) against 1 (`baseline`), summed over the rounds; the
-last row compares what each reaches at its best over those numbers of clients, its
+One run, alternating (1, 2, 2, 1 processes, each time a fresh server on the same schema;
+`--repeats` times, 2 by default: the machine's speed drifts between rounds by as much as the
+target's margin), at each number of clients (16 and 64 by default): every client, with one
+keep-alive connection of its own (the kernel gives each connection to one worker), posts one
+event per command to its own claimed run, as fast as it can. A row per number of clients
+gives commands/s with 2 processes (`value`) against 1 (`baseline`), summed over the rounds;
+the last row compares what each reaches at its best over those numbers of clients, its
 capacity (the bests may come from different numbers of clients, so from rounds apart in
 time): the target (issue 14) is >= 1.3. At 16 clients two processes are not busy enough to
 show theirs (they wait on each other's commits, with CPU to spare); 64 clients keep both
-busy. The notes give, for each, the CPU of the server processes, of the load
-generator and of PostgreSQL (all its processes), in % of one core: on 2 cores they share,
-what bounds the figure is whatever is near 200 % together.
+busy. The notes give, for each, the CPU of the server processes, of the load generator and
+of PostgreSQL (all its processes), in % of one core: on 2 cores they share, what bounds the
+figure is whatever is near 200 % together.
 
 The load generator is `wrk` when it is installed (`apt-get install wrk`; a thread and a
 connection per client, each posting to its own run from a generated Lua script; it runs
@@ -21,7 +22,8 @@ omission): the Python one takes two to three times its CPU, from the cores the s
 under test share. Without it (or with `--load python`) it is `LeanClient` threads in this
 process.
 
-    .venv/bin/python scripts/bench_workers.py [--quick] [--duration 8] [--clients 16,64]
+    .venv/bin/python scripts/bench_workers.py [--quick] [--duration 6] [--repeats 2]
+        [--clients 16,64]
         [--load auto|wrk|python]
 
 Progress goes to stderr, the table to stdout; exit status 1 when a measurement failed.
@@ -38,7 +40,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -96,6 +98,7 @@ class Tally:
     errors: int = 0
     first_error: str = ""
     last: Load | None = None
+    rates: list[float] = field(default_factory=list)  # each round's commands/s
 
     @property
     def rate(self) -> float:
@@ -235,13 +238,13 @@ def events_appended(server: Server, held: list[Held]) -> int:
 
 
 def bench(
-    levels: list[int], duration: float, warmup: float, use_wrk: bool
+    levels: list[int], duration: float, warmup: float, use_wrk: bool, repeats: int
 ) -> Callable[[str, str, Path, Report], None]:
     def run(store: str, url: str, workdir: Path, report: Report) -> None:
         best = {1: 0.0, 2: 0.0}
         for clients in levels:
             tallies = {1: Tally(), 2: Tally()}
-            for round_no, workers in enumerate((1, 2, 2, 1), 1):
+            for round_no, workers in enumerate((1, 2, 2, 1) * repeats, 1):
                 progress(f"{store}: {clients} clients, round {round_no}, {workers} process(es)")
                 measure_round(url, workdir, clients, workers, duration, warmup, use_wrk, tallies)
             for workers, t in tallies.items():
@@ -255,6 +258,7 @@ def bench(
             ratio = two / one if one else float("nan")
             for workers, t in tallies.items():
                 notes = f"{t.last.latency}; {t.cpu()}" if t.last else t.cpu()
+                notes += "; rounds " + ", ".join(f"{rate:,.0f}" for rate in t.rates)
                 report.rows.append(
                     Row(
                         store,
@@ -320,6 +324,7 @@ def measure_round(
         t.errors += m.errors
         t.first_error = t.first_error or m.first_error
         t.last = m
+        t.rates.append(m.count / m.seconds if m.seconds > 0 else 0.0)
         server.check_alive()
         appended = events_appended(server, held)
         if appended < m.count:  # (the warm-up's events come on top)
@@ -333,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 s windows")
     parser.add_argument("--duration", type=float, help="seconds per round (8; 2 with --quick)")
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument(
+        "--repeats", type=int, help="(1, 2, 2, 1) rounds per level (2; 1 with --quick)"
+    )
     parser.add_argument("--clients", default="16,64", help="numbers of clients, comma-separated")
     parser.add_argument(
         "--load",
@@ -343,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stores", default="postgres", help="postgres (the scale-out store)")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     args = parse_with_stores(parser, argv)
-    duration = args.duration or (2.0 if args.quick else 8.0)
+    duration = args.duration or (2.0 if args.quick else 6.0)
+    repeats = args.repeats or (1 if args.quick else 2)
     try:
         levels = [int(n) for n in args.clients.split(",")]
     except ValueError:
@@ -362,12 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     if not use_wrk and args.load == "python":
         generator = "Python LeanClient threads (--load python)"
     fact = (
-        f"clients {'/'.join(map(str, levels))}, at each 4 rounds (1, 2, 2, 1 processes) of "
-        f"{duration:g} s; load generator: {generator}"
+        f"clients {'/'.join(map(str, levels))}, at each {4 * repeats} rounds "
+        f"({', '.join(['1, 2, 2, 1'] * repeats)} processes) of {duration:g} s; load "
+        f"generator: {generator}"
     )
-    return run_benchmark(
-        SETUP, args.stores, args.pg_url, fact, bench(levels, duration, args.warmup, use_wrk)
-    )
+    plan = bench(levels, duration, args.warmup, use_wrk, repeats)
+    return run_benchmark(SETUP, args.stores, args.pg_url, fact, plan)
 
 
 if __name__ == "__main__":
