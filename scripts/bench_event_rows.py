@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Reading event rows from PostgreSQL in text against binary form: CPU per row.
 
-Every reader of the event store (the projections' feed, a stream's catch-up, rebuild,
-verify, export) pages through `SELECT position, id, version, topic, state, prev_hash, hash`
-(adapters/db.py). An event row is mostly bytea, which the text form sends as hex: twice
-its size, encoded by the server and decoded by the client. This measures both forms in the
-same run, on the same rows (a fresh schema of `--events` rows shaped like runner output:
-a ~190-byte state and the two 32-byte chain hashes), in rounds alternating the two, each
-reading every row in pages of 500 as `DB.events_after` does: the server's CPU (its backend
-process) and this process's CPU, in µs per row; the lower of each over the rounds.
+The event store's busiest readers (the change feed and the projections' catch-up, a stream's
+replay, the Merkle log's rebuild) page through `SELECT position, id, version, topic, state,
+prev_hash, hash` (adapters/db.py: `events_after`, `run_events`). An event row is mostly
+bytea, which the text form sends as hex: twice its size, encoded by the server and decoded
+by the client. This measures both forms in the same run, on the same rows (a fresh schema of
+`--events` rows shaped like runner output: a 164-byte state and the two 32-byte chain
+hashes), in rounds alternating the two, each reading every row in pages of 500 as
+`DB.events_after` does: the server's CPU (its backend process) and this process's CPU, in µs
+per row; the lower of each over the rounds.
 
     .venv/bin/python scripts/bench_event_rows.py [--events 200000] [--rounds 3]
 """
@@ -58,8 +59,11 @@ def fill(conn: psycopg.Connection, table: sql.Composable, events: int) -> None:
 
 
 def backend_cpu(pid: int) -> float:
-    """A PostgreSQL backend's CPU seconds so far (it runs on this machine)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    """A PostgreSQL backend's CPU seconds so far (it must run on this machine)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if not stat.exists() or "postgres" not in Path(f"/proc/{pid}/comm").read_text():
+        raise SystemExit(f"PostgreSQL's backend {pid} is not a process of this machine")
+    fields = stat.read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     args = parser.parse_args(argv)
+    if args.events < 1000 or args.rounds < 1:
+        parser.error("--events: at least 1000 (fewer read in less CPU than a clock tick)")
     conninfo = StoreSettings.from_url(args.pg_url).pg_conninfo
     with postgres_schema(args.pg_url) as url:
         schema, url = url.rpartition("schema=")[2], conninfo

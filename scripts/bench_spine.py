@@ -56,6 +56,8 @@ from benchserver import (
     cpu_mark,
     cpu_text,
     open_runs,
+    postgres_cpu,
+    wait_quiet,
 )
 from benchsse import sse_latency
 
@@ -150,9 +152,11 @@ def command_case(
 ) -> float:
     """The raw baseline and the server's commands at n clients, in alternating slices (raw,
     HTTP, HTTP, raw, …): the machine's speed drifts by more than the targets' margins over a
-    minute, and alternating makes a drift fall on both sides of the ratio alike. After each
-    HTTP slice, the server finishes its work (projections) before the next raw slice starts.
-    Returns the raw rate."""
+    minute, and alternating makes a drift fall on both sides of the ratio alike. An HTTP
+    slice lasts until the server has finished its work (projections), which counts as the
+    slice's; a raw slice, until PostgreSQL's processes are quiet again (the baseline's
+    connections have ended), so that neither lands in the other's CPU. Returns the raw
+    rate."""
     targets = open_runs(server, n, TASK, RUNNER_ID)
     load = Baseline("bench_events", TOPIC)
     raws: list[Measured] = []
@@ -160,9 +164,12 @@ def command_case(
     raw_cpu = [0.0] * 4  # CPU marks' differences, summed over the slices
     http_cpu = [0.0] * 4
 
-    def timed(side: list[float], measure: Callable[[], Measured]) -> Measured:
+    def timed(
+        side: list[float], measure: Callable[[], Measured], settle: Callable[[], None]
+    ) -> Measured:
         before = cpu_mark(server)
         m = measure()
+        settle()
         after = cpu_mark(server)
         for i in range(4):
             side[i] += after[i] - before[i]
@@ -176,11 +183,12 @@ def command_case(
                     timed(
                         raw_cpu,
                         lambda: raw_baseline(store, url, tmp, n, plan.warmup, plan.slice, load),
+                        lambda: wait_quiet(postgres_cpu),
                     )
                 )
             else:
-                https.append(timed(http_cpu, lambda: http_throughput(server, targets, plan)))
-                server.wait_quiet()
+                run = lambda: http_throughput(server, targets, plan)  # noqa: E731
+                https.append(timed(http_cpu, run, server.wait_quiet))
                 server.check_alive()
     raw, http = combine(raws), combine(https)
     zero = (0.0, 0.0, 0.0, 0.0)
@@ -244,7 +252,10 @@ def bench_store(
             if m.count == 0:
                 report.warn(f"{store} {measure} ({n} clients): no command finished in the window")
 
-        if store == "postgres" and plan.notify_variant:  # what the NOTIFY adds, for reference
+        if store == "postgres" and plan.notify_variant:
+            # What the NOTIFY adds, for reference: one window each, once the server is idle
+            # (not in alternating slices like the baseline above: compare with care).
+            server.wait_quiet()
             for n in plan.clients:
                 progress(f"{store}: baseline with NOTIFY, {n} connection(s)")
                 mark = cpu_mark(None)

@@ -258,7 +258,7 @@ def bench(
             ratio = two / one if one else float("nan")
             for workers, t in tallies.items():
                 notes = f"{t.last.latency}; {t.cpu()}" if t.last else t.cpu()
-                notes += "; rounds " + ", ".join(f"{rate:,.0f}" for rate in t.rates)
+                notes += "; rounds " + " / ".join(f"{rate:,.0f}" for rate in t.rates)
                 report.rows.append(
                     Row(
                         store,
@@ -336,7 +336,7 @@ def measure_round(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 s windows")
-    parser.add_argument("--duration", type=float, help="seconds per round (8; 2 with --quick)")
+    parser.add_argument("--duration", type=float, help="seconds per round (6; 2 with --quick)")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument(
         "--repeats", type=int, help="(1, 2, 2, 1) rounds per level (2; 1 with --quick)"

@@ -243,12 +243,13 @@ def postgres_cpu() -> float:
 
 def wait_quiet(cpu_seconds: Callable[[], float], window: float = 0.25, limit: float = 10.0) -> None:
     """Wait (up to `limit` s) until the processes whose CPU `cpu_seconds` sums use under 10 %
-    of a core over a `window`."""
+    of a core over a `window`. A sum that went down (a process it counted has exited, and
+    its CPU with it) is not quiet: wait another window."""
     deadline = time.perf_counter() + limit
     while time.perf_counter() < deadline:
         before = cpu_seconds()
         time.sleep(window)
-        if cpu_seconds() - before < 0.1 * window:
+        if 0 <= cpu_seconds() - before < 0.1 * window:
             return
 
 
