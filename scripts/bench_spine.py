@@ -27,12 +27,20 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-from benchload import Baseline, BenchError, Measured, Op, combine, raw_baseline, timed_workers
+from benchload import (
+    Baseline,
+    BenchError,
+    Measured,
+    Op,
+    alternate,
+    combine,
+    raw_baseline,
+    timed_workers,
+)
 from benchreport import (
     DEFAULT_PG_URL,
     Report,
@@ -159,37 +167,27 @@ def command_case(
     rate."""
     targets = open_runs(server, n, TASK, RUNNER_ID)
     load = Baseline("bench_events", TOPIC)
-    raws: list[Measured] = []
-    https: list[Measured] = []
-    raw_cpu = [0.0] * 4  # CPU marks' differences, summed over the slices
-    http_cpu = [0.0] * 4
 
-    def timed(
-        side: list[float], measure: Callable[[], Measured], settle: Callable[[], None]
-    ) -> Measured:
-        before = cpu_mark(server)
-        m = measure()
-        settle()
-        after = cpu_mark(server)
-        for i in range(4):
-            side[i] += after[i] - before[i]
+    def raw_slice() -> Measured:
+        m = raw_baseline(store, url, tmp, n, plan.warmup, plan.slice, load)
+        wait_quiet(postgres_cpu)
         return m
 
-    for k in range(plan.rounds):
-        for side in ("raw", "http") if k % 2 == 0 else ("http", "raw"):
-            progress(f"{store}: {side} commands, {n} client(s), slice {k + 1}/{plan.rounds}")
-            if side == "raw":
-                raws.append(
-                    timed(
-                        raw_cpu,
-                        lambda: raw_baseline(store, url, tmp, n, plan.warmup, plan.slice, load),
-                        lambda: wait_quiet(postgres_cpu),
-                    )
-                )
-            else:
-                run = lambda: http_throughput(server, targets, plan)  # noqa: E731
-                https.append(timed(http_cpu, run, server.wait_quiet))
-                server.check_alive()
+    def http_slice() -> Measured:
+        m = http_throughput(server, targets, plan)
+        server.wait_quiet()
+        server.check_alive()
+        return m
+
+    parts, spent = alternate(
+        {"raw": raw_slice, "http": http_slice},
+        plan.rounds,
+        lambda _: cpu_mark(server),
+        lambda side, k: progress(
+            f"{store}: {side} commands, {n} client(s), slice {k}/{plan.rounds}"
+        ),
+    )
+    raws, https, raw_cpu, http_cpu = parts["raw"], parts["http"], spent["raw"], spent["http"]
     raw, http = combine(raws), combine(https)
     zero = (0.0, 0.0, 0.0, 0.0)
     # (the server idles through the raw slices; PostgreSQL's CPU is not given for them: the

@@ -6,7 +6,7 @@ plain (scripts/README.md, bench_audit.py)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -14,7 +14,7 @@ from typing import Protocol
 import benchaudit
 import orjson
 from bench_runners import close_runs, output_event
-from benchload import ROOT, BenchError, Measured, Op, combine, timed_workers
+from benchload import ROOT, BenchError, Measured, Op, alternate, combine, timed_workers
 from benchreport import Report, Row, describe, fmt_rate, postgres_schema, progress
 from benchserver import (
     RUNNER_KEY,
@@ -138,20 +138,25 @@ def write_case(
         name: open_runs(side.api, n, f"write {per_post}x{n}", RUNNER_ID)
         for name, side in sides.items()
     }
-    parts: dict[str, list[Measured]] = {name: [] for name in sides}
-    cpu = {name: [0.0, 0.0, 0.0] for name in sides}  # the API's, the worker's, PostgreSQL's
-    names = list(sides)
+
+    def load(name: str) -> Callable[[], Measured]:
+        def measure() -> Measured:
+            m = post_events(sides[name].api, runs[name], per_post, plan)
+            sides[name].quiet()  # its work after the load is its own, not the next side's
+            sides[name].check_alive()
+            return m
+
+        return measure
+
     try:
-        for k in range(plan.rounds):
-            for name in names if k % 2 == 0 else names[::-1]:
-                progress(f"{store}: {per_post} ev/POST, {n} client(s), {name}, round {k + 1}")
-                before = (*sides[name].cpu_seconds(), postgres_cpu())
-                parts[name].append(post_events(sides[name].api, runs[name], per_post, plan))
-                sides[name].quiet()  # its work after the load is its own, not the next side's
-                after = (*sides[name].cpu_seconds(), postgres_cpu())
-                for i in (0, 1, 2):
-                    cpu[name][i] += after[i] - before[i]
-                sides[name].check_alive()
+        parts, cpu = alternate(  # cpu: the API's, the worker's, PostgreSQL's
+            {name: load(name) for name in sides},
+            plan.rounds,
+            lambda name: (*sides[name].cpu_seconds(), postgres_cpu()),
+            lambda name, k: progress(
+                f"{store}: {per_post} ev/POST, {n} client(s), {name}, round {k}"
+            ),
+        )
     finally:
         for name, side in sides.items():
             close_runs(side.api, runs[name])

@@ -63,6 +63,31 @@ def combine(parts: list[Measured]) -> Measured:
     )
 
 
+def alternate(
+    sides: dict[str, Callable[[], Measured]],
+    rounds: int,
+    mark: Callable[[str], tuple[float, ...]],
+    announce: Callable[[str, int], None],
+) -> tuple[dict[str, list[Measured]], dict[str, list[float]]]:
+    """Each side measured once per round, the order reversed every other round (A B, B A,
+    A B, …): a drift in the machine's speed falls on every side alike. `mark(side)` (CPU
+    counters, say) is read around each measurement, `announce(side, round)` called before
+    it. Each side's measurements, and its marks' differences summed over the rounds."""
+    names = list(sides)
+    parts: dict[str, list[Measured]] = {name: [] for name in names}
+    spent: dict[str, list[float]] = {}
+    for k in range(rounds):
+        for name in names if k % 2 == 0 else names[::-1]:
+            announce(name, k + 1)
+            before = mark(name)
+            parts[name].append(sides[name]())
+            after = mark(name)
+            totals = spent.setdefault(name, [0.0] * len(after))
+            for i, (a, b) in enumerate(zip(after, before, strict=True)):
+                totals[i] += a - b
+    return parts, spent
+
+
 # -- the load harness ------------------------------------------------------------------------
 
 
