@@ -191,7 +191,9 @@ class GroupCommit:
                 self._committed(sorted(written, key=lambda a: a.answer()[0]))
         finally:
             for a in group:
-                done = a.written
+                # Let go of the callback: it holds the append (submit's caller keeps it to
+                # read the answer), a cycle that only the garbage collector would break.
+                done, a.written = a.written, None
                 if isinstance(done, threading.Event):
                     done.set()
                 elif done is not None:
