@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.subcommand == "export":
             return _export(args, scope)
         return _import(args)
-    except (LookupError, OSError, RuntimeError) as exc:
+    except (LookupError, OSError, RuntimeError, ValueError) as exc:  # (a bad RUNLEDGER_*)
         print(f"runledger {args.subcommand}: {exc}", file=sys.stderr)
         return 2
 

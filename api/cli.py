@@ -60,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return user_cli.run(args, parser)
     if args.subcommand in audit_cli.COMMANDS:
         return audit_cli.run(args, parser)
-    config = Config.from_env(database_url=args.database, role=getattr(args, "role", None))
+    try:
+        config = Config.from_env(database_url=args.database, role=getattr(args, "role", None))
+    except ValueError as exc:
+        parser.error(str(exc))
     if config.role not in ROLES:
         parser.error(f"RUNLEDGER_ROLE must be one of {', '.join(ROLES)}; not {config.role!r}")
     if config.cookie_secure not in ("auto", "true", "false"):

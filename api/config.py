@@ -11,6 +11,11 @@ from adapters.store import StoreSettings
 
 DEFAULT_BODY_LIMIT = 1024 * 1024
 ROLES = ("all", "api", "worker")
+# The cyclic collector's thresholds for generations 0, 1 and 2: the interpreter's 700 for
+# the young generation ran a collection every few commands, each tracing the objects of
+# every command in flight, which then aged into the old generations and made their (long)
+# collections frequent; docs/operations.md, "The garbage collector".
+DEFAULT_GC_THRESHOLD = (2000, 10, 10)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class Config:
     session_hours: float = 12.0
     cookie_secure: str = "auto"  # true, false, or auto: Secure unless on loopback over HTTP
     cors_origins: tuple[str, ...] = ()
+    gc_threshold: tuple[int, int, int] = DEFAULT_GC_THRESHOLD  # gc.set_threshold
 
     @classmethod
     def from_env(
@@ -102,6 +108,7 @@ class Config:
             cors_origins=tuple(
                 o.strip() for o in env.get("RUNLEDGER_CORS_ORIGINS", "").split(",") if o.strip()
             ),
+            gc_threshold=parse_gc_threshold(env.get("RUNLEDGER_GC_THRESHOLD", "")),
         )
 
     def store_settings(self) -> StoreSettings:
@@ -113,3 +120,18 @@ class Config:
             statement_timeout=self.db_statement_timeout,
             lock_timeout=self.db_lock_timeout,
         )
+
+
+def parse_gc_threshold(text: str) -> tuple[int, int, int]:
+    """`RUNLEDGER_GC_THRESHOLD`: one to three whole numbers, the collector's thresholds for
+    generations 0, 1 and 2 (those left out keep the default's); empty: the default."""
+    if not text.strip():
+        return DEFAULT_GC_THRESHOLD
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) > 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(
+            f"RUNLEDGER_GC_THRESHOLD wants one to three whole numbers, comma-separated "
+            f"(such as 700,10,10); not {text!r}"
+        )
+    given = [int(p) for p in parts]
+    return (*given, *DEFAULT_GC_THRESHOLD[len(given) :])  # type: ignore[return-value]

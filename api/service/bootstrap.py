@@ -50,6 +50,8 @@ class Services:
     boards: BoardAnswers
     prices: PriceTable  # the operator's price table (api/service/usage.py)
     sessions: Sessions  # browser sessions (adapters/sessions.py)
+    # the collector's thresholds before start, put back at stop (config.gc_threshold)
+    interpreter_gc: tuple[int, int, int] = (700, 10, 10)
 
     @property
     def db(self) -> Database:
@@ -110,6 +112,9 @@ async def start(config: Config, metrics: Metrics) -> Services:
     # full collections otherwise stall every stream at once.
     gc.collect()
     gc.freeze()
+    services.interpreter_gc = gc.get_threshold()
+    gc.set_threshold(*config.gc_threshold)
+    gc.callbacks.append(metrics.collector)
     return services
 
 
@@ -150,3 +155,6 @@ async def stop(services: Services) -> None:
     services.watch.stop()
     services.runtime.stop()
     await asyncio.to_thread(services.runtime.close)
+    if services.metrics.collector in gc.callbacks:
+        gc.callbacks.remove(services.metrics.collector)
+    gc.set_threshold(*services.interpreter_gc)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 
+from tests.serve import ROOT
 from tests.support import ALICE, Server
 
 
@@ -33,3 +39,58 @@ def test_health_and_info_are_public_and_metrics_truthful(server: Server) -> None
         diagnostics = alice.get("/api/diagnostics").json()
         assert diagnostics["head_position"] >= submitted["position"]
         assert diagnostics["subscribers"] == 0
+
+
+def gen0_collections(client: httpx.Client) -> int:
+    text = client.get("/metrics").text
+    [line] = [
+        x
+        for x in text.splitlines()
+        if x.startswith('runledger_gc_collections_total{generation="0"}')
+    ]
+    return int(line.split()[-1])
+
+
+def churn(client: httpx.Client) -> None:
+    for _ in range(150):
+        assert client.post("/api/runs", json={"task": "churn"}).status_code == 202
+
+
+@pytest.mark.parametrize(("threshold", "collects"), [("100", True), ("10000000", False)])
+def test_the_collectors_thresholds_are_set_and_its_work_counted(
+    store_url: str, tmp_path: Path, threshold: str, collects: bool
+) -> None:
+    # A young-generation threshold of 100 collects many times over 150 requests; one that
+    # no few requests reach, never.
+    server = Server(store_url, tmp_path / "data", RUNLEDGER_GC_THRESHOLD=threshold).start()
+    try:
+        with server.client(ALICE) as alice:
+            churn(alice)
+            assert (gen0_collections(alice) > 0) is collects
+            text = alice.get("/metrics").text
+        for generation in "012":
+            for name in ("seconds_total", "collections_total", "longest_pause_seconds"):
+                assert f'runledger_gc_{name}{{generation="{generation}"}}' in text
+    finally:
+        server.kill()
+
+
+@pytest.mark.parametrize("value", ["many", "700,10,10,10", "-1", "700;10"])
+def test_a_malformed_collector_threshold_is_refused_at_start(value: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RUNLEDGER_GC_THRESHOLD": value,
+        "RUNLEDGER_DATA_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "serve", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "RUNLEDGER_GC_THRESHOLD wants one to three whole numbers" in done.stderr
+    assert not (tmp_path / "runledger.db").exists()  # refused before anything was opened
