@@ -246,31 +246,38 @@ def on_runledger(
     server.env["RUNLEDGER_MAX_STREAMS_PER_KEY"] = str(n + 10)
     server.start(timeout=120)
     try:
-        [run] = open_runs(server, 1, "fan-out", "bench-fanout")
-        writer = server.client(RUNNER_KEY)
-        events_path = f"/api/runs/{run.run_id}/events"
-
-        def publish(i: int) -> None:
-            event = {"type": "log", "data": {"bench_i": i, "sent": time.time()}}
-            body = orjson.dumps({"fencing_token": run.token, "events": [event]})
-            r = writer.post(events_path, content=body, headers=JSON_HEADERS)
-            if r.status_code != 200:
-                raise BenchError(f"writer: {r.status_code} {r.text[:200]}")
-
-        def finish() -> None:
-            report_no_changes(writer, run.run_id, run.token)
-
-        assert server.proc is not None
-        headers = {"Authorization": f"Bearer {USER_KEY}", "Accept": "text/event-stream"}
-        path = f"/api/runs/{run.run_id}/stream"
-        result = fan_out(
-            server.port, path, headers, n, events, rate, server.proc.pid, publish, finish, workdir
-        )
-        writer.close()
-        server.check_alive()
-        return result, server
+        return fan_out_on(server, workdir, n, events, rate), server
     finally:
         server.stop()
+
+
+def fan_out_on(server: Server, workdir: Path, n: int, events: int, rate: float) -> Fanout:
+    """The fan-out on a started server (its RUNLEDGER_MAX_STREAMS_PER_KEY above n): one
+    new run, n subscribers, `events` log events at `rate`, then the run's report."""
+    [run] = open_runs(server, 1, "fan-out", "bench-fanout")
+    writer = server.client(RUNNER_KEY)
+    events_path = f"/api/runs/{run.run_id}/events"
+
+    def publish(i: int) -> None:
+        event = {"type": "log", "data": {"bench_i": i, "sent": time.time()}}
+        body = orjson.dumps({"fencing_token": run.token, "events": [event]})
+        r = writer.post(events_path, content=body, headers=JSON_HEADERS)
+        if r.status_code != 200:
+            raise BenchError(f"writer: {r.status_code} {r.text[:200]}")
+
+    def finish() -> None:
+        report_no_changes(writer, run.run_id, run.token)
+
+    assert server.proc is not None
+    headers = {"Authorization": f"Bearer {USER_KEY}", "Accept": "text/event-stream"}
+    path = f"/api/runs/{run.run_id}/stream"
+    try:
+        return fan_out(
+            server.port, path, headers, n, events, rate, server.proc.pid, publish, finish, workdir
+        )
+    finally:
+        writer.close()
+        server.check_alive()
 
 
 def on_baseline(workdir: Path, n: int, events: int, rate: float) -> Fanout:

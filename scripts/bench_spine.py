@@ -122,11 +122,9 @@ class Plan:
 # -- command throughput ------------------------------------------------------------------------
 
 
-def http_throughput(
-    server: Server, targets: list[Held], plan: Plan, seconds: float | None = None
-) -> Measured:
-    """One single-event `POST /api/runs/{id}/events` after another from each client, for
-    `seconds` (a slice, by default)."""
+def http_throughput(server: Server, targets: list[Held], warmup: float, seconds: float) -> Measured:
+    """One single-event `POST /api/runs/{id}/events` after another from each client (one per
+    run of `targets`), for `seconds` after `warmup`."""
 
     def open_worker(i: int) -> tuple[Op, Op]:
         run = targets[i]
@@ -144,8 +142,7 @@ def http_throughput(
 
         return op, client.close
 
-    window = plan.slice if seconds is None else seconds
-    return timed_workers(len(targets), open_worker, plan.warmup, window, MAX_CONSECUTIVE_ERRORS)
+    return timed_workers(len(targets), open_worker, warmup, seconds, MAX_CONSECUTIVE_ERRORS)
 
 
 def raw_name(store: str, notify: bool = False) -> str:
@@ -174,7 +171,7 @@ def command_case(
         return m
 
     def http_slice() -> Measured:
-        m = http_throughput(server, targets, plan)
+        m = http_throughput(server, targets, plan.warmup, plan.slice)
         server.wait_quiet()
         server.check_alive()
         return m
@@ -229,7 +226,7 @@ def bench_store(
             progress(f"{store}: HTTP throughput, {n} clients on ONE run")
             run = open_runs(server, 1, TASK, RUNNER_ID)
             mark = cpu_mark(server)
-            m = http_throughput(server, run * n, plan, plan.duration)
+            m = http_throughput(server, run * n, plan.warmup, plan.duration)
             cpu = cpu_text(mark, cpu_mark(server), (m.total, "cmd"), store == "postgres")
             server.check_alive()
             base = baselines[n]
