@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
 from datetime import datetime
 from functools import partial
@@ -83,6 +84,8 @@ class Engine(
         # saves of different aggregates that arrive together share one transaction.
         self._run_locks = [threading.Lock() for _ in range(RUN_LOCK_STRIPES)]
         self.commits = GroupCommit(self._write_group, self._committed)
+        # Stores the snapshots that commands decided on the loop take (see _saved).
+        self._snapshotting = ThreadPoolExecutor(1, thread_name_prefix="snapshots")
         # Each stream's hash chain, linked as events are saved (docs/audit.md).
         self.chain = Chain(self.recorder.stored_hash)  # type: ignore[attr-defined]
 
@@ -214,12 +217,22 @@ class Engine(
             result = orjson.dumps({**answer, "sequence": aggregate.version}).decode()
         return Append(aggregate.id, stored, links, receipt, result)
 
-    def _saved(self, aggregate: Run | Project, appended: int) -> None:
+    def _saved(self, aggregate: Run | Project, appended: int, on_writer: bool = False) -> None:
         """After a save: a snapshot when the run passed a multiple of SNAPSHOT_EVERY, and
-        the saved state kept as the one this process last saw."""
+        the saved state kept as the one this process last saw. `on_writer`: called back on
+        the group commit's writer, which must not wait for the snapshot's own transaction:
+        it is taken there, and stored by the snapshots' thread."""
         every, version = SNAPSHOT_EVERY, aggregate.version
         if isinstance(aggregate, Run) and version // every > (version - appended) // every:
-            self._snapshot(aggregate)
+            if on_writer:
+                snapshot = self._take_snapshot(aggregate)
+                if snapshot is not None:
+                    try:
+                        self._snapshotting.submit(self._keep_snapshot, snapshot)
+                    except RuntimeError:  # closing: the command's answer must not fail
+                        self._keep_snapshot(snapshot)
+            else:
+                self._snapshot(aggregate)
         if self.repository.cache is not None:
             # With fast-forwarding on, the library leaves the cache at the version it last
             # read, so the next command would re-apply this one's events: keep the saved
@@ -240,9 +253,10 @@ class Engine(
         the command is then to be run as usual (`_update`). False, having changed nothing:
         it cannot go this way, and is to be run as usual: the run is not in this process's
         cache, another command on it is under way here, its decision refused or appended
-        nothing (either is decided again on the run read afresh), a snapshot is due, or the
-        chain's last hash is not remembered. Under an idempotent request's receipt the save
-        records the request's result, as _save does.
+        nothing (either is decided again on the run read afresh), or the chain's last hash
+        is not remembered. Under an idempotent request's receipt the save records the
+        request's result, as _save does; a snapshot due is taken once the save is written,
+        and stored by the snapshots' thread.
         """
         lock = self._run_locks[hash(run_id) % RUN_LOCK_STRIPES]
         if not lock.acquire(blocking=False):
@@ -256,11 +270,8 @@ class Engine(
                 decide(run, self.clock())
             except DomainError:
                 return False
-            pending, version = run.pending_events, run.version
-            if (
-                not pending
-                or version // SNAPSHOT_EVERY > (version - len(pending)) // SNAPSHOT_EVERY
-            ):
+            pending = run.pending_events
+            if not pending:
                 return False
             if not self.chain.knows(run_id, pending[0].originator_version):
                 return False
@@ -272,7 +283,7 @@ class Engine(
                 outcome: Appended | BaseException | None
                 try:
                     positions = append.answer()
-                    self._saved(run, len(events))
+                    self._saved(run, len(events), on_writer=True)
                     outcome = Appended(run.id, status, run.version, positions[-1])
                 except IntegrityError:  # another process's event took the sequence
                     outcome = None
@@ -292,16 +303,36 @@ class Engine(
     def _snapshot(self, run: Run) -> None:
         """Keep a snapshot of the run as just saved, if it can be kept: its events are
         committed, and a snapshot is only a shortcut (one lost, to a crash or an outage,
-        means a longer replay), so nothing about it may fail the command. Another process's
-        snapshot of the same version is the same state."""
+        means a longer replay), so nothing about it may fail the command."""
+        snapshot = self._take_snapshot(run)
+        if snapshot is not None:
+            self._keep_snapshot(snapshot)
+
+    def _take_snapshot(self, run: Run) -> RunSnapshot | None:
+        """The run's snapshot, or None (snapshots off, or the state will not go in one)."""
         if self.snapshots is None:
-            return
+            return None
         try:
-            self.snapshots.put([RunSnapshot.take(run)])
+            return RunSnapshot.take(run)
+        except Exception as error:  # any: see _snapshot
+            log.warning("no snapshot of run %s at %d: %s", run.id, run.version, error)
+            return None
+
+    def _keep_snapshot(self, snapshot: RunSnapshot) -> None:
+        """Store it; another process's snapshot of the same version is the same state."""
+        assert self.snapshots is not None
+        try:
+            self.snapshots.put([snapshot])
         except IntegrityError:
             pass  # another process kept this version's snapshot first
-        except Exception as error:  # any: see above
-            log.warning("no snapshot of run %s at %d: %s", run.id, run.version, error)
+        except Exception as error:  # any: see _snapshot
+            run_id, version = snapshot.originator_id, snapshot.originator_version
+            log.warning("no snapshot of run %s at %d: %s", run_id, version, error)
+
+    def close(self) -> None:
+        """Store the snapshots taken, then close the store."""
+        self._snapshotting.shutdown(wait=True)
+        super().close()
 
     def _write_group(self, group: list[Append]) -> None:
         """Store a group of appends in one transaction (the recorder sets their answers)."""

@@ -15,7 +15,7 @@ import pytest
 
 from adapters.ledger_verify import verify_store
 from api.service import loop_commands
-from api.service.engine import Engine
+from api.service.engine import SNAPSHOT_EVERY, Engine
 from api.service.results import Appended
 from api.service.runtime import Runtime
 from domain.errors import StaleLease
@@ -201,3 +201,31 @@ def test_under_a_receipt_the_loop_decided_save_records_the_requests_result(
     assert isinstance(refused, ReceiptTakenOver)
     assert engine.get_run(run_id).version == 3
     assert [r.sequence for r in runtime.db.run_events(run_id, after=0)] == [1, 2, 3]
+
+
+def test_a_command_that_passes_a_snapshot_boundary_is_decided_on_the_loop(
+    runtime: Runtime, second_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The snapshot is taken once the save is written and stored by the snapshots' thread:
+    # the command neither goes to the pool nor waits for the snapshot's transaction.
+    engine = runtime.engine
+    run_id, token = claimed_run(engine)
+    below = SNAPSHOT_EVERY - 2 - engine.get_run(run_id).version
+    engine.record_output(run_id, RUNNER, token, [("log", {"i": i}) for i in range(below)])
+    assert engine.get_run(run_id).version == SNAPSHOT_EVERY - 2
+    soon = Soon(engine, monkeypatch)
+
+    [answer] = run_commands(engine, run_id, [output(engine, token, 5)])
+
+    assert soon.on_loop == 1 and soon.in_pool == 0
+    assert answer.sequence == SNAPSHOT_EVERY + 3
+    engine._snapshotting.submit(lambda: None).result(10)  # what was queued before is stored
+    assert engine.snapshots is not None
+    assert [s.originator_version for s in engine.snapshots.get(run_id)] == [SNAPSHOT_EVERY + 3]
+    # the snapshot is the run as saved: a process that never saw the run loads it from there
+    fresh, here = second_runtime.engine.get_run(run_id), engine.get_run(run_id)
+    assert fresh.version == here.version == SNAPSHOT_EVERY + 3
+    assert {k: v for k, v in vars(fresh).items() if k != "_pending_events"} == {
+        k: v for k, v in vars(here).items() if k != "_pending_events"
+    }
+    assert verify_store(runtime.db, ("run", str(run_id))).ok
