@@ -65,6 +65,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run one of the three commands."""
     from uuid import UUID
 
+    try:
+        Config.from_env(database_url=args.database)  # a malformed RUNLEDGER_* said now
+    except ValueError as exc:
+        parser.error(str(exc))
     scope: tuple[str, str | None] = ("all", None)
     for name in ("run", "project"):
         value = getattr(args, name, None)
@@ -79,7 +83,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.subcommand == "export":
             return _export(args, scope)
         return _import(args)
-    except (LookupError, OSError, RuntimeError, ValueError) as exc:  # (a bad RUNLEDGER_*)
+    except (LookupError, OSError, RuntimeError) as exc:
         print(f"runledger {args.subcommand}: {exc}", file=sys.stderr)
         return 2
 

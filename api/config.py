@@ -16,6 +16,7 @@ ROLES = ("all", "api", "worker")
 # every command in flight, which then aged into the old generations and made their (long)
 # collections frequent; docs/operations.md, "The garbage collector".
 DEFAULT_GC_THRESHOLD = (2000, 10, 10)
+GC_THRESHOLD_MAX = 2**31 - 1  # what gc.set_threshold takes (a C int)
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,13 @@ def parse_gc_threshold(text: str) -> tuple[int, int, int]:
     if not text.strip():
         return DEFAULT_GC_THRESHOLD
     parts = [p.strip() for p in text.split(",")]
-    if len(parts) > 3 or not all(p.isdigit() for p in parts):
+    if len(parts) > 3 or not all(p.isascii() and p.isdecimal() for p in parts):
         raise ValueError(
             f"RUNLEDGER_GC_THRESHOLD wants one to three whole numbers, comma-separated "
             f"(such as 700,10,10); not {text!r}"
         )
     given = [int(p) for p in parts]
-    return (*given, *DEFAULT_GC_THRESHOLD[len(given) :])  # type: ignore[return-value]
+    if any(n > GC_THRESHOLD_MAX for n in given):
+        raise ValueError(f"RUNLEDGER_GC_THRESHOLD wants numbers up to {GC_THRESHOLD_MAX}")
+    first, second, third = (*given, *DEFAULT_GC_THRESHOLD[len(given) :])
+    return first, second, third

@@ -28,8 +28,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-from benchload import Measured, Op, alternate, combine, timed_workers
+from bench_spine import http_throughput
+from benchload import Measured, alternate, combine
 from benchreport import (
     DEFAULT_PG_URL,
     Report,
@@ -40,7 +40,7 @@ from benchreport import (
     progress,
     run_benchmark,
 )
-from benchserver import RUNNER_KEY, Held, LeanClient, Server, open_runs
+from benchserver import Server, open_runs
 
 SETUP = Setup(
     title="runledger A/B benchmark: one checkout's write path against another's",
@@ -55,32 +55,6 @@ SETUP = Setup(
 )
 BATCH = 100  # events per command of the batches case
 CLIENTS = {"commands": 16, "batches": 4}  # unless --clients says
-
-
-def post_events(server: Server, targets: list[Held], per_command: int, seconds: float) -> Measured:
-    """Each client posts `per_command` log events to its own run, one command after
-    another, for `seconds` after a warm-up of 0.5 s."""
-
-    def open_worker(i: int) -> tuple[Op, Op]:
-        run = targets[i]
-        client = LeanClient(server, RUNNER_KEY)
-        path = f"/api/runs/{run.run_id}/events"
-        n = [0]
-
-        def op() -> None:
-            n[0] += 1
-            events = [
-                {"type": "log", "data": {"line": "benchmark output line", "n": n[0], "j": j}}
-                for j in range(per_command)
-            ]
-            body = orjson.dumps({"fencing_token": run.token, "events": events})
-            status, answer = client.post(path, body)
-            if status != 200:
-                raise RuntimeError(f"{status} {answer[:200]!r}")
-
-        return op, client.close
-
-    return timed_workers(len(targets), open_worker, 0.5, seconds, 50)
 
 
 def bench(
@@ -124,7 +98,7 @@ def ab_case(
                 targets = open_runs(server, clients, "a/b", "bench-ab")
                 server.wait_quiet()
                 before = server.cpu_seconds()
-                m = post_events(server, targets, per_command, duration)
+                m = http_throughput(server, targets, 0.5, duration, per_command)
                 server.wait_quiet()
                 cpu[side].append(server.cpu_seconds() - before)
                 server.check_alive()

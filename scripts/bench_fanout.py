@@ -272,12 +272,13 @@ def fan_out_on(server: Server, workdir: Path, n: int, events: int, rate: float) 
     headers = {"Authorization": f"Bearer {USER_KEY}", "Accept": "text/event-stream"}
     path = f"/api/runs/{run.run_id}/stream"
     try:
-        return fan_out(
+        result = fan_out(
             server.port, path, headers, n, events, rate, server.proc.pid, publish, finish, workdir
         )
     finally:
         writer.close()
-        server.check_alive()
+    server.check_alive()
+    return result
 
 
 def on_baseline(workdir: Path, n: int, events: int, rate: float) -> Fanout:

@@ -67,7 +67,8 @@ SETUP = Setup(
     legend="value = the setting's RUNLEDGER_GC_THRESHOLD; baseline = the interpreter's own "
     "thresholds, the same server and load, slices alternating in the same run; gc = the "
     "collector's time from the server's /metrics; collections per generation over every "
-    "round, commands and fan-out, with their mean and longest pause",
+    "round (each server from its start: runs opened, commands, subscribers, fan-out), with "
+    "their mean and longest pause; gc per delivery counts the subscribers' connecting too",
 )
 GC_LINE = re.compile(r'^runledger_gc_(\w+?)(?:_total)?\{generation="(\d)"\} ([0-9.e+-]+)$', re.M)
 

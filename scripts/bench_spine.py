@@ -122,9 +122,12 @@ class Plan:
 # -- command throughput ------------------------------------------------------------------------
 
 
-def http_throughput(server: Server, targets: list[Held], warmup: float, seconds: float) -> Measured:
-    """One single-event `POST /api/runs/{id}/events` after another from each client (one per
-    run of `targets`), for `seconds` after `warmup`."""
+def http_throughput(
+    server: Server, targets: list[Held], warmup: float, seconds: float, per_command: int = 1
+) -> Measured:
+    """One `POST /api/runs/{id}/events` of `per_command` log events (1: a single-event
+    command) after another from each client (one per run of `targets`), for `seconds` after
+    `warmup`."""
 
     def open_worker(i: int) -> tuple[Op, Op]:
         run = targets[i]
@@ -135,7 +138,7 @@ def http_throughput(server: Server, targets: list[Held], warmup: float, seconds:
         def op() -> None:
             n[0] += 1
             event = {"type": "log", "data": {"line": "benchmark output line", "n": n[0]}}
-            body = orjson.dumps({"fencing_token": run.token, "events": [event]})
+            body = orjson.dumps({"fencing_token": run.token, "events": [event] * per_command})
             status, answer = client.post(path, body)
             if status != 200:
                 raise BenchError(f"{status} {answer[:200]!r}")

@@ -51,7 +51,7 @@ class Services:
     prices: PriceTable  # the operator's price table (api/service/usage.py)
     sessions: Sessions  # browser sessions (adapters/sessions.py)
     # the collector's thresholds before start, put back at stop (config.gc_threshold)
-    interpreter_gc: tuple[int, int, int] = (700, 10, 10)
+    interpreter_gc: tuple[int, int, int]
 
     @property
     def db(self) -> Database:
@@ -103,6 +103,7 @@ async def start(config: Config, metrics: Metrics) -> Services:
         boards=BoardAnswers(),
         prices=load_prices(config.prices_file),
         sessions=Sessions(runtime.db, keys),
+        interpreter_gc=gc.get_threshold(),
     )
     runtime.projection.on_rows.append(wake_claims)
     runtime.start()
@@ -112,7 +113,6 @@ async def start(config: Config, metrics: Metrics) -> Services:
     # full collections otherwise stall every stream at once.
     gc.collect()
     gc.freeze()
-    services.interpreter_gc = gc.get_threshold()
     gc.set_threshold(*config.gc_threshold)
     gc.callbacks.append(metrics.collector)
     return services
@@ -150,11 +150,13 @@ def _change_feed(
 
 async def stop(services: Services) -> None:
     """End the streams, stop the threads and close the store."""
-    services.hub.close_all()
-    services.feed.stop()
-    services.watch.stop()
-    services.runtime.stop()
-    await asyncio.to_thread(services.runtime.close)
-    if services.metrics.collector in gc.callbacks:
-        gc.callbacks.remove(services.metrics.collector)
-    gc.set_threshold(*services.interpreter_gc)
+    try:
+        services.hub.close_all()
+        services.feed.stop()
+        services.watch.stop()
+        services.runtime.stop()
+        await asyncio.to_thread(services.runtime.close)
+    finally:
+        if services.metrics.collector in gc.callbacks:
+            gc.callbacks.remove(services.metrics.collector)
+        gc.set_threshold(*services.interpreter_gc)

@@ -14,8 +14,8 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 class CollectorClock:
     """The time the cyclic garbage collector stops the process for, per generation: a
-    `gc.callbacks` entry. A collection holds the interpreter lock throughout and runs no
-    other collection inside it, so the counters need no lock of their own."""
+    `gc.callbacks` entry. CPython runs one collection at a time, its start and stop
+    callbacks included, so the counters need no lock of their own."""
 
     def __init__(self) -> None:
         self.seconds = [0.0, 0.0, 0.0]
@@ -36,30 +36,29 @@ class CollectorClock:
 
     def render(self) -> list[str]:
         """Its exposition lines."""
-        lines = [
-            "# HELP runledger_gc_seconds_total Time spent in the cyclic garbage collector.",
-            "# TYPE runledger_gc_seconds_total counter",
-        ]
-        lines += [
-            f'runledger_gc_seconds_total{{generation="{g}"}} {s:.6f}'
-            for g, s in enumerate(self.seconds)
-        ]
-        lines += [
-            "# HELP runledger_gc_collections_total Collections, by generation.",
-            "# TYPE runledger_gc_collections_total counter",
-        ]
-        lines += [
-            f'runledger_gc_collections_total{{generation="{g}"}} {n}'
-            for g, n in enumerate(self.collections)
-        ]
-        lines += [
-            "# HELP runledger_gc_longest_pause_seconds The longest collection since start.",
-            "# TYPE runledger_gc_longest_pause_seconds gauge",
-        ]
-        lines += [
-            f'runledger_gc_longest_pause_seconds{{generation="{g}"}} {s:.6f}'
-            for g, s in enumerate(self.longest)
-        ]
+        lines: list[str] = []
+        for name, kind, what, values in (
+            (
+                "gc_seconds_total",
+                "counter",
+                "Time spent in the cyclic garbage collector.",
+                [f"{v:.6f}" for v in self.seconds],
+            ),
+            (
+                "gc_collections_total",
+                "counter",
+                "Collections, by generation.",
+                [str(v) for v in self.collections],
+            ),
+            (
+                "gc_longest_pause_seconds",
+                "gauge",
+                "The longest collection since start.",
+                [f"{v:.6f}" for v in self.longest],
+            ),
+        ):
+            lines += [f"# HELP runledger_{name} {what}", f"# TYPE runledger_{name} {kind}"]
+            lines += [f'runledger_{name}{{generation="{g}"}} {v}' for g, v in enumerate(values)]
         return lines
 
 
