@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serve import ServeProcess
+from tests.serve import ROOT, ServeProcess
 
 PG_URL = os.environ.get("RUNLEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 KEYS = "ka=alice:user,kb=bob:user,kr=runner-1:runner,kr2=runner-2:runner"
@@ -104,6 +106,19 @@ def open_runtime(url: str, data_dir: Path, **config: Any) -> Any:
     from api.service.runtime import Runtime
 
     return Runtime(Config(database_url=url, data_dir=data_dir, **config))
+
+
+def runledger_process(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    """`runledger ARGV` run to its end in a process of its own, from the checkout, with
+    `env` as its whole environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def make_repo(path: Path) -> Path:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import httpx
 import pytest
 
 from tests.serve import ROOT
-from tests.support import ALICE, Server
+from tests.support import ALICE, Server, runledger_process
 
 
 def test_health_and_info_are_public_and_metrics_truthful(server: Server) -> None:
@@ -95,14 +93,7 @@ def test_a_malformed_collector_threshold_is_refused_at_start(
         "RUNLEDGER_GC_THRESHOLD": value,
         "RUNLEDGER_DATA_DIR": str(tmp_path),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", *command],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = runledger_process(env, *command)
     assert done.returncode == 2, done.stderr
     assert "RUNLEDGER_GC_THRESHOLD wants" in done.stderr
     assert "Traceback" not in done.stderr

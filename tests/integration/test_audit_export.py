@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,9 @@ from tests.integration.audit_helpers import (
     sign_now,
     some_history,
 )
-from tests.support import fresh_store, open_runtime
+from tests.support import fresh_store, open_runtime, runledger_process
 
 Capture = pytest.CaptureFixture[str]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
@@ -209,29 +207,20 @@ def test_each_command_runs_as_a_process_on_a_stopped_servers_database(
     some_history(runtime)
     runtime.close()
     env = {**os.environ, "RUNLEDGER_DATA_DIR": str(tmp_path / "data")}
+    process = partial(runledger_process, env)
 
-    def runledger_process(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "api.cli", *argv],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    exported = runledger_process("export", "--database", url, "-o", str(tmp_path / "h.ndjson"))
+    exported = process("export", "--database", url, "-o", str(tmp_path / "h.ndjson"))
     assert exported.returncode == 0, exported.stderr
-    checked = runledger_process("verify", "--file", str(tmp_path / "h.ndjson"))
+    checked = process("verify", "--file", str(tmp_path / "h.ndjson"))
     assert checked.returncode == 0, checked.stdout
     copy = f"sqlite:///{tmp_path / 'b.db'}"
-    imported = runledger_process("import", str(tmp_path / "h.ndjson"), "--database", copy)
+    imported = process("import", str(tmp_path / "h.ndjson"), "--database", copy)
     assert imported.returncode == 0, imported.stdout + imported.stderr
-    verified = runledger_process("verify", "--database", copy)
+    verified = process("verify", "--database", copy)
     assert verified.returncode == 0, verified.stdout
     assert "runledger verify: ok: 16 events in 5 streams" in verified.stdout
 
-    broken = runledger_process("verify", "--database", f"sqlite:///{tmp_path / 'none.db'}")
+    broken = process("verify", "--database", f"sqlite:///{tmp_path / 'none.db'}")
     assert broken.returncode == 2
     assert "no SQLite database" in broken.stderr
 
