@@ -108,13 +108,16 @@ def open_runtime(url: str, data_dir: Path, **config: Any) -> Any:
     return Runtime(Config(database_url=url, data_dir=data_dir, **config))
 
 
-def runledger_process(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+def runledger_process(
+    env: dict[str, str], *argv: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
     """`runledger ARGV` run to its end in a process of its own, from the checkout, with
-    `env` as its whole environment."""
+    `env` as its whole environment and `stdin` as its input."""
     return subprocess.run(
         [sys.executable, "-m", "api.cli", *argv],
         cwd=ROOT,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,

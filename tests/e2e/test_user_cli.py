@@ -16,7 +16,7 @@ from typing import Any
 from tests.e2e.board_helpers import act, board, create_task
 from tests.e2e.projects_helpers import create_project
 from tests.e2e.runs_helpers import append, claim, log, ok, report, submit
-from tests.support import ALICE, BOB, RUNNER, Server
+from tests.support import ALICE, BOB, RUNNER, Server, runledger_process
 
 
 def cli(server: Server | str, *args: str, key: str | None = ALICE, stdin: str = "") -> Any:
@@ -26,14 +26,7 @@ def cli(server: Server | str, *args: str, key: str | None = ALICE, stdin: str = 
     env.pop("RUNLEDGER_KEY", None)
     if key is not None:
         env["RUNLEDGER_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return runledger_process(env, *args, stdin=stdin)
 
 
 def cli_json(server: Server, *args: str, key: str = ALICE) -> Any:
@@ -190,12 +183,10 @@ def test_errors_and_exit_statuses(srv: Server, tmp_path: Path) -> None:
     assert as_json.returncode == 2 and json.loads(as_json.stdout)["error"] == "invalid_request"
     nobody = cli("http://127.0.0.1:9", "runs", "list")
     assert nobody.returncode == 5 and "cannot reach" in nobody.stderr
-    keyless = subprocess.run(
-        [sys.executable, "-m", "api.cli", "runs", "list", "--server", srv.url],
-        env={k: v for k, v in os.environ.items() if k != "RUNLEDGER_KEY"}
+    keyless = runledger_process(
+        {k: v for k, v in os.environ.items() if k != "RUNLEDGER_KEY"}
         | {"RUNLEDGER_DATA_DIR": str(tmp_path / "none")},
-        capture_output=True,
-        text=True,
+        *("runs", "list", "--server", srv.url),
     )
     assert keyless.returncode == 2 and "no key" in keyless.stderr
     limit = cli(srv, "runs", "list", "--limit", "0")
