@@ -89,7 +89,7 @@ class Plan:
             f"case; GET with {'/'.join(map(str, self.readers))} clients; reorders from "
             f"{self.writers} clients on one project"
             + (f", then {self.writers} users on their own projects" if self.own_projects else "")
-            + "; one keep-alive http.client connection per client; the load generator shares "
+            + "; one keep-alive connection per client (LeanClient); the load generator shares "
             "the machine with the server"
         )
 
