@@ -4,7 +4,7 @@ fan-out server in the same run.
 
 For each subscriber count (1,000 and 5,000 by default) and each server (`runledger serve`
 on the store, then `scripts/fanout_baseline.py`: sse-starlette alone, no database), in one
-run: the subscribers connect (lean raw-socket HTTP/1.1 clients on one asyncio loop, in a
+run: the subscribers connect (lean raw-socket HTTP/1.1 clients on one uvloop loop, in a
 process of their own so that the writer's timing is not theirs), then one writer publishes
 E events at R/s, each carrying its send time; then the stream ends (`event: done`). Every
 subscriber must receive every event exactly once, in order. Figures: delivery latency p50 /
@@ -61,7 +61,7 @@ from tests.serve import free_port
 TARGETS = {"p99": 0.050, "cpu": 25e-6}
 SETUP = Setup(
     title="runledger SSE fan-out benchmark (one run, many subscribers)",
-    packages=("uvicorn", "starlette", "sse-starlette", "psycopg"),
+    packages=("uvicorn", "starlette", "sse-starlette", "psycopg", "uvloop"),
     pg_shown=("synchronous_commit", "fsync"),
     code=True,
     stop_workers=True,

@@ -1,6 +1,7 @@
 """The benchmarks' load client (scripts/benchserver.py, `LeanClient`), against a real server:
 its answers are the server's, byte for byte, over one kept-alive connection, and it says so
-when it cannot read an answer rather than counting it."""
+when it cannot read an answer rather than counting it; against peers that answer in ways
+the server does not (yet): a head in pieces, an interim 100, `Connection: close`."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def test_answers_are_the_servers_over_one_connection(served: Server) -> None:
             time.sleep(0.01)
         assert status == 200, body
         with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {ALICE}"}) as c:
-            assert orjson.loads(body) == c.get(f"/api/runs/{run_id}").json()
+            assert body == c.get(f"/api/runs/{run_id}").content
         status, body = client.post("/api/runs", b"{not json")
         assert status == 400 and orjson.loads(body)["error"] == "invalid_request"
         status, _ = client.get("/api/runs/not-a-uuid")
@@ -69,8 +70,10 @@ def test_an_answer_without_a_body(served: Server) -> None:
                 c.post(f"/api/runs/{run['run_id']}/cancel", json={"reason": "not this test's"})
         claim = orjson.dumps({"runner_id": "bench", "wait_seconds": 0})
         assert runner.post("/api/runner/claim", claim) == (204, b"")
+        connection = runner._sock
         status, body = runner.get("/health")
         assert status == 200 and orjson.loads(body)["status"] == "ok"
+        assert runner._sock is connection
     finally:
         runner.close()
 
@@ -88,24 +91,71 @@ def test_a_streamed_answer_is_refused_not_misread(served: Server) -> None:
         client.close()
 
 
+class Peer:
+    """A one-connection HTTP peer on a free port that answers each request it reads with
+    the next of `answers`, sent in pieces of `piece` bytes."""
+
+    def __init__(self, answers: list[bytes], piece: int = 65536) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(10)
+        self.port = self.listener.getsockname()[1]
+        self.requests: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, args=(answers, piece))
+        self.thread.start()
+
+    def _serve(self, answers: list[bytes], piece: int) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            for answer in answers:
+                self.requests.append(conn.recv(65536))
+                for i in range(0, len(answer), piece):
+                    conn.sendall(answer[i : i + piece])
+                    time.sleep(0.001)
+
+    def close(self) -> None:
+        self.thread.join(timeout=10)
+        self.listener.close()
+
+
+def test_an_answer_in_pieces_after_an_interim_one() -> None:
+    peer = Peer(
+        [
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 8\r\n"
+            b'X-Other: a:b\r\n\r\n{"a": 1}',
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        ],
+        piece=3,
+    )
+    client = LeanClient(peer, ALICE)  # type: ignore[arg-type]
+    try:
+        assert client.post("/x", b"{}") == (201, b'{"a": 1}')
+        assert client.get("/y") == (200, b"ok")
+        assert peer.requests[0].startswith(b"POST /x HTTP/1.1\r\n")
+        assert peer.requests[0].endswith(b"Content-Length: 2\r\n\r\n{}")
+        assert f"Authorization: Bearer {ALICE}".encode() in peer.requests[1]
+    finally:
+        client.close()
+        peer.close()
+
+
+def test_connection_close_is_honoured() -> None:
+    peer = Peer([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"])
+    client = LeanClient(peer, ALICE)  # type: ignore[arg-type]
+    try:
+        assert client.get("/") == (200, b"ok")
+        assert client._sock is None  # the next request opens a new connection
+    finally:
+        client.close()
+        peer.close()
+
+
 def test_a_connection_closed_mid_answer_is_an_error() -> None:
-    # A peer that sends half an answer and hangs up (no server does this on purpose).
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def half_answer() -> None:
-        conn, _ = listener.accept()
-        conn.recv(65536)
-        conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial":')
-        conn.close()
-
-    peer = threading.Thread(target=half_answer)
-    peer.start()
-    client = LeanClient(type("Peer", (), {"port": port})(), ALICE)  # type: ignore[arg-type]
+    peer = Peer([b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial":'])
+    client = LeanClient(peer, ALICE)  # type: ignore[arg-type]
     try:
         with pytest.raises(ConnectionError):
             client.get("/")
+        assert client._sock is None
     finally:
         client.close()
-        peer.join()
-        listener.close()
+        peer.close()
