@@ -11,13 +11,17 @@ GET requests/s, with 1 and 4 keep-alive clients, of
 - `GET /api/runs?limit=50&cursor=…`: page 200 of it (the cursor read once beforehand);
 
 each as a ratio of the baseline at the same concurrency, with the server's CPU per request.
+The cases take turns (`--rounds` rounds, A B C …, then … C B A), each case's time split
+between them: the machine's speed drifts by more than a ratio's margin over a minute, and
+a case measured once, a minute after its baseline, had moved by as much (page 200 at 0.26
+of the baseline in one run, 0.89 in the next).
 The targets (issue 14, PostgreSQL): one run >= 0.5 of the baseline; list pages >= 0.3, at
 page 1 and page 200 alike. The process that projects keeps the pages it read until one of
 the owner's runs changes (projections/run_documents.py); the last row shows page 1 while
 the owner keeps submitting runs (CHURN/s), so that pages are read from the view again.
 
     .venv/bin/python scripts/bench_reads.py [--quick] [--runs 10100] [--duration 5]
-        [--stores sqlite,postgres]
+        [--rounds 2] [--stores sqlite,postgres]
 
 Progress goes to stderr, the table to stdout; exit status 1 when a measurement failed.
 """
@@ -28,9 +32,10 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from benchload import BenchError, Measured, Op, timed_workers
+from benchload import BenchError, Measured, Op, alternate, combine, timed_workers
 from benchreport import (
     DEFAULT_PG_URL,
     Report,
@@ -155,7 +160,7 @@ def _with_churn(server: Server, rate: float, measure: Callable[[], Measured]) ->
 
 
 def bench(
-    runs: int, deep: int, duration: float, warmup: float, code: Path = ROOT
+    runs: int, deep: int, plan: Slices, code: Path = ROOT
 ) -> Callable[[str, str, Path, Report], None]:
     def run(store: str, url: str, workdir: Path, report: Report) -> None:
         progress(f"{store}: {runs:,} runs")
@@ -172,54 +177,81 @@ def bench(
                 ("churn", f"GET /api/runs, page 1, {CHURN} submits/s", first, CHURN),
             ]
             for clients in (1, 4):
-                base = 0.0
-                for kind, label, path, churn in cases:
-                    progress(f"{store}: {label}, {clients} client(s)")
-                    mark = cpu_mark(server)
-                    m = gets(server, path, clients, warmup, duration, churn)
-                    cpu = cpu_text(mark, cpu_mark(server), (m.total, "req"))
-                    server.check_alive()
-                    if m.errors:
-                        report.warn(f"{store}: {label}: {m.errors} errors ({m.first_error})")
-                    lat = (
-                        f"p50 {1000 * percentile(m.latencies, 50):.2f} ms "
-                        f"p99 {1000 * percentile(m.latencies, 99):.2f} ms"
-                    )
-                    if kind == "trivial":
-                        base = m.rate
-                        report.rows.append(
-                            Row(
-                                store,
-                                label,
-                                str(clients),
-                                f"{m.rate:,.0f}/s",
-                                notes=f"{lat}; {cpu}",
-                            )
-                        )
-                        continue
-                    ratio = m.rate / base if base else 0.0
-                    verdict = (
-                        ""
-                        if store != "postgres" or kind not in TARGETS
-                        else (
-                            "; meets the target" if ratio >= TARGETS[kind] else "; BELOW the target"
-                        )
-                    )
-                    report.rows.append(
-                        Row(
-                            store,
-                            label,
-                            str(clients),
-                            f"{m.rate:,.0f}/s",
-                            f"{base:,.0f}/s",
-                            f"{ratio:.2f}",
-                            f"{lat}; {cpu}{verdict}",
-                        )
-                    )
+                measure_cases(store, server, cases, clients, plan, report)
         finally:
             server.stop()
 
     return run
+
+
+@dataclass(frozen=True)
+class Slices:
+    """Each case's time: `duration` s in all, in `rounds` slices after `warmup` s each."""
+
+    duration: float
+    warmup: float
+    rounds: int
+
+
+def measure_cases(
+    store: str,
+    server: Server,
+    cases: list[tuple[str, str, str, float]],
+    clients: int,
+    plan: Slices,
+    report: Report,
+) -> None:
+    """Every case at `clients` clients, the cases taking turns in `plan.rounds` rounds (A B
+    C, C B A, …) so that the machine's drift falls on the baseline and the others alike;
+    a row per case, its ratio to the baseline's rate."""
+    seconds = plan.duration / plan.rounds
+    sides = {
+        label: (lambda p=path, c=churn: gets(server, p, clients, plan.warmup, seconds, c))
+        for _, label, path, churn in cases
+    }
+    parts, spent = alternate(
+        sides,
+        plan.rounds,
+        lambda _: cpu_mark(server),
+        lambda label, k: progress(f"{store}: {label}, {clients} client(s), round {k}"),
+    )
+    server.check_alive()
+    zero = (0.0, 0.0, 0.0, 0.0)
+    base = 0.0
+    for kind, label, _, _ in cases:
+        m = combine(parts[label])
+        cpu = cpu_text(zero, tuple(spent[label]), (m.total, "req"))
+        if m.errors:
+            report.warn(f"{store}: {label}: {m.errors} errors ({m.first_error})")
+        lat = (
+            f"p50 {1000 * percentile(m.latencies, 50):.2f} ms "
+            f"p99 {1000 * percentile(m.latencies, 99):.2f} ms"
+        )
+        if kind == "trivial":
+            base = m.rate
+            row = Row(store, label, str(clients), f"{m.rate:,.0f}/s", notes=f"{lat}; {cpu}")
+            report.rows.append(row)
+            continue
+        ratio = m.rate / base if base else 0.0
+        verdict = ""
+        if store == "postgres" and kind in TARGETS:
+            verdict = "; meets the target" if ratio >= TARGETS[kind] else "; BELOW the target"
+        rounds = ", ".join(
+            f"{x.rate / b.rate:.2f}" if b.rate else "n/a"
+            for x, b in zip(parts[label], parts[cases[0][1]], strict=True)
+        )
+        notes = f"{lat}; {cpu}; ratio per round {rounds}{verdict}"
+        report.rows.append(
+            Row(
+                store,
+                label,
+                str(clients),
+                f"{m.rate:,.0f}/s",
+                f"{base:,.0f}/s",
+                f"{ratio:.2f}",
+                notes,
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int)
     parser.add_argument("--duration", type=float)
     parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--rounds", type=int, help="rounds of the cases taking turns (2)")
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     args = parse_with_stores(parser, argv)
@@ -236,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     deep = min(DEEP_PAGE, runs // PAGE - 1)  # page 200 takes 10,050 runs
     if deep < 2:
         parser.error(f"--runs of at least {3 * PAGE}")
-    fact = f"{runs:,} runs of one user; {duration:g} s per case and concurrency"
-    plan = bench(runs, deep, duration, args.warmup, args.code_dir)
+    rounds = args.rounds or (1 if args.quick else 2)
+    fact = (
+        f"{runs:,} runs of one user; {duration:g} s per case and concurrency, in {rounds} "
+        f"round(s) of the cases taking turns, after {args.warmup:g} s of warm-up each"
+    )
+    plan = bench(runs, deep, Slices(duration, args.warmup, rounds), args.code_dir)
     return run_benchmark(SETUP, args.stores, args.pg_url, fact, plan, args.code_dir)
 
 
