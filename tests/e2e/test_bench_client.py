@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -117,45 +118,42 @@ class Peer:
         self.listener.close()
 
 
-def test_an_answer_in_pieces_after_an_interim_one() -> None:
-    peer = Peer(
-        [
-            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 8\r\n"
-            b'X-Other: a:b\r\n\r\n{"a": 1}',
-            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
-        ],
-        piece=3,
-    )
-    client = LeanClient(peer, ALICE)  # type: ignore[arg-type]
+@contextmanager
+def talking_to(answers: list[bytes], piece: int = 65536) -> Iterator[tuple[Peer, LeanClient]]:
+    """A Peer giving `answers`, and a LeanClient of it; both closed afterwards."""
+    peer = Peer(answers, piece)
+    client = LeanClient(peer, ALICE)  # type: ignore[arg-type]  # (a peer: its port)
     try:
+        yield peer, client
+    finally:
+        client.close()
+        peer.close()
+
+
+def test_an_answer_in_pieces_after_an_interim_one() -> None:
+    answers = [
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 8\r\n"
+        b'X-Other: a:b\r\n\r\n{"a": 1}',
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    ]
+    with talking_to(answers, piece=3) as (peer, client):
         assert client.post("/x", b"{}") == (201, b'{"a": 1}')
         assert client.get("/y") == (200, b"ok")
         assert peer.requests[0].startswith(b"POST /x HTTP/1.1\r\n")
         assert peer.requests[0].endswith(b"Content-Length: 2\r\n\r\n{}")
         assert f"Authorization: Bearer {ALICE}".encode() in peer.requests[1]
-    finally:
-        client.close()
-        peer.close()
 
 
 def test_connection_close_is_honoured() -> None:
-    peer = Peer([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"])
-    client = LeanClient(peer, ALICE)  # type: ignore[arg-type]
-    try:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    with talking_to([answer]) as (_, client):
         assert client.get("/") == (200, b"ok")
         assert client._sock is None  # the next request opens a new connection
-    finally:
-        client.close()
-        peer.close()
 
 
 def test_a_connection_closed_mid_answer_is_an_error() -> None:
-    peer = Peer([b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial":'])
-    client = LeanClient(peer, ALICE)  # type: ignore[arg-type]
-    try:
+    answer = b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial":'
+    with talking_to([answer]) as (_, client):
         with pytest.raises(ConnectionError):
             client.get("/")
         assert client._sock is None
-    finally:
-        client.close()
-        peer.close()
