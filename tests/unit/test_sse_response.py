@@ -263,3 +263,69 @@ def test_a_live_write_that_waits_too_long_drops_the_client(
 
 async def run_with(resp: SseResponse, receive: Any, send: Any) -> None:
     await resp({"type": "http", "method": "GET"}, receive, send)
+
+
+class Wire:
+    """A socket's transport as uvicorn's connection sees it: the bytes written to it."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def uvicorn_connection(wire: Wire) -> Any:
+    """uvicorn's own httptools connection (RequestResponseCycle) over `wire`."""
+    import logging
+
+    from uvicorn.protocols.http.flow_control import FlowControl
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    return RequestResponseCycle(
+        scope={"type": "http", "method": "GET", "http_version": "1.1"},  # type: ignore[typeddict-item]
+        transport=wire,  # type: ignore[arg-type]
+        flow=FlowControl(wire),  # type: ignore[arg-type]
+        logger=logging.getLogger("test"),
+        access_logger=logging.getLogger("test.access"),
+        access_log=False,
+        default_headers=[],
+        message_event=asyncio.Event(),
+        expect_100_continue=False,
+        keep_alive=True,
+        on_response=lambda: None,
+    )
+
+
+def test_under_uvicorn_a_live_frame_goes_to_the_transport_framed_as_its_send_would() -> None:
+    async def scenario() -> None:
+        wire, live, client = Wire(), Live(), Client()
+        conn = uvicorn_connection(wire)
+        assert sse.direct(conn.send) is None  # no response started: nothing to write to
+        resp = SseResponse(live, {}, 15, lambda: None, set())
+        task = asyncio.create_task(run_with(resp, client.receive, conn.send))
+        await asyncio.sleep(0.05)
+        assert sse.direct(conn.send) is conn  # started, chunked: live frames go straight
+        assert sse.direct(client.send) is None  # any other server's send: the ASGI way
+        assert wire.data.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert wire.data.endswith(b"transfer-encoding: chunked\r\n\r\n")
+        del wire.data[:]
+        assert live.write(b"id: 1\n\n") is True
+        assert live.write(b"id: 22\n\n") is True
+        assert wire.data == b"7\r\nid: 1\n\n\r\n8\r\nid: 22\n\n\r\n"  # as uvicorn frames them
+        conn.flow.pause_writing()  # the client stops reading: uvicorn's send waits
+        assert live.write(b"id: 3\n\n") is True  # begun, finished before any other
+        assert live.write(b"id: 4\n\n") is False  # the stream's task writes it in turn
+        live.queue.put_nowait(b"id: 4\n\n")
+        await asyncio.sleep(0.05)
+        assert wire.data.endswith(b"id: 22\n\n\r\n")  # nothing more while paused
+        conn.flow.resume_writing()
+        await asyncio.sleep(0.05)
+        assert wire.data.endswith(b"7\r\nid: 3\n\n\r\n7\r\nid: 4\n\n\r\n")
+        conn.disconnected = True  # gone: nothing is written to it any more
+        assert live.write(b"id: 5\n\n") is True  # (uvicorn's send drops it, as before)
+        assert b"id: 5" not in wire.data
+        client.gone.set()
+        await asyncio.wait_for(task, 2)
+
+    asyncio.run(scenario())
