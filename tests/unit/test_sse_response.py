@@ -329,3 +329,25 @@ def test_under_uvicorn_a_live_frame_goes_to_the_transport_framed_as_its_send_wou
         await asyncio.wait_for(task, 2)
 
     asyncio.run(scenario())
+
+
+def test_one_watch_pings_every_stream_and_ends_with_the_last_one() -> None:
+    async def scenario() -> tuple[int, list[int], list[int], bool]:
+        quick = [Client() for _ in range(20)]
+        slow = Client()  # pinged every 15 s: never within this test
+        tasks = [asyncio.create_task(run(response(Frames(), 0.1, set(), []), c)) for c in quick]
+        tasks.append(asyncio.create_task(run(response(Frames(), 15, set(), []), slow)))
+        await asyncio.sleep(0.45)
+        others = len(asyncio.all_tasks()) - 1 - 2 * len(tasks)  # besides each stream's two
+        for client in [*quick, slow]:
+            client.gone.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 2)
+        await asyncio.sleep(0.1)  # the watch's next look finds no stream, and ends
+        ended = asyncio.get_running_loop() not in {w.loop for w in sse.Watch._of.values()}
+        pings = [c.bodies().count(PING) for c in quick]
+        return others, pings, [slow.bodies().count(PING)], ended
+
+    others, pings, slow, ended = asyncio.run(scenario())
+    assert others == 1  # one watch for all 21 streams
+    assert all(2 <= n <= 6 for n in pings), pings
+    assert slow == [0] and ended
