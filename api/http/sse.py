@@ -4,8 +4,8 @@ sse-starlette's EventSourceResponse runs four tasks per stream in a task group a
 every send under a cancel scope of its own (`send_timeout`): on a run followed by a
 thousand clients, that scope was a seventh of the server's CPU per delivery. This keeps what
 it did for us, with one task per stream besides the stream itself (its wait for the
-client's disconnect), and one `Watch` per process that looks at every open stream every
-half ping:
+client's disconnect), and one `Watch` per event loop (per server process) that looks at
+every open stream every half ping:
 
 - **ping**: a `: ping` comment after `ping` seconds without a write (proxies and clients
   that time out an idle connection keep it), written as a live frame is;
@@ -53,6 +53,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
@@ -208,6 +209,8 @@ class SseResponse(Response):
         send = self._send
         if send is None or self.writing_since is not None or self.ended_by:
             return False
+        if not chunk:
+            return True  # nothing to write (an empty chunk would end the body on the wire)
         conn = self._direct
         if conn is not None and not (
             conn.flow.write_paused or conn.disconnected or conn.response_complete
@@ -292,7 +295,9 @@ class Watch:
     idle ones, drops the stuck ones): a task per stream woke 133 times a second for 1,000
     streams, and was a task more per stream to keep."""
 
-    _of: dict[int, Watch] = {}  # by id(loop), while it has streams
+    _of: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Watch] = (
+        weakref.WeakKeyDictionary()
+    )  # the loop's, while it has streams
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -303,9 +308,9 @@ class Watch:
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> Watch:
         """The loop's watch."""
-        watch = cls._of.get(id(loop))
-        if watch is None or watch.loop is not loop:
-            watch = cls._of[id(loop)] = cls(loop)
+        watch = cls._of.get(loop)
+        if watch is None:
+            watch = cls._of[loop] = cls(loop)
         return watch
 
     def add(self, stream: SseResponse) -> None:
@@ -333,8 +338,8 @@ class Watch:
                     except Exception:  # one stream's trouble is not the others'
                         log.warning("a stream's watch failed", exc_info=True)
         finally:
-            if self.task is me:
+            if self.task is me:  # (not a task that a quicker one replaced)
                 self.task = None
                 self.tick = SEND_TIMEOUT / 2
-                if not self.streams and self._of.get(id(self.loop)) is self:
-                    del self._of[id(self.loop)]
+                if self._of.get(self.loop) is self:  # ended, or cancelled: the next stream
+                    del self._of[self.loop]  # starts a watch afresh

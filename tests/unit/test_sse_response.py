@@ -21,12 +21,17 @@ class Client:
     def __init__(self, block_after: int | None = None) -> None:
         self.sent: list[dict[str, Any]] = []
         self.gone = asyncio.Event()
-        self.block_after = block_after  # body messages before every send blocks for good
+        # body messages before every send blocks for good (-1: the start blocks too)
+        self.block_after = block_after
 
     async def send(self, message: dict[str, Any]) -> None:
         bodies = sum(m["type"] == "http.response.body" for m in self.sent)
         body = message["type"] == "http.response.body"
-        if body and self.block_after is not None and bodies >= self.block_after:
+        if (
+            self.block_after is not None
+            and bodies >= self.block_after
+            and (body or self.block_after < 0)
+        ):
             await asyncio.Event().wait()
         self.sent.append(message)
 
@@ -96,6 +101,21 @@ def test_a_client_that_stops_reading_is_dropped(monkeypatch: pytest.MonkeyPatch)
     client, frames, released = asyncio.run(scenario())
     assert client.bodies() == []  # its first write never went through
     assert frames.closed and released == [1]
+
+
+def test_a_client_that_reads_nothing_from_the_start_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sse, "SEND_TIMEOUT", 0.3)
+
+    async def scenario() -> tuple[Client, Frames, list[int]]:
+        client, frames, released = Client(block_after=-1), Frames(), []
+        await asyncio.wait_for(run(response(frames, 15, set(), released), client), 3)
+        return client, frames, released
+
+    client, frames, released = asyncio.run(scenario())
+    assert client.sent == []  # not even the headers went through
+    assert released == [1] and not frames.closed  # (never begun: nothing of it to clean up)
 
 
 def test_shutdown_ends_the_stream_cleanly_without_done() -> None:
@@ -270,8 +290,11 @@ class Wire:
 
     def __init__(self) -> None:
         self.data = bytearray()
+        self.closing = False  # uvloop's write on a closed transport raises RuntimeError
 
     def write(self, data: bytes) -> None:
+        if self.closing:
+            raise RuntimeError("unable to perform operation: the handler is closed")
         self.data += data
 
 
@@ -310,9 +333,14 @@ def test_under_uvicorn_a_live_frame_goes_to_the_transport_framed_as_its_send_wou
         assert wire.data.startswith(b"HTTP/1.1 200 OK\r\n")
         assert wire.data.endswith(b"transfer-encoding: chunked\r\n\r\n")
         del wire.data[:]
-        assert live.write(b"id: 1\n\n") is True
+        frame = b"id: 1\n\n"
+        assert live.write(frame) is True
+        assert sse._last_framed[0] is frame  # framed here: written past uvicorn's send
         assert live.write(b"id: 22\n\n") is True
         assert wire.data == b"7\r\nid: 1\n\n\r\n8\r\nid: 22\n\n\r\n"  # as uvicorn frames them
+        wire.closing = True  # closing under it: the stream's task tries, and sees why
+        assert live.write(b"id: 99\n\n") is False
+        wire.closing = False
         conn.flow.pause_writing()  # the client stops reading: uvicorn's send waits
         assert live.write(b"id: 3\n\n") is True  # begun, finished before any other
         assert live.write(b"id: 4\n\n") is False  # the stream's task writes it in turn
@@ -322,9 +350,11 @@ def test_under_uvicorn_a_live_frame_goes_to_the_transport_framed_as_its_send_wou
         conn.flow.resume_writing()
         await asyncio.sleep(0.05)
         assert wire.data.endswith(b"7\r\nid: 3\n\n\r\n7\r\nid: 4\n\n\r\n")
-        conn.disconnected = True  # gone: nothing is written to it any more
+        conn.response_complete = True  # (never, while streaming): uvicorn's send refuses it
+        assert live.write(b"id: 5\n\n") is False
+        conn.response_complete, conn.disconnected = False, True  # gone: nothing more written
         assert live.write(b"id: 5\n\n") is True  # (uvicorn's send drops it, as before)
-        assert b"id: 5" not in wire.data
+        assert b"id: 5" not in wire.data and b"id: 99" not in wire.data
         client.gone.set()
         await asyncio.wait_for(task, 2)
 
@@ -335,8 +365,9 @@ def test_one_watch_pings_every_stream_and_ends_with_the_last_one() -> None:
     async def scenario() -> tuple[int, list[int], list[int], bool]:
         quick = [Client() for _ in range(20)]
         slow = Client()  # pinged every 15 s: never within this test
-        tasks = [asyncio.create_task(run(response(Frames(), 0.1, set(), []), c)) for c in quick]
-        tasks.append(asyncio.create_task(run(response(Frames(), 15, set(), []), slow)))
+        tasks = [asyncio.create_task(run(response(Frames(), 15, set(), []), slow))]
+        await asyncio.sleep(0.01)  # its watch looks every 7.5 s, until the quick ones come
+        tasks += [asyncio.create_task(run(response(Frames(), 0.1, set(), []), c)) for c in quick]
         await asyncio.sleep(0.45)
         others = len(asyncio.all_tasks()) - 1 - 2 * len(tasks)  # besides each stream's two
         for client in [*quick, slow]:
