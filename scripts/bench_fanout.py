@@ -302,9 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
     if hard < max(counts) + 1000:
         parser.error(f"the descriptor limit ({hard}) is too low for {max(counts):,} subscribers")
+    amount = f"{events} events" if events else f"{SECONDS} s of events (at least 40)"
     fact = (
-        f"{', '.join(f'{c:,}' for c in counts)} subscribers; "
-        f"{events or f'{SECONDS} s of'} events (at least 40), "
+        f"{', '.join(f'{c:,}' for c in counts)} subscribers; {amount}, "
         f"{args.rate:g}/s at 1,000 subscribers (scaled by 1,000/n above that)"
     )
     plan = bench(counts, events, args.rate, args.code_dir)

@@ -64,9 +64,10 @@ class Follower(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.pieces.append((time.time(), data))
-        if not self.opened.done() and HEAD_END in b"".join(p for _, p in self.pieces):
+        head = b"".join(p for _, p in self.pieces) if not self.opened.done() else b""
+        if HEAD_END in head:
             self.opened.set_result(None)
-            if not self.pieces[0][1].startswith(b"HTTP/1.1 200"):
+            if not head.startswith(b"HTTP/1.1 200"):
                 self._end()  # refused: its head says why (the verdict reports it)
                 return
         seen = self.tail + data  # (what a read split in two is found in)
@@ -135,9 +136,9 @@ def _verdict(followers: list[Follower]) -> dict:
 
 def _frames(i: int, follower: Follower, samples: list[float]) -> list[str]:
     """Subscriber i's chunked SSE body, read in the order its pieces came: each `log`
-    event's latency (the arrival of the piece that completed its chunk), in order, up to
-    `event: done`."""
-    raw, at, body, expected = b"", -1, b"", 0
+    event's latency (the arrival of the read that completed its chunk: the frame and the
+    chunk's closing CRLF, written together), in order, up to `event: done`."""
+    raw, at, body, expected = bytearray(), -1, b"", 0
     for arrived, piece in follower.pieces:
         raw += piece
         if at < 0:  # the head
@@ -145,18 +146,21 @@ def _frames(i: int, follower: Follower, samples: list[float]) -> list[str]:
             if end < 0:
                 continue
             if not raw.startswith(b"HTTP/1.1 200"):
-                return [f"subscriber {i}: {raw[:60]!r}"]
+                return [f"subscriber {i}: {bytes(raw[:60])!r}"]
             at = end + len(HEAD_END)
         while True:  # every chunk complete by now
             line_end = raw.find(b"\r\n", at)
             if line_end < 0:
                 break
-            size = int(raw[at:line_end] or b"0", 16)
+            try:
+                size = int(raw[at:line_end] or b"0", 16)
+            except ValueError:  # misframed: say where, rather than lose every verdict
+                return [f"subscriber {i}: a bad chunk size {bytes(raw[at:line_end][:20])!r}"]
             if size == 0:
                 return [f"subscriber {i}: the stream ended without `event: done`"]
             if len(raw) < line_end + 2 + size + 2:
                 break
-            body += raw[line_end + 2 : line_end + 2 + size]
+            body += bytes(raw[line_end + 2 : line_end + 2 + size])
             at = line_end + 2 + size + 2
             *frames, body = body.replace(b"\r\n", b"\n").split(b"\n\n")
             for frame in frames:
