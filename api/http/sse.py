@@ -53,7 +53,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
@@ -295,9 +294,7 @@ class Watch:
     idle ones, drops the stuck ones): a task per stream woke 133 times a second for 1,000
     streams, and was a task more per stream to keep."""
 
-    _of: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Watch] = (
-        weakref.WeakKeyDictionary()
-    )  # the loop's, while it has streams
+    _of: dict[asyncio.AbstractEventLoop, Watch] = {}  # the loop's, while its task runs
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -314,7 +311,7 @@ class Watch:
         return watch
 
     def add(self, stream: SseResponse) -> None:
-        """Watch a stream (once it has started)."""
+        """Watch a stream (from before its start goes out)."""
         self.streams.add(stream)
         if stream.tick < self.tick or self.task is None:
             self.tick = min(self.tick, stream.tick)
@@ -341,5 +338,5 @@ class Watch:
             if self.task is me:  # (not a task that a quicker one replaced)
                 self.task = None
                 self.tick = SEND_TIMEOUT / 2
-                if self._of.get(self.loop) is self:  # ended, or cancelled: the next stream
-                    del self._of[self.loop]  # starts a watch afresh
+                if self._of.get(self.loop) is self:  # ended, or cancelled (the loop
+                    del self._of[self.loop]  # closing): the next stream starts afresh
