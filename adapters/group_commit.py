@@ -76,7 +76,9 @@ class GroupCommit:
     `write(group)` stores a group in one transaction and sets each member's positions or
     error; when it raises, the whole group failed. `committed(group)` is then told of the
     members written, in commit order, still in the writer's turn: what must follow commit
-    order (the hash chain's heads, the change feed) happens there.
+    order (the hash chain's heads, the change feed) happens there. `idle()` is called in
+    the writer's turn when it leaves nothing queued: what `write` keeps from one group to
+    the next (the store's connection) can be let go.
     """
 
     def __init__(
@@ -84,9 +86,11 @@ class GroupCommit:
         write: Callable[[list[Append]], None],
         committed: Callable[[list[Append]], None],
         max_group: int = MAX_GROUP,
+        idle: Callable[[], None] = lambda: None,
     ) -> None:
         self._write = write
         self._committed = committed
+        self._idle = idle
         self._max_group = max_group
         self._queue: list[Append] = []
         self._queue_lock = threading.Lock()
@@ -125,11 +129,16 @@ class GroupCommit:
             while True:
                 with self.turn:
                     with self._queue_lock:
-                        if not self._queue or (own is not None and own.taken):
+                        done = not self._queue or (own is not None and own.taken)
+                        if done:
                             more = bool(self._queue)
                             self._writing = more
-                            return
-                        group = self._take()
+                        else:
+                            group = self._take()
+                    if done:
+                        if not more:
+                            self._idle()
+                        return
                     self._write_group(group)
         except BaseException:
             with self._queue_lock:

@@ -58,12 +58,12 @@ class ReceiptSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             row = c.fetchone()
         return None if row is None or row[0] is None else bytes(row[0])
 
-    def append_group(self, group: Sequence[Append]) -> None:
+    def append_group(self, group: Sequence[Append], writer: bool = False) -> None:
         """Store the appends (each one aggregate's next events, aggregates all different) in
         one transaction; set each one's positions, or its error: IntegrityError when its
         version is already stored, ReceiptTakenOver when its receipt was taken over. Each
         append is a savepoint of its own, so that a refused one leaves nothing behind and
-        its neighbours go in."""
+        its neighbours go in. (`writer`: as the PostgreSQL recorder's; here nothing is kept.)"""
         try:
             self._append_group(group)
         except BaseException:

@@ -87,7 +87,10 @@ class Engine(
         # Commands on one run take turns in this process (no version-conflict storms);
         # saves of different aggregates that arrive together share one transaction.
         self._run_locks = [threading.Lock() for _ in range(RUN_LOCK_STRIPES)]
-        self.commits = GroupCommit(self._write_group, self._committed)
+        # (The PostgreSQL recorder keeps the writer's connection while groups follow one
+        # another, and lets it go when the writer is idle.)
+        release = getattr(self.recorder, "release_writer", lambda: None)
+        self.commits = GroupCommit(self._write_group, self._committed, idle=release)
         # Stores the snapshots that commands decided on the loop take (see _saved).
         self._snapshotting = ThreadPoolExecutor(1, thread_name_prefix="snapshots")
         # Each stream's hash chain, linked as events are saved (docs/audit.md).
@@ -340,7 +343,7 @@ class Engine(
 
     def _write_group(self, group: list[Append]) -> None:
         """Store a group of appends in one transaction (the recorder sets their answers)."""
-        self.recorder.append_group(group)  # type: ignore[attr-defined]
+        self.recorder.append_group(group, writer=True)  # type: ignore[attr-defined]
 
     def _committed(self, group: list[Append]) -> None:
         """Appends just stored, in commit order: the chain's heads move on, and the

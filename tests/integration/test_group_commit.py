@@ -37,9 +37,9 @@ class Groups:
         self.written: list[list[Append]] = []
         write = engine.recorder.append_group  # type: ignore[attr-defined]
 
-        def counting(group: list[Append]) -> None:
+        def counting(group: list[Append], writer: bool = False) -> None:
             self.written.append(list(group))
-            write(group)
+            write(group, writer)
 
         monkeypatch.setattr(engine.recorder, "append_group", counting)
 
@@ -168,3 +168,54 @@ def test_a_receipt_taken_over_fails_only_its_own_command(
     assert [a.sequence for a in answers[1:]] == [3, 3]
     assert engine.get_run(runs[0][0]).version == 2  # nothing of it was stored
     assert [r.sequence for r in runtime.db.run_events(runs[0][0], after=0)] == [1, 2]
+
+
+def test_the_writer_keeps_one_connection_while_groups_follow_and_gives_it_back_idle(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not runtime.db.postgres:
+        pytest.skip("the PostgreSQL recorder's connection")
+    engine = runtime.engine
+    recorder: Any = engine.recorder
+    runs = runs_apart(engine, 3)
+    backends: list[int] = []
+    write = recorder._append_group
+
+    def noting(group: list[Append], writer: bool = False) -> None:
+        write(group, writer)
+        backends.append(recorder._kept_conn.info.backend_pid)
+
+    monkeypatch.setattr(recorder, "_append_group", noting)
+    monkeypatch.setattr(engine.commits, "_max_group", 1)  # three groups, one by one
+    with queued_together(engine, [output(engine, run) for run in runs]) as answers:
+        pass
+    assert all(isinstance(a, Appended) for a in answers), answers
+    # One backend for the three (the pool alone hands its connections out in turn).
+    assert len(backends) == 3 and len(set(backends)) == 1, backends
+    # Nothing queued: the pool has it back (an idle server keeps none of its own).
+    assert recorder._kept is None and recorder._kept_conn is None
+    stats = recorder.datastore.pool.get_stats()
+    assert stats["pool_size"] == stats["pool_available"]
+
+
+def test_a_kept_connection_that_died_is_replaced_and_the_append_stored_once(
+    runtime: Runtime,
+) -> None:
+    if not runtime.db.postgres:
+        pytest.skip("the PostgreSQL recorder's connection")
+    engine = runtime.engine
+    recorder: Any = engine.recorder
+    run = runs_apart(engine, 1)[0]
+    before = runtime.db.head()
+    # The writer's connection, kept (as between groups under load), then killed by the
+    # server: its next group fails on it, and is written again on a new one.
+    with engine.commits.turn, recorder._writer_connection() as conn:
+        dead = conn.info.backend_pid
+    assert recorder._kept is not None
+    with runtime.db.reading() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (dead,))
+    answer = output(engine, run)()
+    assert isinstance(answer, Appended)
+    stored = [r for r in all_events(runtime.db) if r.position > before]
+    assert [(r.run_id, r.sequence) for r in stored] == [(run[0], 3)]
+    assert recorder._kept is None  # given back once the writer was idle

@@ -58,7 +58,7 @@ class Rival:
         self.writes = 0
         self._write: Callable[..., Any] = engine.recorder.append_group
 
-    def append_group(self, group: list[Any]) -> Any:
+    def append_group(self, group: list[Any], writer: bool = False) -> Any:
         """The engine's write of a group, after the rival's own append to the same run."""
         if any(a.aggregate_id == self.run_id for a in group):
             self.tries += 1
@@ -73,7 +73,7 @@ class Rival:
                     output(f"rival-{self.writes}"),
                 )
                 self.writes += 1
-        return self._write(group)
+        return self._write(group, writer)
 
 
 @contextmanager

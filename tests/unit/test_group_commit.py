@@ -209,3 +209,20 @@ def test_a_submitted_append_is_freed_without_the_garbage_collector() -> None:
     finally:
         gc.enable()
     assert answers == [[1]]
+
+
+def test_idle_is_told_once_the_writer_leaves_nothing_queued_not_between_groups() -> None:
+    store = Store()
+    seen: list[tuple[int, bool]] = []  # (groups written so far, turn held) at each idle
+    commits: GroupCommit
+
+    def idle() -> None:
+        seen.append((len(store.groups), commits.turn.locked()))
+
+    commits = GroupCommit(store.write, store.told, max_group=2, idle=idle)
+    answers = together(commits, [append(uuid4()) for _ in range(5)])
+    assert [len(g) for g in store.groups] == [2, 2, 1]
+    assert all(isinstance(a, list) for a in answers)
+    assert seen == [(3, True)]  # after the last group, in the writer's turn
+    assert commits.append(append(uuid4())) == [6]
+    assert seen == [(3, True), (4, True)]
