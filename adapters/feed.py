@@ -40,9 +40,11 @@ class ChangeFeed:
         poll_interval: float,
         start_after: int,
         settle: Callable[[], object] = lambda: None,
+        others: Callable[[], object] = lambda: None,
     ) -> None:
         self.db = db
         self.deliver = deliver
+        self.others = others  # told when it read events: other processes append too
         self.poll_interval = poll_interval
         self.position = start_after
         self.settle = settle  # waits (briefly) until this process's commits were offered
@@ -118,6 +120,7 @@ class ChangeFeed:
             rows = self.db.events_after(self.position, BATCH)
             if not rows:
                 return
+            self.others()
             self.deliver(rows)
             self.position = rows[-1].position
 
@@ -154,6 +157,7 @@ class ChangeFeed:
             ]
             if not rows:
                 break  # the rest are skipped numbers
+            self.others()
             self.deliver(rows)
             self.position = rows[-1].position
         return True

@@ -144,6 +144,7 @@ def _change_feed(
         poll_interval=runtime.poll_interval,
         start_after=head,
         settle=runtime.engine.settle,
+        others=runtime.engine.commits.others_writing,
     )
     return feed
 

@@ -43,12 +43,18 @@ class Following:
                 self.released.wait(10)
             self.delivered.extend(rows)
 
+        self.others = 0  # times it told that other processes append
+
+        def others() -> None:
+            self.others += 1
+
         self.feed = ChangeFeed(
             db,
             deliver,
             poll_interval=poll_interval,
             start_after=db.head(),
             settle=lambda: runtime.engine.settle(settle),
+            others=others,
         )
         runtime.engine.followers.append(self.feed.offer)
         self.feed.start()
@@ -106,6 +112,7 @@ class FeedContract:
 
             assert f.reads == reads
             assert f.delivered == all_events(runtime.db)
+            assert f.others == 0  # this process appends alone
 
     def test_commits_of_another_process_arrive_in_order_exactly_once(
         self, runtime: Runtime, second_runtime: Runtime, store_url: str
@@ -120,6 +127,7 @@ class FeedContract:
             f.wait_for(f.reaches(runtime.db.head()))
 
             assert f.delivered == all_events(runtime.db)
+            assert f.others >= 1  # told: the group commit waits for company
 
     def test_between_its_own_commits_it_reads_only_the_other_processes_events(
         self, runtime: Runtime, second_runtime: Runtime
@@ -143,6 +151,7 @@ class FeedContract:
 
             assert read == [theirs - 2, theirs - 1, theirs]  # not its own two
             assert f.delivered == all_events(runtime.db)
+            assert f.others >= 1
 
     def test_a_read_cut_short_inside_its_own_commit_delivers_the_rest_of_it_once(
         self, runtime: Runtime, second_runtime: Runtime, monkeypatch: pytest.MonkeyPatch

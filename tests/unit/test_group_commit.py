@@ -226,3 +226,58 @@ def test_idle_is_told_once_the_writer_leaves_nothing_queued_not_between_groups()
     assert seen == [(3, True)]  # after the last group, in the writer's turn
     assert commits.append(append(uuid4())) == [6]
     assert seen == [(3, True), (4, True)]
+
+
+def write_one_group(commits: GroupCommit, store: Store, n: int) -> None:
+    """A group of n, queued together: the last group's size, which _gather waits for."""
+    together(commits, [append(uuid4()) for _ in range(n)])
+    assert len(store.groups[-1]) == n
+
+
+def test_with_other_processes_appending_a_group_waits_for_as_many_as_the_last() -> None:
+    store = Store()
+    commits = GroupCommit(store.write, store.told, linger=30.0)
+    write_one_group(commits, store, 3)
+    commits.others_writing()
+    # One command alone: its writer waits for company, until three are queued (not the
+    # 30 s linger: the third's arrival wakes it).
+    answers: list[Any] = []
+    first = threading.Thread(target=lambda: answers.append(commits.append(append(uuid4()))))
+    first.start()
+    deadline = time.monotonic() + 10
+    while commits.queued < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    time.sleep(0.05)
+    assert len(store.groups) == 1  # still gathering
+    rest = [threading.Thread(target=commits.append, args=(append(uuid4()),)) for _ in range(2)]
+    for t in rest:
+        t.start()
+    for t in [first, *rest]:
+        t.join(timeout=10)
+        assert not t.is_alive()
+    assert [len(g) for g in store.groups] == [3, 3]
+
+
+def test_the_wait_for_company_ends_after_linger_with_whoever_came() -> None:
+    store = Store()
+    commits = GroupCommit(store.write, store.told, linger=0.05)
+    write_one_group(commits, store, 4)
+    commits.others_writing()
+    assert commits.append(append(uuid4())) == [5]  # nobody came: alone, after 0.05 s
+    assert [len(g) for g in store.groups] == [4, 1]
+
+
+@pytest.mark.parametrize("company", [False, True])
+def test_no_wait_while_appending_alone_or_after_a_lone_command(company: bool) -> None:
+    store = Store()
+    commits = GroupCommit(store.write, store.told, linger=30.0)
+    if company:  # the last group was one: a lone command never waits
+        commits.others_writing()
+        assert commits.append(append(uuid4())) == [1]
+    else:  # a bigger last group, but no other process seen appending
+        write_one_group(commits, store, 3)
+    done = threading.Thread(target=commits.append, args=(append(uuid4()),))
+    done.start()
+    done.join(timeout=10)
+    assert not done.is_alive()
