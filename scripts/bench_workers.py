@@ -3,17 +3,18 @@
 
 One run, alternating (1, 2, 2, 1 processes, each time a fresh server on the same schema;
 `--repeats` times, 2 by default: the machine's speed drifts between rounds by as much as the
-target's margin), at each number of clients (16 and 64 by default): every client, with one
+target's margin), at each number of clients (16, 64 and 128 by default): every client, with one
 keep-alive connection of its own (the kernel gives each connection to one worker), posts one
 event per command to its own claimed run, as fast as it can. A row per number of clients
 gives commands/s with 2 processes (`value`) against 1 (`baseline`), summed over the rounds;
 the last row compares what each reaches at its best over those numbers of clients, its
 capacity (the bests may come from different numbers of clients, so from rounds apart in
 time): the target (issue 14) is >= 1.3. At 16 clients two processes are not busy enough to
-show theirs (they wait on each other's commits, with CPU to spare); 64 clients keep both
-busy. The notes give, for each, the CPU of the server processes, of the load generator and
-of PostgreSQL (all its processes), in % of one core: on 2 cores they share, what bounds the
-figure is whatever is near 200 % together.
+show theirs (they wait on each other's commits, with CPU to spare); at 64 the machine still
+had a tenth of its CPU idle with two (2026-12-07), at 128 none; one process is bound by its
+interpreter at all three. The notes give, for each, the CPU of the server processes, of the
+load generator and of PostgreSQL (all its processes), in % of one core: on 2 cores they
+share, what bounds the figure is whatever is near 200 % together.
 
 The load generator is `wrk` when it is installed (`apt-get install wrk`; a thread and a
 connection per client, each posting to its own run from a generated Lua script; it runs
@@ -23,7 +24,7 @@ under test share. Without it (or with `--load python`) it is `LeanClient` thread
 process.
 
     .venv/bin/python scripts/bench_workers.py [--quick] [--duration 6] [--repeats 2]
-        [--clients 16,64]
+        [--clients 16,64,128]
         [--load auto|wrk|python]
 
 Progress goes to stderr, the table to stdout; exit status 1 when a measurement failed.
@@ -341,7 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeats", type=int, help="(1, 2, 2, 1) rounds per level (2; 1 with --quick)"
     )
-    parser.add_argument("--clients", default="16,64", help="numbers of clients, comma-separated")
+    parser.add_argument(
+        "--clients", default="16,64,128", help="numbers of clients, comma-separated"
+    )
     parser.add_argument(
         "--load",
         choices=("auto", "wrk", "python"),
