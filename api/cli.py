@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -19,7 +20,7 @@ import uvicorn
 
 from api import audit_cli, projections_cli, runner_cli, user_cli
 from api.config import ROLES, Config
-from api.workers import reuse_port_socket, supervise
+from api.workers import reuse_port_socket, supervise, usable_cpus
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -47,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="server processes behind the one port (default 1); more use more cores",
     )
+    serve.add_argument(
+        "--pin",
+        action="store_true",
+        help="keep each server process on one CPU: worker i on the i-th CPU this process may "
+        "use (one process: the first); Linux only",
+    )
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker
+    serve.add_argument("--cpu", type=int, help=argparse.SUPPRESS)  # a pinned worker's CPU
     runner_cli.add_parser(commands)
     projections_cli.add_parser(commands)
     audit_cli.add_commands(commands)
@@ -73,14 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.subcommand == "serve":
         if not 1 <= args.workers <= 64:
             parser.error("--workers wants a number of processes from 1 to 64")
+        if (args.pin or args.cpu is not None) and not hasattr(os, "sched_setaffinity"):
+            parser.error("--pin needs Linux (sched_setaffinity)")
         if args.workers > 1:
             passed = [
                 f"--{name}={value}"
                 for name in ("database", "role")
                 if (value := getattr(args, name))
             ]
-            return _serve(config, args.host, args.port, workers=args.workers, passed=passed)
-        return _serve(config, args.host, args.port, reuse_port=args.reuse_port)
+            return _serve(
+                config, args.host, args.port, workers=args.workers, passed=passed, pin=args.pin
+            )
+        cpu = args.cpu
+        if cpu is None and args.pin:
+            cpu = usable_cpus()[0]
+        if cpu is not None and cpu not in usable_cpus():
+            parser.error(f"--cpu {cpu}: not one of the CPUs this process may use")
+        return _serve(config, args.host, args.port, reuse_port=args.reuse_port, cpu=cpu)
     return projections_cli.run(args, config, parser.error)
 
 
@@ -91,9 +108,15 @@ def _serve(
     reuse_port: bool = False,
     workers: int = 1,
     passed: list[str] | None = None,
+    pin: bool = False,
+    cpu: int | None = None,
 ) -> int:
-    """Serve in this process (a worker of a supervisor's when `reuse_port`), or supervise
-    `workers` processes (api/workers.py), each given the `passed` flags."""
+    """Serve in this process (a worker of a supervisor's when `reuse_port`), kept on `cpu`
+    if one is given, or supervise `workers` processes (api/workers.py), each given the
+    `passed` flags, and each kept on a CPU of its own when `pin`."""
+    if cpu is not None:
+        # Before any thread starts (threads keep the CPUs of the thread that started them).
+        os.sched_setaffinity(0, {cpu})
     from api.http.app import create_app
     from api.service.bootstrap import load_keyring
     from api.service.usage import load_prices
@@ -108,7 +131,7 @@ def _serve(
         print(f"runledger: no API keys configured; use the key for user 'local': {generated}")
         print(f"runledger: (stored in {config.data_dir / 'api-key'})", flush=True)
     if workers > 1:
-        return supervise(host, port, workers, passed or [])
+        return supervise(host, port, workers, passed or [], pin)
     app = create_app(config)
     server = _Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5),

@@ -6,11 +6,18 @@ process that listens on the port with SO_REUSEPORT, so that the kernel spreads n
 connections over them. This process only supervises: it holds the port (bound, never
 listening, so that a restarting worker always gets it back), starts the workers, restarts
 one that dies, and passes SIGTERM and SIGINT on to all of them.
+
+With `pin`, worker i is kept on the i-th CPU this process may use (`--cpu`, round the CPUs
+again when there are more workers than CPUs; a replacement takes its predecessor's): a
+process's threads then pass its interpreter lock to each other on one core instead of
+waking another core for each hand-over, and the workers never crowd onto one core
+(docs/operations.md, "Several processes behind one port").
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -38,9 +45,15 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def supervise(host: str, port: int, workers: int, serve_args: list[str]) -> int:
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on, in order (Linux)."""
+    return sorted(os.sched_getaffinity(0))
+
+
+def supervise(host: str, port: int, workers: int, serve_args: list[str], pin: bool = False) -> int:
     """Run `workers` workers on (host, port) until SIGTERM or SIGINT, or until one fails to
-    start (then they all stop); the exit status: 0, or the failed worker's."""
+    start (then they all stop); the exit status: 0, or the failed worker's. With `pin`, each
+    is kept on a CPU of its own (see the module's docstring)."""
     held = reuse_port_socket(host, port)
     port = held.getsockname()[1]
     command = [
@@ -63,7 +76,11 @@ def supervise(host: str, port: int, workers: int, serve_args: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
     print(f"runledger: {workers} workers on http://{host}:{port}", flush=True)
-    running = [_Worker(command) for _ in range(workers)]
+    cpus = usable_cpus() if pin else []
+    running = [
+        _Worker(command + (["--cpu", str(cpus[i % len(cpus)])] if pin else []))
+        for i in range(workers)
+    ]
     status = 0
     try:
         while not stopping.wait(0.2):

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark `runledger serve --workers 2` against one process, on PostgreSQL.
 
-One run, alternating (1, 2, 2, 1 processes, each time a fresh server on the same schema;
+One run, alternating (1, 2, 2, 1 processes, each time a fresh server on the same schema,
+each process kept on a CPU of its own with `--pin`, the one as the two: `--no-pin` to not;
 `--repeats` times, 2 by default: the machine's speed drifts between rounds by as much as the
 target's margin), at each number of clients (16, 64 and 128 by default): every client, with one
 keep-alive connection of its own (the kernel gives each connection to one worker), posts one
@@ -25,7 +26,7 @@ process.
 
     .venv/bin/python scripts/bench_workers.py [--quick] [--duration 6] [--repeats 2]
         [--clients 16,64,128]
-        [--load auto|wrk|python]
+        [--load auto|wrk|python] [--no-pin]
 
 Progress goes to stderr, the table to stdout; exit status 1 when a measurement failed.
 """
@@ -67,7 +68,8 @@ SETUP = Setup(
     code=True,
     stop_workers=True,
     legend=f"value = commands/s (POST /api/runs/{{id}}/events, one event each) with 2 worker "
-    "processes; baseline = with 1, same schema, alternating rounds; ratio = value / baseline; "
+    "processes; baseline = with 1, same schema, alternating rounds, both with --pin unless the "
+    "plan says not; ratio = value / baseline; "
     f"capacity = the best of each over the numbers of clients (target >= {TARGET}); cpu in % "
     "of one core (2 cores in all): server processes, the load generator, PostgreSQL",
 )
@@ -239,7 +241,7 @@ def events_appended(server: Server, held: list[Held]) -> int:
 
 
 def bench(
-    levels: list[int], duration: float, warmup: float, use_wrk: bool, repeats: int
+    levels: list[int], duration: float, warmup: float, use_wrk: bool, repeats: int, pin: bool
 ) -> Callable[[str, str, Path, Report], None]:
     def run(store: str, url: str, workdir: Path, report: Report) -> None:
         best = {1: 0.0, 2: 0.0}
@@ -247,7 +249,9 @@ def bench(
             tallies = {1: Tally(), 2: Tally()}
             for round_no, workers in enumerate((1, 2, 2, 1) * repeats, 1):
                 progress(f"{store}: {clients} clients, round {round_no}, {workers} process(es)")
-                measure_round(url, workdir, clients, workers, duration, warmup, use_wrk, tallies)
+                measure_round(
+                    url, workdir, clients, workers, duration, warmup, use_wrk, pin, tallies
+                )
             for workers, t in tallies.items():
                 if t.errors:
                     report.warn(
@@ -302,11 +306,13 @@ def measure_round(
     duration: float,
     warmup: float,
     use_wrk: bool,
+    pin: bool,
     tallies: dict[int, Tally],
 ) -> None:
     """One round: a fresh server of `workers` processes, `clients` runs, one timed window."""
     server = Server(url, workdir / "data")
-    server.serve_args, server.ready_lines = ("--workers", str(workers)), workers
+    server.serve_args = ("--workers", str(workers), *(("--pin",) if pin else ()))
+    server.ready_lines = workers
     server.start(timeout=120)
     try:
         held = open_runs(server, clients, "workers benchmark", "bench-workers")
@@ -351,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="load generator: wrk if installed (auto), or LeanClient threads (python)",
     )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="serve without --pin (by default each server process, the one and the two, is "
+        "kept on a CPU of its own)",
+    )
     parser.add_argument("--stores", default="postgres", help="postgres (the scale-out store)")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     args = parse_with_stores(parser, argv)
@@ -375,10 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         generator = "Python LeanClient threads (--load python)"
     fact = (
         f"clients {'/'.join(map(str, levels))}, at each {4 * repeats} rounds "
-        f"({', '.join(['1, 2, 2, 1'] * repeats)} processes) of {duration:g} s; load "
-        f"generator: {generator}"
+        f"({', '.join(['1, 2, 2, 1'] * repeats)} processes{'' if args.no_pin else ', --pin'}) "
+        f"of {duration:g} s; load generator: {generator}"
     )
-    plan = bench(levels, duration, args.warmup, use_wrk, repeats)
+    plan = bench(levels, duration, args.warmup, use_wrk, repeats, not args.no_pin)
     return run_benchmark(SETUP, args.stores, args.pg_url, fact, plan)
 
 

@@ -4,12 +4,14 @@ the lot with its exit status."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.serve import ROOT
 from tests.support import ALICE, Server
@@ -129,3 +131,40 @@ def test_a_sigterm_during_startup_stops_every_worker(store_url: str, tmp_path: P
         except httpx.TransportError:
             return
     raise AssertionError("something still answers on the port")
+
+
+def threads_cpus(pid: int) -> set[frozenset[int]]:
+    """The CPUs each thread of a process may run on."""
+    return {
+        frozenset(os.sched_getaffinity(int(task.name)))
+        for task in Path(f"/proc/{pid}/task").iterdir()
+    }
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
+def test_pinned_workers_each_keep_to_a_cpu_of_their_own(store_url: str, tmp_path: Path) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    server = Server(store_url, tmp_path / "data")
+    server.serve_args, server.ready_lines = ("--workers", "2", "--pin"), 2
+    server.start(timeout=60)
+    try:
+        with server.client(ALICE) as client:  # threads started, the store's among them
+            assert client.post("/api/runs", json={"task": "t"}).status_code == 202
+        kept = sorted(threads_cpus(pid) for pid in workers_of(server))
+        wanted = sorted({frozenset({cpus[i % len(cpus)]})} for i in range(2))
+        assert kept == wanted
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
+def test_one_pinned_process_keeps_to_the_first_cpu(tmp_path: Path) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    server = Server(f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "data")
+    server.serve_args = ("--pin",)
+    server.start(timeout=60)
+    try:
+        assert server.proc is not None
+        assert threads_cpus(server.proc.pid) == {frozenset({cpus[0]})}
+    finally:
+        assert server.stop() == 0
