@@ -44,7 +44,8 @@ class ChangeFeed:
     ) -> None:
         self.db = db
         self.deliver = deliver
-        self.others = others  # told when it read events: other processes append too
+        # Told when it read events committed between this process's own: others append too.
+        self.others = others
         self.poll_interval = poll_interval
         self.position = start_after
         self.settle = settle  # waits (briefly) until this process's commits were offered
@@ -120,7 +121,6 @@ class ChangeFeed:
             rows = self.db.events_after(self.position, BATCH)
             if not rows:
                 return
-            self.others()
             self.deliver(rows)
             self.position = rows[-1].position
 

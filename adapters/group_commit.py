@@ -15,9 +15,10 @@ themselves.
   a thread of the module's small pool, which writes until the queue is empty: one hand-over
   however many groups follow, and no client waits for other clients' groups.
 - While other processes append to the same store, a group waits a moment for company
-  (`others_writing`, `_gather`): every transaction holds the store's table lock through its
-  commit, so the processes' transactions take turns, and fewer, bigger ones cost each
-  command less of the lock and of PostgreSQL's CPU.
+  (`others_writing`, `_gather`; at most LINGER, and not after a group of one nor after a
+  pause): every transaction holds the store's table lock through its commit, so the
+  processes' transactions take turns, and fewer, bigger ones cost each command less of the
+  lock and of PostgreSQL's CPU.
 
 Each append keeps its own answer: its positions, or its own failure (a version conflict,
 a receipt taken over), decided by the store per append, so that one append's conflict never
@@ -108,6 +109,7 @@ class GroupCommit:
         self._filled = threading.Condition(self._queue_lock)  # the queue reached _wanted
         self._wanted = 0  # appends a gathering writer waits for (0: none waits)
         self._last_group = 0  # appends in the last group written
+        self._quiet_since: float | None = None  # (monotonic) the writer left nothing queued
         self._company_until = 0.0  # (monotonic) other processes were seen appending
         self._writing = False  # a writer is at work, or handed on (under the queue lock)
         self.turn = threading.Lock()  # held while a group is written
@@ -129,8 +131,9 @@ class GroupCommit:
             self._hand_on()
 
     def others_writing(self) -> None:
-        """Another process appended to the store (the change feed read its commits): for
-        COMPANY_SECONDS from now, groups wait a moment for company (see _gather)."""
+        """Another process appended to the store (the change feed read its commits between
+        this process's): for COMPANY_SECONDS from now, groups wait a moment for company
+        (see _gather)."""
         self._company_until = time.monotonic() + COMPANY_SECONDS
 
     def _enqueue(self, item: Append) -> bool:
@@ -145,19 +148,23 @@ class GroupCommit:
 
     def _gather(self) -> None:
         """While other processes append too, wait (at most `linger`) until as many appends
-        are queued as the last group held; under the queue lock, in the writer's turn.
+        are queued as the last group held; under the queue lock, by the writer, before it
+        takes its turn (`settle` waits for a group being written, not for this).
 
         The processes' transactions take turns under the table lock, each holding it through
         its commit (an fsync), and each costs PostgreSQL a call, a lock and a commit: fewer
         and bigger groups cost each command less of both (PostgreSQL's own commit_delay
-        waits in the same way, for its WAL flush, when other transactions are active). A
-        lone command (the last group was one) never waits, nor does any while this process
-        appends alone.
+        waits in the same way, for its WAL flush, when other transactions are active). No
+        command waits while this process appends alone, none after a group of one, and
+        none after the writer had nothing to do for longer than `linger` (a burst is over).
         """
         wanted = min(self._last_group, self._max_group)
         if wanted < 2 or not self._queue or len(self._queue) >= wanted:
             return
-        if time.monotonic() >= self._company_until:
+        now = time.monotonic()
+        if now >= self._company_until:
+            return
+        if self._quiet_since is not None and now - self._quiet_since > self._linger:
             return
         self._wanted = wanted
         try:
@@ -171,19 +178,24 @@ class GroupCommit:
         more = False
         try:
             while True:
+                with self._queue_lock:
+                    if self._queue and not (own is not None and own.taken):
+                        self._gather()
                 with self.turn:
                     with self._queue_lock:
                         done = not self._queue or (own is not None and own.taken)
                         if done:
                             more = bool(self._queue)
                             self._writing = more
+                            if not more:
+                                self._quiet_since = time.monotonic()
                         else:
-                            self._gather()
                             group = self._take()
                             self._last_group = len(group)
+                            self._quiet_since = None
                     if done:
                         if not more:
-                            self._idle()
+                            self._let_go()
                         return
                     self._write_group(group)
         except BaseException:
@@ -194,6 +206,13 @@ class GroupCommit:
         finally:
             if more:
                 self._hand_on()
+
+    def _let_go(self) -> None:
+        """`idle()`, in the writer's turn: its failure is logged, never an append's."""
+        try:
+            self._idle()
+        except Exception:
+            log.exception("the group commit's idle callback failed")
 
     def _hand_on(self) -> None:
         """A pool thread writes what is queued (this one, if the pool has shut down)."""

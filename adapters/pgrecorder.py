@@ -286,16 +286,20 @@ class FastPostgresApplicationRecorder(PostgresApplicationRecorder):
         try:
             yield self._kept_conn
         except BaseException:
-            kept, self._kept, self._kept_conn = self._kept, None, None
+            kept = self._drop_kept()
             if kept is None or not kept.__exit__(*sys.exc_info()):
                 raise
 
     def release_writer(self) -> None:
         """Give the writer's connection back to the pool (in the writer's turn, with
         nothing queued): an idle server's connections are all the pool's to check."""
-        kept, self._kept, self._kept_conn = self._kept, None, None
+        kept = self._drop_kept()
         if kept is not None:
             kept.__exit__(None, None, None)
+
+    def _drop_kept(self) -> AbstractContextManager[Any] | None:
+        kept, self._kept, self._kept_conn = self._kept, None, None
+        return kept
 
     def _stored_positions(self, stored_events: Sequence[StoredEvent]) -> list[int] | None:
         """The positions of exactly these events if the store holds them, else None."""

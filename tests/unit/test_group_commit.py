@@ -7,6 +7,7 @@ import gc
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -223,9 +224,31 @@ def test_idle_is_told_once_the_writer_leaves_nothing_queued_not_between_groups()
     answers = together(commits, [append(uuid4()) for _ in range(5)])
     assert [len(g) for g in store.groups] == [2, 2, 1]
     assert all(isinstance(a, list) for a in answers)
-    assert seen == [(3, True)]  # after the last group, in the writer's turn
+    settled(lambda: seen == [(3, True)])  # after the last group, in the writer's turn
     assert commits.append(append(uuid4())) == [6]
-    assert seen == [(3, True), (4, True)]
+    assert seen == [(3, True), (4, True)]  # (the lone writer's own thread: at once)
+
+
+def test_a_failing_idle_callback_is_logged_never_an_appends_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = Store()
+
+    def idle() -> None:
+        raise RuntimeError("cannot let go")
+
+    commits = GroupCommit(store.write, store.told, idle=idle)
+    assert commits.append(append(uuid4())) == [1]
+    assert commits.append(append(uuid4())) == [2]
+    assert "idle callback failed" in caplog.text
+
+
+def settled(done: Callable[[], bool]) -> None:
+    """Wait (up to 10 s) for what a pool thread does after the last answer."""
+    deadline = time.monotonic() + 10
+    while not done():
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
 
 
 def write_one_group(commits: GroupCommit, store: Store, n: int) -> None:
@@ -264,8 +287,23 @@ def test_the_wait_for_company_ends_after_linger_with_whoever_came() -> None:
     commits = GroupCommit(store.write, store.told, linger=0.05)
     write_one_group(commits, store, 4)
     commits.others_writing()
+    started = time.monotonic()
     assert commits.append(append(uuid4())) == [5]  # nobody came: alone, after 0.05 s
+    assert time.monotonic() - started >= 0.05
     assert [len(g) for g in store.groups] == [4, 1]
+
+
+def test_after_a_pause_longer_than_linger_a_lone_command_does_not_wait() -> None:
+    store = Store()
+    commits = GroupCommit(store.write, store.told, linger=30.0)
+    write_one_group(commits, store, 3)
+    settled(lambda: commits._quiet_since is not None)
+    commits._quiet_since -= 31.0  # the writer has had nothing to do for longer than linger
+    commits.others_writing()
+    done = threading.Thread(target=commits.append, args=(append(uuid4()),))
+    done.start()
+    done.join(timeout=10)
+    assert not done.is_alive()  # (else it waits out the 30 s linger)
 
 
 @pytest.mark.parametrize("company", [False, True])
