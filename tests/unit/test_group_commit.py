@@ -267,10 +267,7 @@ def test_with_other_processes_appending_a_group_waits_for_as_many_as_the_last() 
     answers: list[Any] = []
     first = threading.Thread(target=lambda: answers.append(commits.append(append(uuid4()))))
     first.start()
-    deadline = time.monotonic() + 10
-    while commits.queued < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    settled(lambda: commits.queued >= 1)
     time.sleep(0.05)
     assert len(store.groups) == 1  # still gathering
     rest = [threading.Thread(target=commits.append, args=(append(uuid4()),)) for _ in range(2)]
