@@ -329,13 +329,13 @@ class TestPostgresStore(StoreContract):
         append = recorder._append_group
         calls: list[int] = []
 
-        def drop_the_answer(group: Any) -> Any:
+        def drop_the_answer(group: Any, writer: bool = False) -> Any:
             calls.append(sum(len(a.events) for a in group))
             if len(calls) == 1:
                 if committed:
-                    append(group)
+                    append(group, writer)
                 raise OperationalError("server closed the connection unexpectedly")
-            return append(group)
+            return append(group, writer)
 
         monkeypatch.setattr(recorder, "_append_group", drop_the_answer)
         monkeypatch.setattr("adapters.pgrecorder.time.sleep", lambda _: None)
