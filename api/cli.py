@@ -154,7 +154,11 @@ class _Server(uvicorn.Server):
             host, port = self.config.host, self.config.port
             runtime = self.runledger_app.state.services.runtime
             store, role = runtime.settings.describe(), runtime.config.role
-            print(f"runledger: ready on http://{host}:{port} ({store}, role {role})", flush=True)
+            # One write: a supervisor's workers share its output, and print writes the
+            # line and its end apart when unbuffered.
+            ready = f"runledger: ready on http://{host}:{port} ({store}, role {role})\n"
+            sys.stdout.write(ready)
+            sys.stdout.flush()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -72,10 +72,10 @@ class ServeProcess:
             assert proc.stdout is not None
             for line in proc.stdout:
                 self.output.append(line)
-                if "ready on" in line:
-                    seen[0] += 1
-                    if seen[0] >= self.ready_lines:
-                        ready.set()
+                # (count them: two workers' lines written at once can share a line)
+                seen[0] += line.count("ready on")
+                if seen[0] >= self.ready_lines:
+                    ready.set()
 
         self._pump = threading.Thread(target=pump, daemon=True)
         self._pump.start()
